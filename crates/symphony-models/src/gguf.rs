@@ -1,0 +1,633 @@
+//! GGUF reader: metadata and tensor index parsed from a memory map.
+//!
+//! The file is mapped once; tensor data is never copied here: [`GgufFile::tensor_data`] hands
+//! out slices of the map, and the quantized layers read their weights straight from it.
+//! Every read is bounds-checked, so a truncated or corrupt file gives an error naming the file,
+//! the byte offset and what was expected there, never a panic or an out-of-bounds read.
+//!
+//! Format: <https://github.com/ggml-org/ggml/blob/master/docs/gguf.md> (versions 2 and 3).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::quant::GgmlType;
+
+const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// Tensors in the models we run have at most 4 dimensions (ggml's GGML_MAX_DIMS).
+const MAX_DIMS: u32 = 4;
+
+/// A metadata value. Arrays keep their element type so that an empty array still says what
+/// it would have held.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetadataValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl MetadataValue {
+    /// The GGUF type name, used in error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            MetadataValue::U8(_) => "u8",
+            MetadataValue::I8(_) => "i8",
+            MetadataValue::U16(_) => "u16",
+            MetadataValue::I16(_) => "i16",
+            MetadataValue::U32(_) => "u32",
+            MetadataValue::I32(_) => "i32",
+            MetadataValue::F32(_) => "f32",
+            MetadataValue::Bool(_) => "bool",
+            MetadataValue::String(_) => "string",
+            MetadataValue::Array(_) => "array",
+            MetadataValue::U64(_) => "u64",
+            MetadataValue::I64(_) => "i64",
+            MetadataValue::F64(_) => "f64",
+        }
+    }
+
+    /// Integer value of any integer type (GGUF writers disagree on u32 vs i32 vs u64).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            MetadataValue::U8(v) => Some(v.into()),
+            MetadataValue::U16(v) => Some(v.into()),
+            MetadataValue::U32(v) => Some(v.into()),
+            MetadataValue::U64(v) => Some(v),
+            MetadataValue::I8(v) => u64::try_from(v).ok(),
+            MetadataValue::I16(v) => u64::try_from(v).ok(),
+            MetadataValue::I32(v) => u64::try_from(v).ok(),
+            MetadataValue::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetadataValue::F32(v) => Some(v.into()),
+            MetadataValue::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetadataValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            MetadataValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[MetadataValue]> {
+        match self {
+            MetadataValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Where a tensor lives in the file and how it is laid out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Dimensions in ggml order: `dims[0]` is the innermost (contiguous) one.
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Absolute byte offset of the data in the file.
+    pub offset: u64,
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// Dimensions in row-major order (outermost first), as candle and PyTorch write shapes.
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().map(|&d| d as usize).collect()
+    }
+}
+
+/// A parsed GGUF file: metadata, tensor index and the memory map holding the weights.
+#[derive(Debug)]
+pub struct GgufFile {
+    path: PathBuf,
+    mmap: Arc<Mmap>,
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetadataValue>,
+    pub tensors: Vec<TensorInfo>,
+    tensor_index: BTreeMap<String, usize>,
+}
+
+impl GgufFile {
+    /// Maps `path` and parses its header. Nothing of the tensor data is read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        // SAFETY: the map is read-only. Symphony's store never rewrites a model file in place
+        // (imports go to a new file that is renamed into place), so the bytes do not change
+        // under us; a user who truncates a mapped file themselves gets SIGBUS, as with llama.cpp.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io { path: path.clone(), source })?;
+        Self::parse(path, Arc::new(mmap))
+    }
+
+    fn parse(path: PathBuf, mmap: Arc<Mmap>) -> Result<Self> {
+        let mut r = Reader { data: &mmap[..], pos: 0, path: &path };
+        let magic = r.bytes(4, "the magic bytes \"GGUF\"")?;
+        if magic != GGUF_MAGIC {
+            return Err(r.error_at(0, format!("expected the magic bytes \"GGUF\", found {magic:02x?}: not a GGUF file")));
+        }
+        let version = r.u32("the format version")?;
+        if !(2..=3).contains(&version) {
+            return Err(r.error_at(4, format!("unsupported GGUF version {version} (expected 2 or 3)")));
+        }
+        let n_tensors = r.u64("the tensor count")?;
+        let n_kv = r.u64("the metadata key/value count")?;
+        // Every entry needs at least a few bytes; a count larger than the file is corrupt.
+        let remaining = (r.data.len() - r.pos) as u64;
+        if n_kv > remaining / 12 || n_tensors > remaining / 24 {
+            return Err(r.error_at(
+                16,
+                format!("tensor count {n_tensors} / metadata count {n_kv} cannot fit in the {} bytes of the file", r.data.len()),
+            ));
+        }
+
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key_offset = r.pos;
+            let key = r.string("a metadata key")?;
+            let value_type = r.u32(&format!("the value type of metadata key '{key}'"))?;
+            let value = r.value(value_type, &key, 0)?;
+            if metadata.insert(key.clone(), value).is_some() {
+                return Err(r.error_at(key_offset, format!("duplicate metadata key '{key}'")));
+            }
+        }
+
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if a > 0 && a.is_power_of_two() => a,
+                _ => {
+                    return Err(Error::Gguf {
+                        path: path.clone(),
+                        offset: 0,
+                        message: format!("metadata key 'general.alignment' must be a power of two, found {v:?}"),
+                    })
+                }
+            },
+        };
+
+        let mut raw_tensors = Vec::with_capacity(n_tensors as usize);
+        for idx in 0..n_tensors {
+            let info_offset = r.pos;
+            let name = r.string(&format!("the name of tensor #{idx}"))?;
+            let n_dims = r.u32(&format!("the dimension count of tensor '{name}'"))?;
+            if n_dims == 0 || n_dims > MAX_DIMS {
+                return Err(r.error_at(info_offset, format!("tensor '{name}' has {n_dims} dimensions (expected 1 to {MAX_DIMS})")));
+            }
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for d in 0..n_dims {
+                dims.push(r.u64(&format!("dimension {d} of tensor '{name}'"))?);
+            }
+            let type_offset = r.pos;
+            let type_id = r.u32(&format!("the type of tensor '{name}'"))?;
+            let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
+                r.error_at(type_offset, format!("tensor '{name}' has unknown ggml type id {type_id}"))
+            })?;
+            let relative = r.u64(&format!("the data offset of tensor '{name}'"))?;
+            raw_tensors.push((info_offset, name, dims, ggml_type, relative));
+        }
+
+        let data_start = r.pos as u64;
+        let data_start = data_start.div_ceil(alignment) * alignment;
+        let file_len = mmap.len() as u64;
+        let mut tensors = Vec::with_capacity(raw_tensors.len());
+        let mut tensor_index = BTreeMap::new();
+        for (info_offset, name, dims, ggml_type, relative) in raw_tensors {
+            let bad = |message: String| Error::Gguf { path: path.clone(), offset: info_offset as u64, message };
+            let n_elements = dims
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| bad(format!("tensor '{name}' dimensions {dims:?} overflow")))?;
+            if dims[0] % ggml_type.block_size() as u64 != 0 {
+                return Err(bad(format!(
+                    "tensor '{name}' of type {ggml_type} has a row of {} elements, not a multiple of its block size {}",
+                    dims[0],
+                    ggml_type.block_size()
+                )));
+            }
+            let n_bytes = n_elements / ggml_type.block_size() as u64 * ggml_type.type_size() as u64;
+            if relative % alignment != 0 {
+                return Err(bad(format!("tensor '{name}' data offset {relative} is not aligned to {alignment} bytes")));
+            }
+            let offset = data_start
+                .checked_add(relative)
+                .ok_or_else(|| bad(format!("tensor '{name}' data offset {relative} overflows")))?;
+            let end = offset.checked_add(n_bytes).unwrap_or(u64::MAX);
+            if end > file_len {
+                return Err(bad(format!(
+                    "tensor '{name}' needs bytes {offset}..{end} but the file has {file_len} bytes: the file is truncated"
+                )));
+            }
+            if tensor_index.insert(name.clone(), tensors.len()).is_some() {
+                return Err(bad(format!("duplicate tensor name '{name}'")));
+            }
+            tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes });
+        }
+
+        Ok(Self { path, mmap, version, metadata, tensors, tensor_index })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The shared memory map; quantized weights keep it alive.
+    pub fn mmap(&self) -> &Arc<Mmap> {
+        &self.mmap
+    }
+
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// The raw bytes of a tensor, borrowed from the map.
+    pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
+        &self.mmap[info.offset as usize..(info.offset + info.n_bytes) as usize]
+    }
+
+    pub fn get(&self, key: &str) -> Option<&MetadataValue> {
+        self.metadata.get(key)
+    }
+
+    fn wrong_type(&self, key: &str, expected: &'static str, found: &MetadataValue) -> Error {
+        Error::MetadataType { path: self.path.clone(), key: key.to_string(), expected, found: found.type_name() }
+    }
+
+    fn missing(&self, key: &str) -> Error {
+        Error::MissingMetadata { path: self.path.clone(), key: key.to_string() }
+    }
+
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
+        v.as_str().ok_or_else(|| self.wrong_type(key, "string", v))
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<u64> {
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
+        v.as_u64().ok_or_else(|| self.wrong_type(key, "unsigned integer", v))
+    }
+
+    pub fn get_f64(&self, key: &str) -> Result<f64> {
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
+        v.as_f64().ok_or_else(|| self.wrong_type(key, "number", v))
+    }
+
+    pub fn get_bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.wrong_type(key, "bool", v)),
+        }
+    }
+
+    pub fn get_u64_opt(&self, key: &str) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| self.wrong_type(key, "unsigned integer", v)),
+        }
+    }
+
+    pub fn get_array(&self, key: &str) -> Result<&[MetadataValue]> {
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
+        v.as_array().ok_or_else(|| self.wrong_type(key, "array", v))
+    }
+
+    /// A string array (the vocabulary, merges).
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
+        self.get_array(key)?
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| self.wrong_type(key, "array of strings", v)))
+            .collect()
+    }
+
+    /// The architecture name (`general.architecture`), the prefix of its hyperparameter keys.
+    pub fn architecture(&self) -> Result<&str> {
+        self.get_str("general.architecture")
+    }
+
+    /// Size of all tensor data in bytes.
+    pub fn weights_size(&self) -> u64 {
+        self.tensors.iter().map(|t| t.n_bytes).sum()
+    }
+}
+
+/// A bounds-checked little-endian cursor over the mapped bytes.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+/// Arrays nested deeper than this are refused (GGUF writers emit one level).
+const MAX_ARRAY_NESTING: usize = 4;
+
+impl<'a> Reader<'a> {
+    fn error_at(&self, offset: usize, message: String) -> Error {
+        Error::Gguf { path: self.path.to_path_buf(), offset: offset as u64, message }
+    }
+
+    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.data.len());
+        match end {
+            Some(end) => {
+                let out = &self.data[self.pos..end];
+                self.pos = end;
+                Ok(out)
+            }
+            None => Err(self.error_at(
+                self.pos,
+                format!(
+                    "file truncated: expected {n} bytes for {what}, but only {} remain",
+                    self.data.len().saturating_sub(self.pos)
+                ),
+            )),
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let b = self.bytes(N, what)?;
+        Ok(b.try_into().expect("slice has length N"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let start = self.pos;
+        let len = self.u64(&format!("the length of {what}"))?;
+        let len = usize::try_from(len).map_err(|_| self.error_at(start, format!("length {len} of {what} is too large")))?;
+        let bytes = self.bytes(len, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| self.error_at(start, format!("{what} is not valid UTF-8: {e}")))
+    }
+
+    fn value(&mut self, value_type: u32, key: &str, depth: usize) -> Result<MetadataValue> {
+        let what = format!("the value of metadata key '{key}'");
+        Ok(match value_type {
+            0 => MetadataValue::U8(self.array::<1>(&what)?[0]),
+            1 => MetadataValue::I8(self.array::<1>(&what)?[0] as i8),
+            2 => MetadataValue::U16(u16::from_le_bytes(self.array(&what)?)),
+            3 => MetadataValue::I16(i16::from_le_bytes(self.array(&what)?)),
+            4 => MetadataValue::U32(u32::from_le_bytes(self.array(&what)?)),
+            5 => MetadataValue::I32(i32::from_le_bytes(self.array(&what)?)),
+            6 => MetadataValue::F32(f32::from_le_bytes(self.array(&what)?)),
+            7 => {
+                let offset = self.pos;
+                match self.array::<1>(&what)?[0] {
+                    0 => MetadataValue::Bool(false),
+                    1 => MetadataValue::Bool(true),
+                    b => return Err(self.error_at(offset, format!("{what} is a bool with invalid byte {b}"))),
+                }
+            }
+            8 => MetadataValue::String(self.string(&what)?),
+            9 => {
+                let offset = self.pos;
+                if depth >= MAX_ARRAY_NESTING {
+                    return Err(self.error_at(offset, format!("{what} nests arrays deeper than {MAX_ARRAY_NESTING}")));
+                }
+                let elem_type = self.u32(&format!("the element type of {what}"))?;
+                let len = self.u64(&format!("the length of {what}"))?;
+                // Each element takes at least one byte: a longer array cannot be in the file.
+                if len > (self.data.len() - self.pos) as u64 {
+                    return Err(self.error_at(
+                        offset,
+                        format!("file truncated: {what} claims {len} elements but only {} bytes remain", self.data.len() - self.pos),
+                    ));
+                }
+                let mut items = Vec::with_capacity(len as usize);
+                for _ in 0..len {
+                    items.push(self.value(elem_type, key, depth + 1)?);
+                }
+                MetadataValue::Array(items)
+            }
+            10 => MetadataValue::U64(u64::from_le_bytes(self.array(&what)?)),
+            11 => MetadataValue::I64(i64::from_le_bytes(self.array(&what)?)),
+            12 => MetadataValue::F64(f64::from_le_bytes(self.array(&what)?)),
+            other => {
+                return Err(self.error_at(self.pos - 4, format!("metadata key '{key}' has unknown value type {other}")));
+            }
+        })
+    }
+}
+
+/// Writing GGUF files, for tests and tools that build small models. Only what the reader needs.
+pub mod writer {
+    use super::MetadataValue;
+    use crate::quant::GgmlType;
+
+    /// A tensor to write: name, ggml-order dims, type and raw bytes.
+    pub struct TensorToWrite {
+        pub name: String,
+        pub dims: Vec<u64>,
+        pub ggml_type: GgmlType,
+        pub data: Vec<u8>,
+    }
+
+    fn put_string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn type_id(v: &MetadataValue) -> u32 {
+        match v {
+            MetadataValue::U8(_) => 0,
+            MetadataValue::I8(_) => 1,
+            MetadataValue::U16(_) => 2,
+            MetadataValue::I16(_) => 3,
+            MetadataValue::U32(_) => 4,
+            MetadataValue::I32(_) => 5,
+            MetadataValue::F32(_) => 6,
+            MetadataValue::Bool(_) => 7,
+            MetadataValue::String(_) => 8,
+            MetadataValue::Array(_) => 9,
+            MetadataValue::U64(_) => 10,
+            MetadataValue::I64(_) => 11,
+            MetadataValue::F64(_) => 12,
+        }
+    }
+
+    fn put_value(out: &mut Vec<u8>, v: &MetadataValue) {
+        match v {
+            MetadataValue::U8(x) => out.push(*x),
+            MetadataValue::I8(x) => out.push(*x as u8),
+            MetadataValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::Bool(x) => out.push(*x as u8),
+            MetadataValue::String(s) => put_string(out, s),
+            MetadataValue::Array(items) => {
+                let elem = items.first().map(type_id).unwrap_or(8);
+                out.extend_from_slice(&elem.to_le_bytes());
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for item in items {
+                    put_value(out, item);
+                }
+            }
+            MetadataValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+            MetadataValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        }
+    }
+
+    /// Serialises a GGUF v3 file with 32-byte alignment.
+    pub fn to_bytes(metadata: &[(&str, MetadataValue)], tensors: &[TensorToWrite]) -> Vec<u8> {
+        const ALIGN: usize = 32;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"GGUF");
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+        for (key, value) in metadata {
+            put_string(&mut out, key);
+            out.extend_from_slice(&type_id(value).to_le_bytes());
+            put_value(&mut out, value);
+        }
+        let mut offset = 0usize;
+        for t in tensors {
+            put_string(&mut out, &t.name);
+            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&t.ggml_type.id().to_le_bytes());
+            out.extend_from_slice(&(offset as u64).to_le_bytes());
+            offset += t.data.len().div_ceil(ALIGN) * ALIGN;
+        }
+        out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
+        for t in tensors {
+            out.extend_from_slice(&t.data);
+            out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writer::{to_bytes, TensorToWrite};
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        to_bytes(
+            &[
+                ("general.architecture", MetadataValue::String("llama".into())),
+                ("llama.block_count", MetadataValue::U32(2)),
+                ("tokenizer.ggml.tokens", MetadataValue::Array(vec![MetadataValue::String("a".into()), MetadataValue::String("b".into())])),
+            ],
+            &[TensorToWrite { name: "w".into(), dims: vec![4, 2], ggml_type: GgmlType::F32, data: vec![0u8; 32] }],
+        )
+    }
+
+    fn write(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_metadata_and_tensor_index() {
+        let f = write(&sample());
+        let g = GgufFile::open(f.path()).unwrap();
+        assert_eq!(g.architecture().unwrap(), "llama");
+        assert_eq!(g.get_u64("llama.block_count").unwrap(), 2);
+        assert_eq!(g.get_str_array("tokenizer.ggml.tokens").unwrap(), vec!["a", "b"]);
+        let t = g.tensor_info("w").unwrap();
+        assert_eq!(t.shape(), vec![2, 4]);
+        assert_eq!(g.tensor_data(t).len(), 32);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_naming_file_and_offset() {
+        let bytes = sample();
+        // Cut the file at every length short of complete: each must fail cleanly.
+        for len in 0..bytes.len() - 1 {
+            let f = write(&bytes[..len]);
+            let err = GgufFile::open(f.path()).expect_err(&format!("a file cut at {len} bytes must be refused"));
+            let msg = err.to_string();
+            assert!(msg.contains(&f.path().display().to_string()), "error must name the file: {msg}");
+            assert!(msg.contains("offset") || msg.contains("truncated"), "error must say where: {msg}");
+        }
+    }
+
+    #[test]
+    fn corrupt_headers_are_refused() {
+        let mut bad_magic = sample();
+        bad_magic[0] = b'X';
+        let err = GgufFile::open(write(&bad_magic).path()).unwrap_err().to_string();
+        assert!(err.contains("not a GGUF file"), "{err}");
+
+        let mut bad_version = sample();
+        bad_version[4] = 9;
+        let err = GgufFile::open(write(&bad_version).path()).unwrap_err().to_string();
+        assert!(err.contains("unsupported GGUF version 9"), "{err}");
+
+        // A metadata count far larger than the file.
+        let mut huge_count = sample();
+        huge_count[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = GgufFile::open(write(&huge_count).path()).unwrap_err().to_string();
+        assert!(err.contains("cannot fit"), "{err}");
+    }
+
+    #[test]
+    fn unknown_tensor_type_is_named() {
+        let bytes = to_bytes(&[], &[TensorToWrite { name: "w".into(), dims: vec![32], ggml_type: GgmlType::F32, data: vec![0u8; 128] }]);
+        // The type id is 12 bytes before the end of the tensor info (type u32 + offset u64).
+        let header_end = 24 + 8 + 1 + 4 + 8 + 4 + 8;
+        let mut bad = bytes.clone();
+        bad[header_end - 12..header_end - 8].copy_from_slice(&77u32.to_le_bytes());
+        let err = GgufFile::open(write(&bad).path()).unwrap_err().to_string();
+        assert!(err.contains("unknown ggml type id 77"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_mistyped_keys() {
+        let f = write(&sample());
+        let g = GgufFile::open(f.path()).unwrap();
+        let err = g.get_u64("llama.nope").unwrap_err().to_string();
+        assert!(err.contains("llama.nope"), "{err}");
+        let err = g.get_u64("general.architecture").unwrap_err().to_string();
+        assert!(err.contains("expected unsigned integer") && err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        let err = GgufFile::open("/nonexistent/model.gguf").unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/model.gguf"), "{err}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Building blocks shared by every architecture: written once, used by each `arch/` file.
+
+pub mod attention;
+pub mod rope;
+
+pub use attention::{causal_attention, KvCache};
+pub use rope::{Rope, RopeStyle};

@@ -1,0 +1,184 @@
+//! Symphony's model layer: model files, tokenizers, chat templates and forward passes.
+//!
+//! Architecture invariant: this crate does no network IO and knows nothing of sampling,
+//! scheduling or serving. It turns a file into a [`Model`] that maps tokens to logits, with
+//! the per-sequence state (the KV [`Cache`]) kept apart from the immutable weights.
+//!
+//! ```no_run
+//! use symphony_models::{Model, Logits, tokenizer::EncodeOptions};
+//! let model = Model::load("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let tokens = model.tokenizer.encode("The capital of France is", EncodeOptions::PLAIN);
+//! let mut cache = model.new_cache();
+//! let logits = model.forward(&tokens, &mut cache, Logits::Last)?; // (1, n_vocab)
+//! # Ok::<(), symphony_models::Error>(())
+//! ```
+
+pub mod arch;
+pub mod chat_template;
+mod error;
+pub mod gguf;
+pub mod layers;
+pub mod quant;
+pub mod tokenizer;
+
+use std::path::Path;
+
+use candle_core::Tensor;
+
+pub use chat_template::ChatTemplate;
+pub use error::{Error, Result};
+pub use gguf::GgufFile;
+pub use layers::KvCache;
+pub use tokenizer::{TokenId, Tokenizer};
+
+/// Which positions [`Model::forward`] returns logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position: generation.
+    Last,
+    /// Every position: scoring (perplexity, prompt logprobs).
+    All,
+}
+
+/// Per-sequence state: one KV cache per layer.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    layers: Vec<KvCache>,
+}
+
+impl Cache {
+    /// Positions processed so far.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, KvCache::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the first `len` positions, dropping the rest (reuse of a shared prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.layers.iter_mut().for_each(|l| l.truncate(len));
+    }
+
+    pub fn allocated_bytes(&self) -> usize {
+        self.layers.iter().map(KvCache::allocated_bytes).sum()
+    }
+}
+
+/// The architectures, a closed set.
+#[derive(Debug)]
+pub enum Architecture {
+    Llama(arch::llama::Llama),
+}
+
+/// What `symphony models show` prints about a model file.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub name: Option<String>,
+    pub n_parameters: u64,
+    pub weights_bytes: u64,
+    pub context_length: usize,
+    pub n_layers: usize,
+    pub embedding_length: usize,
+    pub n_vocab: usize,
+    /// The most common weight type among the matrices, e.g. `Q4_1`.
+    pub quantization: String,
+}
+
+/// A loaded model: weights, tokenizer and chat template.
+#[derive(Debug)]
+pub struct Model {
+    pub info: ModelInfo,
+    pub tokenizer: Tokenizer,
+    /// `None` when the file carries no `tokenizer.chat_template`.
+    pub chat_template: Option<ChatTemplate>,
+    pub architecture: Architecture,
+}
+
+impl Model {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let gguf = GgufFile::open(path)?;
+        Self::from_gguf(&gguf)
+    }
+
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let arch_name = gguf.architecture()?.to_string();
+        let tokenizer = Tokenizer::from_gguf(gguf)?;
+        let token_text = |id: Option<TokenId>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
+        let chat_template = match gguf.get("tokenizer.chat_template") {
+            Some(_) => {
+                let source = gguf.get_str("tokenizer.chat_template")?;
+                Some(ChatTemplate::new(source, &token_text(tokenizer.bos), &token_text(tokenizer.eos))?)
+            }
+            None => None,
+        };
+        let architecture = match arch_name.as_str() {
+            "llama" => {
+                let config = arch::llama::Config::from_gguf(gguf, tokenizer.n_vocab())?;
+                Architecture::Llama(arch::llama::Llama::load(gguf, config)?)
+            }
+            other => {
+                return Err(Error::UnsupportedArchitecture {
+                    path: gguf.path().to_path_buf(),
+                    arch: other.to_string(),
+                    supported: arch::SUPPORTED,
+                })
+            }
+        };
+        let info = model_info(gguf, &architecture, &tokenizer);
+        Ok(Self { info, tokenizer, chat_template, architecture })
+    }
+
+    pub fn new_cache(&self) -> Cache {
+        match &self.architecture {
+            Architecture::Llama(m) => m.new_cache(),
+        }
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.info.context_length
+    }
+
+    /// Runs `tokens` after what `cache` holds. Errors (never panics) on an empty input, an
+    /// unknown token id, or a sequence longer than the context.
+    pub fn forward(&self, tokens: &[TokenId], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        let n_vocab = self.tokenizer.n_vocab();
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(Error::TokenOutOfRange { id, n_vocab });
+        }
+        let requested = cache.len() + tokens.len();
+        if requested > self.context_length() {
+            return Err(Error::ContextLength { requested, limit: self.context_length() });
+        }
+        match &self.architecture {
+            Architecture::Llama(m) => m.forward(tokens, cache, logits),
+        }
+    }
+}
+
+fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenizer) -> ModelInfo {
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    for t in gguf.tensors.iter().filter(|t| t.dims.len() == 2) {
+        *counts.entry(t.ggml_type.name()).or_default() += t.n_elements();
+    }
+    let quantization = counts.into_iter().max_by_key(|&(_, n)| n).map(|(name, _)| name.to_string()).unwrap_or_default();
+    let (context_length, n_layers, embedding_length) = match architecture {
+        Architecture::Llama(m) => (m.config.context_length, m.config.n_layers, m.config.dim),
+    };
+    ModelInfo {
+        architecture: gguf.architecture().unwrap_or_default().to_string(),
+        name: gguf.get("general.name").and_then(|v| v.as_str()).map(String::from),
+        n_parameters: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
+        weights_bytes: gguf.weights_size(),
+        context_length,
+        n_layers,
+        embedding_length,
+        n_vocab: tokenizer.n_vocab(),
+        quantization,
+    }
+}
