@@ -21,21 +21,39 @@ impl ChatTemplate {
     /// Compiles a template; syntax errors are reported here, not at the first chat.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
         let mut env = Environment::new();
-        let syntax = SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(|e| Error::ChatTemplate(describe(&e)))?;
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| Error::ChatTemplate(describe(&e)))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-        });
-        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(|e| Error::ChatTemplate(describe(&e)))?;
-        Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+        env.add_function(
+            "raise_exception",
+            |message: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_template_owned(TEMPLATE_NAME, source.to_string())
+            .map_err(|e| Error::ChatTemplate(describe(&e)))?;
+        Ok(Self {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
     }
 
     /// Renders a conversation. With `add_generation_prompt` the text ends where the
     /// assistant's reply begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| Error::ChatTemplate(describe(&e)))?;
-        let messages: Vec<_> = messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.clone() }).collect();
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| Error::ChatTemplate(describe(&e)))?;
+        let messages: Vec<_> = messages
+            .iter()
+            .map(|m| context! { role => m.role.as_str(), content => m.content.clone() })
+            .collect();
         template
             .render(context! {
                 messages => messages,
@@ -68,7 +86,12 @@ mod tests {
     #[test]
     fn renders_chatml() {
         let t = ChatTemplate::new(CHATML, "<s>", "</s>").unwrap();
-        let out = t.render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")], true).unwrap();
+        let out = t
+            .render(
+                &[ChatMessage::system("Be brief."), ChatMessage::user("Hi")],
+                true,
+            )
+            .unwrap();
         assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     }
 
@@ -80,14 +103,22 @@ mod tests {
             "",
         )
         .unwrap();
-        assert_eq!(t.render(&[ChatMessage::user("  hi  ")], false).unwrap(), "hi");
-        let err = t.render(&[ChatMessage::assistant("x")], false).unwrap_err().to_string();
+        assert_eq!(
+            t.render(&[ChatMessage::user("  hi  ")], false).unwrap(),
+            "hi"
+        );
+        let err = t
+            .render(&[ChatMessage::assistant("x")], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("first message must be from the user"), "{err}");
     }
 
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
-        let err = ChatTemplate::new("{% for m in messages %}", "", "").unwrap_err().to_string();
+        let err = ChatTemplate::new("{% for m in messages %}", "", "")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("chat template:"), "{err}");
     }
 }

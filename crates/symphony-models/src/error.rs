@@ -9,16 +9,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     // Files.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{}: at offset {offset}: {message}", path.display())]
-    Gguf { path: PathBuf, offset: u64, message: String },
+    Gguf {
+        path: PathBuf,
+        offset: u64,
+        message: String,
+    },
 
     #[error("{}: metadata key '{key}' is missing", path.display())]
     MissingMetadata { path: PathBuf, key: String },
 
     #[error("{}: metadata key '{key}': expected {expected}, found {found}", path.display())]
-    MetadataType { path: PathBuf, key: String, expected: &'static str, found: &'static str },
+    MetadataType {
+        path: PathBuf,
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
 
     #[error("{}: {message}", path.display())]
     InvalidMetadata { path: PathBuf, message: String },
@@ -27,13 +39,26 @@ pub enum Error {
     MissingTensor { path: PathBuf, name: String },
 
     #[error("{}: tensor '{tensor}' has type {ggml_type}, which Symphony cannot compute with yet", path.display())]
-    UnsupportedTensorType { path: PathBuf, tensor: String, ggml_type: &'static str },
+    UnsupportedTensorType {
+        path: PathBuf,
+        tensor: String,
+        ggml_type: &'static str,
+    },
 
     #[error("{}: tensor '{tensor}' has shape {found:?}, expected {expected:?}", path.display())]
-    TensorShape { path: PathBuf, tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    TensorShape {
+        path: PathBuf,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
 
     #[error("{}: architecture '{arch}' is not supported (supported: {supported})", path.display())]
-    UnsupportedArchitecture { path: PathBuf, arch: String, supported: &'static str },
+    UnsupportedArchitecture {
+        path: PathBuf,
+        arch: String,
+        supported: &'static str,
+    },
 
     // Text.
     #[error("tokenizer: {0}")]
@@ -46,7 +71,9 @@ pub enum Error {
     ChatTemplate(String),
 
     // Compute.
-    #[error("context length exceeded: {requested} tokens requested, the model's context holds {limit}")]
+    #[error(
+        "context length exceeded: {requested} tokens requested, the model's context holds {limit}"
+    )]
     ContextLength { requested: usize, limit: usize },
 
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]

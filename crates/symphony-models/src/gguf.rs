@@ -143,23 +143,39 @@ impl GgufFile {
     /// Maps `path` and parses its header. Nothing of the tensor data is read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = std::fs::File::open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         // SAFETY: the map is read-only. Symphony's store never rewrites a model file in place
         // (imports go to a new file that is renamed into place), so the bytes do not change
         // under us; a user who truncates a mapped file themselves gets SIGBUS, as with llama.cpp.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io { path: path.clone(), source })?;
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(path, Arc::new(mmap))
     }
 
     fn parse(path: PathBuf, mmap: Arc<Mmap>) -> Result<Self> {
-        let mut r = Reader { data: &mmap[..], pos: 0, path: &path };
+        let mut r = Reader {
+            data: &mmap[..],
+            pos: 0,
+            path: &path,
+        };
         let magic = r.bytes(4, "the magic bytes \"GGUF\"")?;
         if magic != GGUF_MAGIC {
-            return Err(r.error_at(0, format!("expected the magic bytes \"GGUF\", found {magic:02x?}: not a GGUF file")));
+            return Err(r.error_at(
+                0,
+                format!("expected the magic bytes \"GGUF\", found {magic:02x?}: not a GGUF file"),
+            ));
         }
         let version = r.u32("the format version")?;
         if !(2..=3).contains(&version) {
-            return Err(r.error_at(4, format!("unsupported GGUF version {version} (expected 2 or 3)")));
+            return Err(r.error_at(
+                4,
+                format!("unsupported GGUF version {version} (expected 2 or 3)"),
+            ));
         }
         let n_tensors = r.u64("the tensor count")?;
         let n_kv = r.u64("the metadata key/value count")?;
@@ -183,19 +199,20 @@ impl GgufFile {
             }
         }
 
-        let alignment = match metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
-            Some(v) => match v.as_u64() {
-                Some(a) if a > 0 && a.is_power_of_two() => a,
-                _ => {
-                    return Err(Error::Gguf {
+        let alignment =
+            match metadata.get("general.alignment") {
+                None => DEFAULT_ALIGNMENT,
+                Some(v) => match v.as_u64() {
+                    Some(a) if a > 0 && a.is_power_of_two() => a,
+                    _ => return Err(Error::Gguf {
                         path: path.clone(),
                         offset: 0,
-                        message: format!("metadata key 'general.alignment' must be a power of two, found {v:?}"),
-                    })
-                }
-            },
-        };
+                        message: format!(
+                            "metadata key 'general.alignment' must be a power of two, found {v:?}"
+                        ),
+                    }),
+                },
+            };
 
         let mut raw_tensors = Vec::with_capacity(n_tensors as usize);
         for idx in 0..n_tensors {
@@ -203,7 +220,10 @@ impl GgufFile {
             let name = r.string(&format!("the name of tensor #{idx}"))?;
             let n_dims = r.u32(&format!("the dimension count of tensor '{name}'"))?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(r.error_at(info_offset, format!("tensor '{name}' has {n_dims} dimensions (expected 1 to {MAX_DIMS})")));
+                return Err(r.error_at(
+                    info_offset,
+                    format!("tensor '{name}' has {n_dims} dimensions (expected 1 to {MAX_DIMS})"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for d in 0..n_dims {
@@ -212,7 +232,10 @@ impl GgufFile {
             let type_offset = r.pos;
             let type_id = r.u32(&format!("the type of tensor '{name}'"))?;
             let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
-                r.error_at(type_offset, format!("tensor '{name}' has unknown ggml type id {type_id}"))
+                r.error_at(
+                    type_offset,
+                    format!("tensor '{name}' has unknown ggml type id {type_id}"),
+                )
             })?;
             let relative = r.u64(&format!("the data offset of tensor '{name}'"))?;
             raw_tensors.push((info_offset, name, dims, ggml_type, relative));
@@ -224,7 +247,11 @@ impl GgufFile {
         let mut tensors = Vec::with_capacity(raw_tensors.len());
         let mut tensor_index = BTreeMap::new();
         for (info_offset, name, dims, ggml_type, relative) in raw_tensors {
-            let bad = |message: String| Error::Gguf { path: path.clone(), offset: info_offset as u64, message };
+            let bad = |message: String| Error::Gguf {
+                path: path.clone(),
+                offset: info_offset as u64,
+                message,
+            };
             let n_elements = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
@@ -238,12 +265,14 @@ impl GgufFile {
             }
             let n_bytes = n_elements / ggml_type.block_size() as u64 * ggml_type.type_size() as u64;
             if relative % alignment != 0 {
-                return Err(bad(format!("tensor '{name}' data offset {relative} is not aligned to {alignment} bytes")));
+                return Err(bad(format!(
+                    "tensor '{name}' data offset {relative} is not aligned to {alignment} bytes"
+                )));
             }
             let offset = data_start
                 .checked_add(relative)
                 .ok_or_else(|| bad(format!("tensor '{name}' data offset {relative} overflows")))?;
-            let end = offset.checked_add(n_bytes).unwrap_or(u64::MAX);
+            let end = offset.saturating_add(n_bytes);
             if end > file_len {
                 return Err(bad(format!(
                     "tensor '{name}' needs bytes {offset}..{end} but the file has {file_len} bytes: the file is truncated"
@@ -252,10 +281,23 @@ impl GgufFile {
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(bad(format!("duplicate tensor name '{name}'")));
             }
-            tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+                n_bytes,
+            });
         }
 
-        Ok(Self { path, mmap, version, metadata, tensors, tensor_index })
+        Ok(Self {
+            path,
+            mmap,
+            version,
+            metadata,
+            tensors,
+            tensor_index,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -281,11 +323,19 @@ impl GgufFile {
     }
 
     fn wrong_type(&self, key: &str, expected: &'static str, found: &MetadataValue) -> Error {
-        Error::MetadataType { path: self.path.clone(), key: key.to_string(), expected, found: found.type_name() }
+        Error::MetadataType {
+            path: self.path.clone(),
+            key: key.to_string(),
+            expected,
+            found: found.type_name(),
+        }
     }
 
     fn missing(&self, key: &str) -> Error {
-        Error::MissingMetadata { path: self.path.clone(), key: key.to_string() }
+        Error::MissingMetadata {
+            path: self.path.clone(),
+            key: key.to_string(),
+        }
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str> {
@@ -295,7 +345,8 @@ impl GgufFile {
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let v = self.get(key).ok_or_else(|| self.missing(key))?;
-        v.as_u64().ok_or_else(|| self.wrong_type(key, "unsigned integer", v))
+        v.as_u64()
+            .ok_or_else(|| self.wrong_type(key, "unsigned integer", v))
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64> {
@@ -313,7 +364,10 @@ impl GgufFile {
     pub fn get_u64_opt(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| self.wrong_type(key, "unsigned integer", v)),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "unsigned integer", v)),
         }
     }
 
@@ -326,7 +380,10 @@ impl GgufFile {
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
         self.get_array(key)?
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| self.wrong_type(key, "array of strings", v)))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.wrong_type(key, "array of strings", v))
+            })
             .collect()
     }
 
@@ -353,11 +410,18 @@ const MAX_ARRAY_NESTING: usize = 4;
 
 impl<'a> Reader<'a> {
     fn error_at(&self, offset: usize, message: String) -> Error {
-        Error::Gguf { path: self.path.to_path_buf(), offset: offset as u64, message }
+        Error::Gguf {
+            path: self.path.to_path_buf(),
+            offset: offset as u64,
+            message,
+        }
     }
 
     fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.data.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.data.len());
         match end {
             Some(end) => {
                 let out = &self.data[self.pos..end];
@@ -390,9 +454,11 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let start = self.pos;
         let len = self.u64(&format!("the length of {what}"))?;
-        let len = usize::try_from(len).map_err(|_| self.error_at(start, format!("length {len} of {what} is too large")))?;
+        let len = usize::try_from(len)
+            .map_err(|_| self.error_at(start, format!("length {len} of {what} is too large")))?;
         let bytes = self.bytes(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| self.error_at(start, format!("{what} is not valid UTF-8: {e}")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| self.error_at(start, format!("{what} is not valid UTF-8: {e}")))
     }
 
     fn value(&mut self, value_type: u32, key: &str, depth: usize) -> Result<MetadataValue> {
@@ -410,14 +476,20 @@ impl<'a> Reader<'a> {
                 match self.array::<1>(&what)?[0] {
                     0 => MetadataValue::Bool(false),
                     1 => MetadataValue::Bool(true),
-                    b => return Err(self.error_at(offset, format!("{what} is a bool with invalid byte {b}"))),
+                    b => {
+                        return Err(self
+                            .error_at(offset, format!("{what} is a bool with invalid byte {b}")))
+                    }
                 }
             }
             8 => MetadataValue::String(self.string(&what)?),
             9 => {
                 let offset = self.pos;
                 if depth >= MAX_ARRAY_NESTING {
-                    return Err(self.error_at(offset, format!("{what} nests arrays deeper than {MAX_ARRAY_NESTING}")));
+                    return Err(self.error_at(
+                        offset,
+                        format!("{what} nests arrays deeper than {MAX_ARRAY_NESTING}"),
+                    ));
                 }
                 let elem_type = self.u32(&format!("the element type of {what}"))?;
                 let len = self.u64(&format!("the length of {what}"))?;
@@ -425,7 +497,10 @@ impl<'a> Reader<'a> {
                 if len > (self.data.len() - self.pos) as u64 {
                     return Err(self.error_at(
                         offset,
-                        format!("file truncated: {what} claims {len} elements but only {} bytes remain", self.data.len() - self.pos),
+                        format!(
+                            "file truncated: {what} claims {len} elements but only {} bytes remain",
+                            self.data.len() - self.pos
+                        ),
                     ));
                 }
                 let mut items = Vec::with_capacity(len as usize);
@@ -438,7 +513,10 @@ impl<'a> Reader<'a> {
             11 => MetadataValue::I64(i64::from_le_bytes(self.array(&what)?)),
             12 => MetadataValue::F64(f64::from_le_bytes(self.array(&what)?)),
             other => {
-                return Err(self.error_at(self.pos - 4, format!("metadata key '{key}' has unknown value type {other}")));
+                return Err(self.error_at(
+                    self.pos - 4,
+                    format!("metadata key '{key}' has unknown value type {other}"),
+                ));
             }
         })
     }
@@ -546,11 +624,25 @@ mod tests {
     fn sample() -> Vec<u8> {
         to_bytes(
             &[
-                ("general.architecture", MetadataValue::String("llama".into())),
+                (
+                    "general.architecture",
+                    MetadataValue::String("llama".into()),
+                ),
                 ("llama.block_count", MetadataValue::U32(2)),
-                ("tokenizer.ggml.tokens", MetadataValue::Array(vec![MetadataValue::String("a".into()), MetadataValue::String("b".into())])),
+                (
+                    "tokenizer.ggml.tokens",
+                    MetadataValue::Array(vec![
+                        MetadataValue::String("a".into()),
+                        MetadataValue::String("b".into()),
+                    ]),
+                ),
             ],
-            &[TensorToWrite { name: "w".into(), dims: vec![4, 2], ggml_type: GgmlType::F32, data: vec![0u8; 32] }],
+            &[TensorToWrite {
+                name: "w".into(),
+                dims: vec![4, 2],
+                ggml_type: GgmlType::F32,
+                data: vec![0u8; 32],
+            }],
         )
     }
 
@@ -566,7 +658,10 @@ mod tests {
         let g = GgufFile::open(f.path()).unwrap();
         assert_eq!(g.architecture().unwrap(), "llama");
         assert_eq!(g.get_u64("llama.block_count").unwrap(), 2);
-        assert_eq!(g.get_str_array("tokenizer.ggml.tokens").unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            g.get_str_array("tokenizer.ggml.tokens").unwrap(),
+            vec!["a", "b"]
+        );
         let t = g.tensor_info("w").unwrap();
         assert_eq!(t.shape(), vec![2, 4]);
         assert_eq!(g.tensor_data(t).len(), 32);
@@ -578,10 +673,17 @@ mod tests {
         // Cut the file at every length short of complete: each must fail cleanly.
         for len in 0..bytes.len() - 1 {
             let f = write(&bytes[..len]);
-            let err = GgufFile::open(f.path()).expect_err(&format!("a file cut at {len} bytes must be refused"));
+            let err = GgufFile::open(f.path())
+                .expect_err(&format!("a file cut at {len} bytes must be refused"));
             let msg = err.to_string();
-            assert!(msg.contains(&f.path().display().to_string()), "error must name the file: {msg}");
-            assert!(msg.contains("offset") || msg.contains("truncated"), "error must say where: {msg}");
+            assert!(
+                msg.contains(&f.path().display().to_string()),
+                "error must name the file: {msg}"
+            );
+            assert!(
+                msg.contains("offset") || msg.contains("truncated"),
+                "error must say where: {msg}"
+            );
         }
     }
 
@@ -589,24 +691,38 @@ mod tests {
     fn corrupt_headers_are_refused() {
         let mut bad_magic = sample();
         bad_magic[0] = b'X';
-        let err = GgufFile::open(write(&bad_magic).path()).unwrap_err().to_string();
+        let err = GgufFile::open(write(&bad_magic).path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a GGUF file"), "{err}");
 
         let mut bad_version = sample();
         bad_version[4] = 9;
-        let err = GgufFile::open(write(&bad_version).path()).unwrap_err().to_string();
+        let err = GgufFile::open(write(&bad_version).path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unsupported GGUF version 9"), "{err}");
 
         // A metadata count far larger than the file.
         let mut huge_count = sample();
         huge_count[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-        let err = GgufFile::open(write(&huge_count).path()).unwrap_err().to_string();
+        let err = GgufFile::open(write(&huge_count).path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot fit"), "{err}");
     }
 
     #[test]
     fn unknown_tensor_type_is_named() {
-        let bytes = to_bytes(&[], &[TensorToWrite { name: "w".into(), dims: vec![32], ggml_type: GgmlType::F32, data: vec![0u8; 128] }]);
+        let bytes = to_bytes(
+            &[],
+            &[TensorToWrite {
+                name: "w".into(),
+                dims: vec![32],
+                ggml_type: GgmlType::F32,
+                data: vec![0u8; 128],
+            }],
+        );
         // The type id is 12 bytes before the end of the tensor info (type u32 + offset u64).
         let header_end = 24 + 8 + 1 + 4 + 8 + 4 + 8;
         let mut bad = bytes.clone();
@@ -622,12 +738,17 @@ mod tests {
         let err = g.get_u64("llama.nope").unwrap_err().to_string();
         assert!(err.contains("llama.nope"), "{err}");
         let err = g.get_u64("general.architecture").unwrap_err().to_string();
-        assert!(err.contains("expected unsigned integer") && err.contains("string"), "{err}");
+        assert!(
+            err.contains("expected unsigned integer") && err.contains("string"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_file_is_an_io_error() {
-        let err = GgufFile::open("/nonexistent/model.gguf").unwrap_err().to_string();
+        let err = GgufFile::open("/nonexistent/model.gguf")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/model.gguf"), "{err}");
     }
 }

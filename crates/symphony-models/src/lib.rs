@@ -17,6 +17,7 @@ pub mod arch;
 pub mod chat_template;
 mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod layers;
 pub mod quant;
 pub mod tokenizer;
@@ -106,11 +107,19 @@ impl Model {
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         let arch_name = gguf.architecture()?.to_string();
         let tokenizer = Tokenizer::from_gguf(gguf)?;
-        let token_text = |id: Option<TokenId>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_string();
+        let token_text = |id: Option<TokenId>| {
+            id.and_then(|id| tokenizer.token_text(id))
+                .unwrap_or("")
+                .to_string()
+        };
         let chat_template = match gguf.get("tokenizer.chat_template") {
             Some(_) => {
                 let source = gguf.get_str("tokenizer.chat_template")?;
-                Some(ChatTemplate::new(source, &token_text(tokenizer.bos), &token_text(tokenizer.eos))?)
+                Some(ChatTemplate::new(
+                    source,
+                    &token_text(tokenizer.bos),
+                    &token_text(tokenizer.eos),
+                )?)
             }
             None => None,
         };
@@ -128,7 +137,12 @@ impl Model {
             }
         };
         let info = model_info(gguf, &architecture, &tokenizer);
-        Ok(Self { info, tokenizer, chat_template, architecture })
+        Ok(Self {
+            info,
+            tokenizer,
+            chat_template,
+            architecture,
+        })
     }
 
     pub fn new_cache(&self) -> Cache {
@@ -153,7 +167,10 @@ impl Model {
         }
         let requested = cache.len() + tokens.len();
         if requested > self.context_length() {
-            return Err(Error::ContextLength { requested, limit: self.context_length() });
+            return Err(Error::ContextLength {
+                requested,
+                limit: self.context_length(),
+            });
         }
         match &self.architecture {
             Architecture::Llama(m) => m.forward(tokens, cache, logits),
@@ -166,13 +183,20 @@ fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenize
     for t in gguf.tensors.iter().filter(|t| t.dims.len() == 2) {
         *counts.entry(t.ggml_type.name()).or_default() += t.n_elements();
     }
-    let quantization = counts.into_iter().max_by_key(|&(_, n)| n).map(|(name, _)| name.to_string()).unwrap_or_default();
+    let quantization = counts
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(name, _)| name.to_string())
+        .unwrap_or_default();
     let (context_length, n_layers, embedding_length) = match architecture {
         Architecture::Llama(m) => (m.config.context_length, m.config.n_layers, m.config.dim),
     };
     ModelInfo {
         architecture: gguf.architecture().unwrap_or_default().to_string(),
-        name: gguf.get("general.name").and_then(|v| v.as_str()).map(String::from),
+        name: gguf
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .map(String::from),
         n_parameters: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
         weights_bytes: gguf.weights_size(),
         context_length,

@@ -122,16 +122,28 @@ impl<T: Block> MappedBlocks<T> {
     /// `None` when the data is not aligned for `T` (then the caller copies it).
     fn new(mmap: Arc<Mmap>, offset: usize, n_bytes: usize) -> Option<Self> {
         let size = std::mem::size_of::<T>();
-        let aligned = (mmap.as_ptr() as usize + offset) % std::mem::align_of::<T>() == 0;
-        let in_bounds = offset.checked_add(n_bytes).is_some_and(|end| end <= mmap.len());
-        (aligned && in_bounds && n_bytes % size == 0).then(|| Self { mmap, offset, n_blocks: n_bytes / size, _block: PhantomData })
+        let aligned = (mmap.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>());
+        let in_bounds = offset
+            .checked_add(n_bytes)
+            .is_some_and(|end| end <= mmap.len());
+        (aligned && in_bounds && n_bytes.is_multiple_of(size)).then(|| Self {
+            mmap,
+            offset,
+            n_blocks: n_bytes / size,
+            _block: PhantomData,
+        })
     }
 
     fn blocks(&self) -> &[T] {
         // SAFETY: `new` checked bounds, alignment and that the length is whole blocks; candle's
         // block types are `repr(C)` plain data for which every bit pattern is valid, and the map
         // is read-only and outlives `self` through the `Arc`.
-        unsafe { std::slice::from_raw_parts(self.mmap.as_ptr().add(self.offset).cast::<T>(), self.n_blocks) }
+        unsafe {
+            std::slice::from_raw_parts(
+                self.mmap.as_ptr().add(self.offset).cast::<T>(),
+                self.n_blocks,
+            )
+        }
     }
 }
 
@@ -140,25 +152,52 @@ impl<T: Block + Send + Sync> QuantizedType for MappedBlocks<T> {
         T::DTYPE
     }
 
-    fn matmul_t(&self, mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
-        k_quants::matmul(mkn, lhs, self.blocks(), dst)
+    fn matmul_t(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> candle_core::Result<()> {
+        // Our kernels where candle's activation quantization differs from ggml's (kernels.rs).
+        let bytes = || &self.mmap[self.offset..self.offset + self.storage_size_in_bytes()];
+        match T::DTYPE {
+            GgmlDType::Q4_1 => crate::kernels::matmul_q4_1(bytes(), mkn, lhs, dst),
+            GgmlDType::Q8_0 => crate::kernels::matmul_q8_0(bytes(), mkn, lhs, dst),
+            _ => return k_quants::matmul(mkn, lhs, self.blocks(), dst),
+        }
+        Ok(())
     }
 
-    fn matmul_t_f16(&self, mkn: (usize, usize, usize), lhs: &[f16], dst: &mut [f16]) -> candle_core::Result<()> {
+    fn matmul_t_f16(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[f16],
+        dst: &mut [f16],
+    ) -> candle_core::Result<()> {
         k_quants::matmul_f16(mkn, lhs, self.blocks(), dst)
     }
 
-    fn embedding(&self, ids: &[u32], rows: usize, hidden: usize) -> candle_core::Result<CpuStorage> {
+    fn embedding(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        hidden: usize,
+    ) -> candle_core::Result<CpuStorage> {
         let row_blocks = hidden / T::BLCK_SIZE;
-        if hidden % T::BLCK_SIZE != 0 || self.n_blocks != rows * row_blocks {
-            candle_core::bail!("embedding table of {} blocks does not hold {rows} rows of {hidden}", self.n_blocks)
+        if !hidden.is_multiple_of(T::BLCK_SIZE) || self.n_blocks != rows * row_blocks {
+            candle_core::bail!(
+                "embedding table of {} blocks does not hold {rows} rows of {hidden}",
+                self.n_blocks
+            )
         }
         let blocks = self.blocks();
         let mut out = vec![0f32; ids.len() * hidden];
         for (dst, &id) in out.chunks_exact_mut(hidden).zip(ids) {
             let row = id as usize;
             if row >= rows {
-                candle_core::bail!("token id {row} is out of range for an embedding table of {rows} rows")
+                candle_core::bail!(
+                    "token id {row} is out of range for an embedding table of {rows} rows"
+                )
             }
             T::to_float(&blocks[row * row_blocks..(row + 1) * row_blocks], dst);
         }
@@ -206,18 +245,26 @@ fn mapped_storage<T: Block + Send + Sync + 'static>(
     match MappedBlocks::<T>::new(mmap.clone(), info.offset as usize, info.n_bytes as usize) {
         Some(blocks) => Box::new(blocks),
         // Misaligned data (a writer that ignored general.alignment): copy once instead of failing.
-        None => dtype.from_data(std::borrow::Cow::Borrowed(&mmap[info.offset as usize..(info.offset + info.n_bytes) as usize])),
+        None => dtype.from_data(std::borrow::Cow::Borrowed(
+            &mmap[info.offset as usize..(info.offset + info.n_bytes) as usize],
+        )),
     }
 }
 
 /// A quantized tensor whose blocks are read in place from the GGUF map.
 pub fn load_qtensor(gguf: &GgufFile, name: &str) -> Result<QTensor> {
-    let info = gguf.tensor_info(name).ok_or_else(|| Error::MissingTensor { path: gguf.path().to_path_buf(), name: name.into() })?;
-    let dtype = info.ggml_type.to_candle().ok_or_else(|| Error::UnsupportedTensorType {
+    let info = gguf.tensor_info(name).ok_or_else(|| Error::MissingTensor {
         path: gguf.path().to_path_buf(),
-        tensor: name.into(),
-        ggml_type: info.ggml_type.name(),
+        name: name.into(),
     })?;
+    let dtype = info
+        .ggml_type
+        .to_candle()
+        .ok_or_else(|| Error::UnsupportedTensorType {
+            path: gguf.path().to_path_buf(),
+            tensor: name.into(),
+            ggml_type: info.ggml_type.name(),
+        })?;
     let mmap = gguf.mmap();
     use k_quants::*;
     let storage = match dtype {
@@ -270,13 +317,25 @@ mod tests {
     #[test]
     fn mapped_q8_0_and_f32_tensors_compute_in_place() {
         let (rows, cols) = (4usize, 64usize);
-        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0).collect();
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0)
+            .collect();
         let f32_bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         let bytes = to_bytes(
             &[],
             &[
-                TensorToWrite { name: "q".into(), dims: vec![cols as u64, rows as u64], ggml_type: GgmlType::Q8_0, data: q8_0_bytes(&w) },
-                TensorToWrite { name: "f".into(), dims: vec![cols as u64, rows as u64], ggml_type: GgmlType::F32, data: f32_bytes },
+                TensorToWrite {
+                    name: "q".into(),
+                    dims: vec![cols as u64, rows as u64],
+                    ggml_type: GgmlType::Q8_0,
+                    data: q8_0_bytes(&w),
+                },
+                TensorToWrite {
+                    name: "f".into(),
+                    dims: vec![cols as u64, rows as u64],
+                    ggml_type: GgmlType::F32,
+                    data: f32_bytes,
+                },
             ],
         );
         let dir = tempfile::tempdir().unwrap();
@@ -289,15 +348,31 @@ mod tests {
         assert_eq!(f.flatten_all().unwrap().to_vec1::<f32>().unwrap(), w);
 
         let q = load_qtensor(&g, "q").unwrap();
-        let deq = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let max_err = deq.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let deq = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let max_err = deq
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(max_err < 0.02, "Q8_0 dequantization error {max_err}");
 
         // x @ W^T through the mapped storage equals the f32 product within Q8 rounding.
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.1).sin()).collect();
         let xt = Tensor::from_vec(x.clone(), (1, cols), &Device::Cpu).unwrap();
         let mm = candle_core::quantized::QMatMul::from_qtensor(q).unwrap();
-        let y = mm.forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = mm
+            .forward(&xt)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for r in 0..rows {
             let expect: f32 = (0..cols).map(|c| w[r * cols + c] * x[c]).sum();
             assert!((y[r] - expect).abs() < 0.1, "row {r}: {} vs {expect}", y[r]);
@@ -306,7 +381,15 @@ mod tests {
 
     #[test]
     fn unsupported_types_are_named() {
-        let bytes = to_bytes(&[], &[TensorToWrite { name: "iq".into(), dims: vec![256], ggml_type: GgmlType::IQ2_XXS, data: vec![0; 66] }]);
+        let bytes = to_bytes(
+            &[],
+            &[TensorToWrite {
+                name: "iq".into(),
+                dims: vec![256],
+                ggml_type: GgmlType::IQ2_XXS,
+                data: vec![0; 66],
+            }],
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.gguf");
         std::fs::write(&path, bytes).unwrap();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::layers::norm::rms_norm;
 use crate::layers::{causal_attention, KvCache, Rope, RopeStyle};
 use crate::quant::{load_f32, load_qtensor};
 use crate::{Cache, Logits};
@@ -38,18 +39,33 @@ impl Config {
         let get = |name: &str| -> Result<usize> { Ok(gguf.get_u64(&key(name))? as usize) };
         let n_heads = get("attention.head_count")?;
         let dim = get("embedding_length")?;
-        let invalid = |message: String| Error::InvalidMetadata { path: gguf.path().to_path_buf(), message };
+        let invalid = |message: String| Error::InvalidMetadata {
+            path: gguf.path().to_path_buf(),
+            message,
+        };
         if n_heads == 0 || dim % n_heads != 0 {
-            return Err(invalid(format!("embedding length {dim} is not divisible by {n_heads} heads")));
+            return Err(invalid(format!(
+                "embedding length {dim} is not divisible by {n_heads} heads"
+            )));
         }
-        let n_kv_heads = gguf.get_u64_opt(&key("attention.head_count_kv"))?.map_or(n_heads, |v| v as usize);
+        let n_kv_heads = gguf
+            .get_u64_opt(&key("attention.head_count_kv"))?
+            .map_or(n_heads, |v| v as usize);
         if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
-            return Err(invalid(format!("{n_heads} attention heads cannot be grouped over {n_kv_heads} KV heads")));
+            return Err(invalid(format!(
+                "{n_heads} attention heads cannot be grouped over {n_kv_heads} KV heads"
+            )));
         }
-        let head_dim = gguf.get_u64_opt(&key("attention.key_length"))?.map_or(dim / n_heads, |v| v as usize);
-        let rope_dim = gguf.get_u64_opt(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
+        let head_dim = gguf
+            .get_u64_opt(&key("attention.key_length"))?
+            .map_or(dim / n_heads, |v| v as usize);
+        let rope_dim = gguf
+            .get_u64_opt(&key("rope.dimension_count"))?
+            .map_or(head_dim, |v| v as usize);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(invalid(format!("rope dimension {rope_dim} does not fit head dimension {head_dim}")));
+            return Err(invalid(format!(
+                "rope dimension {rope_dim} does not fit head dimension {head_dim}"
+            )));
         }
         let rope_theta = match gguf.get(&key("rope.freq_base")) {
             Some(_) => gguf.get_f64(&key("rope.freq_base"))? as f32,
@@ -88,9 +104,9 @@ struct Mlp {
 
 #[derive(Debug)]
 struct Block {
-    attn_norm: Tensor,
+    attn_norm: Vec<f32>,
     attn: Attention,
-    ffn_norm: Tensor,
+    ffn_norm: Vec<f32>,
     mlp: Mlp,
 }
 
@@ -99,7 +115,7 @@ pub struct Llama {
     pub config: Config,
     embeddings: Arc<QTensor>,
     blocks: Vec<Block>,
-    norm: Tensor,
+    norm: Vec<f32>,
     output: QMatMul,
     rope: Rope,
 }
@@ -122,12 +138,25 @@ fn linear(gguf: &GgufFile, name: &str, out_dim: usize, in_dim: usize) -> Result<
     Ok(QMatMul::from_arc(matrix(gguf, name, out_dim, in_dim)?)?)
 }
 
-fn vector(gguf: &GgufFile, name: &str, len: usize) -> Result<Tensor> {
+fn vector(gguf: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
     let t = load_f32(gguf, name)?;
     if t.dims() != [len] {
-        return Err(Error::TensorShape { path: gguf.path().to_path_buf(), tensor: name.into(), expected: vec![len], found: t.dims().to_vec() });
+        return Err(Error::TensorShape {
+            path: gguf.path().to_path_buf(),
+            tensor: name.into(),
+            expected: vec![len],
+            found: t.dims().to_vec(),
+        });
     }
-    Ok(t)
+    Ok(t.to_vec1::<f32>()?)
+}
+
+/// RMSNorm of `(rows, dim)` activations into a new tensor.
+fn norm(x: &Tensor, weight: &[f32], eps: f32) -> Result<Tensor> {
+    let values = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; values.len()];
+    rms_norm(&values, weight, eps, &mut out);
+    Ok(Tensor::from_vec(out, x.shape(), x.device())?)
 }
 
 impl Llama {
@@ -163,11 +192,22 @@ impl Llama {
             .collect::<Result<Vec<_>>>()?;
         let norm = vector(gguf, "output_norm.weight", c.dim)?;
         let rope = Rope::new(RopeStyle::Interleaved, c.rope_dim, c.rope_theta);
-        Ok(Self { config, embeddings, blocks, norm, output, rope })
+        Ok(Self {
+            config,
+            embeddings,
+            blocks,
+            norm,
+            output,
+            rope,
+        })
     }
 
     pub fn new_cache(&self) -> Cache {
-        Cache { layers: (0..self.config.n_layers).map(|_| KvCache::new(self.config.n_kv_heads, self.config.head_dim)).collect() }
+        Cache {
+            layers: (0..self.config.n_layers)
+                .map(|_| KvCache::new(self.config.n_kv_heads, self.config.head_dim))
+                .collect(),
+        }
     }
 
     /// Runs `tokens` after the positions already in `cache` and returns logits
@@ -181,7 +221,7 @@ impl Llama {
         let mut x = self.embeddings.embedding(&ids)?; // (t, dim)
         let scale = 1.0 / (c.head_dim as f32).sqrt();
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, c.rms_eps)?;
+            let h = norm(&x, &block.attn_norm, c.rms_eps)?;
             let mut q = block.attn.wq.forward(&h)?.flatten_all()?.to_vec1::<f32>()?; // (t, n_heads, head_dim)
             let mut k = block.attn.wk.forward(&h)?.flatten_all()?.to_vec1::<f32>()?; // (t, n_kv_heads, head_dim)
             let v = block.attn.wv.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
@@ -192,7 +232,7 @@ impl Llama {
             let attn = Tensor::from_vec(attn, (t, c.n_heads * c.head_dim), &device)?;
             x = (x + block.attn.wo.forward(&attn)?)?;
 
-            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, c.rms_eps)?;
+            let h = norm(&x, &block.ffn_norm, c.rms_eps)?;
             let gate = block.mlp.gate.forward(&h)?.silu()?;
             let up = block.mlp.up.forward(&h)?;
             x = (x + block.mlp.down.forward(&(gate * up)?)?)?;
@@ -201,7 +241,7 @@ impl Llama {
             Logits::Last => x.narrow(0, t - 1, 1)?,
             Logits::All => x,
         };
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps)?;
+        let x = norm(&x, &self.norm, c.rms_eps)?;
         Ok(self.output.forward(&x)?)
     }
 }

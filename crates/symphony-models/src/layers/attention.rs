@@ -23,7 +23,14 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(n_kv_heads: usize, head_dim: usize) -> Self {
-        Self { n_kv_heads, head_dim, len: 0, capacity: 0, k: Vec::new(), v: Vec::new() }
+        Self {
+            n_kv_heads,
+            head_dim,
+            len: 0,
+            capacity: 0,
+            k: Vec::new(),
+            v: Vec::new(),
+        }
     }
 
     /// Positions held.
@@ -55,7 +62,8 @@ impl KvCache {
             let mut new = vec![0f32; h * new_capacity * d];
             for head in 0..h {
                 let src = &old[head * old_cap * d..head * old_cap * d + len * d];
-                new[head * new_capacity * d..head * new_capacity * d + len * d].copy_from_slice(src);
+                new[head * new_capacity * d..head * new_capacity * d + len * d]
+                    .copy_from_slice(src);
             }
             new
         };
@@ -110,7 +118,14 @@ pub fn causal_attention(q: &[f32], n_heads: usize, cache: &KvCache, scale: f32) 
             let kv_head = head / group;
             let query = &q[unit * d..(unit + 1) * d];
             let n_keys = first_pos + row + 1;
-            attend_one(query, &cache.head_keys(kv_head)[..n_keys * d], &cache.head_values(kv_head)[..n_keys * d], scale, scores, out);
+            attend_one(
+                query,
+                &cache.head_keys(kv_head)[..n_keys * d],
+                &cache.head_values(kv_head)[..n_keys * d],
+                scale,
+                scores,
+                out,
+            );
         },
     );
     out
@@ -132,7 +147,14 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-fn attend_one(query: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut [f32], out: &mut [f32]) {
+fn attend_one(
+    query: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
     let d = query.len();
     let n_keys = keys.len() / d;
     let mut running_max = f32::NEG_INFINITY;
@@ -172,7 +194,15 @@ mod tests {
     use super::*;
 
     /// Textbook attention: the full score matrix, softmax, weighted sum, in f64.
-    fn naive(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, n_kv: usize, d: usize, past: usize) -> Vec<f32> {
+    fn naive(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_heads: usize,
+        n_kv: usize,
+        d: usize,
+        past: usize,
+    ) -> Vec<f32> {
         let t = q.len() / (n_heads * d);
         let total = k.len() / (n_kv * d);
         let mut out = vec![0f32; q.len()];
@@ -184,14 +214,20 @@ mod tests {
                 let scores: Vec<f64> = (0..visible)
                     .map(|j| {
                         let kv = &k[(j * n_kv + kh) * d..][..d];
-                        qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (d as f64).sqrt()
+                        qv.iter()
+                            .zip(kv)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
                     })
                     .collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for x in 0..d {
-                    let val: f64 = (0..visible).map(|j| e[j] / z * v[(j * n_kv + kh) * d + x] as f64).sum();
+                    let val: f64 = (0..visible)
+                        .map(|j| e[j] / z * v[(j * n_kv + kh) * d + x] as f64)
+                        .sum();
                     out[(i * n_heads + h) * d + x] = val as f32;
                 }
             }
@@ -224,7 +260,11 @@ mod tests {
         cache.append(&k[past * n_kv * d..], &v[past * n_kv * d..]);
         let ours = causal_attention(&q, n_heads, &cache, 1.0 / (d as f32).sqrt());
         let reference = naive(&q, &k, &v, n_heads, n_kv, d, past);
-        let max_diff = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let max_diff = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(max_diff < 1e-4, "max diff {max_diff}");
     }
 

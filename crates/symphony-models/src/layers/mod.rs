@@ -1,6 +1,7 @@
 //! Building blocks shared by every architecture: written once, used by each `arch/` file.
 
 pub mod attention;
+pub mod norm;
 pub mod rope;
 
 pub use attention::{causal_attention, KvCache};

@@ -15,21 +15,17 @@ pub struct Rope {
     style: RopeStyle,
     /// Dimensions rotated per head (the rest pass through).
     rope_dim: usize,
-    /// `base^(-2i/rope_dim)` for each rotated pair.
-    inv_freq: Vec<f32>,
+    /// `base^(-2/rope_dim)`: each pair's angle is the previous one's times this.
+    theta_scale: f32,
 }
 
 impl Rope {
     pub fn new(style: RopeStyle, rope_dim: usize, base: f32) -> Self {
-        // Built by repeated multiplication in f32, as ggml does, so angles round the same way.
-        let theta_scale = base.powf(-2.0 / rope_dim as f32);
-        let mut inv_freq = Vec::with_capacity(rope_dim / 2);
-        let mut f = 1f32;
-        for _ in 0..rope_dim / 2 {
-            inv_freq.push(f);
-            f *= theta_scale;
+        Self {
+            style,
+            rope_dim,
+            theta_scale: base.powf(-2.0 / rope_dim as f32),
         }
-        Self { style, rope_dim, inv_freq }
     }
 
     /// Rotates `x`, laid out `(t, n_heads, head_dim)`, for positions `first_pos..first_pos + t`.
@@ -38,10 +34,12 @@ impl Rope {
         let half = self.rope_dim / 2;
         let mut cos_sin = vec![(0f32, 0f32); half];
         for (t, row_data) in x.chunks_exact_mut(row).enumerate() {
-            let pos = (first_pos + t) as f32;
-            for (cs, f) in cos_sin.iter_mut().zip(&self.inv_freq) {
-                let theta = pos * f;
+            // Angles by repeated multiplication from the position, in f32, exactly as ggml
+            // builds them: the rounding of high-frequency pairs then matches the reference.
+            let mut theta = (first_pos + t) as f32;
+            for cs in cos_sin.iter_mut() {
                 *cs = (theta.cos(), theta.sin());
+                theta *= self.theta_scale;
             }
             for head in row_data.chunks_exact_mut(head_dim) {
                 for (i, &(cos, sin)) in cos_sin.iter().enumerate() {

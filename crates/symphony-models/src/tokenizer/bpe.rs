@@ -21,7 +21,8 @@ fn bytes_to_chars() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..=255u8 {
-        let printable = (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let printable =
+            (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         table[b as usize] = if printable {
             b as char
         } else {
@@ -35,8 +36,11 @@ fn bytes_to_chars() -> [char; 256] {
 
 impl Bpe {
     pub fn new(tokens: &[String], merges: &[&str]) -> Result<Self> {
-        let token_to_id: HashMap<String, TokenId> =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as TokenId)).collect();
+        let token_to_id: HashMap<String, TokenId> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as TokenId))
+            .collect();
         let table = bytes_to_chars();
         let mut byte_token = [None; 256];
         let mut char_to_byte = HashMap::with_capacity(256);
@@ -46,18 +50,26 @@ impl Bpe {
         }
         let mut merge_map = HashMap::with_capacity(merges.len());
         for (rank, merge) in merges.iter().enumerate() {
-            let (left, right) = merge
-                .split_once(' ')
-                .ok_or_else(|| Error::Tokenizer(format!("merge #{rank} '{merge}' is not two tokens separated by a space")))?;
-            let (Some(&l), Some(&r), Some(&m)) =
-                (token_to_id.get(left), token_to_id.get(right), token_to_id.get(&format!("{left}{right}")))
-            else {
+            let (left, right) = merge.split_once(' ').ok_or_else(|| {
+                Error::Tokenizer(format!(
+                    "merge #{rank} '{merge}' is not two tokens separated by a space"
+                ))
+            })?;
+            let (Some(&l), Some(&r), Some(&m)) = (
+                token_to_id.get(left),
+                token_to_id.get(right),
+                token_to_id.get(&format!("{left}{right}")),
+            ) else {
                 // A merge whose parts or result are not in the vocabulary can never apply.
                 continue;
             };
             merge_map.entry((l, r)).or_insert((rank as u32, m));
         }
-        Ok(Self { merges: merge_map, byte_token, char_to_byte })
+        Ok(Self {
+            merges: merge_map,
+            byte_token,
+            char_to_byte,
+        })
     }
 
     /// Encodes one pre-tokenized piece, appending ids to `out`.
@@ -76,7 +88,11 @@ impl Bpe {
             let best = symbols
                 .windows(2)
                 .enumerate()
-                .filter_map(|(i, pair)| self.merges.get(&(pair[0], pair[1])).map(|&(rank, merged)| (rank, i, merged)))
+                .filter_map(|(i, pair)| {
+                    self.merges
+                        .get(&(pair[0], pair[1]))
+                        .map(|&(rank, merged)| (rank, i, merged))
+                })
                 .min_by_key(|&(rank, i, _)| (rank, i));
             let Some((_, i, merged)) = best else { break };
             symbols[i] = merged;
@@ -113,7 +129,10 @@ mod tests {
 
     #[test]
     fn merges_apply_by_rank() {
-        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"].iter().map(|s| s.to_string()).collect();
+        let tokens: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         // "b c" ranks before "a b": "abc" → a + bc → no merge "a bc" → stays [a, bc].
         let bpe = Bpe::new(&tokens, &["b c", "a b"]).unwrap();
         let mut out = Vec::new();

@@ -61,9 +61,15 @@ pub struct EncodeOptions {
 
 impl EncodeOptions {
     /// Text from a chat template: special markers are meant as tokens.
-    pub const TEMPLATE: Self = Self { add_special: true, parse_special: true };
+    pub const TEMPLATE: Self = Self {
+        add_special: true,
+        parse_special: true,
+    };
     /// User text continued as is (raw mode): BOS if the model wants it, markers taken literally.
-    pub const PLAIN: Self = Self { add_special: true, parse_special: false };
+    pub const PLAIN: Self = Self {
+        add_special: true,
+        parse_special: false,
+    };
 }
 
 #[derive(Debug)]
@@ -84,27 +90,47 @@ pub struct Tokenizer {
 }
 
 /// Control tokens that end a turn in common chat formats, as llama.cpp's vocab marks them.
-const END_OF_TURN_TEXTS: &[&str] = &["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "<|eom_id|>"];
+const END_OF_TURN_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "<|eom_id|>",
+];
 
 impl Tokenizer {
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         let model_name = gguf.get_str("tokenizer.ggml.model")?;
-        let tokens: Vec<String> = gguf.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
+        let tokens: Vec<String> = gguf
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(String::from)
+            .collect();
         let n_vocab = tokens.len();
         let kinds = match gguf.get("tokenizer.ggml.token_type") {
             Some(_) => {
                 let arr = gguf.get_array("tokenizer.ggml.token_type")?;
                 if arr.len() != n_vocab {
-                    return Err(Error::Tokenizer(format!("token_type has {} entries for {n_vocab} tokens", arr.len())));
+                    return Err(Error::Tokenizer(format!(
+                        "token_type has {} entries for {n_vocab} tokens",
+                        arr.len()
+                    )));
                 }
-                arr.iter().map(|v| TokenKind::from_gguf(v.as_f64().unwrap_or(1.0) as i64)).collect()
+                arr.iter()
+                    .map(|v| TokenKind::from_gguf(v.as_f64().unwrap_or(1.0) as i64))
+                    .collect()
             }
             None => vec![TokenKind::Normal; n_vocab],
         };
         let id_key = |key: &str| -> Result<Option<TokenId>> {
             match gguf.get_u64_opt(key)? {
                 Some(id) if (id as usize) < n_vocab => Ok(Some(id as TokenId)),
-                Some(id) => Err(Error::Tokenizer(format!("{key} = {id} is outside the vocabulary of {n_vocab} tokens"))),
+                Some(id) => Err(Error::Tokenizer(format!(
+                    "{key} = {id} is outside the vocabulary of {n_vocab} tokens"
+                ))),
                 None => Ok(None),
             }
         };
@@ -117,25 +143,39 @@ impl Tokenizer {
                 let merges = gguf.get_str_array("tokenizer.ggml.merges")?;
                 TokenizerModel::Bpe(Bpe::new(&tokens, &merges)?)
             }
-            other => {
-                return Err(Error::Tokenizer(format!(
-                    "tokenizer model '{other}' is not supported yet (supported: gpt2 byte-level BPE)"
-                )))
-            }
+            other => return Err(Error::Tokenizer(format!(
+                "tokenizer model '{other}' is not supported yet (supported: gpt2 byte-level BPE)"
+            ))),
         };
-        let pre_name = gguf.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let pre_name = gguf
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
         let pre = PreTokenizer::from_name(pre_name)?;
         // llama.cpp's defaults for BPE vocabularies: no BOS unless the file asks for one.
         let add_bos = gguf.get_bool_or("tokenizer.ggml.add_bos_token", false)?;
         let add_eos = gguf.get_bool_or("tokenizer.ggml.add_eos_token", false)?;
 
-        let token_to_id: HashMap<String, TokenId> =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as TokenId)).collect();
+        let token_to_id: HashMap<String, TokenId> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as TokenId))
+            .collect();
         let mut special_by_length: Vec<TokenId> = (0..n_vocab as TokenId)
-            .filter(|&id| matches!(kinds[id as usize], TokenKind::Control | TokenKind::UserDefined | TokenKind::Unknown))
+            .filter(|&id| {
+                matches!(
+                    kinds[id as usize],
+                    TokenKind::Control | TokenKind::UserDefined | TokenKind::Unknown
+                )
+            })
             .filter(|&id| !tokens[id as usize].is_empty())
             .collect();
-        special_by_length.sort_by(|&a, &b| tokens[b as usize].len().cmp(&tokens[a as usize].len()).then(a.cmp(&b)));
+        special_by_length.sort_by(|&a, &b| {
+            tokens[b as usize]
+                .len()
+                .cmp(&tokens[a as usize].len())
+                .then(a.cmp(&b))
+        });
 
         let mut end_of_generation: Vec<TokenId> = eos.into_iter().chain(eot).collect();
         for text in END_OF_TURN_TEXTS {
@@ -146,7 +186,19 @@ impl Tokenizer {
             }
         }
 
-        Ok(Self { tokens, kinds, token_to_id, model, pre, special_by_length, bos, eos, add_bos, add_eos, end_of_generation })
+        Ok(Self {
+            tokens,
+            kinds,
+            token_to_id,
+            model,
+            pre,
+            special_by_length,
+            bos,
+            eos,
+            add_bos,
+            add_eos,
+            end_of_generation,
+        })
     }
 
     pub fn n_vocab(&self) -> usize {
@@ -195,7 +247,9 @@ impl Tokenizer {
     /// The bytes a token stands for. Control tokens give their text only when
     /// `render_special` is set (a chat stream should not print `<|im_end|>`).
     pub fn token_bytes(&self, id: TokenId, render_special: bool) -> Vec<u8> {
-        let Some(text) = self.tokens.get(id as usize) else { return Vec::new() };
+        let Some(text) = self.tokens.get(id as usize) else {
+            return Vec::new();
+        };
         match self.kinds[id as usize] {
             TokenKind::Normal => match &self.model {
                 TokenizerModel::Bpe(bpe) => bpe.decode_token_text(text),
@@ -209,7 +263,10 @@ impl Tokenizer {
 
     /// Decodes ids to text; invalid UTF-8 (a cut multi-byte character) becomes U+FFFD.
     pub fn decode(&self, ids: &[TokenId], render_special: bool) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.token_bytes(id, render_special)).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.token_bytes(id, render_special))
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

@@ -24,18 +24,26 @@ impl PreTokenizer {
     pub fn from_name(name: &str) -> Result<Self> {
         let patterns: &[&str] = match name {
             "default" | "gpt-2" | "gpt2" | "mpt" | "olmo" | "jais" | "trillion" => &[GPT2],
-            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => &[DIGITS, GPT2],
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva" => &[DIGITS, GPT2],
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "smaug-bpe" => &[LLAMA3],
             "qwen2" | "deepseek-r1-qwen" | "megrez" => &[QWEN2],
             other => {
-                return Err(Error::Tokenizer(format!("pre-tokenizer '{other}' (tokenizer.ggml.pre) is not supported yet")))
+                return Err(Error::Tokenizer(format!(
+                    "pre-tokenizer '{other}' (tokenizer.ggml.pre) is not supported yet"
+                )))
             }
         };
         let regexes = patterns
             .iter()
-            .map(|p| Regex::new(p).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}"))))
+            .map(|p| {
+                Regex::new(p).map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))
+            })
             .collect::<Result<_>>()?;
-        Ok(Self { name: name.to_string(), regexes })
+        Ok(Self {
+            name: name.to_string(),
+            regexes,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -78,12 +86,18 @@ mod tests {
     fn smollm_splits_digits_then_words() {
         let p = PreTokenizer::from_name("smollm").unwrap();
         assert_eq!(p.split("abc 123"), vec!["abc", " ", "1", "2", "3"]);
-        assert_eq!(p.split("Hello  world's"), vec!["Hello", " ", " world", "'s"]);
+        assert_eq!(
+            p.split("Hello  world's"),
+            vec!["Hello", " ", " world", "'s"]
+        );
         assert_eq!(p.split("a\n\n b"), vec!["a", "\n\n", " b"]);
     }
 
     #[test]
     fn unknown_pre_tokenizer_is_an_error() {
-        assert!(PreTokenizer::from_name("klingon").unwrap_err().to_string().contains("klingon"));
+        assert!(PreTokenizer::from_name("klingon")
+            .unwrap_err()
+            .to_string()
+            .contains("klingon"));
     }
 }

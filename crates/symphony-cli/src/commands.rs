@@ -1,0 +1,515 @@
+//! One function per command. Each parses nothing (clap did) and prints its own output.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use symphony_engine::bench::{self, BenchConfig};
+use symphony_engine::{
+    chat_prompt, raw_prompt, FinishReason, GenerationParams, SamplingParams, Session,
+};
+use symphony_models::tokenizer::EncodeOptions;
+use symphony_models::{ChatTemplate, GgufFile, Model};
+use symphony_store::{ModelMeta, ModelName, Store};
+use symphony_types::ChatMessage;
+
+use crate::{
+    BenchArgs, ChatArgs, ModelsCommand, PerplexityArgs, RunArgs, SamplingArgs, ThreadArgs,
+};
+
+/// Sets the worker count for candle's kernels and our own before any of them start.
+fn init_threads(args: &ThreadArgs) -> Result<usize> {
+    let n = match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    // candle sizes its pools from these variables on first use.
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("starting the thread pool")?;
+    Ok(n)
+}
+
+/// A store name, or a path to a model file.
+fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
+    let as_path = Path::new(spec);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let store = Store::from_env()?;
+    let manifest = store.get(spec)?;
+    let path = store.blob_path(&manifest);
+    if !path.is_file() {
+        bail!(
+            "the store lists '{spec}' but its file {} is missing: import it again",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn open_model(spec: &str, chat_template: Option<&Path>) -> Result<Model> {
+    let path = resolve_model_path(spec)?;
+    let mut model = Model::load(&path).with_context(|| format!("loading model '{spec}'"))?;
+    if let Some(file) = chat_template {
+        let source = std::fs::read_to_string(file)
+            .with_context(|| format!("reading chat template {}", file.display()))?;
+        let text = |id: Option<u32>| {
+            id.and_then(|id| model.tokenizer.token_text(id))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (bos, eos) = (text(model.tokenizer.bos), text(model.tokenizer.eos));
+        model.chat_template = Some(
+            ChatTemplate::new(&source, &bos, &eos)
+                .with_context(|| format!("in {}", file.display()))?,
+        );
+    }
+    Ok(model)
+}
+
+fn generation_params(args: &SamplingArgs) -> GenerationParams {
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    GenerationParams {
+        max_tokens: args.max_tokens,
+        stop: args.stop.clone(),
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repetition_penalty: args.repeat_penalty,
+            seed,
+            ..SamplingParams::default()
+        },
+    }
+}
+
+/// Ctrl-C sets the flag instead of killing the process, so a reply can be cut short.
+fn install_interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n => n.to_string(),
+    }
+}
+
+pub fn models(cmd: ModelsCommand) -> Result<()> {
+    let store = Store::from_env()?;
+    match cmd {
+        ModelsCommand::Import { path, name } => {
+            let name = match name {
+                Some(n) => n,
+                None => default_name(&path)?,
+            };
+            ModelName::parse(&name)?;
+            // Refuse anything Symphony cannot run before copying a byte.
+            let gguf = GgufFile::open(&path)?;
+            let model = Model::from_gguf(&gguf)
+                .with_context(|| format!("{} cannot be loaded", path.display()))?;
+            let meta = ModelMeta {
+                format: "gguf".into(),
+                architecture: model.info.architecture.clone(),
+                quantization: model.info.quantization.clone(),
+                parameters: model.info.n_parameters,
+                context_length: model.info.context_length,
+            };
+            drop(model);
+            drop(gguf);
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "importing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("valid template"),
+            );
+            let manifest = store.import(&path, &name, meta, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "imported {} ({}, {}, sha256 {})",
+                manifest.name,
+                manifest.meta.quantization,
+                human_bytes(manifest.size_bytes),
+                &manifest.sha256[..12]
+            );
+        }
+        ModelsCommand::List { json } => {
+            let manifests = store.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifests)?);
+            } else if manifests.is_empty() {
+                println!(
+                    "no models in {} (import one with `symphony models import PATH --name NAME`)",
+                    store.home().display()
+                );
+            } else {
+                println!(
+                    "{:<28} {:<10} {:<8} {:>10} {:>10}",
+                    "NAME", "ARCH", "QUANT", "PARAMS", "SIZE"
+                );
+                for m in manifests {
+                    println!(
+                        "{:<28} {:<10} {:<8} {:>10} {:>10}",
+                        m.name,
+                        m.meta.architecture,
+                        m.meta.quantization,
+                        human_count(m.meta.parameters),
+                        human_bytes(m.size_bytes)
+                    );
+                }
+            }
+        }
+        ModelsCommand::Show { name, json } => {
+            let manifest = store.get(&name)?;
+            let path = store.blob_path(&manifest);
+            let model =
+                Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+            let info = &model.info;
+            if json {
+                let value = serde_json::json!({
+                    "manifest": manifest,
+                    "path": path,
+                    "architecture": info.architecture,
+                    "model_name": info.name,
+                    "parameters": info.n_parameters,
+                    "context_length": info.context_length,
+                    "embedding_length": info.embedding_length,
+                    "layers": info.n_layers,
+                    "vocab_size": info.n_vocab,
+                    "quantization": info.quantization,
+                    "has_chat_template": model.chat_template.is_some(),
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("name            {}", manifest.name);
+                println!("model           {}", info.name.as_deref().unwrap_or("-"));
+                println!("architecture    {}", info.architecture);
+                println!("parameters      {}", human_count(info.n_parameters));
+                println!("quantization    {}", info.quantization);
+                println!("context length  {}", info.context_length);
+                println!("embedding       {}", info.embedding_length);
+                println!("layers          {}", info.n_layers);
+                println!("vocabulary      {}", info.n_vocab);
+                println!(
+                    "chat template   {}",
+                    if model.chat_template.is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+                println!("size            {}", human_bytes(manifest.size_bytes));
+                println!("sha256          {}", manifest.sha256);
+                println!("file            {}", path.display());
+                println!("imported from   {}", manifest.source);
+            }
+        }
+        ModelsCommand::Rm { name } => {
+            let manifest = store.remove(&name)?;
+            println!("removed {}", manifest.name);
+        }
+    }
+    Ok(())
+}
+
+/// `SmolLM2-135M-Instruct.Q4_1.gguf` → `smollm2-135m-instruct.q4_1`.
+fn default_name(path: &Path) -> Result<String> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the file has no usable name: pass --name")?;
+    let name: String = stem
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok(name.trim_start_matches('.').to_string())
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    init_threads(&args.threads)?;
+    let model = open_model(&args.model, args.sampling.chat_template.as_deref())?;
+    let prompt = if args.raw {
+        raw_prompt(&model, &args.prompt)
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::system(system.as_str()));
+        }
+        messages.push(ChatMessage::user(args.prompt.as_str()));
+        chat_prompt(&model, &messages)
+            .context("use --raw to continue plain text, or --chat-template FILE")?
+    };
+    let params = generation_params(&args.sampling);
+    let cancel = install_interrupt_flag()?;
+    let mut session = Session::new(&model);
+    let mut stdout = std::io::stdout().lock();
+    let mut write_error = None;
+    let generation = session.generate(&prompt, &params, Some(&cancel), |piece| {
+        if write_error.is_none() {
+            if let Err(e) = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                write_error = Some(e);
+                cancel.store(true, Ordering::SeqCst);
+            }
+        }
+    })?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    writeln!(stdout)?;
+    if args.verbose {
+        eprintln!(
+            "prompt: {} tokens, {:.1} t/s | generated: {} tokens, {:.1} t/s | finish: {:?}",
+            generation.prompt_tokens,
+            generation.prompt_tokens_per_second(),
+            generation.tokens.len(),
+            generation.tokens_per_second(),
+            generation.finish_reason
+        );
+    }
+    Ok(())
+}
+
+pub fn chat(args: ChatArgs) -> Result<()> {
+    init_threads(&args.threads)?;
+    let model = open_model(&args.model, args.sampling.chat_template.as_deref())?;
+    if model.chat_template.is_none() {
+        bail!(
+            "{}: use --chat-template FILE",
+            symphony_models::Error::NoChatTemplate
+        );
+    }
+    let params = generation_params(&args.sampling);
+    let interrupted = install_interrupt_flag()?;
+    let mut session = Session::new(&model);
+    let mut history: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage::system(s.as_str()))
+        .collect();
+    let system_len = history.len();
+    eprintln!(
+        "Chatting with {} ({}). /reset starts over, /exit quits, Ctrl-C stops a reply.",
+        args.model,
+        model
+            .info
+            .name
+            .as_deref()
+            .unwrap_or(&model.info.architecture)
+    );
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    loop {
+        print!(">>> ");
+        stdout.flush()?;
+        let mut line = String::new();
+        interrupted.store(false, Ordering::SeqCst);
+        if stdin.lock().read_line(&mut line)? == 0 {
+            println!();
+            break;
+        }
+        let input = line.trim();
+        match input {
+            "" => continue,
+            "/exit" | "/quit" | "/bye" => break,
+            "/reset" | "/clear" => {
+                history.truncate(system_len);
+                session.reset();
+                println!("(conversation cleared)");
+                continue;
+            }
+            "/help" | "/?" => {
+                println!("/reset  start a new conversation\n/exit   quit\nCtrl-C  stop the current reply");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(ChatMessage::user(input));
+        let prompt = chat_prompt(&model, &history)?;
+        interrupted.store(false, Ordering::SeqCst);
+        let result = session.generate(&prompt, &params, Some(&interrupted), |piece| {
+            print!("{piece}");
+            let _ = stdout.flush();
+        });
+        println!();
+        match result {
+            Ok(generation) => {
+                if generation.finish_reason == FinishReason::Cancelled {
+                    println!("(stopped)");
+                }
+                if generation.finish_reason == FinishReason::ContextFull {
+                    println!("(the context is full: /reset to start over)");
+                }
+                history.push(ChatMessage::assistant(generation.text));
+            }
+            Err(e) => {
+                history.pop();
+                eprintln!("error: {e}");
+                eprintln!("(use /reset if the conversation no longer fits the context)");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn perplexity(args: PerplexityArgs) -> Result<()> {
+    init_threads(&args.threads)?;
+    let model = open_model(&args.model, None)?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    // llama-perplexity drops one trailing newline of the file; do the same so figures compare.
+    if text.ends_with('\n') {
+        text.pop();
+    }
+    let tokens = model.tokenizer.encode(&text, EncodeOptions::PLAIN);
+    let n_chunks = tokens.len() / args.ctx.max(1);
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(n_chunks as u64).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} chunks, PPL {msg} [{elapsed}<{eta}]",
+            )
+            .expect("valid template"),
+        )
+    };
+    let report =
+        symphony_engine::perplexity::perplexity(&model, &tokens, args.ctx, |done, _, ppl| {
+            bar.set_position(done as u64);
+            bar.set_message(format!("{ppl:.4}"));
+        })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ppl": report.ppl,
+                "ctx": report.ctx,
+                "n_tokens": report.n_tokens,
+                "n_chunks": report.n_chunks,
+                "n_scored": report.n_scored,
+                "running_ppl": report.running_ppl,
+            })
+        );
+    } else {
+        println!(
+            "{} tokens, {} chunks of {}, {} scored",
+            report.n_tokens, report.n_chunks, report.ctx, report.n_scored
+        );
+        println!("PPL = {:.4}", report.ppl);
+    }
+    Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let threads = init_threads(&args.threads)?;
+    if args.repetitions == 0 {
+        bail!("--repetitions must be at least 1");
+    }
+    let path = resolve_model_path(&args.model)?;
+    let model = open_model(&args.model, None)?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let config = BenchConfig {
+        n_prompt: args.n_prompt,
+        n_gen: args.n_gen,
+        repetitions: args.repetitions,
+    };
+    if model.context_length() < args.n_prompt.max(args.n_gen) {
+        bail!(
+            "the model's context of {} tokens is shorter than the test",
+            model.context_length()
+        );
+    }
+    if !args.json {
+        println!("| model | size | params | threads | test | t/s |");
+        println!("| --- | ---: | ---: | ---: | --- | ---: |");
+    }
+    let label = format!(
+        "{} {}",
+        model
+            .info
+            .name
+            .as_deref()
+            .unwrap_or(&model.info.architecture),
+        model.info.quantization
+    );
+    let results = bench::run(&model, &config, |r| {
+        if !args.json {
+            println!(
+                "| {label} | {} | {} | {threads} | {} | {:.2} ± {:.2} |",
+                human_bytes(size),
+                human_count(model.info.n_parameters),
+                r.test,
+                r.mean(),
+                r.stddev()
+            );
+        }
+    })?;
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "model": label,
+                    "model_size": size,
+                    "n_params": model.info.n_parameters,
+                    "threads": threads,
+                    "test": r.test,
+                    "n_tokens": r.n_tokens,
+                    "avg_ts": r.mean(),
+                    "stddev_ts": r.stddev(),
+                    "samples_ts": r.tokens_per_second,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The `symphony` command line: the only place where the store, the models and the engine
+//! are wired together.
+
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "symphony",
+    version,
+    about = "Run open-weight language models on your own machine."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the local model store ($SYMPHONY_HOME).
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Answer one prompt, streaming the reply to stdout.
+    Run(RunArgs),
+    /// Chat with a model in the terminal (/reset, /exit; Ctrl-C stops a reply).
+    Chat(ChatArgs),
+    /// Perplexity of a model over a text file, computed like llama.cpp's llama-perplexity.
+    Perplexity(PerplexityArgs),
+    /// Prompt-processing and generation speed in tokens/s, like llama-bench.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Copy a GGUF file into the store under a name.
+    Import {
+        /// The model file (.gguf).
+        path: std::path::PathBuf,
+        /// Store name, `name` or `name:tag` (default: derived from the file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the models in the store.
+    List {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model's details.
+    Show {
+        name: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a model from the store.
+    Rm { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+struct ThreadArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long, short = 't')]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SamplingArgs {
+    /// Tokens to generate at most.
+    #[arg(long, short = 'n', default_value_t = 512)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep the smallest set of tokens whose probability reaches P (1 disables).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Keep the K most likely tokens (0 disables).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Drop tokens less likely than P times the most likely one (0 disables).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalise tokens seen in the last 64 (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed: the same seed gives the same text (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop when this text appears (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// A Jinja chat template file, for models without one or to override theirs.
+    #[arg(long)]
+    chat_template: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A store name (see `symphony models list`) or a path to a .gguf file.
+    model: String,
+    prompt: String,
+    /// Continue the prompt as plain text instead of treating it as a chat message.
+    #[arg(long)]
+    raw: bool,
+    /// A system message (chat mode).
+    #[arg(long)]
+    system: Option<String>,
+    /// Print timings to stderr.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+#[derive(Debug, Args)]
+struct ChatArgs {
+    /// A store name or a path to a .gguf file.
+    #[arg(default_value = "smollm2")]
+    model: String,
+    /// A system message for the whole conversation.
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+#[derive(Debug, Args)]
+struct PerplexityArgs {
+    /// A store name or a path to a .gguf file.
+    model: String,
+    /// A UTF-8 text file.
+    file: std::path::PathBuf,
+    /// Window size in tokens.
+    #[arg(long, default_value_t = 512)]
+    ctx: usize,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// A store name or a path to a .gguf file.
+    model: String,
+    /// Prompt tokens for the prompt-processing test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Tokens for the generation test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 5)]
+    repetitions: usize,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Models(cmd) => commands::models(cmd),
+        Command::Run(args) => commands::run(args),
+        Command::Chat(args) => commands::chat(args),
+        Command::Perplexity(args) => commands::perplexity(args),
+        Command::Bench(args) => commands::bench(args),
+    };
+    if let Err(err) = result {
+        // A closed pipe (`symphony run ... | head`) is not an error.
+        if err.chain().any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        }) {
+            std::process::exit(0);
+        }
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

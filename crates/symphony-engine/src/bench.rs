@@ -1,0 +1,110 @@
+//! Throughput like llama-bench: prompt processing (one forward over `n_prompt` tokens from an
+//! empty cache) and generation (`n_gen` single-token steps), each repeated and averaged.
+
+use std::time::Instant;
+
+use symphony_models::{Logits, Model, TokenId};
+
+use crate::sampling::Rng;
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub repetitions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    /// `pp512`, `tg128`, as llama-bench names its tests.
+    pub test: String,
+    pub n_tokens: usize,
+    pub tokens_per_second: Vec<f64>,
+}
+
+impl BenchResult {
+    pub fn mean(&self) -> f64 {
+        self.tokens_per_second.iter().sum::<f64>() / self.tokens_per_second.len().max(1) as f64
+    }
+
+    pub fn stddev(&self) -> f64 {
+        let n = self.tokens_per_second.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let mean = self.mean();
+        (self
+            .tokens_per_second
+            .iter()
+            .map(|t| (t - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1) as f64)
+            .sqrt()
+    }
+}
+
+/// Random token ids, as llama-bench uses: the content does not change the cost.
+fn random_tokens(model: &Model, n: usize, seed: u64) -> Vec<TokenId> {
+    let mut rng = Rng::new(seed);
+    let n_vocab = model.tokenizer.n_vocab() as u64;
+    (0..n)
+        .map(|_| (rng.next_u64() % n_vocab) as TokenId)
+        .collect()
+}
+
+pub fn run(
+    model: &Model,
+    config: &BenchConfig,
+    mut on_result: impl FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
+    let mut results = Vec::new();
+    let mut cache = model.new_cache();
+    // Warm-up: page the weights in and let the thread pools start.
+    model.forward(
+        &random_tokens(model, config.n_prompt.clamp(1, 32), 0),
+        &mut cache,
+        Logits::Last,
+    )?;
+    if config.n_prompt > 0 {
+        let tokens = random_tokens(model, config.n_prompt, 1);
+        let mut result = BenchResult {
+            test: format!("pp{}", config.n_prompt),
+            n_tokens: config.n_prompt,
+            tokens_per_second: Vec::new(),
+        };
+        for _ in 0..config.repetitions {
+            cache.truncate(0);
+            let start = Instant::now();
+            model.forward(&tokens, &mut cache, Logits::Last)?;
+            result
+                .tokens_per_second
+                .push(config.n_prompt as f64 / start.elapsed().as_secs_f64());
+        }
+        on_result(&result);
+        results.push(result);
+    }
+    if config.n_gen > 0 {
+        let tokens = random_tokens(model, config.n_gen, 2);
+        let mut result = BenchResult {
+            test: format!("tg{}", config.n_gen),
+            n_tokens: config.n_gen,
+            tokens_per_second: Vec::new(),
+        };
+        for _ in 0..config.repetitions {
+            cache.truncate(0);
+            let start = Instant::now();
+            for &token in &tokens {
+                let logits = model.forward(&[token], &mut cache, Logits::Last)?;
+                // Reading the logits back is part of every real decode step.
+                std::hint::black_box(logits.squeeze(0)?.to_vec1::<f32>()?);
+            }
+            result
+                .tokens_per_second
+                .push(config.n_gen as f64 / start.elapsed().as_secs_f64());
+        }
+        on_result(&result);
+        results.push(result);
+    }
+    Ok(results)
+}

@@ -1,0 +1,26 @@
+//! Symphony's inference runtime: sampling, streamed generation with stop sequences and
+//! cancellation, perplexity and throughput benchmarks, on top of `symphony-models`.
+//!
+//! Architecture invariant: the engine owns per-sequence state ([`generate::Session`]) and the
+//! policies that turn logits into text; it never parses files or speaks HTTP.
+
+pub mod bench;
+pub mod generate;
+pub mod perplexity;
+pub mod sampling;
+
+pub use generate::{chat_prompt, raw_prompt, FinishReason, Generation, GenerationParams, Session};
+pub use sampling::{Sampler, SamplingParams};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Model(#[from] symphony_models::Error),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}

@@ -1,0 +1,226 @@
+//! The bundled SmolLM2 against llama.cpp (golden files written by
+//! scripts/reference/make_golden.py): greedy continuations, last-position logits and
+//! perplexity; plus the KV cache against a full forward pass.
+//!
+//! "Matches" follows the project's definition: greedy text may part from the reference only
+//! at a near-tie (the reference's top two logits within 0.1), at most one prompt may part,
+//! and only after token 16.
+
+mod common;
+
+use symphony_engine::perplexity::perplexity;
+use symphony_engine::sampling::argmax;
+use symphony_models::tokenizer::EncodeOptions;
+use symphony_models::Logits;
+
+const NEAR_TIE: f64 = 0.1;
+
+#[test]
+fn greedy_continuations_match_llama_cpp() {
+    let model = common::smollm2();
+    let cases = common::golden("greedy.json");
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 8);
+    let mut parted = Vec::new();
+    let mut flips = Vec::new();
+    let mut checked = 0;
+    for case in cases {
+        let prompt = case["prompt"].as_str().unwrap();
+        let expected = common::ids(&case["ids"]);
+        let top2 = case["top2_logits"].as_array().unwrap();
+        let prompt_ids = model.tokenizer.encode(prompt, EncodeOptions::TEMPLATE);
+        assert_eq!(
+            prompt_ids,
+            common::ids(&case["prompt_ids"]),
+            "prompt tokens of {prompt:?}"
+        );
+
+        // Teacher-forced: feed llama.cpp's tokens so every one of the 48 positions is compared,
+        // and note where our free-running greedy text would first part from it.
+        let mut cache = model.new_cache();
+        let mut logits = model
+            .forward(&prompt_ids, &mut cache, Logits::Last)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (step, &want) in expected.iter().enumerate() {
+            let got = argmax(&logits);
+            checked += 1;
+            if got != want {
+                let reference_gap =
+                    top2[step][0].as_f64().unwrap() - top2[step][1].as_f64().unwrap();
+                println!(
+                    "{prompt:?} token {step}: llama.cpp {want} (logit {:.4}, top-2 gap {reference_gap:.4}) vs ours {got}; \
+                     our logits {want}: {:.4}, {got}: {:.4}",
+                    top2[step][0].as_f64().unwrap(),
+                    logits[want as usize],
+                    logits[got as usize],
+                );
+                if parted.iter().all(|(p, _): &(String, usize)| p != prompt) {
+                    parted.push((prompt.to_string(), step));
+                }
+                flips.push((prompt.to_string(), step, reference_gap));
+            }
+            logits = model
+                .forward(&[want], &mut cache, Logits::Last)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+        }
+    }
+    println!(
+        "{checked} positions compared; {} differ; first parting per prompt: {parted:?}",
+        flips.len()
+    );
+    let not_near_tie: Vec<_> = flips.iter().filter(|(_, _, gap)| *gap > NEAR_TIE).collect();
+    assert!(
+        not_near_tie.is_empty(),
+        "tokens that differ where llama.cpp's top-2 gap exceeds {NEAR_TIE}: {not_near_tie:?}"
+    );
+    assert!(parted.len() <= 1, "more than one prompt parted: {parted:?}");
+    assert!(
+        parted.iter().all(|(_, step)| *step >= 16),
+        "a prompt parted before token 16: {parted:?}"
+    );
+}
+
+#[test]
+fn last_position_logits_match_llama_cpp_top10() {
+    let model = common::smollm2();
+    for case in common::golden("logits.json").as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let ids = model.tokenizer.encode(prompt, EncodeOptions::TEMPLATE);
+        let mut cache = model.new_cache();
+        let logits = model
+            .forward(&ids, &mut cache, Logits::Last)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let ref_ids = common::ids(&case["top_ids"]);
+        let ref_logits: Vec<f32> = case["top_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        let mut ours10 = order[..10].to_vec();
+        let mut theirs10 = ref_ids[..10].to_vec();
+        ours10.sort_unstable();
+        theirs10.sort_unstable();
+        let max_diff = ref_ids
+            .iter()
+            .zip(&ref_logits)
+            .map(|(&id, &l)| (logits[id as usize] - l).abs())
+            .fold(0f32, f32::max);
+        println!("{prompt:?}: max |logit difference| over llama.cpp's top 50: {max_diff:.4}");
+        println!(
+            "ours top: {:?}",
+            order[..10]
+                .iter()
+                .map(|&i| (i, logits[i as usize]))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(ours10, theirs10, "top-10 ids of {prompt:?}");
+        assert!(max_diff < 0.5, "logits of {prompt:?} differ by {max_diff}");
+    }
+}
+
+#[test]
+fn perplexity_of_gpl3_within_one_percent_of_llama_cpp() {
+    let model = common::smollm2();
+    let golden = common::golden("perplexity.json");
+    let reference = golden
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ctx"] == 512)
+        .unwrap();
+    let path = reference["file"].as_str().unwrap();
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.pop(); // llama-perplexity drops the trailing newline.
+    let tokens = model.tokenizer.encode(&text, EncodeOptions::PLAIN);
+    assert_eq!(
+        tokens.len() as u64,
+        reference["n_tokens"].as_u64().unwrap(),
+        "token count of {path}"
+    );
+    let report = perplexity(model, &tokens, 512, |_, _, _| {}).unwrap();
+    let want = reference["ppl"].as_f64().unwrap();
+    let rel = (report.ppl - want).abs() / want;
+    println!(
+        "PPL ours {:.4}, llama.cpp {want:.4}: {:.3}% apart over {} chunks",
+        report.ppl,
+        rel * 100.0,
+        report.n_chunks
+    );
+    assert_eq!(
+        report.n_chunks as u64,
+        reference["n_chunks"].as_u64().unwrap()
+    );
+    assert!(
+        rel < 0.01,
+        "perplexity {:.4} vs llama.cpp {want:.4}",
+        report.ppl
+    );
+}
+
+#[test]
+fn incremental_decode_with_kv_cache_equals_full_forward() {
+    let model = common::smollm2();
+    let ids = model.tokenizer.encode(
+        "The quick brown fox jumps over the lazy dog because it was",
+        EncodeOptions::PLAIN,
+    );
+    let mut cache = model.new_cache();
+    let full = model
+        .forward(&ids, &mut cache, Logits::All)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    // Prefix in one chunk, then one token at a time, then a chunk of two.
+    let mut cache = model.new_cache();
+    let split = 5;
+    let mut rows = model
+        .forward(&ids[..split], &mut cache, Logits::All)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for &id in &ids[split..ids.len() - 2] {
+        rows.extend(
+            model
+                .forward(&[id], &mut cache, Logits::All)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap(),
+        );
+    }
+    rows.extend(
+        model
+            .forward(&ids[ids.len() - 2..], &mut cache, Logits::All)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap(),
+    );
+    assert_eq!(rows.len(), full.len());
+    let mut max_diff = 0f32;
+    for (a, b) in rows.iter().zip(&full) {
+        assert_eq!(argmax(a), argmax(b));
+        max_diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(max_diff, f32::max);
+    }
+    println!("incremental vs full: max |logit difference| {max_diff:.5}");
+    // Different batch shapes quantize activations per row the same way, so only float
+    // summation order differs.
+    assert!(max_diff < 0.05, "max diff {max_diff}");
+}

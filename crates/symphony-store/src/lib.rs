@@ -1,0 +1,459 @@
+//! The local model store, in `$SYMPHONY_HOME` (default: the platform data directory).
+//!
+//! ```text
+//! $SYMPHONY_HOME/
+//!   blobs/sha256-<hex>.gguf        model files, named by content hash, shared between names
+//!   manifests/<model>/<tag>.json   one manifest per name:tag (tag "latest" when omitted)
+//!   downloads/                     packages fetched by the setup scripts
+//! ```
+//!
+//! Architecture invariant: the store knows files, names and hashes, not model formats. The
+//! caller validates a file and passes what it learned ([`ModelMeta`]) to [`Store::import`].
+//! Every write goes to a temporary file that is renamed into place, so a killed process
+//! leaves either the old state or the new one, never a half-written file under a real name.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model '{name}' not found in {}{}", home.display(), available_hint(available))]
+    NotFound {
+        name: String,
+        home: PathBuf,
+        available: Vec<String>,
+    },
+    #[error("invalid model name '{name}': {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("{}: corrupt manifest: {source}", path.display())]
+    CorruptManifest {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("no data directory for the store: set SYMPHONY_HOME")]
+    NoHome,
+}
+
+fn available_hint(available: &[String]) -> String {
+    if available.is_empty() {
+        " (the store is empty: `symphony models import PATH --name NAME`)".into()
+    } else {
+        format!(" (available: {})", available.join(", "))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the caller learned about a model file when it validated it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format: String,
+    pub architecture: String,
+    pub quantization: String,
+    pub parameters: u64,
+    pub context_length: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `name` or `name:tag` as the user wrote it at import.
+    pub name: String,
+    /// The blob's file name inside `blobs/`.
+    pub blob: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// Where the file was imported from.
+    pub source: String,
+    /// Seconds since the Unix epoch.
+    pub imported_at: u64,
+    #[serde(flatten)]
+    pub meta: ModelMeta,
+}
+
+/// A parsed `name[:tag]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelName {
+    pub model: String,
+    pub tag: String,
+}
+
+impl ModelName {
+    pub fn parse(name: &str) -> Result<Self> {
+        let invalid = |reason| Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        };
+        let (model, tag) = match name.split_once(':') {
+            Some((m, t)) => (m, t),
+            None => (name, "latest"),
+        };
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        };
+        if !ok(model) || !ok(tag) {
+            return Err(invalid(
+                "use letters, digits, '.', '_' and '-', with an optional ':tag'",
+            ));
+        }
+        if model.starts_with('.') || tag.starts_with('.') {
+            return Err(invalid("a name or tag cannot start with '.'"));
+        }
+        Ok(Self {
+            model: model.to_string(),
+            tag: tag.to_string(),
+        })
+    }
+
+    /// `name` for the `latest` tag, `name:tag` otherwise.
+    pub fn display(&self) -> String {
+        if self.tag == "latest" {
+            self.model.clone()
+        } else {
+            format!("{}:{}", self.model, self.tag)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    home: PathBuf,
+}
+
+impl Store {
+    /// The store at `$SYMPHONY_HOME`, or `<data dir>/symphony`.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::at(default_home()?))
+    }
+
+    pub fn at(home: impl Into<PathBuf>) -> Self {
+        Self { home: home.into() }
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn blob_path(&self, manifest: &Manifest) -> PathBuf {
+        self.home.join("blobs").join(&manifest.blob)
+    }
+
+    fn manifest_path(&self, name: &ModelName) -> PathBuf {
+        self.home
+            .join("manifests")
+            .join(&name.model)
+            .join(format!("{}.json", name.tag))
+    }
+
+    /// Copies `path` into the store under `name`, hashing it on the way, and writes its
+    /// manifest. Importing the same content twice stores one blob. `on_progress(done, total)`
+    /// is called as bytes are copied.
+    pub fn import(
+        &self,
+        path: &Path,
+        name: &str,
+        meta: ModelMeta,
+        mut on_progress: impl FnMut(u64, u64),
+    ) -> Result<Manifest> {
+        let parsed = ModelName::parse(name)?;
+        let blobs = self.home.join("blobs");
+        fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        let mut src = fs::File::open(path).map_err(io_err(path))?;
+        let total = src.metadata().map_err(io_err(path))?.len();
+        let tmp = blobs.join(format!(
+            ".import-{}-{}",
+            std::process::id(),
+            unique_suffix()
+        ));
+        let result = (|| {
+            let mut dst = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut done = 0u64;
+            loop {
+                let n = src.read(&mut buf).map_err(io_err(path))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                dst.write_all(&buf[..n]).map_err(io_err(&tmp))?;
+                done += n as u64;
+                on_progress(done, total);
+            }
+            dst.sync_all().map_err(io_err(&tmp))?;
+            Ok::<_, Error>((hex(&hasher.finalize()), done))
+        })();
+        let (sha256, size_bytes) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("bin");
+        let blob = format!("sha256-{sha256}.{ext}");
+        let blob_path = blobs.join(&blob);
+        if blob_path.exists() {
+            let _ = fs::remove_file(&tmp);
+        } else {
+            fs::rename(&tmp, &blob_path).map_err(io_err(&blob_path))?;
+        }
+        let manifest = Manifest {
+            name: parsed.display(),
+            blob,
+            sha256,
+            size_bytes,
+            source: path
+                .canonicalize()
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+            imported_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            meta,
+        };
+        let old = self.get(name).ok();
+        write_atomically(
+            &self.manifest_path(&parsed),
+            &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+        )?;
+        // Re-importing a name with new content leaves the old blob unreferenced.
+        if let Some(old) = old.filter(|o| o.blob != manifest.blob) {
+            self.remove_blob_if_unused(&old.blob)?;
+        }
+        Ok(manifest)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Manifest> {
+        let parsed = ModelName::parse(name)?;
+        let path = self.manifest_path(&parsed);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| Error::CorruptManifest { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
+                name: name.to_string(),
+                home: self.home.clone(),
+                available: self.list()?.into_iter().map(|m| m.name).collect(),
+            }),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// All manifests, sorted by name. A corrupt manifest is an error naming its file.
+    pub fn list(&self) -> Result<Vec<Manifest>> {
+        let root = self.home.join("manifests");
+        let mut out = Vec::new();
+        let models = match fs::read_dir(&root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(source) => return Err(Error::Io { path: root, source }),
+        };
+        for model in models {
+            let model = model.map_err(io_err(&root))?.path();
+            if !model.is_dir() {
+                continue;
+            }
+            for tag in fs::read_dir(&model).map_err(io_err(&model))? {
+                let path = tag.map_err(io_err(&model))?.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
+                }
+                let bytes = fs::read(&path).map_err(io_err(&path))?;
+                out.push(serde_json::from_slice(&bytes).map_err(|source| {
+                    Error::CorruptManifest {
+                        path: path.clone(),
+                        source,
+                    }
+                })?);
+            }
+        }
+        out.sort_by(|a: &Manifest, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes a name; its blob goes too once no other name uses it.
+    pub fn remove(&self, name: &str) -> Result<Manifest> {
+        let manifest = self.get(name)?;
+        let parsed = ModelName::parse(name)?;
+        let path = self.manifest_path(&parsed);
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        if let Some(dir) = path.parent() {
+            let _ = fs::remove_dir(dir); // Only succeeds when no other tag is left.
+        }
+        self.remove_blob_if_unused(&manifest.blob)?;
+        Ok(manifest)
+    }
+
+    fn remove_blob_if_unused(&self, blob: &str) -> Result<()> {
+        if self.list()?.iter().all(|m| m.blob != blob) {
+            let path = self.home.join("blobs").join(blob);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Io { path, source }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `$SYMPHONY_HOME`, or `<platform data dir>/symphony`.
+pub fn default_home() -> Result<PathBuf> {
+    match std::env::var_os("SYMPHONY_HOME") {
+        Some(h) if !h.is_empty() => Ok(PathBuf::from(h)),
+        _ => dirs::data_dir()
+            .map(|d| d.join("symphony"))
+            .ok_or(Error::NoHome),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("store paths have a parent");
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn unique_suffix() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 of a file, hex-encoded.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ModelMeta {
+        ModelMeta {
+            format: "gguf".into(),
+            architecture: "llama".into(),
+            quantization: "Q4_1".into(),
+            parameters: 1,
+            context_length: 8,
+        }
+    }
+
+    #[test]
+    fn import_list_show_remove() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path());
+        let src = home.path().join("m.gguf");
+        fs::write(&src, b"hello model").unwrap();
+        let mut last = (0, 0);
+        let m = store
+            .import(&src, "tiny", meta(), |d, t| last = (d, t))
+            .unwrap();
+        assert_eq!(last, (11, 11));
+        assert_eq!(m.sha256, sha256_file(&src).unwrap());
+        assert_eq!(fs::read(store.blob_path(&m)).unwrap(), b"hello model");
+        // Same content under a tagged name shares the blob.
+        let m2 = store.import(&src, "tiny:v2", meta(), |_, _| {}).unwrap();
+        assert_eq!(m.blob, m2.blob);
+        assert_eq!(
+            store
+                .list()
+                .unwrap()
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["tiny", "tiny:v2"]
+        );
+        assert_eq!(store.get("tiny:latest").unwrap().name, "tiny");
+        store.remove("tiny").unwrap();
+        assert!(store.blob_path(&m2).exists(), "blob still used by tiny:v2");
+        store.remove("tiny:v2").unwrap();
+        assert!(!store.blob_path(&m2).exists(), "unused blob removed");
+        let err = store.get("tiny").unwrap_err().to_string();
+        assert!(
+            err.contains("not found") && err.contains("store is empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_names_and_corrupt_manifests() {
+        for bad in ["", "a/b", "../x", "a:b:c", ".hidden", "sp ace"] {
+            assert!(ModelName::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path());
+        let dir = home.path().join("manifests/broken");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("latest.json"), b"{not json").unwrap();
+        let err = store.get("broken").unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt manifest") && err.contains("latest.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failed_import_leaves_nothing_behind() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path());
+        let err = store
+            .import(&home.path().join("missing.gguf"), "x", meta(), |_, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("missing.gguf"));
+        assert!(store.list().unwrap().is_empty());
+    }
+}
