@@ -199,20 +199,21 @@ impl GgufFile {
             }
         }
 
-        let alignment =
-            match metadata.get("general.alignment") {
-                None => DEFAULT_ALIGNMENT,
-                Some(v) => match v.as_u64() {
-                    Some(a) if a > 0 && a.is_power_of_two() => a,
-                    _ => return Err(Error::Gguf {
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if a > 0 && a.is_power_of_two() => a,
+                _ => {
+                    return Err(Error::Gguf {
                         path: path.clone(),
                         offset: 0,
                         message: format!(
                             "metadata key 'general.alignment' must be a power of two, found {v:?}"
                         ),
-                    }),
-                },
-            };
+                    })
+                }
+            },
+        };
 
         let mut raw_tensors = Vec::with_capacity(n_tensors as usize);
         for idx in 0..n_tensors {

@@ -71,18 +71,14 @@ pub fn quantize_q8_0(x: &[f32], out: &mut Vec<BlockQ8_0>) {
 const Q8_0_BLOCK_BYTES: usize = 34;
 
 /// One Q8_0 row (raw bytes: f16 d, 32 signed bytes per block) · one Q8_0 activation row.
+/// Eight lanes of four-element integer sums, accumulated with FMA, reduced like ggml.
 pub fn dot_q8_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
-    let mut acc = 0f32;
+    let mut acc = Lanes::default();
     for (block, xb) in row.chunks_exact(Q8_0_BLOCK_BYTES).zip(x) {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        let sumi: i32 = block[2..34]
-            .iter()
-            .zip(&xb.qs)
-            .map(|(&w, &a)| (w as i8) as i32 * a as i32)
-            .sum();
-        acc += d * xb.d * sumi as f32;
+        acc.fma_i8_i8(d * xb.d, &block[2..34], &xb.qs);
     }
-    acc
+    acc.sum()
 }
 
 /// One Q4_1 row (raw bytes: f16 d, f16 m, 16 bytes of nibbles per block) · one Q8_1 row.
@@ -92,30 +88,134 @@ pub fn dot_q8_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
 /// fused multiply-add, then reduce in `hsum_float_8`'s order, and the `m·s` terms are summed
 /// apart. Same roundings, so activations downstream quantize to the same integers.
 pub fn dot_q4_1_q8_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
-    let mut acc = [0f32; 8];
+    let mut acc = Lanes::default();
     let mut mins = 0f32;
     for (block, xb) in row.chunks_exact(Q4_1_BLOCK_BYTES).zip(x) {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
         mins += m * xb.s;
-        let dd = d * xb.d;
-        let qs = &block[4..20];
-        // Element e is the low nibble of byte e for e < 16, the high nibble of byte e - 16 after.
-        let weight = |e: usize| {
-            if e < 16 {
-                (qs[e] & 0x0F) as i32
-            } else {
-                (qs[e - 16] >> 4) as i32
+        acc.fma_nibbles_i8(d * xb.d, block[4..20].try_into().expect("16 bytes"), &xb.qs);
+    }
+    acc.sum() + mins
+}
+
+/// Eight f32 accumulators, one per group of four elements of a 32-element block.
+#[derive(Default)]
+struct Lanes([f32; 8]);
+
+impl Lanes {
+    /// `lanes += scale · (Σ of each group of four w·x)`, w unsigned nibbles (low nibbles are
+    /// elements 0..16, high nibbles 16..32), x signed bytes.
+    #[inline]
+    fn fma_nibbles_i8(&mut self, scale: f32, packed: &[u8; 16], x: &[i8; QK]) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        {
+            // SAFETY: the target features are enabled at compile time; loads are unaligned.
+            unsafe { simd::fma_nibbles_i8(&mut self.0, scale, packed, x) }
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        )))]
+        {
+            let mut w = [0u8; QK];
+            for j in 0..QK / 2 {
+                w[j] = packed[j] & 0x0F;
+                w[j + QK / 2] = packed[j] >> 4;
             }
-        };
-        for (lane, a) in acc.iter_mut().enumerate() {
-            let sum: i32 = (4 * lane..4 * lane + 4)
-                .map(|e| weight(e) * xb.qs[e] as i32)
-                .sum();
-            *a = dd.mul_add(sum as f32, *a);
+            self.fma_groups(scale, |e| w[e] as i32 * x[e] as i32);
         }
     }
-    hsum8(&acc) + mins
+
+    /// `lanes += scale · (Σ of each group of four w·x)` for signed bytes.
+    #[inline]
+    fn fma_i8_i8(&mut self, scale: f32, w: &[u8], x: &[i8; QK]) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        {
+            // SAFETY: the target features are enabled at compile time; `w` holds 32 bytes.
+            unsafe { simd::fma_i8_i8(&mut self.0, scale, w[..QK].try_into().expect("32 bytes"), x) }
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        )))]
+        self.fma_groups(scale, |e| (w[e] as i8) as i32 * x[e] as i32);
+    }
+
+    #[inline]
+    fn fma_groups(&mut self, scale: f32, product: impl Fn(usize) -> i32) {
+        let mut p = [0i32; QK];
+        for (e, v) in p.iter_mut().enumerate() {
+            *v = product(e);
+        }
+        for (lane, a) in self.0.iter_mut().enumerate() {
+            let sum = p[4 * lane] + p[4 * lane + 1] + p[4 * lane + 2] + p[4 * lane + 3];
+            *a = scale.mul_add(sum as f32, *a);
+        }
+    }
+
+    fn sum(&self) -> f32 {
+        hsum8(&self.0)
+    }
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512vnni",
+    target_feature = "avx512vl"
+))]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// The VNNI form of `Lanes::fma_nibbles_i8`: `vpdpbusd` forms the same eight exact integer
+    /// sums, and the FMA rounds as the scalar path does.
+    #[inline]
+    pub(super) unsafe fn fma_nibbles_i8(
+        acc: &mut [f32; 8],
+        scale: f32,
+        packed: &[u8; 16],
+        x: &[i8; 32],
+    ) {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+        unsafe {
+            let raw = _mm_loadu_si128(packed.as_ptr().cast());
+            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+            let w = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, xv);
+            let a = _mm256_loadu_ps(acc.as_ptr());
+            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
+            _mm256_storeu_ps(acc.as_mut_ptr(), a);
+        }
+    }
+
+    /// Signed × signed through `vpdpbusd` (unsigned × signed): |w| times x with w's sign.
+    #[inline]
+    pub(super) unsafe fn fma_i8_i8(acc: &mut [f32; 8], scale: f32, w: &[u8; 32], x: &[i8; 32]) {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+        unsafe {
+            let wv = _mm256_loadu_si256(w.as_ptr().cast());
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let sums = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                _mm256_sign_epi8(wv, wv),
+                _mm256_sign_epi8(xv, wv),
+            );
+            let a = _mm256_loadu_ps(acc.as_ptr());
+            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
+            _mm256_storeu_ps(acc.as_mut_ptr(), a);
+        }
+    }
 }
 
 /// ggml's `hsum_float_8`: halves, then pairs, then the last two.
@@ -134,7 +234,11 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_1,
-        dot_q4_1_q8_1,
+        |row, xs, out| {
+            for (o, x) in out.iter_mut().zip(xs) {
+                *o = dot_q4_1_q8_1(row, x);
+            }
+        },
     )
 }
 
@@ -147,7 +251,11 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_0,
-        dot_q8_0_q8_0,
+        |row, xs, out| {
+            for (o, x) in out.iter_mut().zip(xs) {
+                *o = dot_q8_0_q8_0(row, x);
+            }
+        },
     )
 }
 
@@ -158,7 +266,7 @@ fn matmul<A: Send + Sync>(
     lhs: &[f32],
     dst: &mut [f32],
     quantize: fn(&[f32], &mut Vec<A>),
-    dot: fn(&[u8], &[A]) -> f32,
+    row_dots: impl Fn(&[u8], &[Vec<A>], &mut [f32]) + Sync,
 ) {
     let row_bytes = k / QK * block_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
@@ -179,9 +287,7 @@ fn matmul<A: Send + Sync>(
             let first = task * COLS_PER_TASK;
             for (c, out_col) in out.chunks_exact_mut(m).enumerate() {
                 let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                for (o, q) in out_col.iter_mut().zip(&quantized) {
-                    *o = dot(w, q);
-                }
+                row_dots(w, &quantized, out_col);
             }
         });
     for (col, values) in columns.chunks_exact(m).enumerate() {

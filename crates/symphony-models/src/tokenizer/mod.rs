@@ -143,9 +143,11 @@ impl Tokenizer {
                 let merges = gguf.get_str_array("tokenizer.ggml.merges")?;
                 TokenizerModel::Bpe(Bpe::new(&tokens, &merges)?)
             }
-            other => return Err(Error::Tokenizer(format!(
+            other => {
+                return Err(Error::Tokenizer(format!(
                 "tokenizer model '{other}' is not supported yet (supported: gpt2 byte-level BPE)"
-            ))),
+            )))
+            }
         };
         let pre_name = gguf
             .get("tokenizer.ggml.pre")
