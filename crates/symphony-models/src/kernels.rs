@@ -103,6 +103,15 @@ pub fn dot_q4_1_q8_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
 #[derive(Default)]
 struct Lanes([f32; 8]);
 
+// With AVX512-VNNI compiled in, the scalar methods only serve as the tests' reference.
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ),
+    allow(dead_code)
+)]
 impl Lanes {
     /// `lanes += scale · (Σ of each group of four w·x)`, w unsigned nibbles (low nibbles are
     /// elements 0..16, high nibbles 16..32), x signed bytes.
@@ -122,14 +131,7 @@ impl Lanes {
             target_feature = "avx512vnni",
             target_feature = "avx512vl"
         )))]
-        {
-            let mut w = [0u8; QK];
-            for j in 0..QK / 2 {
-                w[j] = packed[j] & 0x0F;
-                w[j + QK / 2] = packed[j] >> 4;
-            }
-            self.fma_groups(scale, |e| w[e] as i32 * x[e] as i32);
-        }
+        self.fma_nibbles_i8_scalar(scale, packed, x);
     }
 
     /// `lanes += scale · (Σ of each group of four w·x)` for signed bytes.
@@ -149,6 +151,20 @@ impl Lanes {
             target_feature = "avx512vnni",
             target_feature = "avx512vl"
         )))]
+        self.fma_i8_i8_scalar(scale, w, x);
+    }
+
+    /// The portable path, also the reference the SIMD path is tested against.
+    fn fma_nibbles_i8_scalar(&mut self, scale: f32, packed: &[u8; 16], x: &[i8; QK]) {
+        let mut w = [0u8; QK];
+        for j in 0..QK / 2 {
+            w[j] = packed[j] & 0x0F;
+            w[j + QK / 2] = packed[j] >> 4;
+        }
+        self.fma_groups(scale, |e| w[e] as i32 * x[e] as i32);
+    }
+
+    fn fma_i8_i8_scalar(&mut self, scale: f32, w: &[u8], x: &[i8; QK]) {
         self.fma_groups(scale, |e| (w[e] as i8) as i32 * x[e] as i32);
     }
 
@@ -398,6 +414,28 @@ mod tests {
                     "({row},{col}): {got} vs {exact}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn simd_and_scalar_lanes_agree_bit_for_bit() {
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as u8
+        };
+        for _ in 0..200 {
+            let packed: [u8; 16] = std::array::from_fn(|_| next());
+            let w8: [u8; 32] = std::array::from_fn(|_| next());
+            let x: [i8; 32] = std::array::from_fn(|_| (next() as i8).max(-127));
+            let scale = next() as f32 / 97.0;
+            let (mut a, mut b) = (Lanes([0.5; 8]), Lanes([0.5; 8]));
+            a.fma_nibbles_i8(scale, &packed, &x);
+            b.fma_nibbles_i8_scalar(scale, &packed, &x);
+            assert_eq!(a.0, b.0);
+            a.fma_i8_i8(scale, &w8, &x);
+            b.fma_i8_i8_scalar(scale, &w8, &x);
+            assert_eq!(a.0, b.0);
         }
     }
 
