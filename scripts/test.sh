@@ -7,9 +7,4 @@ cd "$(dirname "$0")/.."
 SYMPHONY_TEST_SMOLLM2=$(scripts/fetch-model.sh smollm2)
 export SYMPHONY_TEST_SMOLLM2
 
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast "$@"
-  cargo test --workspace --locked --doc
-else
-  cargo test --workspace --locked --no-fail-fast "$@"
-fi
+cargo test --workspace --locked --no-fail-fast "$@"
