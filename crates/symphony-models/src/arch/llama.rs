@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::layers::activation::swiglu;
 use crate::layers::norm::rms_norm;
 use crate::layers::{causal_attention, KvCache, Rope, RopeStyle};
 use crate::quant::{load_f32, load_qtensor};
@@ -233,9 +234,17 @@ impl Llama {
             x = (x + block.attn.wo.forward(&attn)?)?;
 
             let h = norm(&x, &block.ffn_norm, c.rms_eps)?;
-            let gate = block.mlp.gate.forward(&h)?.silu()?;
-            let up = block.mlp.up.forward(&h)?;
-            x = (x + block.mlp.down.forward(&(gate * up)?)?)?;
+            let gate = block
+                .mlp
+                .gate
+                .forward(&h)?
+                .flatten_all()?
+                .to_vec1::<f32>()?; // (t, ffn_dim)
+            let up = block.mlp.up.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut act = vec![0f32; gate.len()];
+            swiglu(&gate, &up, &mut act);
+            let act = Tensor::from_vec(act, (t, c.ffn_dim), &device)?;
+            x = (x + block.mlp.down.forward(&act)?)?;
         }
         let x = match logits {
             Logits::Last => x.narrow(0, t - 1, 1)?,

@@ -1,13 +1,12 @@
-//! Causal self-attention over a KV cache, tiled with an online softmax.
+//! Causal self-attention over a KV cache.
 //!
-//! Scores are computed one tile of keys at a time and folded into a running maximum, sum and
-//! weighted value accumulator (the FlashAttention recurrence), so a long prompt never holds the
-//! full `queries × keys` score matrix: memory per (query, head) is one tile of scores.
+//! Work is split per (query, head): each computes one row of scores over the keys it may see,
+//! so a long prompt never holds the full `queries × keys` score matrix (memory per worker is
+//! one row, `O(keys)`), and decode steps parallelise across heads.
 
 use rayon::prelude::*;
 
-/// Keys scored per tile.
-const KEY_TILE: usize = 64;
+use super::activation::expf;
 
 /// Keys and values of one layer, laid out `(n_kv_heads, capacity, head_dim)` so each head's
 /// keys are contiguous for the dot products.
@@ -104,89 +103,131 @@ impl KvCache {
 /// Attention of `t` new queries `(t, n_heads, head_dim)` against every cached position.
 /// The queries are the last `t` positions in the cache (their keys were appended first), so
 /// query `i` sees keys `0..=cache.len() - t + i`. Returns `(t, n_heads, head_dim)`.
+///
+/// One (query, head) at a time: a row of scores over the visible keys, never the full
+/// `queries × keys` matrix. The float arithmetic follows ggml's CPU attention (scores by
+/// `ggml_vec_dot_f32`, softmax with its vectorised `expf` and chunked sums, values summed as
+/// its sgemm does for a prompt and as `ggml_vec_dot_f32` does for one token) so that the
+/// output rounds as the reference's does before it is quantized for the output projection.
 pub fn causal_attention(q: &[f32], n_heads: usize, cache: &KvCache, scale: f32) -> Vec<f32> {
     let d = cache.head_dim;
     let t = q.len() / (n_heads * d);
     let group = n_heads / cache.n_kv_heads;
     let first_pos = cache.len - t;
+    let value_sum = if t == 1 {
+        ValueSum::Dot
+    } else {
+        ValueSum::Gemm
+    };
     let mut out = vec![0f32; q.len()];
-    // One unit of work per (query, head): independent, and enough of them even in decode.
-    out.par_chunks_mut(d).enumerate().for_each_init(
-        || vec![0f32; KEY_TILE],
-        |scores, (unit, out)| {
+    out.par_chunks_mut(d)
+        .enumerate()
+        .for_each_init(Vec::new, |scores, (unit, out)| {
             let (row, head) = (unit / n_heads, unit % n_heads);
             let kv_head = head / group;
             let query = &q[unit * d..(unit + 1) * d];
             let n_keys = first_pos + row + 1;
-            attend_one(
-                query,
-                &cache.head_keys(kv_head)[..n_keys * d],
-                &cache.head_values(kv_head)[..n_keys * d],
-                scale,
-                scores,
-                out,
-            );
-        },
-    );
+            let keys = &cache.head_keys(kv_head)[..n_keys * d];
+            let values = &cache.head_values(kv_head)[..n_keys * d];
+            scores.clear();
+            scores.extend(keys.chunks_exact(d).map(|key| dot_f32(query, key) * scale));
+            softmax_in_place(scores);
+            match value_sum {
+                ValueSum::Gemm => weighted_values_gemm(scores, values, out),
+                ValueSum::Dot => weighted_values_dot(scores, values, out),
+            }
+        });
     out
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise without reassociating.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += ca[i] * cb[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
+/// How ggml sums `p · v` over keys: its sgemm for prompts, its dot product for one token.
+#[derive(Clone, Copy)]
+enum ValueSum {
+    Gemm,
+    Dot,
 }
 
-fn attend_one(
-    query: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let d = query.len();
-    let n_keys = keys.len() / d;
-    let mut running_max = f32::NEG_INFINITY;
-    let mut running_sum = 0f32;
-    out.fill(0.0);
-    for tile_start in (0..n_keys).step_by(KEY_TILE) {
-        let tile_len = KEY_TILE.min(n_keys - tile_start);
-        let mut tile_max = f32::NEG_INFINITY;
-        for j in 0..tile_len {
-            let key = &keys[(tile_start + j) * d..(tile_start + j + 1) * d];
-            let s = dot(query, key) * scale;
-            scores[j] = s;
-            tile_max = tile_max.max(s);
-        }
-        let new_max = running_max.max(tile_max);
-        let correction = (running_max - new_max).exp();
-        if correction != 1.0 {
-            running_sum *= correction;
-            out.iter_mut().for_each(|o| *o *= correction);
-        }
-        for j in 0..tile_len {
-            let p = (scores[j] - new_max).exp();
-            running_sum += p;
-            let value = &values[(tile_start + j) * d..(tile_start + j + 1) * d];
-            for (o, v) in out.iter_mut().zip(value) {
-                *o += p * v;
+/// `_mm512_reduce_add_ps`: halves of 8, then 4, then pairs.
+fn reduce16(v: &[f32; 16]) -> f32 {
+    let a: [f32; 8] = std::array::from_fn(|i| v[i] + v[i + 8]);
+    let b: [f32; 4] = std::array::from_fn(|i| a[i] + a[i + 4]);
+    (b[0] + b[2]) + (b[1] + b[3])
+}
+
+/// ggml's AVX-512 `ggml_vec_dot_f32`: four accumulators of 16 lanes over steps of 64,
+/// scalar leftovers, accumulators folded pairwise, then reduced.
+fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [[0f32; 16]; 4];
+    let n_full = x.len() / 64 * 64;
+    for (cx, cy) in x[..n_full]
+        .chunks_exact(64)
+        .zip(y[..n_full].chunks_exact(64))
+    {
+        for (j, acc_j) in acc.iter_mut().enumerate() {
+            for (l, a) in acc_j.iter_mut().enumerate() {
+                *a = cx[16 * j + l].mul_add(cy[16 * j + l], *a);
             }
         }
-        running_max = new_max;
     }
-    let inv = 1.0 / running_sum;
-    out.iter_mut().for_each(|o| *o *= inv);
+    let mut sum = fold_accumulators(&acc) as f64;
+    for i in n_full..x.len() {
+        sum += (x[i] * y[i]) as f64;
+    }
+    sum as f32
+}
+
+fn fold_accumulators(acc: &[[f32; 16]; 4]) -> f32 {
+    let x0: [f32; 16] = std::array::from_fn(|l| acc[0][l] + acc[2][l]);
+    let x1: [f32; 16] = std::array::from_fn(|l| acc[1][l] + acc[3][l]);
+    let x: [f32; 16] = std::array::from_fn(|l| x0[l] + x1[l]);
+    reduce16(&x)
+}
+
+/// ggml's soft_max: max, then `expf(s - max)` in chunks of 16 whose sums are added in f64,
+/// then a multiplication by the f32 reciprocal.
+fn softmax_in_place(scores: &mut [f32]) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for chunk in scores.chunks_mut(16) {
+        let mut lanes = [0f32; 16];
+        for (s, lane) in chunk.iter_mut().zip(lanes.iter_mut()) {
+            *s = expf(*s - max);
+            *lane = *s;
+        }
+        // A partial last chunk stands for the zero-padded cache positions ggml sums too.
+        sum += reduce16(&lanes) as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    scores.iter_mut().for_each(|s| *s *= inv);
+}
+
+/// `out[c] = Σ_j p_j · v_j[c]` with one 16-lane FMA accumulator per output (llamafile sgemm).
+fn weighted_values_gemm(p: &[f32], values: &[f32], out: &mut [f32]) {
+    let d = out.len();
+    let mut lanes = vec![[0f32; 16]; d];
+    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate() {
+        for (lane, &vc) in lanes.iter_mut().zip(v) {
+            lane[j % 16] = pj.mul_add(vc, lane[j % 16]);
+        }
+    }
+    for (o, lane) in out.iter_mut().zip(&lanes) {
+        *o = reduce16(lane);
+    }
+}
+
+/// The same sum as `ggml_vec_dot_f32` over the (zero-padded, multiple of 64) keys.
+fn weighted_values_dot(p: &[f32], values: &[f32], out: &mut [f32]) {
+    let d = out.len();
+    let mut acc = vec![[[0f32; 16]; 4]; d];
+    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate() {
+        let (k, l) = ((j % 64) / 16, j % 16);
+        for (a, &vc) in acc.iter_mut().zip(v) {
+            a[k][l] = pj.mul_add(vc, a[k][l]);
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = fold_accumulators(a);
+    }
 }
 
 #[cfg(test)]

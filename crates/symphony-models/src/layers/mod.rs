@@ -1,5 +1,6 @@
 //! Building blocks shared by every architecture: written once, used by each `arch/` file.
 
+pub mod activation;
 pub mod attention;
 pub mod norm;
 pub mod rope;
