@@ -202,31 +202,35 @@ fn softmax_in_place(scores: &mut [f32]) {
 }
 
 /// `out[c] = Σ_j p_j · v_j[c]` with one 16-lane FMA accumulator per output (llamafile sgemm).
+/// Accumulators are stored lane-major so the inner loop runs along `c`, contiguous in `v`.
 fn weighted_values_gemm(p: &[f32], values: &[f32], out: &mut [f32]) {
     let d = out.len();
-    let mut lanes = vec![[0f32; 16]; d];
+    let mut acc = vec![0f32; 16 * d]; // (lane, c)
     for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate() {
-        for (lane, &vc) in lanes.iter_mut().zip(v) {
-            lane[j % 16] = pj.mul_add(vc, lane[j % 16]);
+        let lane = &mut acc[(j % 16) * d..(j % 16 + 1) * d];
+        for (a, &vc) in lane.iter_mut().zip(v) {
+            *a = pj.mul_add(vc, *a);
         }
     }
-    for (o, lane) in out.iter_mut().zip(&lanes) {
-        *o = reduce16(lane);
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = reduce16(&std::array::from_fn(|l| acc[l * d + c]));
     }
 }
 
 /// The same sum as `ggml_vec_dot_f32` over the (zero-padded, multiple of 64) keys.
 fn weighted_values_dot(p: &[f32], values: &[f32], out: &mut [f32]) {
     let d = out.len();
-    let mut acc = vec![[[0f32; 16]; 4]; d];
+    let mut acc = vec![0f32; 64 * d]; // (accumulator · 16 + lane, c)
     for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate() {
-        let (k, l) = ((j % 64) / 16, j % 16);
-        for (a, &vc) in acc.iter_mut().zip(v) {
-            a[k][l] = pj.mul_add(vc, a[k][l]);
+        let slot = &mut acc[(j % 64) * d..(j % 64 + 1) * d];
+        for (a, &vc) in slot.iter_mut().zip(v) {
+            *a = pj.mul_add(vc, *a);
         }
     }
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = fold_accumulators(a);
+    for (c, o) in out.iter_mut().enumerate() {
+        let gathered: [[f32; 16]; 4] =
+            std::array::from_fn(|k| std::array::from_fn(|l| acc[(16 * k + l) * d + c]));
+        *o = fold_accumulators(&gathered);
     }
 }
 
