@@ -61,10 +61,6 @@ impl Cache {
     pub fn truncate(&mut self, len: usize) {
         self.layers.iter_mut().for_each(|l| l.truncate(len));
     }
-
-    pub fn allocated_bytes(&self) -> usize {
-        self.layers.iter().map(KvCache::allocated_bytes).sum()
-    }
 }
 
 /// The architectures, a closed set.

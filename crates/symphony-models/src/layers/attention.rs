@@ -46,11 +46,6 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
-    /// Bytes held by the cache buffers.
-    pub fn allocated_bytes(&self) -> usize {
-        (self.k.capacity() + self.v.capacity()) * std::mem::size_of::<f32>()
-    }
-
     fn grow_to(&mut self, needed: usize) {
         if needed <= self.capacity {
             return;
@@ -293,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn tiled_attention_matches_naive_with_gqa_and_cache() {
+    fn attention_matches_naive_with_gqa_and_cache() {
         let (n_heads, n_kv, d) = (6, 2, 16);
         // 150 positions: more than two key tiles, with a prefix already cached.
         let (past, t) = (100, 50);
