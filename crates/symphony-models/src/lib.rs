@@ -66,7 +66,9 @@ impl Cache {
 /// The architectures, a closed set.
 #[derive(Debug)]
 pub enum Architecture {
+    /// Llama, Mistral and Qwen2 (see `arch/llama.rs`).
     Llama(arch::llama::Llama),
+    Gemma3(arch::gemma3::Gemma3),
 }
 
 /// What `symphony models show` prints about a model file.
@@ -120,9 +122,13 @@ impl Model {
             None => None,
         };
         let architecture = match arch_name.as_str() {
-            "llama" => {
+            "llama" | "mistral" | "qwen2" => {
                 let config = arch::llama::Config::from_gguf(gguf, tokenizer.n_vocab())?;
                 Architecture::Llama(arch::llama::Llama::load(gguf, config)?)
+            }
+            "gemma3" => {
+                let config = arch::gemma3::Gemma3Config::from_gguf(gguf, tokenizer.n_vocab())?;
+                Architecture::Gemma3(arch::gemma3::Gemma3::load(gguf, config)?)
             }
             other => {
                 return Err(Error::UnsupportedArchitecture {
@@ -144,6 +150,7 @@ impl Model {
     pub fn new_cache(&self) -> Cache {
         match &self.architecture {
             Architecture::Llama(m) => m.new_cache(),
+            Architecture::Gemma3(m) => m.new_cache(),
         }
     }
 
@@ -170,6 +177,7 @@ impl Model {
         }
         match &self.architecture {
             Architecture::Llama(m) => m.forward(tokens, cache, logits),
+            Architecture::Gemma3(m) => m.forward(tokens, cache, logits),
         }
     }
 }
@@ -179,14 +187,26 @@ fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenize
     for t in gguf.tensors.iter().filter(|t| t.dims.len() == 2) {
         *counts.entry(t.ggml_type.name()).or_default() += t.n_elements();
     }
-    let quantization = counts
-        .into_iter()
-        .max_by_key(|&(_, n)| n)
-        .map(|(name, _)| name.to_string())
-        .unwrap_or_default();
-    let (context_length, n_layers, embedding_length) = match architecture {
-        Architecture::Llama(m) => (m.config.context_length, m.config.n_layers, m.config.dim),
+    // The file's own label when it has one (a Q4_K_M file mixes Q4_K, Q6_K, Q5_0 and Q8_0
+    // matrices), else the most common matrix type.
+    let labelled = gguf
+        .get("general.file_type")
+        .and_then(|v| v.as_f64())
+        .and_then(|t| file_type_name(t as u32));
+    let quantization = match labelled {
+        Some(name) => name.to_string(),
+        None => counts
+            .into_iter()
+            .max_by_key(|&(_, n)| n)
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_default(),
     };
+    let config = match architecture {
+        Architecture::Llama(m) => &m.config,
+        Architecture::Gemma3(m) => &m.config.base,
+    };
+    let (context_length, n_layers, embedding_length) =
+        (config.context_length, config.n_layers, config.dim);
     ModelInfo {
         architecture: gguf.architecture().unwrap_or_default().to_string(),
         name: gguf
@@ -201,4 +221,28 @@ fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenize
         n_vocab: tokenizer.n_vocab(),
         quantization,
     }
+}
+
+/// llama.cpp's names for `general.file_type` (its `llama_ftype`).
+fn file_type_name(file_type: u32) -> Option<&'static str> {
+    Some(match file_type {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
 }

@@ -1,6 +1,8 @@
 //! One file per architecture, dispatched on `general.architecture`.
 
+pub mod config;
+pub mod gemma3;
 pub mod llama;
 
 /// Architectures Symphony can run, for error messages.
-pub const SUPPORTED: &str = "llama";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, gemma3";

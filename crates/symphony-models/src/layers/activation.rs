@@ -1,4 +1,5 @@
-//! SwiGLU's gate, `silu(g) · u`, with ggml's vectorised `expf`.
+//! Gated activations: SwiGLU's `silu(g) · u` with ggml's vectorised `expf`, and GeGLU's
+//! `gelu(g) · u` with ggml's half-precision GELU table.
 //!
 //! ggml evaluates `exp` with a short polynomial (accurate to ~1.5 ulp) rather than libm; the
 //! result feeds the 8-bit quantization of the down projection's input, where a one-ulp
@@ -32,6 +33,29 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `out[i] = gelu(gate[i]) · up[i]` with the tanh form of GELU, as ggml computes it: the
+/// input rounded to f16, GELU evaluated in f32 and rounded to f16 (ggml reads a table of
+/// every f16 value), and the two ends clamped (`x ≤ -10 → 0`, `x ≥ 10 → x`).
+pub fn geglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = gelu_f16(g) * u;
+    }
+}
+
+fn gelu_f16(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let x = half::f16::from_f32(x).to_f32();
+    let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh());
+    half::f16::from_f32(y).to_f32()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +72,21 @@ mod tests {
         assert_eq!(expf(-200.0), 0.0);
         assert_eq!(expf(200.0), f32::INFINITY);
         assert_eq!(expf(0.0), 1.0);
+    }
+
+    #[test]
+    fn geglu_matches_the_tanh_gelu_to_half_precision() {
+        for i in -1200..1200 {
+            let x = i as f32 / 100.0;
+            let exact = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
+            let mut out = [0.0];
+            geglu(&[x], &[2.0], &mut out);
+            let tolerance = 2.0 * (exact.abs() * 2e-3 + 1e-4);
+            assert!((out[0] - 2.0 * exact).abs() <= tolerance, "gelu({x})");
+        }
+        let mut out = [0.0; 2];
+        geglu(&[-10.0, 10.0], &[3.0, 3.0], &mut out);
+        assert_eq!(out, [0.0, 30.0]);
     }
 
     #[test]

@@ -97,14 +97,21 @@ impl KvCache {
 
 /// Attention of `t` new queries `(t, n_heads, head_dim)` against every cached position.
 /// The queries are the last `t` positions in the cache (their keys were appended first), so
-/// query `i` sees keys `0..=cache.len() - t + i`. Returns `(t, n_heads, head_dim)`.
+/// query `i` sees keys `0..=cache.len() - t + i`, or with a sliding `window` only the last
+/// `window` of those (the query's own position included). Returns `(t, n_heads, head_dim)`.
 ///
 /// One (query, head) at a time: a row of scores over the visible keys, never the full
 /// `queries × keys` matrix. The float arithmetic follows ggml's CPU attention (scores by
 /// `ggml_vec_dot_f32`, softmax with its vectorised `expf` and chunked sums, values summed as
 /// its sgemm does for a prompt and as `ggml_vec_dot_f32` does for one token) so that the
 /// output rounds as the reference's does before it is quantized for the output projection.
-pub fn causal_attention(q: &[f32], n_heads: usize, cache: &KvCache, scale: f32) -> Vec<f32> {
+pub fn causal_attention(
+    q: &[f32],
+    n_heads: usize,
+    cache: &KvCache,
+    scale: f32,
+    window: Option<usize>,
+) -> Vec<f32> {
     let d = cache.head_dim;
     let t = q.len() / (n_heads * d);
     let group = n_heads / cache.n_kv_heads;
@@ -122,14 +129,22 @@ pub fn causal_attention(q: &[f32], n_heads: usize, cache: &KvCache, scale: f32) 
             let kv_head = head / group;
             let query = &q[unit * d..(unit + 1) * d];
             let n_keys = first_pos + row + 1;
+            // Keys before `start` are masked: they keep their slots (score -inf, weight 0) so
+            // the lane and chunk of every visible key is the one ggml's masked softmax uses.
+            let start = window.map_or(0, |w| n_keys.saturating_sub(w));
             let keys = &cache.head_keys(kv_head)[..n_keys * d];
             let values = &cache.head_values(kv_head)[..n_keys * d];
             scores.clear();
-            scores.extend(keys.chunks_exact(d).map(|key| dot_f32(query, key) * scale));
+            scores.resize(start, f32::NEG_INFINITY);
+            scores.extend(
+                keys.chunks_exact(d)
+                    .skip(start)
+                    .map(|key| dot_f32(query, key) * scale),
+            );
             softmax_in_place(scores);
             match value_sum {
-                ValueSum::Gemm => weighted_values_gemm(scores, values, out),
-                ValueSum::Dot => weighted_values_dot(scores, values, out),
+                ValueSum::Gemm => weighted_values_gemm(scores, values, start, out),
+                ValueSum::Dot => weighted_values_dot(scores, values, start, out),
             }
         });
     out
@@ -198,10 +213,10 @@ fn softmax_in_place(scores: &mut [f32]) {
 
 /// `out[c] = Σ_j p_j · v_j[c]` with one 16-lane FMA accumulator per output (llamafile sgemm).
 /// Accumulators are stored lane-major so the inner loop runs along `c`, contiguous in `v`.
-fn weighted_values_gemm(p: &[f32], values: &[f32], out: &mut [f32]) {
+fn weighted_values_gemm(p: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
     let d = out.len();
     let mut acc = vec![0f32; 16 * d]; // (lane, c)
-    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate() {
+    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate().skip(start) {
         let lane = &mut acc[(j % 16) * d..(j % 16 + 1) * d];
         for (a, &vc) in lane.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
@@ -213,10 +228,10 @@ fn weighted_values_gemm(p: &[f32], values: &[f32], out: &mut [f32]) {
 }
 
 /// The same sum as `ggml_vec_dot_f32` over the (zero-padded, multiple of 64) keys.
-fn weighted_values_dot(p: &[f32], values: &[f32], out: &mut [f32]) {
+fn weighted_values_dot(p: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
     let d = out.len();
     let mut acc = vec![0f32; 64 * d]; // (accumulator · 16 + lane, c)
-    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate() {
+    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate().skip(start) {
         let slot = &mut acc[(j % 64) * d..(j % 64 + 1) * d];
         for (a, &vc) in slot.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
@@ -234,6 +249,7 @@ mod tests {
     use super::*;
 
     /// Textbook attention: the full score matrix, softmax, weighted sum, in f64.
+    #[allow(clippy::too_many_arguments)]
     fn naive(
         q: &[f32],
         k: &[f32],
@@ -242,6 +258,7 @@ mod tests {
         n_kv: usize,
         d: usize,
         past: usize,
+        window: usize,
     ) -> Vec<f32> {
         let t = q.len() / (n_heads * d);
         let total = k.len() / (n_kv * d);
@@ -251,7 +268,8 @@ mod tests {
                 let kh = h / (n_heads / n_kv);
                 let qv = &q[(i * n_heads + h) * d..][..d];
                 let visible = (past + i + 1).min(total);
-                let scores: Vec<f64> = (0..visible)
+                let first = visible.saturating_sub(window);
+                let scores: Vec<f64> = (first..visible)
                     .map(|j| {
                         let kv = &k[(j * n_kv + kh) * d..][..d];
                         qv.iter()
@@ -265,8 +283,8 @@ mod tests {
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for x in 0..d {
-                    let val: f64 = (0..visible)
-                        .map(|j| e[j] / z * v[(j * n_kv + kh) * d + x] as f64)
+                    let val: f64 = (first..visible)
+                        .map(|j| e[j - first] / z * v[(j * n_kv + kh) * d + x] as f64)
                         .sum();
                     out[(i * n_heads + h) * d + x] = val as f32;
                 }
@@ -298,14 +316,25 @@ mod tests {
         let mut cache = KvCache::new(n_kv, d);
         cache.append(&k[..past * n_kv * d], &v[..past * n_kv * d]);
         cache.append(&k[past * n_kv * d..], &v[past * n_kv * d..]);
-        let ours = causal_attention(&q, n_heads, &cache, 1.0 / (d as f32).sqrt());
-        let reference = naive(&q, &k, &v, n_heads, n_kv, d, past);
-        let max_diff = ours
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(max_diff < 1e-4, "max diff {max_diff}");
+        for window in [None, Some(1), Some(37), Some(120)] {
+            let ours = causal_attention(&q, n_heads, &cache, 1.0 / (d as f32).sqrt(), window);
+            let reference = naive(
+                &q,
+                &k,
+                &v,
+                n_heads,
+                n_kv,
+                d,
+                past,
+                window.unwrap_or(usize::MAX),
+            );
+            let max_diff = ours
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(max_diff < 1e-4, "window {window:?}: max diff {max_diff}");
+        }
     }
 
     #[test]

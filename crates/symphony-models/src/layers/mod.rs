@@ -2,6 +2,8 @@
 
 pub mod activation;
 pub mod attention;
+pub mod blocks;
+pub mod linear;
 pub mod norm;
 pub mod rope;
 

@@ -3,10 +3,11 @@
 //! The pipeline follows llama.cpp's vocabulary code so that our ids match the reference byte
 //! for byte: special tokens are split out first (longest first), the remaining text is cut by
 //! the model's pre-tokenizer regexes, and each piece is encoded by the vocabulary's model
-//! (byte-level BPE today; SentencePiece vocabularies plug in as another [`TokenizerModel`]).
+//! (byte-level BPE or SentencePiece, a [`TokenizerModel`]).
 
 mod bpe;
 mod pretokenize;
+mod spm;
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ use crate::gguf::GgufFile;
 
 pub use bpe::Bpe;
 pub use pretokenize::PreTokenizer;
+pub use spm::Spm;
 
 pub type TokenId = u32;
 
@@ -48,6 +50,8 @@ impl TokenKind {
 pub enum TokenizerModel {
     /// Byte-level BPE (`gpt2`): GPT-2, SmolLM, Llama 3, Qwen2.
     Bpe(Bpe),
+    /// SentencePiece BPE (`llama`): Llama 2, Gemma, Mistral v0.1.
+    Spm(Spm),
 }
 
 /// Options for [`Tokenizer::encode`].
@@ -85,6 +89,8 @@ pub struct Tokenizer {
     pub eos: Option<TokenId>,
     pub add_bos: bool,
     pub add_eos: bool,
+    /// SentencePiece: put a space before text that starts the input or follows a special token.
+    add_space_prefix: bool,
     /// Tokens that end a generation (EOS, end-of-turn markers).
     end_of_generation: Vec<TokenId>,
 }
@@ -138,31 +144,49 @@ impl Tokenizer {
         let eos = id_key("tokenizer.ggml.eos_token_id")?;
         let eot = id_key("tokenizer.ggml.eot_token_id")?;
 
-        let model = match model_name {
-            "gpt2" => {
-                let merges = gguf.get_str_array("tokenizer.ggml.merges")?;
-                TokenizerModel::Bpe(Bpe::new(&tokens, &merges)?)
-            }
-            other => {
-                return Err(Error::Tokenizer(format!(
-                "tokenizer model '{other}' is not supported yet (supported: gpt2 byte-level BPE)"
-            )))
-            }
-        };
-        let pre_name = gguf
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
-        let pre = PreTokenizer::from_name(pre_name)?;
-        // llama.cpp's defaults for BPE vocabularies: no BOS unless the file asks for one.
-        let add_bos = gguf.get_bool_or("tokenizer.ggml.add_bos_token", false)?;
-        let add_eos = gguf.get_bool_or("tokenizer.ggml.add_eos_token", false)?;
-
         let token_to_id: HashMap<String, TokenId> = tokens
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), i as TokenId))
             .collect();
+        let model = match model_name {
+            "gpt2" => {
+                let merges = gguf.get_str_array("tokenizer.ggml.merges")?;
+                TokenizerModel::Bpe(Bpe::new(&tokens, &merges)?)
+            }
+            "llama" => {
+                let scores: Vec<f32> = gguf
+                    .get_array("tokenizer.ggml.scores")?
+                    .iter()
+                    .map(|v| v.as_f64().unwrap_or(0.0) as f32)
+                    .collect();
+                if scores.len() != n_vocab {
+                    return Err(Error::Tokenizer(format!(
+                        "scores has {} entries for {n_vocab} tokens",
+                        scores.len()
+                    )));
+                }
+                let unknown = id_key("tokenizer.ggml.unknown_token_id")?;
+                TokenizerModel::Spm(Spm::new(&tokens, scores, &token_to_id, unknown))
+            }
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer model '{other}' is not supported yet \
+                     (supported: gpt2 byte-level BPE, llama SentencePiece)"
+                )))
+            }
+        };
+        let is_spm = matches!(model, TokenizerModel::Spm(_));
+        let pre_name = gguf
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let pre = PreTokenizer::from_name(pre_name)?;
+        // llama.cpp's defaults: SentencePiece vocabularies add BOS and a space prefix unless
+        // the file says otherwise; BPE vocabularies do neither.
+        let add_bos = gguf.get_bool_or("tokenizer.ggml.add_bos_token", is_spm)?;
+        let add_eos = gguf.get_bool_or("tokenizer.ggml.add_eos_token", false)?;
+        let add_space_prefix = gguf.get_bool_or("tokenizer.ggml.add_space_prefix", is_spm)?;
         let mut special_by_length: Vec<TokenId> = (0..n_vocab as TokenId)
             .filter(|&id| {
                 matches!(
@@ -199,6 +223,7 @@ impl Tokenizer {
             eos,
             add_bos,
             add_eos,
+            add_space_prefix,
             end_of_generation,
         })
     }
@@ -228,16 +253,31 @@ impl Tokenizer {
         if options.add_special && self.add_bos {
             ids.extend(self.bos);
         }
+        let mut after_special = true;
         for fragment in self.split_special(text, options.parse_special) {
             match fragment {
-                Fragment::Token(id) => ids.push(id),
-                Fragment::Text(text) => {
-                    for piece in self.pre.split(text) {
-                        match &self.model {
-                            TokenizerModel::Bpe(bpe) => bpe.encode_piece(piece, &mut ids),
+                Fragment::Token(id) => {
+                    ids.push(id);
+                    after_special = true;
+                }
+                Fragment::Text(text) => match &self.model {
+                    TokenizerModel::Bpe(bpe) => {
+                        for piece in self.pre.split(text) {
+                            bpe.encode_piece(piece, &mut ids);
                         }
                     }
-                }
+                    TokenizerModel::Spm(spm) => {
+                        let prefixed;
+                        let text = if self.add_space_prefix && after_special {
+                            prefixed = format!(" {text}");
+                            &prefixed
+                        } else {
+                            text
+                        };
+                        spm.encode_piece(text, &self.token_to_id, &mut ids);
+                        after_special = false;
+                    }
+                },
             }
         }
         if options.add_special && self.add_eos {
@@ -255,6 +295,7 @@ impl Tokenizer {
         match self.kinds[id as usize] {
             TokenKind::Normal => match &self.model {
                 TokenizerModel::Bpe(bpe) => bpe.decode_token_text(text),
+                TokenizerModel::Spm(spm) => spm.decode_token_text(text),
             },
             TokenKind::UserDefined => text.as_bytes().to_vec(),
             TokenKind::Control | TokenKind::Unknown if render_special => text.as_bytes().to_vec(),

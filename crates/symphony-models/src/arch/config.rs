@@ -1,0 +1,91 @@
+//! Hyperparameters every decoder reads the same way from `{arch}.*` GGUF keys.
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::layers::RopeStyle;
+
+/// Hyperparameters read from `{arch}.*` metadata keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub architecture: String,
+    pub n_layers: usize,
+    pub dim: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub rope_dim: usize,
+    pub rope_theta: f32,
+    pub rms_eps: f32,
+    pub context_length: usize,
+    pub n_vocab: usize,
+    /// Attention sees only this many most recent positions (Mistral), if set.
+    pub sliding_window: Option<usize>,
+    pub rope_style: RopeStyle,
+}
+
+impl Config {
+    pub fn from_gguf(gguf: &GgufFile, n_vocab: usize) -> Result<Self> {
+        let arch = gguf.architecture()?;
+        let key = |name: &str| format!("{arch}.{name}");
+        let get = |name: &str| -> Result<usize> { Ok(gguf.get_u64(&key(name))? as usize) };
+        let n_heads = get("attention.head_count")?;
+        let dim = get("embedding_length")?;
+        let invalid = |message: String| Error::InvalidMetadata {
+            path: gguf.path().to_path_buf(),
+            message,
+        };
+        if n_heads == 0 || dim % n_heads != 0 {
+            return Err(invalid(format!(
+                "embedding length {dim} is not divisible by {n_heads} heads"
+            )));
+        }
+        let n_kv_heads = gguf
+            .get_u64_opt(&key("attention.head_count_kv"))?
+            .map_or(n_heads, |v| v as usize);
+        if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+            return Err(invalid(format!(
+                "{n_heads} attention heads cannot be grouped over {n_kv_heads} KV heads"
+            )));
+        }
+        let head_dim = gguf
+            .get_u64_opt(&key("attention.key_length"))?
+            .map_or(dim / n_heads, |v| v as usize);
+        let rope_dim = gguf
+            .get_u64_opt(&key("rope.dimension_count"))?
+            .map_or(head_dim, |v| v as usize);
+        if rope_dim > head_dim || rope_dim % 2 != 0 {
+            return Err(invalid(format!(
+                "rope dimension {rope_dim} does not fit head dimension {head_dim}"
+            )));
+        }
+        let rope_theta = match gguf.get(&key("rope.freq_base")) {
+            Some(_) => gguf.get_f64(&key("rope.freq_base"))? as f32,
+            None => 10_000.0,
+        };
+        Ok(Self {
+            architecture: arch.to_string(),
+            n_layers: get("block_count")?,
+            dim,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn_dim: get("feed_forward_length")?,
+            rope_dim,
+            rope_theta,
+            rms_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
+            context_length: get("context_length")?,
+            n_vocab,
+            sliding_window: gguf
+                .get_u64_opt(&key("attention.sliding_window"))?
+                .map(|w| w as usize)
+                .filter(|&w| w > 0),
+            // llama.cpp's rope type per architecture: Llama checkpoints are permuted at
+            // conversion to rotate adjacent pairs; the others keep the Hugging Face halves.
+            rope_style: match arch {
+                "qwen2" | "gemma3" | "phi3" => RopeStyle::Neox,
+                _ => RopeStyle::Interleaved,
+            },
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! Gemma 3 (Gemma Team 2025; Hugging Face `modeling_gemma3.py`): a decoder with
+//! - embeddings scaled by `√dim`;
+//! - RMSNorm before *and after* both the attention and the MLP (the post-norm output is what
+//!   joins the residual stream);
+//! - per-head RMSNorm of queries and keys before rotation;
+//! - local layers with a sliding window and rotary base 10 000, and every sixth layer global
+//!   with the file's base (1 000 000): five local to one global;
+//! - a GeGLU MLP (tanh GELU);
+//! - tied output embeddings, with optional final-logit soft-capping.
+//!
+//! GGUF files store the norm weights with Gemma's `1 + w` already applied, so the norms are
+//! plain RMSNorm here.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::Tensor;
+
+use super::config::Config;
+use crate::error::Result;
+use crate::gguf::GgufFile;
+use crate::layers::blocks::{
+    AttentionParams, AttentionShape, GateActivation, GatedMlp, RmsNorm, SelfAttention,
+};
+use crate::layers::linear::{matrix, Linear};
+use crate::layers::{KvCache, Rope};
+use crate::{Cache, Logits};
+
+/// Gemma 3's settings beyond the shared decoder configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Config {
+    pub base: Config,
+    /// Layer `i` is local (sliding window) unless `i % pattern == pattern - 1`.
+    pub sliding_window_pattern: usize,
+    /// Rotary base of the local layers.
+    pub local_rope_theta: f32,
+    /// `cap · tanh(logit / cap)` on the output, when set.
+    pub final_logit_softcapping: Option<f32>,
+}
+
+impl Gemma3Config {
+    pub fn from_gguf(gguf: &GgufFile, n_vocab: usize) -> Result<Self> {
+        let base = Config::from_gguf(gguf, n_vocab)?;
+        let key = |name: &str| format!("{}.{name}", base.architecture);
+        let float = |name: &str| -> Result<Option<f32>> {
+            match gguf.get(&key(name)) {
+                Some(_) => Ok(Some(gguf.get_f64(&key(name))? as f32)),
+                None => Ok(None),
+            }
+        };
+        Ok(Self {
+            sliding_window_pattern: gguf
+                .get_u64_opt(&key("attention.sliding_window_pattern"))?
+                .map_or(6, |p| p as usize)
+                .max(1),
+            local_rope_theta: float("rope.freq_base_swa")?.unwrap_or(10_000.0),
+            final_logit_softcapping: float("final_logit_softcapping")?.filter(|&c| c > 0.0),
+            base,
+        })
+    }
+
+    fn is_local(&self, layer: usize) -> bool {
+        self.base.sliding_window.is_some()
+            && layer % self.sliding_window_pattern < self.sliding_window_pattern - 1
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    attn_norm: RmsNorm,
+    attn: SelfAttention,
+    attn_post_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+    mlp: GatedMlp,
+    ffn_post_norm: RmsNorm,
+    local: bool,
+}
+
+#[derive(Debug)]
+pub struct Gemma3 {
+    pub config: Gemma3Config,
+    embeddings: Arc<QTensor>,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    output: Linear,
+    global_rope: Rope,
+    local_rope: Rope,
+}
+
+impl Gemma3 {
+    pub fn load(gguf: &GgufFile, config: Gemma3Config) -> Result<Self> {
+        let c = &config.base;
+        let embeddings = matrix(gguf, "token_embd.weight", c.n_vocab, c.dim)?;
+        let output = match gguf.tensor_info("output.weight") {
+            Some(_) => Linear::load(gguf, "output", c.n_vocab, c.dim)?,
+            None => Linear::load(gguf, "token_embd", c.n_vocab, c.dim)?,
+        };
+        let shape = AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let blocks = (0..c.n_layers)
+            .map(|i| {
+                let norm = |name: &str| {
+                    RmsNorm::load(gguf, &format!("blk.{i}.{name}.weight"), c.dim, c.rms_eps)
+                };
+                Ok(Block {
+                    attn_norm: norm("attn_norm")?,
+                    attn: SelfAttention::load(gguf, i, c.dim, shape, c.rms_eps)?,
+                    attn_post_norm: norm("post_attention_norm")?,
+                    ffn_norm: norm("ffn_norm")?,
+                    mlp: GatedMlp::load(gguf, i, c.dim, c.ffn_dim, GateActivation::GeluTanh)?,
+                    ffn_post_norm: norm("post_ffw_norm")?,
+                    local: config.is_local(i),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(gguf, "output_norm.weight", c.dim, c.rms_eps)?;
+        Ok(Self {
+            global_rope: Rope::new(c.rope_style, c.rope_dim, c.rope_theta),
+            local_rope: Rope::new(c.rope_style, c.rope_dim, config.local_rope_theta),
+            config,
+            embeddings,
+            blocks,
+            norm,
+            output,
+        })
+    }
+
+    pub fn new_cache(&self) -> Cache {
+        let c = &self.config.base;
+        Cache {
+            layers: (0..c.n_layers)
+                .map(|_| KvCache::new(c.n_kv_heads, c.head_dim))
+                .collect(),
+        }
+    }
+
+    pub fn forward(&self, tokens: &[u32], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
+        let c = &self.config.base;
+        let t = tokens.len();
+        let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?;
+        let mut x = (self.embeddings.embedding(&ids)? * f64::from((c.dim as f32).sqrt()))?;
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            let params = if block.local {
+                AttentionParams {
+                    rope: &self.local_rope,
+                    scale,
+                    window: c.sliding_window,
+                }
+            } else {
+                AttentionParams {
+                    rope: &self.global_rope,
+                    scale,
+                    window: None,
+                }
+            };
+            let h = block.attn_norm.forward(&x)?;
+            let attn = block.attn.forward(&h, kv, params)?;
+            x = (x + block.attn_post_norm.forward(&attn)?)?;
+            let h = block.ffn_norm.forward(&x)?;
+            let mlp = block.mlp.forward(&h)?;
+            x = (x + block.ffn_post_norm.forward(&mlp)?)?;
+        }
+        let x = match logits {
+            Logits::Last => x.narrow(0, t - 1, 1)?,
+            Logits::All => x,
+        };
+        let out = self.output.forward(&self.norm.forward(&x)?)?;
+        match self.config.final_logit_softcapping {
+            None => Ok(out),
+            Some(cap) => Ok(((out / f64::from(cap))?.tanh()? * f64::from(cap))?),
+        }
+    }
+}
