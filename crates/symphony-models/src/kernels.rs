@@ -81,6 +81,35 @@ pub fn dot_q8_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
     acc.sum()
 }
 
+const Q5_0_BLOCK_BYTES: usize = 22;
+
+/// The 32 signed weights of a Q5_0 block (f16 d, 32 high bits, 16 bytes of low nibbles):
+/// `(nibble | high bit << 4) - 16`, as bytes for the signed dot product.
+#[inline]
+fn unpack_q5_0(block: &[u8]) -> [u8; QK] {
+    let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
+    let qs = &block[6..22];
+    let mut w = [0u8; QK];
+    for j in 0..QK / 2 {
+        let lo = (qs[j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
+        let hi = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+        w[j] = lo.wrapping_sub(16);
+        w[j + QK / 2] = hi.wrapping_sub(16);
+    }
+    w
+}
+
+/// One Q5_0 row · one Q8_0 activation row, with ggml's lanes and FMA order (its x86
+/// `ggml_vec_dot_q5_0_q8_0` and llamafile's tile kernel round identically).
+pub fn dot_q5_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
+    let mut acc = Lanes::default();
+    for (block, xb) in row.chunks_exact(Q5_0_BLOCK_BYTES).zip(x) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        acc.fma_i8_i8(d * xb.d, &unpack_q5_0(block), &xb.qs);
+    }
+    acc.sum()
+}
+
 /// One Q4_1 row (raw bytes: f16 d, f16 m, 16 bytes of nibbles per block) · one Q8_1 row.
 ///
 /// The float arithmetic follows ggml's x86 kernel step for step: eight lanes, each holding
@@ -97,6 +126,135 @@ pub fn dot_q4_1_q8_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
         acc.fma_nibbles_i8(d * xb.d, block[4..20].try_into().expect("16 bytes"), &xb.qs);
     }
     acc.sum() + mins
+}
+
+pub const QK_K: usize = 256;
+const Q4_K_BLOCK_BYTES: usize = 144;
+const Q6_K_BLOCK_BYTES: usize = 210;
+
+/// A super-block of 256 activations quantized to 8 bits for the K-quant dot products, with
+/// the sums of each 16 for the weights' offsets: ggml's `block_q8_K`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+/// ggml's `quantize_row_q8_K_ref`: the scale comes from the element of largest magnitude
+/// *with its sign* (`-127 / max`, first such element on ties) and `d` stays f32.
+pub fn quantize_q8_k(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    out.clear();
+    for block in x.chunks_exact(QK_K) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in block {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let mut q = BlockQ8K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        };
+        if amax != 0.0 {
+            let iscale = -127.0 / max;
+            for (o, &v) in q.qs.iter_mut().zip(block) {
+                *o = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            for (sum, group) in q.bsums.iter_mut().zip(q.qs.chunks_exact(16)) {
+                *sum = group.iter().map(|&v| v as i16).sum();
+            }
+            q.d = 1.0 / iscale;
+        }
+        out.push(q);
+    }
+}
+
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K super-block.
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// One Q4_K row · one Q8_K row. On AVX2 machines llama.cpp repacks Q4_K matrices whose row
+/// count is a multiple of 8 and computes them with its interleaved kernel; per output that
+/// kernel forms each super-block's exact integer sums (scaled quants, and mins times the
+/// activation sums) and accumulates them with one FMA each, in block order. So do we.
+pub fn dot_q4_k_q8_k(row: &[u8], x: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (block, xb) in row.chunks_exact(Q4_K_BLOCK_BYTES).zip(x) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
+        let scales = &block[4..16];
+        let qs = &block[16..144];
+        let (mut sum, mut mins) = (0i32, 0i32);
+        for pair in 0..4 {
+            let packed = &qs[32 * pair..32 * pair + 32];
+            let q8 = &xb.qs[64 * pair..64 * pair + 64];
+            let (lo, hi): (i32, i32) =
+                packed.iter().enumerate().fold((0, 0), |(lo, hi), (e, &p)| {
+                    (
+                        lo + (p & 0x0F) as i32 * q8[e] as i32,
+                        hi + (p >> 4) as i32 * q8[e + 32] as i32,
+                    )
+                });
+            for (sub, dot) in [(2 * pair, lo), (2 * pair + 1, hi)] {
+                let (sc, m) = scale_min_k4(sub, scales);
+                sum += sc as i32 * dot;
+                mins += m as i32 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32);
+            }
+        }
+        acc = (sum as f32).mul_add(d * xb.d, acc);
+        acc_min = (mins as f32).mul_add(dmin * xb.d, acc_min);
+    }
+    acc - acc_min
+}
+
+/// One Q6_K row · one Q8_K row, following ggml's x86 `ggml_vec_dot_q6_K_q8_K`: eight integer
+/// lanes per super-block (lane `l` sums the scaled products of bytes `4l..4l+4` of every
+/// 32-element run, less `32 ·` the scaled activation sums of groups `2l` and `2l+1`), then one
+/// FMA per lane and `hsum_float_8`.
+pub fn dot_q6_k_q8_k(row: &[u8], x: &[BlockQ8K]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (block, xb) in row.chunks_exact(Q6_K_BLOCK_BYTES).zip(x) {
+        let (ql, qh) = (&block[..128], &block[128..192]);
+        let scales: [i32; 16] = std::array::from_fn(|i| block[192 + i] as i8 as i32);
+        let d = xb.d * f16::from_le_bytes([block[208], block[209]]).to_f32();
+        let mut lanes = [0i32; 8];
+        for half in 0..2 {
+            let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
+            for run in 0..4 {
+                for byte in 0..32 {
+                    let q = match run {
+                        0 => (ql[byte] & 0x0F) | ((qh[byte] & 3) << 4),
+                        1 => (ql[byte + 32] & 0x0F) | (((qh[byte] >> 2) & 3) << 4),
+                        2 => (ql[byte] >> 4) | (((qh[byte] >> 4) & 3) << 4),
+                        _ => (ql[byte + 32] >> 4) | (((qh[byte] >> 6) & 3) << 4),
+                    };
+                    let scale = scales[8 * half + 2 * run + byte / 16];
+                    let x8 = xb.qs[128 * half + 32 * run + byte] as i32;
+                    lanes[byte / 4] += scale * q as i32 * x8;
+                }
+            }
+        }
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let offset = xb.bsums[2 * l] as i32 * scales[2 * l]
+                + xb.bsums[2 * l + 1] as i32 * scales[2 * l + 1];
+            *lane -= offset << 5;
+        }
+        for (a, &lane) in acc.iter_mut().zip(&lanes) {
+            *a = d.mul_add(lane as f32, *a);
+        }
+    }
+    hsum8(&acc)
 }
 
 /// Eight f32 accumulators, one per group of four elements of a 32-element block.
@@ -245,7 +403,7 @@ fn hsum8(v: &[f32; 8]) -> f32 {
 pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
     matmul(
         weights,
-        Q4_1_BLOCK_BYTES,
+        (QK, Q4_1_BLOCK_BYTES),
         mkn,
         lhs,
         dst,
@@ -262,7 +420,7 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
 pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
     matmul(
         weights,
-        Q8_0_BLOCK_BYTES,
+        (QK, Q8_0_BLOCK_BYTES),
         mkn,
         lhs,
         dst,
@@ -275,20 +433,93 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
     )
 }
 
+/// `dst (m, n) = lhs (m, k) · weightsᵀ` for Q5_0 weights `(n, k)` given as raw bytes.
+pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
+    matmul(
+        weights,
+        (QK, Q5_0_BLOCK_BYTES),
+        mkn,
+        lhs,
+        dst,
+        quantize_q8_0,
+        |row, xs, out| {
+            for (o, x) in out.iter_mut().zip(xs) {
+                *o = dot_q5_0_q8_0(row, x);
+            }
+        },
+    )
+}
+
+/// `dst (m, n) = lhs (m, k) · weightsᵀ` for Q4_K weights `(n, k)` given as raw bytes.
+pub fn matmul_q4_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
+    matmul(
+        weights,
+        (QK_K, Q4_K_BLOCK_BYTES),
+        mkn,
+        lhs,
+        dst,
+        quantize_q8_k,
+        |row, xs, out| {
+            for (o, x) in out.iter_mut().zip(xs) {
+                *o = dot_q4_k_q8_k(row, x);
+            }
+        },
+    )
+}
+
+/// `dst (m, n) = lhs (m, k) · weightsᵀ` for Q6_K weights `(n, k)` given as raw bytes.
+pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
+    matmul(
+        weights,
+        (QK_K, Q6_K_BLOCK_BYTES),
+        mkn,
+        lhs,
+        dst,
+        quantize_q8_k,
+        |row, xs, out| {
+            for (o, x) in out.iter_mut().zip(xs) {
+                *o = dot_q6_k_q8_k(row, x);
+            }
+        },
+    )
+}
+
+/// Our kernel for `ggml_type`, if we have one: `dst (m, n) = lhs (m, k) · weightsᵀ`.
+/// Returns `false` (leaving `dst` alone) for types we leave to candle.
+pub fn matmul_by_type(
+    ggml_type: crate::quant::GgmlType,
+    weights: &[u8],
+    mkn: (usize, usize, usize),
+    lhs: &[f32],
+    dst: &mut [f32],
+) -> bool {
+    use crate::quant::GgmlType as T;
+    let kernel = match ggml_type {
+        T::Q4_1 => matmul_q4_1,
+        T::Q5_0 => matmul_q5_0,
+        T::Q8_0 => matmul_q8_0,
+        T::Q4_K => matmul_q4_k,
+        T::Q6_K => matmul_q6_k,
+        _ => return false,
+    };
+    kernel(weights, mkn, lhs, dst);
+    true
+}
+
 fn matmul<A: Send + Sync>(
     weights: &[u8],
-    block_bytes: usize,
+    (block_elems, block_bytes): (usize, usize),
     (m, k, n): (usize, usize, usize),
     lhs: &[f32],
     dst: &mut [f32],
     quantize: fn(&[f32], &mut Vec<A>),
     row_dots: impl Fn(&[u8], &[Vec<A>], &mut [f32]) + Sync,
 ) {
-    let row_bytes = k / QK * block_bytes;
+    let row_bytes = k / block_elems * block_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
     let mut quantized = Vec::with_capacity(m);
     for row in lhs.chunks_exact(k) {
-        let mut q = Vec::with_capacity(k / QK);
+        let mut q = Vec::with_capacity(k / block_elems);
         quantize(row, &mut q);
         quantized.push(q);
     }
@@ -345,6 +576,148 @@ mod tests {
             }
         }
         bytes
+    }
+
+    /// Dequantize a Q5_0 row from the format's definition: x = d * ((nibble | hbit << 4) - 16).
+    fn dequant_q5_0(row: &[u8]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for block in row.chunks_exact(Q5_0_BLOCK_BYTES) {
+            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+            let mut vals = [0f32; QK];
+            for j in 0..QK / 2 {
+                let lo = (block[6 + j] & 0x0F) as i32 | (((qh >> j) & 1) as i32) << 4;
+                let hi = (block[6 + j] >> 4) as i32 | (((qh >> (j + 16)) & 1) as i32) << 4;
+                vals[j] = d * (lo - 16) as f32;
+                vals[j + QK / 2] = d * (hi - 16) as f32;
+            }
+            out.extend_from_slice(&vals);
+        }
+        out
+    }
+
+    /// Random K-quant rows with small, sane super-block scales (f16 `d`, and `dmin` for
+    /// Q4_K), dequantized by candle's implementation of the format as the reference.
+    fn k_quant_case(
+        dtype: candle_core::quantized::GgmlDType,
+        n: usize,
+        k: usize,
+    ) -> (Vec<u8>, Vec<f32>) {
+        let (block_bytes, d_offsets): (usize, &[usize]) = match dtype {
+            candle_core::quantized::GgmlDType::Q4K => (Q4_K_BLOCK_BYTES, &[0, 2]),
+            _ => (Q6_K_BLOCK_BYTES, &[208]),
+        };
+        let mut s = 99u32;
+        let mut bytes = Vec::new();
+        for _ in 0..n * k / QK_K {
+            let mut block: Vec<u8> = (0..block_bytes)
+                .map(|_| {
+                    s = s.wrapping_mul(1103515245).wrapping_add(12345);
+                    (s >> 16) as u8
+                })
+                .collect();
+            for &o in d_offsets {
+                block[o..o + 2].copy_from_slice(&f16::from_f32(0.003).to_le_bytes());
+            }
+            bytes.extend_from_slice(&block);
+        }
+        let storage = dtype.from_data(std::borrow::Cow::Borrowed(&bytes));
+        let w = candle_core::quantized::QTensor::new(
+            candle_core::quantized::QStorage::Cpu(storage),
+            (n, k),
+        )
+        .unwrap()
+        .dequantize(&candle_core::Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+        (bytes, w)
+    }
+
+    #[test]
+    fn k_quant_matmuls_match_dequantized_products_within_q8_error() {
+        use candle_core::quantized::GgmlDType;
+        let (m, k, n) = (3, 512, 8);
+        let lhs: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        for (dtype, kernel) in [
+            (
+                GgmlDType::Q4K,
+                matmul_q4_k as fn(&[u8], (usize, usize, usize), &[f32], &mut [f32]),
+            ),
+            (GgmlDType::Q6K, matmul_q6_k),
+        ] {
+            let (bytes, w) = k_quant_case(dtype, n, k);
+            let mut dst = vec![0f32; m * n];
+            kernel(&bytes, (m, k, n), &lhs, &mut dst);
+            for row in 0..m {
+                for col in 0..n {
+                    let x = &lhs[row * k..(row + 1) * k];
+                    let wr = &w[col * k..(col + 1) * k];
+                    let exact: f32 = wr.iter().zip(x).map(|(a, b)| a * b).sum();
+                    let scale: f32 = wr.iter().zip(x).map(|(a, b)| (a * b).abs()).sum();
+                    let got = dst[row * n + col];
+                    assert!(
+                        (got - exact).abs() <= 0.01 * scale + 1e-3,
+                        "{dtype:?} ({row},{col}): {got} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q8_k_quantization_keeps_the_signed_maximum_exact() {
+        let mut x: Vec<f32> = (0..QK_K).map(|i| (i as f32 * 0.37).sin()).collect();
+        x[77] = -3.0;
+        let mut q = Vec::new();
+        quantize_q8_k(&x, &mut q);
+        // ggml scales by -127 / max with max's sign: the extreme maps to -127 whatever its
+        // sign, and d carries the sign back.
+        assert_eq!(q[0].qs[77], -127);
+        assert!((q[0].d * -127.0 + 3.0).abs() < 1e-6, "d = {}", q[0].d);
+        x[77] = 3.0;
+        let mut p = Vec::new();
+        quantize_q8_k(&x, &mut p);
+        assert_eq!(p[0].qs[77], -127);
+        assert!(p[0].d < 0.0);
+        let sums: i16 = q[0].qs[64..80].iter().map(|&v| v as i16).sum();
+        assert_eq!(q[0].bsums[4], sums);
+    }
+
+    #[test]
+    fn q5_0_matmul_matches_dequantized_product_within_q8_error() {
+        let (m, k, n) = (2, 128, 19);
+        let mut s = 7u32;
+        let mut weights = Vec::new();
+        for _ in 0..n * k / QK {
+            weights.extend_from_slice(&f16::from_f32(0.02).to_le_bytes());
+            for _ in 0..20 {
+                s = s.wrapping_mul(1103515245).wrapping_add(12345);
+                weights.push((s >> 16) as u8);
+            }
+        }
+        let lhs: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+            .collect();
+        let mut dst = vec![0f32; m * n];
+        matmul_q5_0(&weights, (m, k, n), &lhs, &mut dst);
+        let row_bytes = k / QK * Q5_0_BLOCK_BYTES;
+        for col in 0..n {
+            let w = dequant_q5_0(&weights[col * row_bytes..(col + 1) * row_bytes]);
+            for row in 0..m {
+                let x = &lhs[row * k..(row + 1) * k];
+                let exact: f32 = w.iter().zip(x).map(|(a, b)| a * b).sum();
+                let got = dst[row * n + col];
+                assert!(
+                    (got - exact).abs() < 0.05,
+                    "({row},{col}): {got} vs {exact}"
+                );
+            }
+        }
     }
 
     #[test]

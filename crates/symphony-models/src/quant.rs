@@ -163,6 +163,9 @@ impl<T: Block + Send + Sync> QuantizedType for MappedBlocks<T> {
         match T::DTYPE {
             GgmlDType::Q4_1 => crate::kernels::matmul_q4_1(bytes(), mkn, lhs, dst),
             GgmlDType::Q8_0 => crate::kernels::matmul_q8_0(bytes(), mkn, lhs, dst),
+            GgmlDType::Q5_0 => crate::kernels::matmul_q5_0(bytes(), mkn, lhs, dst),
+            GgmlDType::Q4K => crate::kernels::matmul_q4_k(bytes(), mkn, lhs, dst),
+            GgmlDType::Q6K => crate::kernels::matmul_q6_k(bytes(), mkn, lhs, dst),
             _ => return k_quants::matmul(mkn, lhs, self.blocks(), dst),
         }
         Ok(())
@@ -285,6 +288,74 @@ pub fn load_qtensor(gguf: &GgufFile, name: &str) -> Result<QTensor> {
         GgmlDType::Q8K => mapped_storage::<BlockQ8K>(mmap, info, dtype),
     };
     Ok(QTensor::new(QStorage::Cpu(storage), info.shape())?)
+}
+
+/// A 2-D weight matrix `(rows, cols)` read in place from the map, for our own kernels.
+///
+/// Matmuls go through [`MappedMatrix::matmul`] rather than candle's `QMatMul`: candle 0.11
+/// repacks some types (Q4_K, Q6_K, Q8_0) into a private copy on first use, which would both
+/// hold the weights twice and bypass the ggml-exact kernels.
+#[derive(Clone)]
+pub struct MappedMatrix {
+    mmap: Arc<Mmap>,
+    offset: usize,
+    len: usize,
+    pub ggml_type: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl fmt::Debug for MappedMatrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MappedMatrix({} {}x{})",
+            self.ggml_type, self.rows, self.cols
+        )
+    }
+}
+
+impl MappedMatrix {
+    /// The matrix `name` if our kernels compute its type, `None` otherwise.
+    pub fn load(gguf: &GgufFile, name: &str) -> Option<Self> {
+        let info = gguf.tensor_info(name)?;
+        let [cols, rows] = info.dims[..] else {
+            return None;
+        };
+        let (cols, rows) = (cols as usize, rows as usize);
+        let supported = matches!(
+            info.ggml_type,
+            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
+        );
+        let whole_blocks = cols.is_multiple_of(info.ggml_type.block_size())
+            && (cols / info.ggml_type.block_size() * info.ggml_type.type_size() * rows) as u64
+                == info.n_bytes;
+        (supported && whole_blocks).then(|| Self {
+            mmap: gguf.mmap().clone(),
+            offset: info.offset as usize,
+            len: info.n_bytes as usize,
+            ggml_type: info.ggml_type,
+            rows,
+            cols,
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.mmap[self.offset..self.offset + self.len]
+    }
+
+    /// `dst (m, rows) = lhs (m, cols) · selfᵀ`.
+    pub fn matmul(&self, lhs: &[f32], dst: &mut [f32]) {
+        let m = lhs.len() / self.cols;
+        let done = crate::kernels::matmul_by_type(
+            self.ggml_type,
+            self.bytes(),
+            (m, self.cols, self.rows),
+            lhs,
+            dst,
+        );
+        debug_assert!(done, "load() only accepts types with kernels");
+    }
 }
 
 /// A tensor dequantized to f32 (small tensors: norms, biases).
