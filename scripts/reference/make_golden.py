@@ -6,6 +6,8 @@ source), never Symphony's own output. Run it with:
 
     python3 -m venv .venv-ref && .venv-ref/bin/pip install llama-cpp-python==0.3.36 numpy
     .venv-ref/bin/python scripts/reference/make_golden.py --model PATH.gguf --name smollm2-q4_1
+    .venv-ref/bin/python scripts/reference/make_golden.py --model qwen.gguf --name qwen2.5-coder-0.5b-q4_k_m --ppl-chunks 4
+    .venv-ref/bin/python scripts/reference/make_golden.py --model gemma.gguf --name gemma3-270m-q4_k_m --chat gemma --ppl-chunks 4
 
 It writes tests/fixtures/golden/NAME/{tokenizer,greedy,logits,perplexity}.json:
 - tokenizer: ids of >= 200 varied strings, with and without special-token parsing;
@@ -54,6 +56,7 @@ def tokenizer_strings():
         "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>user\nHi<|im_end|>\n",
         "text<|im_end|>more", "<|im_start|><|im_start|>", "<|im_start", "im_start|>",
         "<repo_name>symphony<file_sep>main.rs", "<|im_start|>assistant\n",
+        "<start_of_turn>user\nHi<end_of_turn>\n", "<bos><start_of_turn>model", "<end_of_turn",
         "Ünïcödé ṫëẍṫ", "\u0301combining", "e\u0301", "Å vs A\u030a", "\u0000null",
         "\x1b[31mred\x1b[0m", "tabs\t\t\tand spaces   mixed", "'s 't 're 've 'm 'll 'd",
         "'S 'T 'RE", "it's", "O'Reilly", "rock 'n' roll", "“smart quotes”", "‘single’",
@@ -71,6 +74,14 @@ def tokenizer_strings():
     return cases
 
 
+# One chat-formatted prompt per family, so the special-token path is exercised too.
+CHAT_PROMPTS = {
+    "chatml": ("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+               "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n"),
+    "gemma": ("<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n",
+              "<start_of_turn>user\nName a fruit.<end_of_turn>\n<start_of_turn>model\n"),
+}
+
 GREEDY_PROMPTS = [
     "The capital of France is",
     "Once upon a time, there was a",
@@ -81,13 +92,11 @@ GREEDY_PROMPTS = [
     "The largest planet in our solar system is",
     "In machine learning, overfitting means",
     "1, 2, 3, 4, 5,",
-    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
 ]
 
 LOGIT_PROMPTS = [
     "The capital of France is",
     "import numpy as np\nimport",
-    "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n",
 ]
 
 
@@ -118,11 +127,13 @@ def last_logits(llm, prompt, k=50):
     return {"prompt": prompt, "prompt_ids": tokens, "top_ids": [int(i) for i in order], "top_logits": [float(logits[i]) for i in order]}
 
 
-def perplexity(llm, text, n_ctx):
+def perplexity(llm, text, n_ctx, max_chunks=None):
     """llama-perplexity's scoring: windows of n_ctx tokens, the second half of each scored."""
     tokens = tokenize(llm, text, special=False)
     add_bos = llm._model.add_bos_token() if hasattr(llm._model, "add_bos_token") else False
     n_chunks = len(tokens) // n_ctx
+    if max_chunks:
+        n_chunks = min(n_chunks, max_chunks)
     first = n_ctx // 2
     nll, count, chunk_ppl = 0.0, 0, []
     for c in range(n_chunks):
@@ -147,6 +158,9 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--name", required=True, help="fixture directory name, e.g. smollm2-q4_1")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chat", choices=sorted(CHAT_PROMPTS), default="chatml")
+    ap.add_argument("--ppl-chunks", type=int, default=None,
+                    help="score only the first N windows (larger models, to keep tests short)")
     args = ap.parse_args()
 
     out_dir = os.path.join(ROOT, "tests", "fixtures", "golden", args.name)
@@ -169,17 +183,19 @@ def main():
     ])
     print(f"tokenizer: {len(cases)} strings", file=sys.stderr)
 
-    write("greedy.json", [greedy(llm, p, 48) for p in GREEDY_PROMPTS])
-    print(f"greedy: {len(GREEDY_PROMPTS)} prompts", file=sys.stderr)
+    chat_greedy, chat_logits = CHAT_PROMPTS[args.chat]
+    greedy_prompts = GREEDY_PROMPTS + [chat_greedy]
+    write("greedy.json", [greedy(llm, p, 48) for p in greedy_prompts])
+    print(f"greedy: {len(greedy_prompts)} prompts", file=sys.stderr)
 
-    write("logits.json", [last_logits(llm, p) for p in LOGIT_PROMPTS])
+    write("logits.json", [last_logits(llm, p) for p in LOGIT_PROMPTS + [chat_logits]])
 
     with open(GPL3, encoding="utf-8") as f:
         text = f.read()
     # llama-perplexity's -f drops one trailing newline from the file.
     if text.endswith("\n"):
         text = text[:-1]
-    ppl = [perplexity(llm, text, n) for n in (512, 128)]
+    ppl = [perplexity(llm, text, n, args.ppl_chunks) for n in (512, 128)]
     write("perplexity.json", ppl)
     for p in ppl:
         print(f"perplexity ctx {p['ctx']}: {p['ppl']:.4f} over {p['n_chunks']} chunks", file=sys.stderr)

