@@ -1,14 +1,30 @@
-//! Tokenization of the bundled SmolLM2 against llama.cpp (golden file written by
+//! Tokenization of the packaged models against llama.cpp (golden files written by
 //! scripts/reference/make_golden.py): byte-exact ids, and decode gives the text back.
+//! Byte-level BPE (SmolLM2, Qwen2.5) and SentencePiece (Gemma 3).
 
 mod common;
 
+use common::TestModel;
 use symphony_models::tokenizer::EncodeOptions;
 
 #[test]
-fn tokenizer_matches_llama_cpp_byte_exact() {
-    let model = common::smollm2();
-    let cases = common::golden("tokenizer.json");
+fn smollm2_tokenizer_matches_llama_cpp_byte_exact() {
+    tokenizer_matches_llama_cpp_byte_exact(&common::SMOLLM2);
+}
+
+#[test]
+fn qwen2_5_tokenizer_matches_llama_cpp_byte_exact() {
+    tokenizer_matches_llama_cpp_byte_exact(&common::QWEN2_5_CODER_0_5B);
+}
+
+#[test]
+fn gemma3_tokenizer_matches_llama_cpp_byte_exact() {
+    tokenizer_matches_llama_cpp_byte_exact(&common::GEMMA3_270M);
+}
+
+fn tokenizer_matches_llama_cpp_byte_exact(test_model: &TestModel) {
+    let model = test_model.model();
+    let cases = test_model.golden("tokenizer.json");
     let cases = cases.as_array().unwrap();
     assert!(
         cases.len() >= 200,
@@ -31,8 +47,17 @@ fn tokenizer_matches_llama_cpp_byte_exact() {
         }
         // Decoding gives back exactly the bytes that went in.
         let ids = model.tokenizer.encode(text, EncodeOptions::TEMPLATE);
+        // (Less the BOS the model's metadata asks encode to add.)
+        let ids = match ids.split_first() {
+            Some((&first, rest))
+                if model.tokenizer.add_bos && Some(first) == model.tokenizer.bos =>
+            {
+                rest
+            }
+            _ => &ids[..],
+        };
         assert_eq!(
-            model.tokenizer.decode(&ids, true),
+            model.tokenizer.decode(ids, true),
             text,
             "round trip of {text:?}"
         );
