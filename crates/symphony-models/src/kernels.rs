@@ -408,11 +408,7 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_1,
-        |row, xs, out| {
-            for (o, x) in out.iter_mut().zip(xs) {
-                *o = dot_q4_1_q8_1(row, x);
-            }
-        },
+        dot_q4_1_q8_1,
     )
 }
 
@@ -425,11 +421,7 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_0,
-        |row, xs, out| {
-            for (o, x) in out.iter_mut().zip(xs) {
-                *o = dot_q8_0_q8_0(row, x);
-            }
-        },
+        dot_q8_0_q8_0,
     )
 }
 
@@ -442,11 +434,7 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_0,
-        |row, xs, out| {
-            for (o, x) in out.iter_mut().zip(xs) {
-                *o = dot_q5_0_q8_0(row, x);
-            }
-        },
+        dot_q5_0_q8_0,
     )
 }
 
@@ -459,11 +447,7 @@ pub fn matmul_q4_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_k,
-        |row, xs, out| {
-            for (o, x) in out.iter_mut().zip(xs) {
-                *o = dot_q4_k_q8_k(row, x);
-            }
-        },
+        dot_q4_k_q8_k,
     )
 }
 
@@ -476,34 +460,25 @@ pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         lhs,
         dst,
         quantize_q8_k,
-        |row, xs, out| {
-            for (o, x) in out.iter_mut().zip(xs) {
-                *o = dot_q6_k_q8_k(row, x);
-            }
-        },
+        dot_q6_k_q8_k,
     )
 }
 
-/// Our kernel for `ggml_type`, if we have one: `dst (m, n) = lhs (m, k) · weightsᵀ`.
-/// Returns `false` (leaving `dst` alone) for types we leave to candle.
-pub fn matmul_by_type(
-    ggml_type: crate::quant::GgmlType,
-    weights: &[u8],
-    mkn: (usize, usize, usize),
-    lhs: &[f32],
-    dst: &mut [f32],
-) -> bool {
+/// A quantized matmul: `dst (m, n) = lhs (m, k) · weightsᵀ` for weights `(n, k)` given as
+/// raw bytes of the type's blocks.
+pub type MatmulKernel = fn(&[u8], (usize, usize, usize), &[f32], &mut [f32]);
+
+/// Our kernel for `ggml_type`; `None` for the types we leave to candle.
+pub fn kernel_for(ggml_type: crate::quant::GgmlType) -> Option<MatmulKernel> {
     use crate::quant::GgmlType as T;
-    let kernel = match ggml_type {
+    Some(match ggml_type {
         T::Q4_1 => matmul_q4_1,
         T::Q5_0 => matmul_q5_0,
         T::Q8_0 => matmul_q8_0,
         T::Q4_K => matmul_q4_k,
         T::Q6_K => matmul_q6_k,
-        _ => return false,
-    };
-    kernel(weights, mkn, lhs, dst);
-    true
+        _ => return None,
+    })
 }
 
 fn matmul<A: Send + Sync>(
@@ -513,7 +488,7 @@ fn matmul<A: Send + Sync>(
     lhs: &[f32],
     dst: &mut [f32],
     quantize: fn(&[f32], &mut Vec<A>),
-    row_dots: impl Fn(&[u8], &[Vec<A>], &mut [f32]) + Sync,
+    dot: fn(&[u8], &[A]) -> f32,
 ) {
     let row_bytes = k / block_elems * block_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
@@ -534,7 +509,9 @@ fn matmul<A: Send + Sync>(
             let first = task * COLS_PER_TASK;
             for (c, out_col) in out.chunks_exact_mut(m).enumerate() {
                 let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                row_dots(w, &quantized, out_col);
+                for (o, x) in out_col.iter_mut().zip(&quantized) {
+                    *o = dot(w, x);
+                }
             }
         });
     for (col, values) in columns.chunks_exact(m).enumerate() {
@@ -644,10 +621,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
         for (dtype, kernel) in [
-            (
-                GgmlDType::Q4K,
-                matmul_q4_k as fn(&[u8], (usize, usize, usize), &[f32], &mut [f32]),
-            ),
+            (GgmlDType::Q4K, matmul_q4_k as MatmulKernel),
             (GgmlDType::Q6K, matmul_q6_k),
         ] {
             let (bytes, w) = k_quant_case(dtype, n, k);

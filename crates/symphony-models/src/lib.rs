@@ -183,24 +183,14 @@ impl Model {
 }
 
 fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenizer) -> ModelInfo {
-    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
-    for t in gguf.tensors.iter().filter(|t| t.dims.len() == 2) {
-        *counts.entry(t.ggml_type.name()).or_default() += t.n_elements();
-    }
     // The file's own label when it has one (a Q4_K_M file mixes Q4_K, Q6_K, Q5_0 and Q8_0
     // matrices), else the most common matrix type.
-    let labelled = gguf
+    let quantization = gguf
         .get("general.file_type")
         .and_then(|v| v.as_f64())
-        .and_then(|t| file_type_name(t as u32));
-    let quantization = match labelled {
-        Some(name) => name.to_string(),
-        None => counts
-            .into_iter()
-            .max_by_key(|&(_, n)| n)
-            .map(|(name, _)| name.to_string())
-            .unwrap_or_default(),
-    };
+        .and_then(|t| file_type_name(t as u32))
+        .map(String::from)
+        .unwrap_or_else(|| most_common_matrix_type(gguf));
     let config = match architecture {
         Architecture::Llama(m) => &m.config,
         Architecture::Gemma3(m) => &m.config.base,
@@ -221,6 +211,18 @@ fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenize
         n_vocab: tokenizer.n_vocab(),
         quantization,
     }
+}
+
+fn most_common_matrix_type(gguf: &GgufFile) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    for t in gguf.tensors.iter().filter(|t| t.dims.len() == 2) {
+        *counts.entry(t.ggml_type.name()).or_default() += t.n_elements();
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(name, _)| name.to_string())
+        .unwrap_or_default()
 }
 
 /// llama.cpp's names for `general.file_type` (its `llama_ftype`).

@@ -16,6 +16,7 @@ use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, TensorInfo};
+use crate::kernels::{kernel_for, MatmulKernel};
 
 macro_rules! ggml_types {
     ($($variant:ident = $id:literal, $name:literal, $block:literal, $bytes:literal;)*) => {
@@ -112,6 +113,8 @@ impl GgmlType {
 /// Quantized blocks living in a memory-mapped file. Holding the `Arc<Mmap>` keeps the pages
 /// mapped for as long as any layer uses them.
 struct MappedBlocks<T> {
+    /// The file's type, `T`'s counterpart (picks our kernel, if any).
+    ggml_type: GgmlType,
     mmap: Arc<Mmap>,
     offset: usize,
     n_blocks: usize,
@@ -120,13 +123,14 @@ struct MappedBlocks<T> {
 
 impl<T: Block> MappedBlocks<T> {
     /// `None` when the data is not aligned for `T` (then the caller copies it).
-    fn new(mmap: Arc<Mmap>, offset: usize, n_bytes: usize) -> Option<Self> {
+    fn new(ggml_type: GgmlType, mmap: Arc<Mmap>, offset: usize, n_bytes: usize) -> Option<Self> {
         let size = std::mem::size_of::<T>();
         let aligned = (mmap.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>());
         let in_bounds = offset
             .checked_add(n_bytes)
             .is_some_and(|end| end <= mmap.len());
         (aligned && in_bounds && n_bytes.is_multiple_of(size)).then(|| Self {
+            ggml_type,
             mmap,
             offset,
             n_blocks: n_bytes / size,
@@ -159,14 +163,10 @@ impl<T: Block + Send + Sync> QuantizedType for MappedBlocks<T> {
         dst: &mut [f32],
     ) -> candle_core::Result<()> {
         // Our kernels where candle's activation quantization differs from ggml's (kernels.rs).
-        let bytes = || &self.mmap[self.offset..self.offset + self.storage_size_in_bytes()];
-        match T::DTYPE {
-            GgmlDType::Q4_1 => crate::kernels::matmul_q4_1(bytes(), mkn, lhs, dst),
-            GgmlDType::Q8_0 => crate::kernels::matmul_q8_0(bytes(), mkn, lhs, dst),
-            GgmlDType::Q5_0 => crate::kernels::matmul_q5_0(bytes(), mkn, lhs, dst),
-            GgmlDType::Q4K => crate::kernels::matmul_q4_k(bytes(), mkn, lhs, dst),
-            GgmlDType::Q6K => crate::kernels::matmul_q6_k(bytes(), mkn, lhs, dst),
-            _ => return k_quants::matmul(mkn, lhs, self.blocks(), dst),
+        let bytes = &self.mmap[self.offset..self.offset + self.storage_size_in_bytes()];
+        match kernel_for(self.ggml_type) {
+            Some(kernel) => kernel(bytes, mkn, lhs, dst),
+            None => return k_quants::matmul(mkn, lhs, self.blocks(), dst),
         }
         Ok(())
     }
@@ -245,7 +245,12 @@ fn mapped_storage<T: Block + Send + Sync + 'static>(
     info: &TensorInfo,
     dtype: GgmlDType,
 ) -> Box<dyn QuantizedType> {
-    match MappedBlocks::<T>::new(mmap.clone(), info.offset as usize, info.n_bytes as usize) {
+    match MappedBlocks::<T>::new(
+        info.ggml_type,
+        mmap.clone(),
+        info.offset as usize,
+        info.n_bytes as usize,
+    ) {
         Some(blocks) => Box::new(blocks),
         // Misaligned data (a writer that ignored general.alignment): copy once instead of failing.
         None => dtype.from_data(std::borrow::Cow::Borrowed(
@@ -300,6 +305,7 @@ pub struct MappedMatrix {
     mmap: Arc<Mmap>,
     offset: usize,
     len: usize,
+    kernel: MatmulKernel,
     pub ggml_type: GgmlType,
     pub rows: usize,
     pub cols: usize,
@@ -316,27 +322,21 @@ impl fmt::Debug for MappedMatrix {
 }
 
 impl MappedMatrix {
-    /// The matrix `name` if our kernels compute its type, `None` otherwise.
+    /// The matrix `name` if our kernels compute its type, `None` otherwise. (The GGUF reader
+    /// has already checked that its rows are whole blocks inside the file.)
     pub fn load(gguf: &GgufFile, name: &str) -> Option<Self> {
         let info = gguf.tensor_info(name)?;
         let [cols, rows] = info.dims[..] else {
             return None;
         };
-        let (cols, rows) = (cols as usize, rows as usize);
-        let supported = matches!(
-            info.ggml_type,
-            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
-        );
-        let whole_blocks = cols.is_multiple_of(info.ggml_type.block_size())
-            && (cols / info.ggml_type.block_size() * info.ggml_type.type_size() * rows) as u64
-                == info.n_bytes;
-        (supported && whole_blocks).then(|| Self {
+        Some(Self {
+            kernel: kernel_for(info.ggml_type)?,
             mmap: gguf.mmap().clone(),
             offset: info.offset as usize,
             len: info.n_bytes as usize,
             ggml_type: info.ggml_type,
-            rows,
-            cols,
+            rows: rows as usize,
+            cols: cols as usize,
         })
     }
 
@@ -347,14 +347,7 @@ impl MappedMatrix {
     /// `dst (m, rows) = lhs (m, cols) · selfᵀ`.
     pub fn matmul(&self, lhs: &[f32], dst: &mut [f32]) {
         let m = lhs.len() / self.cols;
-        let done = crate::kernels::matmul_by_type(
-            self.ggml_type,
-            self.bytes(),
-            (m, self.cols, self.rows),
-            lhs,
-            dst,
-        );
-        debug_assert!(done, "load() only accepts types with kernels");
+        (self.kernel)(self.bytes(), (m, self.cols, self.rows), lhs, dst);
     }
 }
 

@@ -2,7 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::layers::RopeStyle;
+use crate::layers::blocks::AttentionShape;
+use crate::layers::{KvCache, RopeStyle};
+use crate::Cache;
 
 /// Hyperparameters read from `{arch}.*` metadata keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,5 +89,24 @@ impl Config {
                 _ => RopeStyle::Interleaved,
             },
         })
+    }
+}
+
+impl Config {
+    pub fn attention_shape(&self) -> AttentionShape {
+        AttentionShape {
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+        }
+    }
+
+    /// An empty KV cache, one per layer.
+    pub fn new_cache(&self) -> Cache {
+        Cache {
+            layers: (0..self.n_layers)
+                .map(|_| KvCache::new(self.n_kv_heads, self.head_dim))
+                .collect(),
+        }
     }
 }

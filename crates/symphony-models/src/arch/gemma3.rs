@@ -11,19 +11,15 @@
 //! GGUF files store the norm weights with Gemma's `1 + w` already applied, so the norms are
 //! plain RMSNorm here.
 
-use std::sync::Arc;
-
-use candle_core::quantized::QTensor;
 use candle_core::Tensor;
 
 use super::config::Config;
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::layers::blocks::{
-    AttentionParams, AttentionShape, GateActivation, GatedMlp, RmsNorm, SelfAttention,
+    AttentionParams, EmbeddingsAndHead, GateActivation, GatedMlp, RmsNorm, SelfAttention,
 };
-use crate::layers::linear::{matrix, Linear};
-use crate::layers::{KvCache, Rope};
+use crate::layers::Rope;
 use crate::{Cache, Logits};
 
 /// Gemma 3's settings beyond the shared decoder configuration.
@@ -79,10 +75,8 @@ struct Block {
 #[derive(Debug)]
 pub struct Gemma3 {
     pub config: Gemma3Config,
-    embeddings: Arc<QTensor>,
+    ends: EmbeddingsAndHead,
     blocks: Vec<Block>,
-    norm: RmsNorm,
-    output: Linear,
     global_rope: Rope,
     local_rope: Rope,
 }
@@ -90,16 +84,6 @@ pub struct Gemma3 {
 impl Gemma3 {
     pub fn load(gguf: &GgufFile, config: Gemma3Config) -> Result<Self> {
         let c = &config.base;
-        let embeddings = matrix(gguf, "token_embd.weight", c.n_vocab, c.dim)?;
-        let output = match gguf.tensor_info("output.weight") {
-            Some(_) => Linear::load(gguf, "output", c.n_vocab, c.dim)?,
-            None => Linear::load(gguf, "token_embd", c.n_vocab, c.dim)?,
-        };
-        let shape = AttentionShape {
-            n_heads: c.n_heads,
-            n_kv_heads: c.n_kv_heads,
-            head_dim: c.head_dim,
-        };
         let blocks = (0..c.n_layers)
             .map(|i| {
                 let norm = |name: &str| {
@@ -107,7 +91,7 @@ impl Gemma3 {
                 };
                 Ok(Block {
                     attn_norm: norm("attn_norm")?,
-                    attn: SelfAttention::load(gguf, i, c.dim, shape, c.rms_eps)?,
+                    attn: SelfAttention::load(gguf, i, c.dim, c.attention_shape(), c.rms_eps)?,
                     attn_post_norm: norm("post_attention_norm")?,
                     ffn_norm: norm("ffn_norm")?,
                     mlp: GatedMlp::load(gguf, i, c.dim, c.ffn_dim, GateActivation::GeluTanh)?,
@@ -116,46 +100,33 @@ impl Gemma3 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(gguf, "output_norm.weight", c.dim, c.rms_eps)?;
         Ok(Self {
+            ends: EmbeddingsAndHead::load(gguf, c.n_vocab, c.dim, c.rms_eps)?,
             global_rope: Rope::new(c.rope_style, c.rope_dim, c.rope_theta),
             local_rope: Rope::new(c.rope_style, c.rope_dim, config.local_rope_theta),
-            config,
-            embeddings,
             blocks,
-            norm,
-            output,
+            config,
         })
     }
 
     pub fn new_cache(&self) -> Cache {
-        let c = &self.config.base;
-        Cache {
-            layers: (0..c.n_layers)
-                .map(|_| KvCache::new(c.n_kv_heads, c.head_dim))
-                .collect(),
-        }
+        self.config.base.new_cache()
     }
 
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
         let c = &self.config.base;
-        let t = tokens.len();
-        let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?;
-        let mut x = (self.embeddings.embedding(&ids)? * f64::from((c.dim as f32).sqrt()))?;
+        let mut x = (self.ends.embed(tokens)? * f64::from((c.dim as f32).sqrt()))?;
         let scale = 1.0 / (c.head_dim as f32).sqrt();
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let params = if block.local {
-                AttentionParams {
-                    rope: &self.local_rope,
-                    scale,
-                    window: c.sliding_window,
-                }
+            let (rope, window) = if block.local {
+                (&self.local_rope, c.sliding_window)
             } else {
-                AttentionParams {
-                    rope: &self.global_rope,
-                    scale,
-                    window: None,
-                }
+                (&self.global_rope, None)
+            };
+            let params = AttentionParams {
+                rope,
+                scale,
+                window,
             };
             let h = block.attn_norm.forward(&x)?;
             let attn = block.attn.forward(&h, kv, params)?;
@@ -164,11 +135,7 @@ impl Gemma3 {
             let mlp = block.mlp.forward(&h)?;
             x = (x + block.ffn_post_norm.forward(&mlp)?)?;
         }
-        let x = match logits {
-            Logits::Last => x.narrow(0, t - 1, 1)?,
-            Logits::All => x,
-        };
-        let out = self.output.forward(&self.norm.forward(&x)?)?;
+        let out = self.ends.logits(&x, logits)?;
         match self.config.final_logit_softcapping {
             None => Ok(out),
             Some(cap) => Ok(((out / f64::from(cap))?.tanh()? * f64::from(cap))?),

@@ -9,17 +9,14 @@
 //! Weights are addressed by their GGUF names (`blk.{i}.attn_q.weight`, ...). Quantized
 //! matrices stay in the file's memory map (see `quant.rs`).
 
-use candle_core::quantized::QTensor;
 use candle_core::Tensor;
-use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::layers::blocks::{
-    AttentionParams, AttentionShape, GateActivation, GatedMlp, RmsNorm, SelfAttention,
+    AttentionParams, EmbeddingsAndHead, GateActivation, GatedMlp, RmsNorm, SelfAttention,
 };
-use crate::layers::linear::{matrix, Linear};
-use crate::layers::{KvCache, Rope};
+use crate::layers::Rope;
 use crate::{Cache, Logits};
 
 pub use super::config::Config;
@@ -35,27 +32,14 @@ struct Block {
 #[derive(Debug)]
 pub struct Llama {
     pub config: Config,
-    embeddings: Arc<QTensor>,
+    ends: EmbeddingsAndHead,
     blocks: Vec<Block>,
-    norm: RmsNorm,
-    output: Linear,
     rope: Rope,
 }
 
 impl Llama {
     pub fn load(gguf: &GgufFile, config: Config) -> Result<Self> {
         let c = &config;
-        let embeddings = matrix(gguf, "token_embd.weight", c.n_vocab, c.dim)?;
-        // Tied embeddings: models without an output matrix reuse the embedding table.
-        let output = match gguf.tensor_info("output.weight") {
-            Some(_) => Linear::load(gguf, "output", c.n_vocab, c.dim)?,
-            None => Linear::load(gguf, "token_embd", c.n_vocab, c.dim)?,
-        };
-        let shape = AttentionShape {
-            n_heads: c.n_heads,
-            n_kv_heads: c.n_kv_heads,
-            head_dim: c.head_dim,
-        };
         let blocks = (0..c.n_layers)
             .map(|i| {
                 let norm = |name: &str| {
@@ -63,39 +47,29 @@ impl Llama {
                 };
                 Ok(Block {
                     attn_norm: norm("attn_norm")?,
-                    attn: SelfAttention::load(gguf, i, c.dim, shape, c.rms_eps)?,
+                    attn: SelfAttention::load(gguf, i, c.dim, c.attention_shape(), c.rms_eps)?,
                     ffn_norm: norm("ffn_norm")?,
                     mlp: GatedMlp::load(gguf, i, c.dim, c.ffn_dim, GateActivation::Silu)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(gguf, "output_norm.weight", c.dim, c.rms_eps)?;
-        let rope = Rope::new(c.rope_style, c.rope_dim, c.rope_theta);
         Ok(Self {
-            config,
-            embeddings,
+            ends: EmbeddingsAndHead::load(gguf, c.n_vocab, c.dim, c.rms_eps)?,
+            rope: Rope::new(c.rope_style, c.rope_dim, c.rope_theta),
             blocks,
-            norm,
-            output,
-            rope,
+            config,
         })
     }
 
     pub fn new_cache(&self) -> Cache {
-        Cache {
-            layers: (0..self.config.n_layers)
-                .map(|_| KvCache::new(self.config.n_kv_heads, self.config.head_dim))
-                .collect(),
-        }
+        self.config.new_cache()
     }
 
     /// Runs `tokens` after the positions already in `cache` and returns logits
     /// `(rows, n_vocab)`: one row, or one per token with [`Logits::All`].
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
         let c = &self.config;
-        let t = tokens.len();
-        let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?;
-        let mut x = self.embeddings.embedding(&ids)?; // (t, dim)
+        let mut x = self.ends.embed(tokens)?; // (t, dim)
         let params = AttentionParams {
             rope: &self.rope,
             scale: 1.0 / (c.head_dim as f32).sqrt(),
@@ -107,10 +81,6 @@ impl Llama {
             let h = block.ffn_norm.forward(&x)?;
             x = (x + block.mlp.forward(&h)?)?;
         }
-        let x = match logits {
-            Logits::Last => x.narrow(0, t - 1, 1)?,
-            Logits::All => x,
-        };
-        self.output.forward(&self.norm.forward(&x)?)
+        self.ends.logits(&x, logits)
     }
 }

@@ -2,15 +2,19 @@
 //! architecture file loads them by GGUF tensor name and wires them in its own order (pre-norm
 //! for Llama and Qwen2; pre- and post-norm for Gemma 3).
 
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
 use candle_core::Tensor;
 
 use super::activation::{geglu, swiglu};
 use super::attention::{causal_attention, KvCache};
-use super::linear::{vector, Linear};
-use super::norm::rms_norm;
+use super::linear::{matrix, vector, Linear};
+use super::norm::rms_norm_in_place;
 use super::rope::Rope;
 use crate::error::Result;
 use crate::gguf::GgufFile;
+use crate::Logits;
 
 /// RMSNorm with its weight, over rows of `weight.len()` values.
 #[derive(Debug)]
@@ -41,16 +45,14 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let values = x.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = vec![0f32; values.len()];
-        rms_norm(&values, &self.weight, self.eps, &mut out);
-        Ok(Tensor::from_vec(out, x.shape(), x.device())?)
+        let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+        self.forward_in_place(&mut values);
+        Ok(Tensor::from_vec(values, x.shape(), x.device())?)
     }
 
     /// Normalises in place every row of `weight.len()` values (per-head norms).
     pub fn forward_in_place(&self, x: &mut [f32]) {
-        let input = x.to_vec();
-        rms_norm(&input, &self.weight, self.eps, x);
+        rms_norm_in_place(x, &self.weight, self.eps);
     }
 }
 
@@ -197,5 +199,45 @@ impl GatedMlp {
         let rows = h.dims()[0];
         let act = Tensor::from_vec(act, (rows, gate.len() / rows), h.device())?;
         self.down.forward(&act)
+    }
+}
+
+/// Both ends of a decoder: the token embedding table in, and the final norm with the output
+/// projection (the embedding table itself when the file ties them) out.
+#[derive(Debug)]
+pub struct EmbeddingsAndHead {
+    table: Arc<QTensor>,
+    norm: RmsNorm,
+    output: Linear,
+}
+
+impl EmbeddingsAndHead {
+    /// Loads `token_embd`, `output_norm` and `output` (or ties it to `token_embd`).
+    pub fn load(gguf: &GgufFile, n_vocab: usize, dim: usize, norm_eps: f32) -> Result<Self> {
+        let output = match gguf.tensor_info("output.weight") {
+            Some(_) => "output",
+            None => "token_embd",
+        };
+        Ok(Self {
+            table: matrix(gguf, "token_embd.weight", n_vocab, dim)?,
+            norm: RmsNorm::load(gguf, "output_norm.weight", dim, norm_eps)?,
+            output: Linear::load(gguf, output, n_vocab, dim)?,
+        })
+    }
+
+    /// The embeddings of `tokens`, `(t, dim)`.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?;
+        Ok(self.table.embedding(&ids)?)
+    }
+
+    /// Logits `(rows, n_vocab)` of the final hidden states `x` `(t, dim)`: every row, or only
+    /// the last with [`Logits::Last`].
+    pub fn logits(&self, x: &Tensor, logits: Logits) -> Result<Tensor> {
+        let x = match logits {
+            Logits::Last => x.narrow(0, x.dims()[0] - 1, 1)?,
+            Logits::All => x.clone(),
+        };
+        self.output.forward(&self.norm.forward(&x)?)
     }
 }

@@ -29,11 +29,15 @@ enum Weight {
 
 impl Weight {
     fn load(gguf: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Self> {
-        let candle = matrix(gguf, name, rows, cols)?; // Checks the shape either way.
-        Ok(match MappedMatrix::load(gguf, name) {
-            Some(mapped) => Weight::Mapped(mapped),
-            None => Weight::Candle(QMatMul::from_arc(candle)?),
-        })
+        match MappedMatrix::load(gguf, name) {
+            Some(mapped) if (mapped.rows, mapped.cols) == (rows, cols) => {
+                Ok(Weight::Mapped(mapped))
+            }
+            // Types we leave to candle; a mis-shaped matrix fails in `matrix` with its shapes.
+            _ => Ok(Weight::Candle(QMatMul::from_arc(matrix(
+                gguf, name, rows, cols,
+            )?)?)),
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl Tokenizer {
                     )));
                 }
                 let unknown = id_key("tokenizer.ggml.unknown_token_id")?;
-                TokenizerModel::Spm(Spm::new(&tokens, scores, &token_to_id, unknown))
+                TokenizerModel::Spm(Spm::new(scores, &token_to_id, unknown))
             }
             other => {
                 return Err(Error::Tokenizer(format!(

@@ -59,8 +59,8 @@ struct Symbol {
 pub const SPACE: char = '\u{2581}';
 
 impl Spm {
+    /// `scores[id]` is each token's merge priority (`tokenizer.ggml.scores`).
     pub fn new(
-        tokens: &[String],
         scores: Vec<f32>,
         token_to_id: &HashMap<String, TokenId>,
         unknown: Option<TokenId>,
@@ -75,7 +75,6 @@ impl Spm {
                 })
                 .copied()
         });
-        debug_assert_eq!(tokens.len(), scores.len());
         Self {
             scores,
             byte_token,
@@ -166,20 +165,19 @@ impl Spm {
 mod tests {
     use super::*;
 
-    fn vocab(entries: &[(&str, f32)]) -> (Vec<String>, Vec<f32>, HashMap<String, TokenId>) {
-        let tokens: Vec<String> = entries.iter().map(|(t, _)| t.to_string()).collect();
+    fn vocab(entries: &[(&str, f32)]) -> (Vec<f32>, HashMap<String, TokenId>) {
         let scores = entries.iter().map(|&(_, s)| s).collect();
-        let map = tokens
+        let map = entries
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.clone(), i as TokenId))
+            .map(|(i, (t, _))| (t.to_string(), i as TokenId))
             .collect();
-        (tokens, scores, map)
+        (scores, map)
     }
 
     #[test]
     fn merges_highest_score_first_and_falls_back_to_bytes() {
-        let (tokens, scores, map) = vocab(&[
+        let (scores, map) = vocab(&[
             ("<unk>", 0.0),
             ("<0x21>", 0.0),
             ("▁", -1.0),
@@ -189,7 +187,7 @@ mod tests {
             ("▁a", -2.0),
             ("▁ab", -3.0),
         ]);
-        let spm = Spm::new(&tokens, scores, &map, Some(0));
+        let spm = Spm::new(scores, &map, Some(0));
         let mut out = Vec::new();
         // "▁a" (score -2) merges before "ab" (-5); then "▁a"+"b" = "▁ab".
         spm.encode_piece(" ab!", &map, &mut out);
@@ -202,8 +200,8 @@ mod tests {
 
     #[test]
     fn ties_merge_leftmost() {
-        let (tokens, scores, map) = vocab(&[("a", 0.0), ("aa", -1.0)]);
-        let spm = Spm::new(&tokens, scores, &map, None);
+        let (scores, map) = vocab(&[("a", 0.0), ("aa", -1.0)]);
+        let spm = Spm::new(scores, &map, None);
         let mut out = Vec::new();
         spm.encode_piece("aaa", &map, &mut out);
         assert_eq!(out, [1, 0]);
