@@ -68,43 +68,52 @@ pub fn run(
     )?;
     if config.n_prompt > 0 {
         let tokens = random_tokens(model, config.n_prompt, 1);
-        let mut result = BenchResult {
-            test: format!("pp{}", config.n_prompt),
-            n_tokens: config.n_prompt,
-            tokens_per_second: Vec::new(),
-        };
-        for _ in 0..config.repetitions {
-            cache.truncate(0);
-            let start = Instant::now();
-            model.forward(&tokens, &mut cache, Logits::Last)?;
-            result
-                .tokens_per_second
-                .push(config.n_prompt as f64 / start.elapsed().as_secs_f64());
-        }
+        let result = measure(
+            format!("pp{}", config.n_prompt),
+            tokens.len(),
+            config,
+            || {
+                cache.truncate(0);
+                model.forward(&tokens, &mut cache, Logits::Last)?;
+                Ok(())
+            },
+        )?;
         on_result(&result);
         results.push(result);
     }
     if config.n_gen > 0 {
         let tokens = random_tokens(model, config.n_gen, 2);
-        let mut result = BenchResult {
-            test: format!("tg{}", config.n_gen),
-            n_tokens: config.n_gen,
-            tokens_per_second: Vec::new(),
-        };
-        for _ in 0..config.repetitions {
+        let result = measure(format!("tg{}", config.n_gen), tokens.len(), config, || {
             cache.truncate(0);
-            let start = Instant::now();
             for &token in &tokens {
                 let logits = model.forward(&[token], &mut cache, Logits::Last)?;
                 // Reading the logits back is part of every real decode step.
                 std::hint::black_box(logits.squeeze(0)?.to_vec1::<f32>()?);
             }
-            result
-                .tokens_per_second
-                .push(config.n_gen as f64 / start.elapsed().as_secs_f64());
-        }
+            Ok(())
+        })?;
         on_result(&result);
         results.push(result);
     }
     Ok(results)
+}
+
+/// Times `config.repetitions` runs of `step`, each processing `n_tokens` tokens.
+fn measure(
+    test: String,
+    n_tokens: usize,
+    config: &BenchConfig,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<BenchResult> {
+    let mut tokens_per_second = Vec::with_capacity(config.repetitions);
+    for _ in 0..config.repetitions {
+        let start = Instant::now();
+        step()?;
+        tokens_per_second.push(n_tokens as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok(BenchResult {
+        test,
+        n_tokens,
+        tokens_per_second,
+    })
 }
