@@ -7,7 +7,7 @@
 //! "Matches" follows the project's definition: greedy text may part from the reference only
 //! at a near-tie (the reference's top two logits within 0.1), at most one prompt may part, and
 //! only after token 16. Symphony follows ggml's arithmetic step for step (see kernels.rs,
-//! attention.rs), so on SmolLM2 the logits are in fact bit-identical to llama.cpp's.
+//! attention.rs), so on these models the logits are in fact bit-identical to llama.cpp's.
 
 mod common;
 
@@ -20,18 +20,15 @@ use symphony_models::{Cache, Logits, Model};
 /// The project's near-tie definition.
 const NEAR_TIE: f64 = 0.1;
 
-/// The reference suite, once per packaged model. Attributes given before `strict` apply to
-/// the two tests that need llama.cpp's exact rounding (greedy tokens, top-10 logits).
+/// The reference suite, once per packaged model.
 macro_rules! reference_tests {
-    ($($module:ident => $model:expr, strict $(#[$strict:meta])*;)*) => {$(
+    ($($module:ident => $model:expr;)*) => {$(
         mod $module {
             #[test]
-            $(#[$strict])*
             fn greedy_continuations_match_llama_cpp() {
                 super::greedy_continuations_match_llama_cpp(&$model);
             }
             #[test]
-            $(#[$strict])*
             fn last_position_logits_match_llama_cpp_top10() {
                 super::last_position_logits_match_llama_cpp_top10(&$model);
             }
@@ -47,16 +44,10 @@ macro_rules! reference_tests {
     )*};
 }
 
-// Qwen2.5 and Gemma 3 do not yet follow llama.cpp's rounding everywhere: their logits sit
-// 0.1-0.6 from the reference's (perplexity within 0.4 %), so a few greedy tokens flip where
-// llama.cpp's top two are 0.11-0.14 apart and one top-10 set swaps its tenth entry. Their
-// strict checks run with `cargo test -- --ignored` until that gap is found and closed.
 reference_tests! {
-    smollm2 => crate::common::SMOLLM2, strict;
-    qwen2_5_coder_0_5b => crate::common::QWEN2_5_CODER_0_5B, strict
-        #[ignore = "logits 0.1-0.6 from llama.cpp's: a rounding difference not yet found"];
-    gemma3_270m => crate::common::GEMMA3_270M, strict
-        #[ignore = "logits 0.1-0.5 from llama.cpp's: a rounding difference not yet found"];
+    smollm2 => crate::common::SMOLLM2;
+    qwen2_5_coder_0_5b => crate::common::QWEN2_5_CODER_0_5B;
+    gemma3_270m => crate::common::GEMMA3_270M;
 }
 
 /// The logits after running `tokens`, for the last position.
@@ -202,39 +193,33 @@ fn perplexity_of_gpl3_within_one_percent_of_llama_cpp(test_model: &TestModel) {
 fn incremental_decode_with_kv_cache_equals_full_forward(test_model: &TestModel) {
     let model = test_model.model();
     let ids = model.tokenizer.encode(
-        "The quick brown fox jumps over the lazy dog because it was",
+        "The quick brown fox jumps over the lazy dog because it was late for dinner, \
+         and the dog, who had seen it all before, only yawned.",
         EncodeOptions::PLAIN,
     );
+    // Chunks of 8 against one pass of 24: like llama.cpp, Symphony picks its K-quant
+    // kernels (and so their rounding) by batch shape (`kernels::RowPlace`), and every row of
+    // both runs is in a batch of 8 or more and a group of four. What is left to differ is
+    // the attention over cached keys, which is what this test is about. Single-token decode
+    // is checked against llama.cpp itself by the greedy test.
+    let ids = &ids[..24];
     let mut cache = model.new_cache();
     let full = model
-        .forward(&ids, &mut cache, Logits::All)
+        .forward(ids, &mut cache, Logits::All)
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
-    // Prefix in one chunk, then one token at a time, then a chunk of two.
     let mut cache = model.new_cache();
-    let split = 5;
-    let mut rows = model
-        .forward(&ids[..split], &mut cache, Logits::All)
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    for &id in &ids[split..ids.len() - 2] {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(8) {
         rows.extend(
             model
-                .forward(&[id], &mut cache, Logits::All)
+                .forward(chunk, &mut cache, Logits::All)
                 .unwrap()
                 .to_vec2::<f32>()
                 .unwrap(),
         );
     }
-    rows.extend(
-        model
-            .forward(&ids[ids.len() - 2..], &mut cache, Logits::All)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap(),
-    );
     assert_eq!(rows.len(), full.len());
     let mut max_diff = 0f32;
     for (a, b) in rows.iter().zip(&full) {
@@ -246,7 +231,7 @@ fn incremental_decode_with_kv_cache_equals_full_forward(test_model: &TestModel) 
             .fold(max_diff, f32::max);
     }
     println!("incremental vs full: max |logit difference| {max_diff:.5}");
-    // Different batch shapes quantize activations per row the same way, so only float
-    // summation order differs.
+    // Rows are quantized and multiplied the same way in both runs, so only the order of
+    // the attention sums can differ.
     assert!(max_diff < 0.05, "max diff {max_diff}");
 }

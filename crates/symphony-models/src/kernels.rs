@@ -141,9 +141,41 @@ pub struct BlockQ8K {
     pub bsums: [i16; QK_K / 16],
 }
 
+/// Where an activation row sits in its batch. ggml picks its kernel by the batch shape, and
+/// for K-quants the kernels round differently, so ours must know it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowPlace {
+    pub row: usize,
+    pub rows: usize,
+}
+
+impl RowPlace {
+    /// A row processed alone (one-token decode).
+    pub const SINGLE: Self = Self { row: 0, rows: 1 };
+
+    /// Repacked Q4_K on x86: ggml's four-row kernel takes the first `rows - rows % 4` rows
+    /// (quantized together, too); the rest go through its one-row kernel.
+    pub fn in_group_of_four(self) -> bool {
+        self.row < self.rows - self.rows % 4
+    }
+
+    /// K-quants ggml does not repack (Q6_K on x86): batches of 8 rows or more go through its
+    /// tiled matmul, smaller ones through `ggml_vec_dot`.
+    pub fn tiled(self) -> bool {
+        self.rows >= 8
+    }
+}
+
 /// ggml's `quantize_row_q8_K_ref`: the scale comes from the element of largest magnitude
 /// *with its sign* (`-127 / max`, first such element on ties) and `d` stays f32.
 pub fn quantize_q8_k(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    quantize_q8_k_rows(x, RowPlace::SINGLE, out)
+}
+
+/// [`quantize_q8_k`] for a row at `place`: ggml's four-row quantizer
+/// (`ggml_quantize_mat_q8_K_4x8`) takes the positive sign whenever the largest magnitude
+/// occurs as a positive value, where the one-row version takes the first occurrence's sign.
+pub fn quantize_q8_k_rows(x: &[f32], place: RowPlace, out: &mut Vec<BlockQ8K>) {
     out.clear();
     for block in x.chunks_exact(QK_K) {
         let (mut max, mut amax) = (0f32, 0f32);
@@ -152,6 +184,9 @@ pub fn quantize_q8_k(x: &[f32], out: &mut Vec<BlockQ8K>) {
                 amax = v.abs();
                 max = v;
             }
+        }
+        if place.in_group_of_four() && block.contains(&amax) {
+            max = amax;
         }
         let mut q = BlockQ8K {
             d: 0.0,
@@ -185,76 +220,114 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 /// One Q4_K row · one Q8_K row. On AVX2 machines llama.cpp repacks Q4_K matrices whose row
-/// count is a multiple of 8 and computes them with its interleaved kernel; per output that
-/// kernel forms each super-block's exact integer sums (scaled quants, and mins times the
-/// activation sums) and accumulates them with one FMA each, in block order. So do we.
-pub fn dot_q4_k_q8_k(row: &[u8], x: &[BlockQ8K]) -> f32 {
+/// count is a multiple of 8 and computes them with its interleaved kernels. Per output, both
+/// form exact integer sums for each pair of 32-element sub-blocks (scaled quants, and mins
+/// times the activation sums); the one-row kernel (gemv) adds a super-block's four pairs
+/// before its FMA, the four-row kernel (gemm) does one FMA per pair. So do we, by `place`.
+pub fn dot_q4_k_q8_k(row: &[u8], x: &[BlockQ8K], place: RowPlace) -> f32 {
     let (mut acc, mut acc_min) = (0f32, 0f32);
     for (block, xb) in row.chunks_exact(Q4_K_BLOCK_BYTES).zip(x) {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
-        let scales = &block[4..16];
-        let qs = &block[16..144];
-        let (mut sum, mut mins) = (0i32, 0i32);
-        for pair in 0..4 {
-            let packed = &qs[32 * pair..32 * pair + 32];
-            let q8 = &xb.qs[64 * pair..64 * pair + 64];
-            let (lo, hi): (i32, i32) =
-                packed.iter().enumerate().fold((0, 0), |(lo, hi), (e, &p)| {
-                    (
-                        lo + (p & 0x0F) as i32 * q8[e] as i32,
-                        hi + (p >> 4) as i32 * q8[e + 32] as i32,
-                    )
-                });
-            for (sub, dot) in [(2 * pair, lo), (2 * pair + 1, hi)] {
-                let (sc, m) = scale_min_k4(sub, scales);
-                sum += sc as i32 * dot;
-                mins += m as i32 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32);
+        let (scale, scale_min) = (d * xb.d, dmin * xb.d);
+        let pairs = q4_k_pair_sums(block, xb);
+        match place.in_group_of_four() {
+            false => {
+                let sum: i32 = pairs.iter().map(|&(s, _)| s).sum();
+                let mins: i32 = pairs.iter().map(|&(_, m)| m).sum();
+                acc = (sum as f32).mul_add(scale, acc);
+                acc_min = (mins as f32).mul_add(scale_min, acc_min);
+            }
+            true => {
+                for (sum, mins) in pairs {
+                    acc = (sum as f32).mul_add(scale, acc);
+                    acc_min = (mins as f32).mul_add(scale_min, acc_min);
+                }
             }
         }
-        acc = (sum as f32).mul_add(d * xb.d, acc);
-        acc_min = (mins as f32).mul_add(dmin * xb.d, acc_min);
     }
     acc - acc_min
 }
 
-/// One Q6_K row · one Q8_K row, following ggml's x86 `ggml_vec_dot_q6_K_q8_K`: eight integer
-/// lanes per super-block (lane `l` sums the scaled products of bytes `4l..4l+4` of every
-/// 32-element run, less `32 ·` the scaled activation sums of groups `2l` and `2l+1`), then one
-/// FMA per lane and `hsum_float_8`.
-pub fn dot_q6_k_q8_k(row: &[u8], x: &[BlockQ8K]) -> f32 {
-    let mut acc = [0f32; 8];
+/// For each pair of sub-blocks of a Q4_K super-block: `(Σ scale · q4·q8, Σ min · Σq8)`.
+fn q4_k_pair_sums(block: &[u8], xb: &BlockQ8K) -> [(i32, i32); 4] {
+    let scales = &block[4..16];
+    let qs = &block[16..144];
+    std::array::from_fn(|pair| {
+        let packed = &qs[32 * pair..32 * pair + 32];
+        let q8 = &xb.qs[64 * pair..64 * pair + 64];
+        let (lo, hi): (i32, i32) = packed.iter().enumerate().fold((0, 0), |(lo, hi), (e, &p)| {
+            (
+                lo + (p & 0x0F) as i32 * q8[e] as i32,
+                hi + (p >> 4) as i32 * q8[e + 32] as i32,
+            )
+        });
+        let (mut sum, mut mins) = (0i32, 0i32);
+        for (sub, dot) in [(2 * pair, lo), (2 * pair + 1, hi)] {
+            let (sc, m) = scale_min_k4(sub, scales);
+            sum += sc as i32 * dot;
+            mins += m as i32 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32);
+        }
+        (sum, mins)
+    })
+}
+
+/// One Q6_K row · one Q8_K row. Batches of fewer than 8 rows follow ggml's x86
+/// `ggml_vec_dot_q6_K_q8_K`: eight integer lanes per super-block (lane `l` sums the scaled
+/// products of bytes `4l..4l+4` of every 32-element run, less `32 ·` the scaled activation
+/// sums of groups `2l` and `2l+1`), one FMA per lane, then `hsum_float_8`. Larger batches
+/// follow ggml's tiled matmul: each super-block's whole integer sum times the weight scale,
+/// then fused with the activation scale into one accumulator.
+pub fn dot_q6_k_q8_k(row: &[u8], x: &[BlockQ8K], place: RowPlace) -> f32 {
+    let mut lanes_acc = [0f32; 8];
+    let mut acc = 0f32;
     for (block, xb) in row.chunks_exact(Q6_K_BLOCK_BYTES).zip(x) {
-        let (ql, qh) = (&block[..128], &block[128..192]);
-        let scales: [i32; 16] = std::array::from_fn(|i| block[192 + i] as i8 as i32);
-        let d = xb.d * f16::from_le_bytes([block[208], block[209]]).to_f32();
-        let mut lanes = [0i32; 8];
-        for half in 0..2 {
-            let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
-            for run in 0..4 {
-                for byte in 0..32 {
-                    let q = match run {
-                        0 => (ql[byte] & 0x0F) | ((qh[byte] & 3) << 4),
-                        1 => (ql[byte + 32] & 0x0F) | (((qh[byte] >> 2) & 3) << 4),
-                        2 => (ql[byte] >> 4) | (((qh[byte] >> 4) & 3) << 4),
-                        _ => (ql[byte + 32] >> 4) | (((qh[byte] >> 6) & 3) << 4),
-                    };
-                    let scale = scales[8 * half + 2 * run + byte / 16];
-                    let x8 = xb.qs[128 * half + 32 * run + byte] as i32;
-                    lanes[byte / 4] += scale * q as i32 * x8;
-                }
+        let d_w = f16::from_le_bytes([block[208], block[209]]).to_f32();
+        let lanes = q6_k_lane_sums(block, xb);
+        if place.tiled() {
+            let sum: i32 = lanes.iter().sum();
+            acc = ((sum as f32) * d_w).mul_add(xb.d, acc);
+        } else {
+            let d = xb.d * d_w;
+            for (a, &lane) in lanes_acc.iter_mut().zip(&lanes) {
+                *a = d.mul_add(lane as f32, *a);
             }
         }
-        for (l, lane) in lanes.iter_mut().enumerate() {
-            let offset = xb.bsums[2 * l] as i32 * scales[2 * l]
-                + xb.bsums[2 * l + 1] as i32 * scales[2 * l + 1];
-            *lane -= offset << 5;
-        }
-        for (a, &lane) in acc.iter_mut().zip(&lanes) {
-            *a = d.mul_add(lane as f32, *a);
+    }
+    if place.tiled() {
+        acc
+    } else {
+        hsum8(&lanes_acc)
+    }
+}
+
+/// The eight integer lanes of ggml's x86 Q6_K dot product for one super-block.
+fn q6_k_lane_sums(block: &[u8], xb: &BlockQ8K) -> [i32; 8] {
+    let (ql, qh) = (&block[..128], &block[128..192]);
+    let scales: [i32; 16] = std::array::from_fn(|i| block[192 + i] as i8 as i32);
+    let mut lanes = [0i32; 8];
+    for half in 0..2 {
+        let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
+        for run in 0..4 {
+            for byte in 0..32 {
+                let q = match run {
+                    0 => (ql[byte] & 0x0F) | ((qh[byte] & 3) << 4),
+                    1 => (ql[byte + 32] & 0x0F) | (((qh[byte] >> 2) & 3) << 4),
+                    2 => (ql[byte] >> 4) | (((qh[byte] >> 4) & 3) << 4),
+                    _ => (ql[byte + 32] >> 4) | (((qh[byte] >> 6) & 3) << 4),
+                };
+                let scale = scales[8 * half + 2 * run + byte / 16];
+                let x8 = xb.qs[128 * half + 32 * run + byte] as i32;
+                lanes[byte / 4] += scale * q as i32 * x8;
+            }
         }
     }
-    hsum8(&acc)
+    for (l, lane) in lanes.iter_mut().enumerate() {
+        let offset =
+            xb.bsums[2 * l] as i32 * scales[2 * l] + xb.bsums[2 * l + 1] as i32 * scales[2 * l + 1];
+        *lane -= offset << 5;
+    }
+    lanes
 }
 
 /// Eight f32 accumulators, one per group of four elements of a 32-element block.
@@ -407,8 +480,8 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        quantize_q8_1,
-        dot_q4_1_q8_1,
+        |x, _, out| quantize_q8_1(x, out),
+        |w, x, _| dot_q4_1_q8_1(w, x),
     )
 }
 
@@ -420,8 +493,8 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        quantize_q8_0,
-        dot_q8_0_q8_0,
+        |x, _, out| quantize_q8_0(x, out),
+        |w, x, _| dot_q8_0_q8_0(w, x),
     )
 }
 
@@ -433,8 +506,8 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        quantize_q8_0,
-        dot_q5_0_q8_0,
+        |x, _, out| quantize_q8_0(x, out),
+        |w, x, _| dot_q5_0_q8_0(w, x),
     )
 }
 
@@ -446,7 +519,7 @@ pub fn matmul_q4_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        quantize_q8_k,
+        quantize_q8_k_rows,
         dot_q4_k_q8_k,
     )
 }
@@ -459,7 +532,7 @@ pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        quantize_q8_k,
+        |x, _, out| quantize_q8_k(x, out),
         dot_q6_k_q8_k,
     )
 }
@@ -487,16 +560,17 @@ fn matmul<A: Send + Sync>(
     (m, k, n): (usize, usize, usize),
     lhs: &[f32],
     dst: &mut [f32],
-    quantize: fn(&[f32], &mut Vec<A>),
-    dot: fn(&[u8], &[A]) -> f32,
+    quantize: fn(&[f32], RowPlace, &mut Vec<A>),
+    dot: fn(&[u8], &[A], RowPlace) -> f32,
 ) {
     let row_bytes = k / block_elems * block_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
     let mut quantized = Vec::with_capacity(m);
-    for row in lhs.chunks_exact(k) {
+    for (r, row) in lhs.chunks_exact(k).enumerate() {
         let mut q = Vec::with_capacity(k / block_elems);
-        quantize(row, &mut q);
-        quantized.push(q);
+        let place = RowPlace { row: r, rows: m };
+        quantize(row, place, &mut q);
+        quantized.push((q, place));
     }
     // Parallel over output columns: each weight row is read once per call and used for all
     // activation rows while it is in cache.
@@ -509,8 +583,8 @@ fn matmul<A: Send + Sync>(
             let first = task * COLS_PER_TASK;
             for (c, out_col) in out.chunks_exact_mut(m).enumerate() {
                 let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                for (o, x) in out_col.iter_mut().zip(&quantized) {
-                    *o = dot(w, x);
+                for (o, (x, place)) in out_col.iter_mut().zip(&quantized) {
+                    *o = dot(w, x, *place);
                 }
             }
         });
@@ -616,31 +690,57 @@ mod tests {
     #[test]
     fn k_quant_matmuls_match_dequantized_products_within_q8_error() {
         use candle_core::quantized::GgmlDType;
-        let (m, k, n) = (3, 512, 8);
-        let lhs: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-            .collect();
-        for (dtype, kernel) in [
-            (GgmlDType::Q4K, matmul_q4_k as MatmulKernel),
-            (GgmlDType::Q6K, matmul_q6_k),
-        ] {
-            let (bytes, w) = k_quant_case(dtype, n, k);
-            let mut dst = vec![0f32; m * n];
-            kernel(&bytes, (m, k, n), &lhs, &mut dst);
-            for row in 0..m {
-                for col in 0..n {
-                    let x = &lhs[row * k..(row + 1) * k];
-                    let wr = &w[col * k..(col + 1) * k];
-                    let exact: f32 = wr.iter().zip(x).map(|(a, b)| a * b).sum();
-                    let scale: f32 = wr.iter().zip(x).map(|(a, b)| (a * b).abs()).sum();
-                    let got = dst[row * n + col];
-                    assert!(
-                        (got - exact).abs() <= 0.01 * scale + 1e-3,
-                        "{dtype:?} ({row},{col}): {got} vs {exact}"
-                    );
+        // 3 rows: ggml's one-row kernels; 9 rows: its four-row (Q4_K) and tiled (Q6_K) ones
+        // for the first rows, and the one-row Q4_K kernel for the last.
+        for m in [3, 9] {
+            let k = 512;
+            let n = 8;
+            let lhs: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            for (dtype, kernel) in [
+                (GgmlDType::Q4K, matmul_q4_k as MatmulKernel),
+                (GgmlDType::Q6K, matmul_q6_k),
+            ] {
+                let (bytes, w) = k_quant_case(dtype, n, k);
+                let mut dst = vec![0f32; m * n];
+                kernel(&bytes, (m, k, n), &lhs, &mut dst);
+                for row in 0..m {
+                    for col in 0..n {
+                        let x = &lhs[row * k..(row + 1) * k];
+                        let wr = &w[col * k..(col + 1) * k];
+                        let exact: f32 = wr.iter().zip(x).map(|(a, b)| a * b).sum();
+                        let scale: f32 = wr.iter().zip(x).map(|(a, b)| (a * b).abs()).sum();
+                        let got = dst[row * n + col];
+                        assert!(
+                            (got - exact).abs() <= 0.01 * scale + 1e-3,
+                            "{dtype:?} ({row},{col}): {got} vs {exact}"
+                        );
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_places_follow_ggml_batch_rules() {
+        let place = |row, rows| RowPlace { row, rows };
+        assert!(place(7, 10).in_group_of_four() && !place(8, 10).in_group_of_four());
+        assert!(!place(0, 3).in_group_of_four() && !RowPlace::SINGLE.tiled());
+        assert!(place(0, 8).tiled() && !place(6, 7).tiled());
+    }
+
+    #[test]
+    fn grouped_q8_k_rows_take_the_positive_sign_on_a_magnitude_tie() {
+        let mut x = vec![0.5f32; QK_K];
+        x[3] = -2.0;
+        x[9] = 2.0;
+        let (mut single, mut grouped) = (Vec::new(), Vec::new());
+        quantize_q8_k_rows(&x, RowPlace::SINGLE, &mut single);
+        quantize_q8_k_rows(&x, RowPlace { row: 0, rows: 4 }, &mut grouped);
+        // One row: the first extreme (-2) sets the sign; four rows: the positive one does.
+        assert!(single[0].d > 0.0 && grouped[0].d < 0.0);
+        assert_eq!((single[0].qs[3], grouped[0].qs[9]), (-127, -127));
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
 
 /// `out[i] = gelu(gate[i]) · up[i]` with the tanh form of GELU, as ggml computes it: the
 /// input rounded to f16, GELU evaluated in f32 and rounded to f16 (ggml reads a table of
-/// every f16 value), and the two ends clamped (`x ≤ -10 → 0`, `x ≥ 10 → x`).
+/// every f16 value), and the two ends clamped (`x ≤ -10 → 0`, `x ≥ 10 → x`). On a
+/// near-halfway case the result can sit one f16 step from the exactly rounded GELU.
 pub fn geglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = gelu_f16(g) * u;
@@ -52,7 +53,10 @@ fn gelu_f16(x: f32) -> f32 {
         return x;
     }
     let x = half::f16::from_f32(x).to_f32();
-    let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh());
+    // `1 + a·x·x` as GCC compiles ggml's `ggml_gelu_f32`: fused into one FMA. The result is
+    // then rounded to f16, where that last bit decides near-halfway cases.
+    let inner = SQRT_2_OVER_PI * x * (COEF_A * x).mul_add(x, 1.0);
+    let y = 0.5 * x * (1.0 + inner.tanh());
     half::f16::from_f32(y).to_f32()
 }
 
