@@ -105,7 +105,7 @@ pub fn dot_q5_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
     let mut acc = Lanes::default();
     for (block, xb) in row.chunks_exact(Q5_0_BLOCK_BYTES).zip(x) {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        acc.fma_i8_i8(d * xb.d, &unpack_q5_0(block), &xb.qs);
+        acc.fma_q5_0(d * xb.d, block, &xb.qs);
     }
     acc.sum()
 }
@@ -254,14 +254,13 @@ fn q4_k_pair_sums(block: &[u8], xb: &BlockQ8K) -> [(i32, i32); 4] {
     let scales = &block[4..16];
     let qs = &block[16..144];
     std::array::from_fn(|pair| {
-        let packed = &qs[32 * pair..32 * pair + 32];
-        let q8 = &xb.qs[64 * pair..64 * pair + 64];
-        let (lo, hi): (i32, i32) = packed.iter().enumerate().fold((0, 0), |(lo, hi), (e, &p)| {
-            (
-                lo + (p & 0x0F) as i32 * q8[e] as i32,
-                hi + (p >> 4) as i32 * q8[e + 32] as i32,
-            )
-        });
+        let packed: &[u8; 32] = qs[32 * pair..32 * pair + 32].try_into().expect("32 bytes");
+        let lo: [u8; 32] = std::array::from_fn(|e| packed[e] & 0x0F);
+        let hi: [u8; 32] = std::array::from_fn(|e| packed[e] >> 4);
+        let x =
+            |start: usize| -> &[i8; 32] { xb.qs[start..start + 32].try_into().expect("32 values") };
+        let lo: i32 = lane_dots_u8_i8(&lo, x(64 * pair)).iter().sum();
+        let hi: i32 = lane_dots_u8_i8(&hi, x(64 * pair + 32)).iter().sum();
         let (mut sum, mut mins) = (0i32, 0i32);
         for (sub, dot) in [(2 * pair, lo), (2 * pair + 1, hi)] {
             let (sc, m) = scale_min_k4(sub, scales);
@@ -305,21 +304,27 @@ pub fn dot_q6_k_q8_k(row: &[u8], x: &[BlockQ8K], place: RowPlace) -> f32 {
 fn q6_k_lane_sums(block: &[u8], xb: &BlockQ8K) -> [i32; 8] {
     let (ql, qh) = (&block[..128], &block[128..192]);
     let scales: [i32; 16] = std::array::from_fn(|i| block[192 + i] as i8 as i32);
-    let mut lanes = [0i32; 8];
+    // The 6-bit quants (0..64, offset 32 applied below through the activation sums), in
+    // element order: each half of 128 holds four runs of 32.
+    let mut q = [0u8; QK_K];
     for half in 0..2 {
-        let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
-        for run in 0..4 {
-            for byte in 0..32 {
-                let q = match run {
-                    0 => (ql[byte] & 0x0F) | ((qh[byte] & 3) << 4),
-                    1 => (ql[byte + 32] & 0x0F) | (((qh[byte] >> 2) & 3) << 4),
-                    2 => (ql[byte] >> 4) | (((qh[byte] >> 4) & 3) << 4),
-                    _ => (ql[byte + 32] >> 4) | (((qh[byte] >> 6) & 3) << 4),
-                };
-                let scale = scales[8 * half + 2 * run + byte / 16];
-                let x8 = xb.qs[128 * half + 32 * run + byte] as i32;
-                lanes[byte / 4] += scale * q as i32 * x8;
-            }
+        let (ql, qh, q) = (&ql[64 * half..], &qh[32 * half..], &mut q[128 * half..]);
+        for l in 0..32 {
+            q[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+            q[32 + l] = (ql[32 + l] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+            q[64 + l] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            q[96 + l] = (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    let mut lanes = [0i32; 8];
+    for run in 0..8 {
+        let w: &[u8; 32] = q[32 * run..32 * run + 32].try_into().expect("32 quants");
+        let x: &[i8; 32] = xb.qs[32 * run..32 * run + 32]
+            .try_into()
+            .expect("32 values");
+        // Lanes 0-3 cover the run's first 16 elements, lanes 4-7 the second.
+        for (l, (lane, dot)) in lanes.iter_mut().zip(lane_dots_u8_i8(w, x)).enumerate() {
+            *lane += scales[2 * run + l / 4] * dot;
         }
     }
     for (l, lane) in lanes.iter_mut().enumerate() {
@@ -328,6 +333,40 @@ fn q6_k_lane_sums(block: &[u8], xb: &BlockQ8K) -> [i32; 8] {
         *lane -= offset << 5;
     }
     lanes
+}
+
+/// `lane[l] = Σ w[i]·x[i]` over `i` in `4l..4l+4`: the eight exact integer sums `vpdpbusd`
+/// forms from 32 unsigned and 32 signed bytes.
+#[inline]
+fn lane_dots_u8_i8(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ))]
+    {
+        // SAFETY: the target features are enabled at compile time; loads are unaligned.
+        unsafe { simd::lane_dots_u8_i8(w, x) }
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    )))]
+    lane_dots_u8_i8_scalar(w, x)
+}
+
+/// The portable path, also the reference the SIMD path is tested against.
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ),
+    allow(dead_code)
+)]
+fn lane_dots_u8_i8_scalar(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
+    std::array::from_fn(|l| (4 * l..4 * l + 4).map(|i| w[i] as i32 * x[i] as i32).sum())
 }
 
 /// Eight f32 accumulators, one per group of four elements of a 32-element block.
@@ -385,6 +424,32 @@ impl Lanes {
         self.fma_i8_i8_scalar(scale, w, x);
     }
 
+    /// `lanes += scale · (Σ of each group of four w·x)` for one Q5_0 block's weights.
+    #[inline]
+    fn fma_q5_0(&mut self, scale: f32, block: &[u8], x: &[i8; QK]) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        {
+            let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
+            let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
+            // SAFETY: the target features are enabled at compile time; loads are unaligned.
+            unsafe { simd::fma_q5_0(&mut self.0, scale, qs, qh, x) }
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        )))]
+        self.fma_q5_0_scalar(scale, block, x);
+    }
+
+    fn fma_q5_0_scalar(&mut self, scale: f32, block: &[u8], x: &[i8; QK]) {
+        self.fma_i8_i8_scalar(scale, &unpack_q5_0(block), x);
+    }
+
     /// The portable path, also the reference the SIMD path is tested against.
     fn fma_nibbles_i8_scalar(&mut self, scale: f32, packed: &[u8; 16], x: &[i8; QK]) {
         let mut w = [0u8; QK];
@@ -423,6 +488,65 @@ impl Lanes {
 ))]
 mod simd {
     use std::arch::x86_64::*;
+
+    /// `Lanes::fma_q5_0`: the 5-bit weights unpacked in registers (low nibbles, then high
+    /// nibbles; bit `e` of `qh` spread to byte `e` as ggml's `bytes_from_bits_32` does),
+    /// offset by -16, then the signed product as in `fma_i8_i8`.
+    #[inline]
+    pub(super) unsafe fn fma_q5_0(
+        acc: &mut [f32; 8],
+        scale: f32,
+        qs: &[u8; 16],
+        qh: u32,
+        x: &[i8; 32],
+    ) {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+        unsafe {
+            let raw = _mm_loadu_si128(qs.as_ptr().cast());
+            let nibbles = _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                _mm256_set1_epi8(0x0F),
+            );
+            let spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(qh as i32),
+                _mm256_set_epi64x(
+                    0x0303_0303_0303_0303,
+                    0x0202_0202_0202_0202,
+                    0x0101_0101_0101_0101,
+                    0,
+                ),
+            );
+            let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+            let w = _mm256_sub_epi8(
+                _mm256_or_si256(nibbles, _mm256_and_si256(set, _mm256_set1_epi8(0x10))),
+                _mm256_set1_epi8(16),
+            );
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let sums = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                _mm256_sign_epi8(w, w),
+                _mm256_sign_epi8(xv, w),
+            );
+            let a = _mm256_loadu_ps(acc.as_ptr());
+            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
+            _mm256_storeu_ps(acc.as_mut_ptr(), a);
+        }
+    }
+
+    /// `vpdpbusd` of 32 unsigned by 32 signed bytes into eight exact lane sums.
+    #[inline]
+    pub(super) unsafe fn lane_dots_u8_i8(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+        unsafe {
+            let wv = _mm256_loadu_si256(w.as_ptr().cast());
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+            let mut out = [0i32; 8];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), sums);
+            out
+        }
+    }
 
     /// The VNNI form of `Lanes::fma_nibbles_i8`: `vpdpbusd` forms the same eight exact integer
     /// sums, and the FMA rounds as the scalar path does.
@@ -882,6 +1006,11 @@ mod tests {
             assert_eq!(a.0, b.0);
             a.fma_i8_i8(scale, &w8, &x);
             b.fma_i8_i8_scalar(scale, &w8, &x);
+            assert_eq!(a.0, b.0);
+            assert_eq!(lane_dots_u8_i8(&w8, &x), lane_dots_u8_i8_scalar(&w8, &x));
+            let q5_0: [u8; 22] = std::array::from_fn(|_| next());
+            a.fma_q5_0(scale, &q5_0, &x);
+            b.fma_q5_0_scalar(scale, &q5_0, &x);
             assert_eq!(a.0, b.0);
         }
     }
