@@ -8,6 +8,7 @@
 //! Format: <https://github.com/ggml-org/ggml/blob/master/docs/gguf.md> (versions 2 and 3).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,7 +113,9 @@ pub struct TensorInfo {
     /// Dimensions in ggml order: `dims[0]` is the innermost (contiguous) one.
     pub dims: Vec<u64>,
     pub ggml_type: GgmlType,
-    /// Absolute byte offset of the data in the file.
+    /// Which of the file's buffers holds the data (0 for a GGUF file: its one map).
+    pub buffer: usize,
+    /// Absolute byte offset of the data in its buffer.
     pub offset: u64,
     pub n_bytes: u64,
 }
@@ -128,11 +131,63 @@ impl TensorInfo {
     }
 }
 
-/// A parsed GGUF file: metadata, tensor index and the memory map holding the weights.
+/// Bytes that tensors are read from: a file's memory map, or weights made at load time
+/// (converted or quantized from a safetensors checkpoint) that have no file of their own.
+pub enum WeightBuffer {
+    Mapped(Mmap),
+    /// Held as `u64`s so that every block type can be read in place (8-byte alignment).
+    Owned {
+        words: Vec<u64>,
+        len: usize,
+    },
+}
+
+impl WeightBuffer {
+    pub fn owned(bytes: &[u8]) -> Self {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *word = u64::from_ne_bytes(b);
+        }
+        Self::Owned {
+            words,
+            len: bytes.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for WeightBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            WeightBuffer::Mapped(m) => m,
+            WeightBuffer::Owned { words, len } => {
+                // SAFETY: `words` holds at least `len` initialised bytes; u8 has no alignment.
+                unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len) }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for WeightBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WeightBuffer::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+            WeightBuffer::Owned { len, .. } => write!(f, "Owned({len} bytes)"),
+        }
+    }
+}
+
+/// A model in GGUF terms: metadata, tensor index and the buffers holding the weights.
+///
+/// A GGUF file has one buffer, its memory map. A safetensors checkpoint is presented in the
+/// same form (see `safetensors.rs`): one map per shard, plus owned buffers for the tensors
+/// converted at load, so that every architecture loads from one interface.
 #[derive(Debug)]
 pub struct GgufFile {
     path: PathBuf,
-    mmap: Arc<Mmap>,
+    buffers: Vec<Arc<WeightBuffer>>,
     pub version: u32,
     pub metadata: BTreeMap<String, MetadataValue>,
     pub tensors: Vec<TensorInfo>,
@@ -154,10 +209,10 @@ impl GgufFile {
             path: path.clone(),
             source,
         })?;
-        Self::parse(path, Arc::new(mmap))
+        Self::parse(path, WeightBuffer::Mapped(mmap))
     }
 
-    fn parse(path: PathBuf, mmap: Arc<Mmap>) -> Result<Self> {
+    fn parse(path: PathBuf, mmap: WeightBuffer) -> Result<Self> {
         let mut r = Reader {
             data: &mmap[..],
             pos: 0,
@@ -286,6 +341,7 @@ impl GgufFile {
                 name,
                 dims,
                 ggml_type,
+                buffer: 0,
                 offset,
                 n_bytes,
             });
@@ -293,7 +349,7 @@ impl GgufFile {
 
         Ok(Self {
             path,
-            mmap,
+            buffers: vec![Arc::new(mmap)],
             version,
             metadata,
             tensors,
@@ -305,9 +361,53 @@ impl GgufFile {
         &self.path
     }
 
-    /// The shared memory map; quantized weights keep it alive.
-    pub fn mmap(&self) -> &Arc<Mmap> {
-        &self.mmap
+    /// Assembles a model from parts made elsewhere (a converted safetensors checkpoint).
+    /// Every tensor must lie inside its buffer and be whole blocks of its type.
+    pub fn from_parts(
+        path: PathBuf,
+        metadata: BTreeMap<String, MetadataValue>,
+        tensors: Vec<TensorInfo>,
+        buffers: Vec<Arc<WeightBuffer>>,
+    ) -> Result<Self> {
+        let mut tensor_index = BTreeMap::new();
+        for (i, t) in tensors.iter().enumerate() {
+            let bad = |message: String| Error::InvalidMetadata {
+                path: path.clone(),
+                message: format!("tensor '{}': {message}", t.name),
+            };
+            let block = t.ggml_type.block_size() as u64;
+            let expected = t.n_elements() / block * t.ggml_type.type_size() as u64;
+            if t.dims.is_empty() || t.dims[0] % block != 0 || expected != t.n_bytes {
+                return Err(bad(format!(
+                    "{} bytes do not hold {:?} elements of {}",
+                    t.n_bytes, t.dims, t.ggml_type
+                )));
+            }
+            let len = buffers.get(t.buffer).map_or(0, |b| b.len() as u64);
+            if t.offset.saturating_add(t.n_bytes) > len {
+                return Err(bad(format!(
+                    "needs bytes {}..{} of a buffer of {len}",
+                    t.offset,
+                    t.offset + t.n_bytes
+                )));
+            }
+            if tensor_index.insert(t.name.clone(), i).is_some() {
+                return Err(bad("appears twice".into()));
+            }
+        }
+        Ok(Self {
+            path,
+            buffers,
+            version: 3,
+            metadata,
+            tensors,
+            tensor_index,
+        })
+    }
+
+    /// The buffer holding `info`'s data; quantized weights keep it alive.
+    pub fn buffer(&self, info: &TensorInfo) -> &Arc<WeightBuffer> {
+        &self.buffers[info.buffer]
     }
 
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
@@ -316,7 +416,7 @@ impl GgufFile {
 
     /// The raw bytes of a tensor, borrowed from the map.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        &self.mmap[info.offset as usize..(info.offset + info.n_bytes) as usize]
+        &self.buffers[info.buffer][info.offset as usize..(info.offset + info.n_bytes) as usize]
     }
 
     pub fn get(&self, key: &str) -> Option<&MetadataValue> {

@@ -661,6 +661,80 @@ pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
     )
 }
 
+/// `dst (m, n) = lhs (m, k) · weightsᵀ` for F32 weights `(n, k)` given as raw bytes.
+pub fn matmul_f32(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
+    float_matmul(weights, 4, mkn, lhs, dst, |w| {
+        f32::from_le_bytes([w[0], w[1], w[2], w[3]])
+    })
+}
+
+/// `dst (m, n) = lhs (m, k) · weightsᵀ` for F16 weights `(n, k)` given as raw bytes.
+pub fn matmul_f16(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
+    float_matmul(weights, 2, mkn, lhs, dst, |w| {
+        f16::from_le_bytes([w[0], w[1]]).to_f32()
+    })
+}
+
+/// `dst (m, n) = lhs (m, k) · weightsᵀ` for BF16 weights `(n, k)` given as raw bytes.
+pub fn matmul_bf16(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) {
+    float_matmul(weights, 2, mkn, lhs, dst, |w| {
+        half::bf16::from_le_bytes([w[0], w[1]]).to_f32()
+    })
+}
+
+/// Float weights: each weight row is widened to f32 once and dotted with every activation
+/// row in f32 (8 partial sums), as Hugging Face checkpoints compute in f32.
+fn float_matmul(
+    weights: &[u8],
+    elem_bytes: usize,
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+    dst: &mut [f32],
+    widen: fn(&[u8]) -> f32,
+) {
+    let row_bytes = k * elem_bytes;
+    debug_assert_eq!(weights.len(), n * row_bytes);
+    const COLS_PER_TASK: usize = 16;
+    let mut columns = vec![0f32; n * m]; // (n, m)
+    columns
+        .par_chunks_mut(COLS_PER_TASK * m)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let mut row = vec![0f32; k];
+            for (c, out_col) in out.chunks_exact_mut(m).enumerate() {
+                let col = task * COLS_PER_TASK + c;
+                let w = &weights[col * row_bytes..(col + 1) * row_bytes];
+                for (v, bytes) in row.iter_mut().zip(w.chunks_exact(elem_bytes)) {
+                    *v = widen(bytes);
+                }
+                for (o, x) in out_col.iter_mut().zip(lhs.chunks_exact(k)) {
+                    *o = dot_f32(&row, x);
+                }
+            }
+        });
+    for (col, values) in columns.chunks_exact(m).enumerate() {
+        for (r, v) in values.iter().enumerate() {
+            dst[r * n + col] = *v;
+        }
+    }
+}
+
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8 * 8;
+    for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    let tail: f32 = a[chunks..]
+        .iter()
+        .zip(&b[chunks..])
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// A quantized matmul: `dst (m, n) = lhs (m, k) · weightsᵀ` for weights `(n, k)` given as
 /// raw bytes of the type's blocks.
 pub type MatmulKernel = fn(&[u8], (usize, usize, usize), &[f32], &mut [f32]);
@@ -674,6 +748,9 @@ pub fn kernel_for(ggml_type: crate::quant::GgmlType) -> Option<MatmulKernel> {
         T::Q8_0 => matmul_q8_0,
         T::Q4_K => matmul_q4_k,
         T::Q6_K => matmul_q6_k,
+        T::F32 => matmul_f32,
+        T::F16 => matmul_f16,
+        T::BF16 => matmul_bf16,
         _ => return None,
     })
 }

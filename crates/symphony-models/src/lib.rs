@@ -20,6 +20,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod layers;
 pub mod quant;
+pub mod safetensors;
 pub mod tokenizer;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use chat_template::ChatTemplate;
 pub use error::{Error, Result};
 pub use gguf::GgufFile;
 pub use layers::KvCache;
+pub use safetensors::{LoadOptions, QuantizeTo};
 pub use tokenizer::{TokenId, Tokenizer};
 
 /// Which positions [`Model::forward`] returns logits for.
@@ -66,7 +68,7 @@ impl Cache {
 /// The architectures, a closed set.
 #[derive(Debug)]
 pub enum Architecture {
-    /// Llama, Mistral and Qwen2 (see `arch/llama.rs`).
+    /// Llama, Mistral, Qwen2, Phi-3 and the Mixtral / Qwen2-MoE mixtures (see `arch/llama.rs`).
     Llama(arch::llama::Llama),
     Gemma3(arch::gemma3::Gemma3),
 }
@@ -97,8 +99,18 @@ pub struct Model {
 }
 
 impl Model {
+    /// Loads a GGUF file, or a Hugging Face checkpoint directory (safetensors).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let gguf = GgufFile::open(path)?;
+        Self::load_with(path, LoadOptions::default())
+    }
+
+    pub fn load_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let gguf = if safetensors::is_checkpoint(path) {
+            safetensors::open(path, options)?
+        } else {
+            GgufFile::open(path)?
+        };
         Self::from_gguf(&gguf)
     }
 
@@ -122,7 +134,7 @@ impl Model {
             None => None,
         };
         let architecture = match arch_name.as_str() {
-            "llama" | "mistral" | "qwen2" => {
+            "llama" | "mistral" | "qwen2" | "phi3" | "mixtral" | "qwen2moe" => {
                 let config = arch::llama::Config::from_gguf(gguf, tokenizer.n_vocab())?;
                 Architecture::Llama(arch::llama::Llama::load(gguf, config)?)
             }

@@ -12,10 +12,9 @@ use candle_core::quantized::k_quants::{self, GgmlType as Block};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor, QuantizedType};
 use candle_core::{CpuStorage, Device, Tensor};
 use half::{bf16, f16};
-use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, TensorInfo};
+use crate::gguf::{GgufFile, TensorInfo, WeightBuffer};
 use crate::kernels::{kernel_for, MatmulKernel};
 
 macro_rules! ggml_types {
@@ -110,12 +109,12 @@ impl GgmlType {
     }
 }
 
-/// Quantized blocks living in a memory-mapped file. Holding the `Arc<Mmap>` keeps the pages
-/// mapped for as long as any layer uses them.
+/// Quantized blocks living in a memory-mapped file (or an owned buffer). Holding the
+/// `Arc<WeightBuffer>` keeps the pages mapped for as long as any layer uses them.
 struct MappedBlocks<T> {
     /// The file's type, `T`'s counterpart (picks our kernel, if any).
     ggml_type: GgmlType,
-    mmap: Arc<Mmap>,
+    mmap: Arc<WeightBuffer>,
     offset: usize,
     n_blocks: usize,
     _block: PhantomData<T>,
@@ -123,7 +122,12 @@ struct MappedBlocks<T> {
 
 impl<T: Block> MappedBlocks<T> {
     /// `None` when the data is not aligned for `T` (then the caller copies it).
-    fn new(ggml_type: GgmlType, mmap: Arc<Mmap>, offset: usize, n_bytes: usize) -> Option<Self> {
+    fn new(
+        ggml_type: GgmlType,
+        mmap: Arc<WeightBuffer>,
+        offset: usize,
+        n_bytes: usize,
+    ) -> Option<Self> {
         let size = std::mem::size_of::<T>();
         let aligned = (mmap.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>());
         let in_bounds = offset
@@ -241,7 +245,7 @@ impl<T: Block + Send + Sync> QuantizedType for MappedBlocks<T> {
 }
 
 fn mapped_storage<T: Block + Send + Sync + 'static>(
-    mmap: &Arc<Mmap>,
+    mmap: &Arc<WeightBuffer>,
     info: &TensorInfo,
     dtype: GgmlDType,
 ) -> Box<dyn QuantizedType> {
@@ -265,6 +269,12 @@ pub fn load_qtensor(gguf: &GgufFile, name: &str) -> Result<QTensor> {
         path: gguf.path().to_path_buf(),
         name: name.into(),
     })?;
+    qtensor_of(gguf, info)
+}
+
+/// [`load_qtensor`] for a tensor described by `info`, which may be a slice of a stored one.
+pub fn qtensor_of(gguf: &GgufFile, info: &TensorInfo) -> Result<QTensor> {
+    let name = info.name.as_str();
     let dtype = info
         .ggml_type
         .to_candle()
@@ -273,7 +283,7 @@ pub fn load_qtensor(gguf: &GgufFile, name: &str) -> Result<QTensor> {
             tensor: name.into(),
             ggml_type: info.ggml_type.name(),
         })?;
-    let mmap = gguf.mmap();
+    let mmap = gguf.buffer(info);
     use k_quants::*;
     let storage = match dtype {
         GgmlDType::F32 => mapped_storage::<f32>(mmap, info, dtype),
@@ -302,7 +312,7 @@ pub fn load_qtensor(gguf: &GgufFile, name: &str) -> Result<QTensor> {
 /// hold the weights twice and bypass the ggml-exact kernels.
 #[derive(Clone)]
 pub struct MappedMatrix {
-    mmap: Arc<Mmap>,
+    mmap: Arc<WeightBuffer>,
     offset: usize,
     len: usize,
     kernel: MatmulKernel,
@@ -326,17 +336,30 @@ impl MappedMatrix {
     /// has already checked that its rows are whole blocks inside the file.)
     pub fn load(gguf: &GgufFile, name: &str) -> Option<Self> {
         let info = gguf.tensor_info(name)?;
-        let [cols, rows] = info.dims[..] else {
+        let [_, rows] = info.dims[..] else {
             return None;
         };
+        Self::rows_of(gguf, info, 0, rows as usize)
+    }
+
+    /// Rows `first..first + rows` of a matrix, or of a stack of matrices seen as one tall
+    /// matrix (fused QKV projections, stacked experts). `None` when our kernels do not
+    /// compute the type or the rows are out of range.
+    pub fn rows_of(gguf: &GgufFile, info: &TensorInfo, first: usize, rows: usize) -> Option<Self> {
+        let cols = *info.dims.first()? as usize;
+        let total_rows = (info.n_elements() as usize).checked_div(cols)?;
+        if first + rows > total_rows {
+            return None;
+        }
+        let row_bytes = info.n_bytes as usize / total_rows;
         Some(Self {
             kernel: kernel_for(info.ggml_type)?,
-            mmap: gguf.mmap().clone(),
-            offset: info.offset as usize,
-            len: info.n_bytes as usize,
+            mmap: gguf.buffer(info).clone(),
+            offset: info.offset as usize + first * row_bytes,
+            len: rows * row_bytes,
             ggml_type: info.ggml_type,
-            rows: rows as usize,
-            cols: cols as usize,
+            rows,
+            cols,
         })
     }
 

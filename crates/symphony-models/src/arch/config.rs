@@ -2,9 +2,13 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::layers::blocks::AttentionShape;
+use crate::layers::blocks::{AttentionShape, MoeShape};
 use crate::layers::{KvCache, RopeStyle};
 use crate::Cache;
+
+/// Set on a model read from safetensors: its Q and K rows keep Hugging Face's layout (the
+/// rotary halves), which llama.cpp's converter permutes for `llama` GGUF files.
+pub const HF_ROPE_LAYOUT_KEY: &str = "symphony.rope.hf_layout";
 
 /// Hyperparameters read from `{arch}.*` metadata keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +28,10 @@ pub struct Config {
     /// Attention sees only this many most recent positions (Mistral), if set.
     pub sliding_window: Option<usize>,
     pub rope_style: RopeStyle,
+    /// Query-key score scale (`{arch}.attention.scale`), default `1/√head_dim`.
+    pub attention_scale: f32,
+    /// The expert layout of a mixture-of-experts model.
+    pub moe: Option<MoeShape>,
 }
 
 impl Config {
@@ -65,6 +73,39 @@ impl Config {
             Some(_) => gguf.get_f64(&key("rope.freq_base"))? as f32,
             None => 10_000.0,
         };
+        let float_opt = |name: &str| -> Result<Option<f32>> {
+            match gguf.get(&key(name)) {
+                Some(_) => Ok(Some(gguf.get_f64(&key(name))? as f32)),
+                None => Ok(None),
+            }
+        };
+        let ffn_dim = get("feed_forward_length")?;
+        let moe = match gguf.get_u64_opt(&key("expert_count"))? {
+            Some(n_experts) if n_experts > 0 => {
+                let n_used = get("expert_used_count")?;
+                if n_used == 0 || n_used as u64 > n_experts {
+                    return Err(invalid(format!(
+                        "{n_used} experts used per token out of {n_experts}"
+                    )));
+                }
+                Some(MoeShape {
+                    n_experts: n_experts as usize,
+                    n_used,
+                    expert_ffn_dim: gguf
+                        .get_u64_opt(&key("expert_feed_forward_length"))?
+                        .map_or(ffn_dim, |v| v as usize),
+                    shared_ffn_dim: gguf
+                        .get_u64_opt(&key("expert_shared_feed_forward_length"))?
+                        .map(|v| v as usize)
+                        .filter(|&v| v > 0),
+                    // llama.cpp's defaults: Mixtral-style (`llama`) models renormalise the
+                    // chosen weights, Qwen2-MoE does not.
+                    normalize_weights: gguf
+                        .get_bool_or(&key("expert_weights_norm"), arch != "qwen2moe")?,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             architecture: arch.to_string(),
             n_layers: get("block_count")?,
@@ -72,7 +113,7 @@ impl Config {
             n_heads,
             n_kv_heads,
             head_dim,
-            ffn_dim: get("feed_forward_length")?,
+            ffn_dim,
             rope_dim,
             rope_theta,
             rms_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
@@ -83,11 +124,16 @@ impl Config {
                 .map(|w| w as usize)
                 .filter(|&w| w > 0),
             // llama.cpp's rope type per architecture: Llama checkpoints are permuted at
-            // conversion to rotate adjacent pairs; the others keep the Hugging Face halves.
+            // conversion to rotate adjacent pairs; the others keep the Hugging Face halves,
+            // as do all checkpoints read from safetensors (which set the key).
             rope_style: match arch {
-                "qwen2" | "gemma3" | "phi3" => RopeStyle::Neox,
+                _ if gguf.get_bool_or(HF_ROPE_LAYOUT_KEY, false)? => RopeStyle::Neox,
+                "qwen2" | "qwen2moe" | "gemma3" | "phi3" => RopeStyle::Neox,
                 _ => RopeStyle::Interleaved,
             },
+            attention_scale: float_opt("attention.scale")?
+                .unwrap_or(1.0 / (head_dim as f32).sqrt()),
+            moe,
         })
     }
 }

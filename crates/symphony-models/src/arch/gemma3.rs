@@ -116,7 +116,7 @@ impl Gemma3 {
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
         let c = &self.config.base;
         let mut x = (self.ends.embed(tokens)? * f64::from((c.dim as f32).sqrt()))?;
-        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let scale = c.attention_scale;
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             let (rope, window) = if block.local {
                 (&self.local_rope, c.sliding_window)

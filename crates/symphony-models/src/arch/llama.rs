@@ -4,7 +4,11 @@
 //! architectures that differ from it only in details the blocks already handle:
 //! - Qwen2 / Qwen2.5: biases on Q, K and V (loaded where the file has them), "neox" rotary
 //!   layout;
-//! - Mistral: a sliding attention window (`{arch}.attention.sliding_window`).
+//! - Mistral: a sliding attention window (`{arch}.attention.sliding_window`);
+//! - Phi-3: fused `attn_qkv` and gate-up `ffn_up` matrices (read as row ranges, see
+//!   `blocks.rs`), "neox" rotary layout;
+//! - Mixtral and Qwen2-MoE: a mixture-of-experts feed-forward (`{arch}.expert_count`), with
+//!   a gated shared expert in Qwen2-MoE.
 //!
 //! Weights are addressed by their GGUF names (`blk.{i}.attn_q.weight`, ...). Quantized
 //! matrices stay in the file's memory map (see `quant.rs`).
@@ -14,7 +18,7 @@ use candle_core::Tensor;
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::layers::blocks::{
-    AttentionParams, EmbeddingsAndHead, GateActivation, GatedMlp, RmsNorm, SelfAttention,
+    AttentionParams, EmbeddingsAndHead, FeedForward, GateActivation, RmsNorm, SelfAttention,
 };
 use crate::layers::Rope;
 use crate::{Cache, Logits};
@@ -26,7 +30,7 @@ struct Block {
     attn_norm: RmsNorm,
     attn: SelfAttention,
     ffn_norm: RmsNorm,
-    mlp: GatedMlp,
+    mlp: FeedForward,
 }
 
 #[derive(Debug)]
@@ -49,7 +53,13 @@ impl Llama {
                     attn_norm: norm("attn_norm")?,
                     attn: SelfAttention::load(gguf, i, c.dim, c.attention_shape(), c.rms_eps)?,
                     ffn_norm: norm("ffn_norm")?,
-                    mlp: GatedMlp::load(gguf, i, c.dim, c.ffn_dim, GateActivation::Silu)?,
+                    mlp: FeedForward::load(
+                        gguf,
+                        i,
+                        (c.dim, c.ffn_dim),
+                        c.moe,
+                        GateActivation::Silu,
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -72,7 +82,7 @@ impl Llama {
         let mut x = self.ends.embed(tokens)?; // (t, dim)
         let params = AttentionParams {
             rope: &self.rope,
-            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            scale: c.attention_scale,
             window: c.sliding_window,
         };
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {

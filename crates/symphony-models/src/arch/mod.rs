@@ -5,4 +5,4 @@ pub mod gemma3;
 pub mod llama;
 
 /// Architectures Symphony can run, for error messages.
-pub const SUPPORTED: &str = "llama, mistral, qwen2, gemma3";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, phi3, mixtral, qwen2moe, gemma3";

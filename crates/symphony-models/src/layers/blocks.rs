@@ -98,11 +98,28 @@ impl SelfAttention {
         let p = |name: &str| format!("blk.{layer}.{name}");
         let q_dim = shape.n_heads * shape.head_dim;
         let kv_dim = shape.n_kv_heads * shape.head_dim;
+        // Phi-3 fuses the three projections into one `attn_qkv` matrix: Q, K and V rows in
+        // that order, read as three row ranges of it.
+        let (wq, wk, wv) = match gguf.tensor_info(&p("attn_qkv.weight")) {
+            Some(_) => {
+                let qkv = p("attn_qkv");
+                (
+                    Linear::load_rows(gguf, &qkv, 0, q_dim, dim)?,
+                    Linear::load_rows(gguf, &qkv, q_dim, kv_dim, dim)?,
+                    Linear::load_rows(gguf, &qkv, q_dim + kv_dim, kv_dim, dim)?,
+                )
+            }
+            None => (
+                Linear::load(gguf, &p("attn_q"), q_dim, dim)?,
+                Linear::load(gguf, &p("attn_k"), kv_dim, dim)?,
+                Linear::load(gguf, &p("attn_v"), kv_dim, dim)?,
+            ),
+        };
         Ok(Self {
             shape,
-            wq: Linear::load(gguf, &p("attn_q"), q_dim, dim)?,
-            wk: Linear::load(gguf, &p("attn_k"), kv_dim, dim)?,
-            wv: Linear::load(gguf, &p("attn_v"), kv_dim, dim)?,
+            wq,
+            wk,
+            wv,
             wo: Linear::load(gguf, &p("attn_output"), dim, q_dim)?,
             q_norm: RmsNorm::load_optional(
                 gguf,
@@ -171,7 +188,8 @@ pub struct GatedMlp {
 }
 
 impl GatedMlp {
-    /// Loads `blk.{layer}.ffn_{gate,up,down}`.
+    /// Loads `blk.{layer}.ffn_{gate,up,down}`; Phi-3's fused `ffn_up` (gate rows first, then
+    /// up rows) when there is no `ffn_gate`.
     pub fn load(
         gguf: &GgufFile,
         layer: usize,
@@ -180,6 +198,63 @@ impl GatedMlp {
         activation: GateActivation,
     ) -> Result<Self> {
         let p = |name: &str| format!("blk.{layer}.{name}");
+        let (gate, up) = match gguf.tensor_info(&p("ffn_gate.weight")) {
+            Some(_) => (
+                Linear::load(gguf, &p("ffn_gate"), ffn_dim, dim)?,
+                Linear::load(gguf, &p("ffn_up"), ffn_dim, dim)?,
+            ),
+            None => (
+                Linear::load_rows(gguf, &p("ffn_up"), 0, ffn_dim, dim)?,
+                Linear::load_rows(gguf, &p("ffn_up"), ffn_dim, ffn_dim, dim)?,
+            ),
+        };
+        Ok(Self {
+            gate,
+            up,
+            down: Linear::load(gguf, &p("ffn_down"), dim, ffn_dim)?,
+            activation,
+        })
+    }
+
+    /// Expert `expert` of a mixture: rows of the stacked `ffn_{gate,up,down}{suffix}` tensors
+    /// of a GGUF file, or the expert's own `ffn_{gate,up,down}{suffix}.{expert}` tensors when
+    /// they are stored one by one (safetensors checkpoints).
+    fn load_expert(
+        gguf: &GgufFile,
+        layer: usize,
+        suffix: &str,
+        expert: usize,
+        (dim, ffn_dim): (usize, usize),
+        activation: GateActivation,
+    ) -> Result<Self> {
+        let stacked = |name: &str| format!("blk.{layer}.{name}{suffix}");
+        let own = |name: &str| format!("blk.{layer}.{name}{suffix}.{expert}");
+        let load = |name: &str, rows: usize, cols: usize| {
+            if gguf
+                .tensor_info(&format!("{}.weight", stacked(name)))
+                .is_some()
+            {
+                Linear::load_rows(gguf, &stacked(name), expert * rows, rows, cols)
+            } else {
+                Linear::load(gguf, &own(name), rows, cols)
+            }
+        };
+        Ok(Self {
+            gate: load("ffn_gate", ffn_dim, dim)?,
+            up: load("ffn_up", ffn_dim, dim)?,
+            down: load("ffn_down", dim, ffn_dim)?,
+            activation,
+        })
+    }
+
+    /// The shared expert of a mixture: `ffn_{gate,up,down}_shexp`.
+    fn load_expert_shared(
+        gguf: &GgufFile,
+        layer: usize,
+        (dim, ffn_dim): (usize, usize),
+        activation: GateActivation,
+    ) -> Result<Self> {
+        let p = |name: &str| format!("blk.{layer}.{name}_shexp");
         Ok(Self {
             gate: Linear::load(gguf, &p("ffn_gate"), ffn_dim, dim)?,
             up: Linear::load(gguf, &p("ffn_up"), ffn_dim, dim)?,
@@ -199,6 +274,188 @@ impl GatedMlp {
         let rows = h.dims()[0];
         let act = Tensor::from_vec(act, (rows, gate.len() / rows), h.device())?;
         self.down.forward(&act)
+    }
+}
+
+/// How a mixture-of-experts layer routes tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoeShape {
+    pub n_experts: usize,
+    /// Experts each token goes to (top-k).
+    pub n_used: usize,
+    /// Hidden size of one expert's MLP.
+    pub expert_ffn_dim: usize,
+    /// Hidden size of the always-on shared expert (Qwen2-MoE), if any.
+    pub shared_ffn_dim: Option<usize>,
+    /// Rescale the chosen experts' weights to sum to one (Mixtral: yes; Qwen2-MoE: no).
+    pub normalize_weights: bool,
+}
+
+/// A sparse mixture of gated MLPs (Shazeer et al. 2017; Mixtral, Qwen2-MoE): a router picks
+/// the top-k experts per token from a softmax over its logits, and the token's output is the
+/// weighted sum of those experts' outputs, plus a sigmoid-gated shared expert where the model
+/// has one.
+#[derive(Debug)]
+pub struct MoeMlp {
+    router: Linear,
+    experts: Vec<GatedMlp>,
+    shape: MoeShape,
+    shared: Option<(GatedMlp, Option<Linear>)>,
+}
+
+impl MoeMlp {
+    /// Loads `ffn_gate_inp` (the router) and the experts (`ffn_*_exps`), with the shared
+    /// expert (`ffn_*_shexp`, gated by `ffn_gate_inp_shexp`) when the shape has one.
+    pub fn load(
+        gguf: &GgufFile,
+        layer: usize,
+        dim: usize,
+        shape: MoeShape,
+        activation: GateActivation,
+    ) -> Result<Self> {
+        let p = |name: &str| format!("blk.{layer}.{name}");
+        let experts = (0..shape.n_experts)
+            .map(|e| {
+                GatedMlp::load_expert(
+                    gguf,
+                    layer,
+                    "_exps",
+                    e,
+                    (dim, shape.expert_ffn_dim),
+                    activation,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let shared = match shape.shared_ffn_dim {
+            None => None,
+            Some(ffn) => {
+                let mlp = GatedMlp::load_expert_shared(gguf, layer, (dim, ffn), activation)?;
+                let gate = match gguf.tensor_info(&p("ffn_gate_inp_shexp.weight")) {
+                    Some(_) => Some(Linear::load(gguf, &p("ffn_gate_inp_shexp"), 1, dim)?),
+                    None => None,
+                };
+                Some((mlp, gate))
+            }
+        };
+        Ok(Self {
+            router: Linear::load(gguf, &p("ffn_gate_inp"), shape.n_experts, dim)?,
+            experts,
+            shape,
+            shared,
+        })
+    }
+
+    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        let (t, dim) = h.dims2()?;
+        let logits = self.router.forward_values(h)?; // (t, n_experts)
+        let routes = route(&logits, self.shape);
+        let rows = h.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; t * dim];
+        for (e, expert) in self.experts.iter().enumerate() {
+            // The tokens routed to this expert, run as one batch.
+            let picked: Vec<(usize, f32)> = routes
+                .iter()
+                .enumerate()
+                .filter_map(|(token, r)| r.iter().find(|&&(x, _)| x == e).map(|&(_, w)| (token, w)))
+                .collect();
+            if picked.is_empty() {
+                continue;
+            }
+            let mut batch = Vec::with_capacity(picked.len() * dim);
+            for &(token, _) in &picked {
+                batch.extend_from_slice(&rows[token * dim..(token + 1) * dim]);
+            }
+            let batch = Tensor::from_vec(batch, (picked.len(), dim), h.device())?;
+            let y = expert.forward(&batch)?.flatten_all()?.to_vec1::<f32>()?;
+            for (&(token, weight), y) in picked.iter().zip(y.chunks_exact(dim)) {
+                for (o, v) in out[token * dim..(token + 1) * dim].iter_mut().zip(y) {
+                    *o += weight * v;
+                }
+            }
+        }
+        if let Some((mlp, gate)) = &self.shared {
+            let y = mlp.forward(h)?.flatten_all()?.to_vec1::<f32>()?;
+            let g = match gate {
+                Some(gate) => gate
+                    .forward_values(h)?
+                    .iter()
+                    .map(|&v| sigmoid(v))
+                    .collect(),
+                None => vec![1.0; t],
+            };
+            for ((o, y), g) in out.chunks_exact_mut(dim).zip(y.chunks_exact(dim)).zip(g) {
+                for (o, v) in o.iter_mut().zip(y) {
+                    *o += g * v;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (t, dim), h.device())?)
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// For each token, its top-k experts and their weights: softmax over all router logits, the
+/// k largest kept (ties to the lower index), renormalised to sum to one when asked.
+fn route(logits: &[f32], shape: MoeShape) -> Vec<Vec<(usize, f32)>> {
+    logits
+        .chunks_exact(shape.n_experts)
+        .map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = row.iter().map(|&v| (v - max).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]).then(a.cmp(&b)));
+            let mut top: Vec<(usize, f32)> = order[..shape.n_used]
+                .iter()
+                .map(|&e| (e, exp[e] / sum))
+                .collect();
+            if shape.normalize_weights {
+                let total: f32 = top.iter().map(|&(_, w)| w).sum();
+                top.iter_mut().for_each(|(_, w)| *w /= total);
+            }
+            top
+        })
+        .collect()
+}
+
+/// The feed-forward half of a decoder layer: one MLP, or a mixture of them.
+// One per layer: the variants' size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum FeedForward {
+    Dense(GatedMlp),
+    Moe(MoeMlp),
+}
+
+impl FeedForward {
+    /// A mixture when the layer has a router (`ffn_gate_inp`) and the model an expert shape,
+    /// else a dense MLP.
+    pub fn load(
+        gguf: &GgufFile,
+        layer: usize,
+        (dim, ffn_dim): (usize, usize),
+        moe: Option<MoeShape>,
+        activation: GateActivation,
+    ) -> Result<Self> {
+        let router = format!("blk.{layer}.ffn_gate_inp.weight");
+        match moe {
+            Some(shape) if gguf.tensor_info(&router).is_some() => Ok(FeedForward::Moe(
+                MoeMlp::load(gguf, layer, dim, shape, activation)?,
+            )),
+            _ => Ok(FeedForward::Dense(GatedMlp::load(
+                gguf, layer, dim, ffn_dim, activation,
+            )?)),
+        }
+    }
+
+    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward(h),
+            FeedForward::Moe(moe) => moe.forward(h),
+        }
     }
 }
 

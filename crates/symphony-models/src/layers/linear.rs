@@ -10,8 +10,8 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
-use crate::quant::{load_f32, load_qtensor, MappedMatrix};
+use crate::gguf::{GgufFile, TensorInfo};
+use crate::quant::{load_f32, load_qtensor, qtensor_of, MappedMatrix};
 
 /// `y = x · Wᵀ (+ b)` with `W` stored `(out_dim, in_dim)`.
 #[derive(Debug)]
@@ -28,26 +28,85 @@ enum Weight {
 }
 
 impl Weight {
-    fn load(gguf: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Self> {
-        match MappedMatrix::load(gguf, name) {
-            Some(mapped) if (mapped.rows, mapped.cols) == (rows, cols) => {
-                Ok(Weight::Mapped(mapped))
-            }
-            // Types we leave to candle; a mis-shaped matrix fails in `matrix` with its shapes.
-            _ => Ok(Weight::Candle(QMatMul::from_arc(matrix(
-                gguf, name, rows, cols,
-            )?)?)),
+    /// Rows `first..first + rows` of the matrix `name`, which must have `cols` columns.
+    fn load(gguf: &GgufFile, name: &str, first: usize, rows: usize, cols: usize) -> Result<Self> {
+        let info = tensor_info(gguf, name)?;
+        let stored_rows = (info.n_elements() as usize).checked_div(cols).unwrap_or(0);
+        let whole = first == 0 && info.dims.len() == 2 && stored_rows == rows;
+        if info.dims.first() != Some(&(cols as u64)) || first + rows > stored_rows {
+            return Err(Error::TensorShape {
+                path: gguf.path().to_path_buf(),
+                tensor: name.into(),
+                expected: vec![first + rows, cols],
+                found: info.shape(),
+            });
         }
+        if let Some(mapped) = MappedMatrix::rows_of(gguf, info, first, rows) {
+            return Ok(Weight::Mapped(mapped));
+        }
+        // Types we leave to candle, read in place from the slice of the map.
+        let slice = if whole {
+            info.clone()
+        } else {
+            let row_bytes = info.n_bytes / stored_rows as u64;
+            TensorInfo {
+                dims: vec![cols as u64, rows as u64],
+                offset: info.offset + first as u64 * row_bytes,
+                n_bytes: rows as u64 * row_bytes,
+                ..info.clone()
+            }
+        };
+        Ok(Weight::Candle(QMatMul::from_arc(Arc::new(qtensor_of(
+            gguf, &slice,
+        )?))?))
     }
+}
+
+fn tensor_info<'a>(gguf: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
+    gguf.tensor_info(name).ok_or_else(|| Error::MissingTensor {
+        path: gguf.path().to_path_buf(),
+        name: name.into(),
+    })
 }
 
 impl Linear {
     /// Loads `{prefix}.weight` and, when the file has it, `{prefix}.bias`.
     pub fn load(gguf: &GgufFile, prefix: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        let weight = Weight::load(gguf, &format!("{prefix}.weight"), out_dim, in_dim)?;
+        Self::load_rows(gguf, prefix, 0, out_dim, in_dim)
+    }
+
+    /// Output rows `first..first + out_dim` of `{prefix}.weight` (and its bias): one part of
+    /// a fused projection (Phi-3's `attn_qkv`, `ffn_up`) or one expert of a stack, read in
+    /// place without a copy.
+    pub fn load_rows(
+        gguf: &GgufFile,
+        prefix: &str,
+        first: usize,
+        out_dim: usize,
+        in_dim: usize,
+    ) -> Result<Self> {
+        let weight = Weight::load(gguf, &format!("{prefix}.weight"), first, out_dim, in_dim)?;
         let bias_name = format!("{prefix}.bias");
         let bias = match gguf.tensor_info(&bias_name) {
-            Some(_) => Some(vector(gguf, &bias_name, out_dim)?),
+            Some(info) if first == 0 && info.n_elements() as usize == out_dim => {
+                Some(vector(gguf, &bias_name, out_dim)?)
+            }
+            Some(info) => {
+                let all = load_f32(gguf, &bias_name)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                match all.get(first..first + out_dim) {
+                    Some(part) => Some(part.to_vec()),
+                    None => {
+                        return Err(Error::TensorShape {
+                            path: gguf.path().to_path_buf(),
+                            tensor: bias_name,
+                            expected: vec![first + out_dim],
+                            found: info.shape(),
+                        })
+                    }
+                }
+            }
             None => None,
         };
         Ok(Self { weight, bias })
