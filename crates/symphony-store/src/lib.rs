@@ -3,20 +3,26 @@
 //! ```text
 //! $SYMPHONY_HOME/
 //!   blobs/sha256-<hex>.gguf        model files, named by content hash, shared between names
+//!   blobs/sha256-<hex>.hf/         Hugging Face checkpoints (config, tokenizer, safetensors),
+//!                                  named by the hash of their files' hashes
 //!   manifests/<model>/<tag>.json   one manifest per name:tag (tag "latest" when omitted)
-//!   downloads/                     packages fetched by the setup scripts
+//!   downloads/                     packages and hub files being fetched (resumable)
+//!   .lock                          held while names or blobs change
 //! ```
 //!
 //! Architecture invariant: the store knows files, names and hashes, not model formats. The
 //! caller validates a file and passes what it learned ([`ModelMeta`]) to [`Store::import`].
 //! Every write goes to a temporary file that is renamed into place, so a killed process
 //! leaves either the old state or the new one, never a half-written file under a real name.
+//! Writers (threads or processes) take the store's lock around every change of manifests and
+//! blobs, so that one writer never deletes a blob another is naming.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod hub;
 pub mod packages;
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +80,9 @@ pub struct ModelMeta {
     pub quantization: String,
     pub parameters: u64,
     pub context_length: usize,
+    /// Whether the model carries a chat template (else `run` continues raw text).
+    #[serde(default)]
+    pub has_chat_template: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +156,9 @@ enum Intake<'a> {
     Move { sha256: &'a str },
 }
 
+/// The store's lock, released when dropped.
+struct Lock(#[allow(dead_code)] fs::File);
+
 #[derive(Debug, Clone)]
 pub struct Store {
     home: PathBuf,
@@ -168,6 +180,20 @@ impl Store {
 
     pub fn blob_path(&self, manifest: &Manifest) -> PathBuf {
         self.home.join("blobs").join(&manifest.blob)
+    }
+
+    /// Waits for, then holds, the store's exclusive lock.
+    fn lock(&self) -> Result<Lock> {
+        fs::create_dir_all(&self.home).map_err(io_err(&self.home))?;
+        let path = self.home.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.lock().map_err(io_err(&path))?;
+        Ok(Lock(file))
     }
 
     fn manifest_path(&self, name: &ModelName) -> PathBuf {
@@ -260,14 +286,83 @@ impl Store {
         };
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("bin");
         let blob = format!("sha256-{sha256}.{ext}");
-        let blob_path = blobs.join(&blob);
+        self.commit(&tmp, blob, &parsed, sha256, size_bytes, source, meta)
+    }
+
+    /// Moves a Hugging Face checkpoint directory (already downloaded and verified) into the
+    /// store. Its blob is a directory named by the sha256 of its `sha256  file` lines.
+    pub fn import_checkpoint(
+        &self,
+        dir: &Path,
+        name: &str,
+        meta: ModelMeta,
+        source: &str,
+    ) -> Result<Manifest> {
+        let parsed = ModelName::parse(name)?;
+        let mut lines = Vec::new();
+        let mut size_bytes = 0;
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .map(|e| e.map(|e| e.path()).map_err(io_err(dir)))
+            .collect::<Result<_>>()?;
+        entries.sort();
+        for path in &entries {
+            if path.extension().is_some_and(|e| e == "part") {
+                // An abandoned partial download does not belong to the model.
+                remove_path(path)?;
+                continue;
+            }
+            if !path.is_file() {
+                continue;
+            }
+            let (sha, len) = sha256_of(path)?;
+            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            lines.push(format!("{sha}  {file_name}\n"));
+            size_bytes += len;
+        }
+        let sha256 = hex(&Sha256::digest(lines.concat().as_bytes()));
+        let blobs = self.home.join("blobs");
+        fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        let tmp = blobs.join(format!(
+            ".import-{}-{}",
+            std::process::id(),
+            unique_suffix()
+        ));
+        fs::rename(dir, &tmp).map_err(io_err(&tmp))?;
+        let blob = format!("sha256-{sha256}.hf");
+        self.commit(
+            &tmp,
+            blob,
+            &parsed,
+            sha256,
+            size_bytes,
+            source.to_string(),
+            meta,
+        )
+    }
+
+    /// Renames a finished temporary blob into place (or drops it when the content is there
+    /// already) and writes the manifest, under the store's lock.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        tmp: &Path,
+        blob: String,
+        name: &ModelName,
+        sha256: String,
+        size_bytes: u64,
+        source: String,
+        meta: ModelMeta,
+    ) -> Result<Manifest> {
+        let _lock = self.lock()?;
+        let blob_path = self.home.join("blobs").join(&blob);
         if blob_path.exists() {
-            let _ = fs::remove_file(&tmp);
+            remove_path(tmp)?;
         } else {
-            fs::rename(&tmp, &blob_path).map_err(io_err(&blob_path))?;
+            fs::rename(tmp, &blob_path).map_err(io_err(&blob_path))?;
         }
         let manifest = Manifest {
-            name: parsed.display(),
+            name: name.display(),
             blob,
             sha256,
             size_bytes,
@@ -278,12 +373,29 @@ impl Store {
                 .unwrap_or(0),
             meta,
         };
-        let old = self.get(name).ok();
+        let old = self.get(&name.display()).ok();
+        write_atomically(
+            &self.manifest_path(name),
+            &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+        )?;
+        // Re-importing a name with new content leaves the old blob unreferenced.
+        if let Some(old) = old.filter(|o| o.blob != manifest.blob) {
+            self.remove_blob_if_unused(&old.blob)?;
+        }
+        Ok(manifest)
+    }
+
+    /// Gives the model `src` a second name (an alias, or a new tag), sharing its blob.
+    pub fn copy(&self, src: &str, dst: &str) -> Result<Manifest> {
+        let parsed = ModelName::parse(dst)?;
+        let _lock = self.lock()?;
+        let mut manifest = self.get(src)?;
+        let old = self.get(dst).ok();
+        manifest.name = parsed.display();
         write_atomically(
             &self.manifest_path(&parsed),
             &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
         )?;
-        // Re-importing a name with new content leaves the old blob unreferenced.
         if let Some(old) = old.filter(|o| o.blob != manifest.blob) {
             self.remove_blob_if_unused(&old.blob)?;
         }
@@ -339,6 +451,7 @@ impl Store {
 
     /// Removes a name; its blob goes too once no other name uses it.
     pub fn remove(&self, name: &str) -> Result<Manifest> {
+        let _lock = self.lock()?;
         let manifest = self.get(name)?;
         let parsed = ModelName::parse(name)?;
         let path = self.manifest_path(&parsed);
@@ -350,17 +463,47 @@ impl Store {
         Ok(manifest)
     }
 
+    /// Deletes `blob` when no manifest names it. Callers hold the lock.
     fn remove_blob_if_unused(&self, blob: &str) -> Result<()> {
         if self.list()?.iter().all(|m| m.blob != blob) {
-            let path = self.home.join("blobs").join(blob);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::Io { path, source }),
-            }
+            remove_path(&self.home.join("blobs").join(blob))?;
         }
         Ok(())
     }
+}
+
+/// Removes a file or a directory tree; a missing one is fine.
+fn remove_path(path: &Path) -> Result<()> {
+    let result = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A file's sha256 and length, streamed.
+fn sha256_of(path: &Path) -> Result<(String, u64)> {
+    let mut f = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), len))
 }
 
 /// `$SYMPHONY_HOME`, or `<platform data dir>/symphony`.
@@ -377,9 +520,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("store paths have a parent");
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
+        std::process::id(),
+        unique_suffix()
     ));
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -396,11 +540,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-pub(crate) fn unique_suffix() -> u128 {
-    SystemTime::now()
+/// A suffix no other temporary file of this process has: the time, and a counter for two
+/// threads that read the same time.
+pub(crate) fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos}-{n}")
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -423,6 +572,7 @@ mod tests {
             quantization: "Q4_1".into(),
             parameters: 1,
             context_length: 8,
+            has_chat_template: false,
         }
     }
 

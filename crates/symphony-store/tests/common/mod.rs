@@ -1,0 +1,1 @@
+pub mod imitation_hub;
