@@ -12,13 +12,15 @@ use symphony_engine::{
     chat_prompt, raw_prompt, FinishReason, GenerationParams, SamplingParams, Session,
 };
 use symphony_models::tokenizer::EncodeOptions;
-use symphony_models::{ChatTemplate, GgufFile, Model};
+use symphony_models::{safetensors, ChatTemplate, LoadOptions, Model};
+use symphony_store::hub::{self, HubClient, HubRef, Selection};
 use symphony_store::packages::{self, FetchProgress};
 use symphony_store::{ModelMeta, ModelName, Store};
 use symphony_types::ChatMessage;
 
 use crate::{
-    BenchArgs, ChatArgs, ModelsCommand, PerplexityArgs, RunArgs, SamplingArgs, ThreadArgs,
+    BenchArgs, ChatArgs, LoadArgs, ModelsCommand, PerplexityArgs, PullArgs, RunArgs, SamplingArgs,
+    ThreadArgs,
 };
 
 /// Sets the worker count for candle's kernels and our own before any of them start.
@@ -38,16 +40,16 @@ fn init_threads(args: &ThreadArgs) -> Result<usize> {
     Ok(n)
 }
 
-/// A store name, or a path to a model file.
+/// A store name, or a path to a model file or checkpoint directory.
 fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
     let as_path = Path::new(spec);
-    if as_path.is_file() {
+    if as_path.is_file() || safetensors::is_checkpoint(as_path) {
         return Ok(as_path.to_path_buf());
     }
     let store = Store::from_env()?;
     let manifest = store.get(spec)?;
     let path = store.blob_path(&manifest);
-    if !path.is_file() {
+    if !path.exists() {
         bail!(
             "the store lists '{spec}' but its file {} is missing: import it again",
             path.display()
@@ -56,9 +58,13 @@ fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-fn open_model(spec: &str, chat_template: Option<&Path>) -> Result<Model> {
+fn open_model(spec: &str, chat_template: Option<&Path>, load: &LoadArgs) -> Result<Model> {
     let path = resolve_model_path(spec)?;
-    let mut model = Model::load(&path).with_context(|| format!("loading model '{spec}'"))?;
+    let options = LoadOptions {
+        quantize: load.quantize,
+    };
+    let mut model =
+        Model::load_with(&path, options).with_context(|| format!("loading model '{spec}'"))?;
     if let Some(file) = chat_template {
         let source = std::fs::read_to_string(file)
             .with_context(|| format!("reading chat template {}", file.display()))?;
@@ -129,17 +135,22 @@ fn human_count(n: u64) -> String {
     }
 }
 
-/// What the store records about a model file Symphony can load.
+/// What the store records about a model file (or checkpoint) Symphony can load.
 fn model_meta(path: &Path) -> Result<ModelMeta> {
-    let gguf = GgufFile::open(path)?;
     let model =
-        Model::from_gguf(&gguf).with_context(|| format!("{} cannot be loaded", path.display()))?;
+        Model::load(path).with_context(|| format!("{} cannot be loaded", path.display()))?;
     Ok(ModelMeta {
-        format: "gguf".into(),
+        format: if safetensors::is_checkpoint(path) {
+            "safetensors"
+        } else {
+            "gguf"
+        }
+        .into(),
         architecture: model.info.architecture.clone(),
         quantization: model.info.quantization.clone(),
         parameters: model.info.n_parameters,
         context_length: model.info.context_length,
+        has_chat_template: model.chat_template.is_some(),
     })
 }
 
@@ -221,6 +232,26 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
             ModelName::parse(&name)?;
             // Refuse anything Symphony cannot run before copying a byte.
             let meta = model_meta(&path)?;
+            if path.is_dir() {
+                let staging = store
+                    .home()
+                    .join("downloads")
+                    .join(format!(".import-{}", std::process::id()));
+                copy_checkpoint(&path, &staging)?;
+                let source = path.canonicalize().unwrap_or(path.clone());
+                let manifest = store
+                    .import_checkpoint(&staging, &name, meta, &source.display().to_string())
+                    .inspect_err(|_| {
+                        let _ = std::fs::remove_dir_all(&staging);
+                    })?;
+                println!(
+                    "imported {} (safetensors, {}, sha256 {})",
+                    manifest.name,
+                    human_bytes(manifest.size_bytes),
+                    &manifest.sha256[..12]
+                );
+                return Ok(());
+            }
             let bar = ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
                     "importing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
@@ -272,6 +303,7 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
             let model =
                 Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
             let info = &model.info;
+            let format = &manifest.meta.format;
             if json {
                 let value = serde_json::json!({
                     "manifest": manifest,
@@ -284,12 +316,14 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
                     "layers": info.n_layers,
                     "vocab_size": info.n_vocab,
                     "quantization": info.quantization,
+                    "format": format,
                     "has_chat_template": model.chat_template.is_some(),
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 println!("name            {}", manifest.name);
                 println!("model           {}", info.name.as_deref().unwrap_or("-"));
+                println!("format          {format}");
                 println!("architecture    {}", info.architecture);
                 println!("parameters      {}", human_count(info.n_parameters));
                 println!("quantization    {}", info.quantization);
@@ -313,9 +347,120 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
         }
         ModelsCommand::Rm { name } => {
             let manifest = store.remove(&name)?;
-            println!("removed {}", manifest.name);
+            println!(
+                "removed {} ({} freed unless another name shares it)",
+                manifest.name,
+                human_bytes(manifest.size_bytes)
+            );
+        }
+        ModelsCommand::Cp {
+            source,
+            destination,
+        } => {
+            let manifest = store.copy(&source, &destination)?;
+            println!("copied {source} to {}", manifest.name);
         }
     }
+    Ok(())
+}
+
+/// Copies the files of a checkpoint directory (not its subdirectories) into `to`.
+fn copy_checkpoint(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            let dest = to.join(path.file_name().expect("a file has a name"));
+            std::fs::copy(&path, &dest)
+                .with_context(|| format!("copying {} to {}", path.display(), dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `symphony pull hf:ORG/REPO[:FILE]`: list, pick, download (resumable), verify, validate,
+/// store.
+pub fn pull(args: PullArgs) -> Result<()> {
+    let store = Store::from_env()?;
+    let reference = HubRef::parse(&args.reference)?;
+    let name = match args.name {
+        Some(n) => n,
+        None => {
+            let repo = reference.repo.rsplit('/').next().unwrap_or(&reference.repo);
+            name_from_stem(repo)
+        }
+    };
+    ModelName::parse(&name)?;
+    let mut client = HubClient::from_env();
+    if args.offline {
+        client = HubClient::new(String::new(), None, true);
+    }
+    let source = reference.display();
+    if client.is_offline() {
+        // Offline, a pull succeeds only for what is stored already.
+        let stored = store.get(&name)?;
+        if stored.source != source {
+            bail!(
+                "offline: '{name}' in the store came from {}, not {source}",
+                stored.source
+            );
+        }
+        println!("{name} is in the store (offline: not checked against the hub)");
+        return Ok(());
+    }
+    let files = client.list_files(&reference)?;
+    let selection = hub::select(&files, reference.file.as_deref(), &reference.repo)?;
+    let wanted: Vec<&hub::RepoFile> = match &selection {
+        Selection::Gguf(f) => vec![f],
+        Selection::Safetensors(fs) => fs.iter().collect(),
+    };
+    let total: u64 = wanted.iter().map(|f| f.size).sum();
+    let dir = store
+        .home()
+        .join("downloads")
+        .join("hf")
+        .join(reference.repo.replace('/', "--"))
+        .join(&reference.revision);
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+            .expect("valid template"),
+    );
+    let mut finished = 0;
+    let mut downloads = Vec::new();
+    for file in &wanted {
+        bar.set_message(file.path.clone());
+        let verified = client.download(&reference, file, &dir, |done, _| {
+            bar.set_position(finished + done)
+        })?;
+        finished += file.size;
+        downloads.push(verified);
+    }
+    bar.finish_and_clear();
+    let manifest = match selection {
+        Selection::Gguf(_) => {
+            let verified = downloads.remove(0);
+            // A file Symphony cannot load is not kept.
+            let meta = model_meta(&verified.path).inspect_err(|_| {
+                let _ = std::fs::remove_file(&verified.path);
+            })?;
+            store.import_fetched(verified, &name, meta, &source)?
+        }
+        Selection::Safetensors(_) => {
+            let meta = model_meta(&dir).inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&dir);
+            })?;
+            store.import_checkpoint(&dir, &name, meta, &source)?
+        }
+    };
+    println!(
+        "pulled {} as {} ({}, {}, {}, sha256 {})",
+        source,
+        manifest.name,
+        manifest.meta.format,
+        manifest.meta.quantization,
+        human_bytes(manifest.size_bytes),
+        &manifest.sha256[..12]
+    );
     Ok(())
 }
 
@@ -325,6 +470,11 @@ fn default_name(path: &Path) -> Result<String> {
         .file_stem()
         .and_then(|s| s.to_str())
         .context("the file has no usable name: pass --name")?;
+    Ok(name_from_stem(stem))
+}
+
+/// A store name from free text: lowercased, other characters as '-'.
+fn name_from_stem(stem: &str) -> String {
     let name: String = stem
         .to_lowercase()
         .chars()
@@ -336,12 +486,16 @@ fn default_name(path: &Path) -> Result<String> {
             }
         })
         .collect();
-    Ok(name.trim_start_matches('.').to_string())
+    name.trim_start_matches('.').to_string()
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     init_threads(&args.threads)?;
-    let model = open_model(&args.model, args.sampling.chat_template.as_deref())?;
+    let model = open_model(
+        &args.model,
+        args.sampling.chat_template.as_deref(),
+        &args.load,
+    )?;
     // A base model (no chat template, and none given) continues the prompt as text.
     let raw = args.raw || model.chat_template.is_none();
     if raw && !args.raw {
@@ -396,7 +550,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 pub fn chat(args: ChatArgs) -> Result<()> {
     init_threads(&args.threads)?;
-    let model = open_model(&args.model, args.sampling.chat_template.as_deref())?;
+    let model = open_model(
+        &args.model,
+        args.sampling.chat_template.as_deref(),
+        &args.load,
+    )?;
     if model.chat_template.is_none() {
         bail!(
             "{}: use --chat-template FILE",
@@ -478,7 +636,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
 
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {
     init_threads(&args.threads)?;
-    let model = open_model(&args.model, None)?;
+    let model = open_model(&args.model, None, &args.load)?;
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut text = String::from_utf8(bytes)
@@ -533,7 +691,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         bail!("--repetitions must be at least 1");
     }
     let path = resolve_model_path(&args.model)?;
-    let model = open_model(&args.model, None)?;
+    let model = open_model(&args.model, None, &args.load)?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let config = BenchConfig {
         n_prompt: args.n_prompt,

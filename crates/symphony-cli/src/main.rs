@@ -29,13 +29,30 @@ enum Command {
     Perplexity(PerplexityArgs),
     /// Prompt-processing and generation speed in tokens/s, like llama-bench.
     Bench(BenchArgs),
+    /// Download a model from the Hugging Face Hub into the store: `hf:ORG/REPO[:FILE]`
+    /// (a GGUF file, or a safetensors checkpoint). Resumes interrupted downloads.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// `hf:ORG/REPO` (the repo's GGUF file, Q4_K_M when it has several, else its
+    /// safetensors checkpoint), `hf:ORG/REPO:FILE.gguf`, or `hf:ORG/REPO@REVISION`.
+    reference: String,
+    /// Store name, `name` or `name:tag` (default: the repository's name, lowercased).
+    #[arg(long)]
+    name: Option<String>,
+    /// Make no network request (also HF_HUB_OFFLINE=1): succeed only if the model is stored.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
-    /// Copy a GGUF file into the store under a name.
+    /// Copy a GGUF file or a Hugging Face checkpoint directory into the store under a name.
     Import {
-        /// The model file (.gguf).
+        /// The model file (.gguf) or checkpoint directory (config.json, tokenizer.json,
+        /// .safetensors).
         path: std::path::PathBuf,
         /// Store name, `name` or `name:tag` (default: derived from the file name).
         #[arg(long)]
@@ -64,8 +81,15 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a model from the store.
+    /// Remove a model from the store (its files go once no other name uses them).
     Rm { name: String },
+    /// Give a stored model another name or tag (an alias sharing its files).
+    Cp {
+        /// The existing name.
+        source: String,
+        /// The new name, `name` or `name:tag`.
+        destination: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -73,6 +97,14 @@ struct ThreadArgs {
     /// Worker threads (default: all cores).
     #[arg(long, short = 't')]
     threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct LoadArgs {
+    /// Quantize a safetensors checkpoint's matrices as it loads: q8_0 or q4_k (GGUF files
+    /// keep their own types).
+    #[arg(long)]
+    quantize: Option<symphony_models::QuantizeTo>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,7 +140,7 @@ struct SamplingArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// A store name (see `symphony models list`) or a path to a .gguf file.
+    /// A store name (see `symphony models list`), a .gguf file or a checkpoint directory.
     model: String,
     prompt: String,
     /// Continue the prompt as plain text instead of treating it as a chat message.
@@ -123,12 +155,14 @@ struct RunArgs {
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
     threads: ThreadArgs,
 }
 
 #[derive(Debug, Args)]
 struct ChatArgs {
-    /// A store name or a path to a .gguf file.
+    /// A store name, a .gguf file or a checkpoint directory.
     #[arg(default_value = "smollm2")]
     model: String,
     /// A system message for the whole conversation.
@@ -137,12 +171,14 @@ struct ChatArgs {
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
     threads: ThreadArgs,
 }
 
 #[derive(Debug, Args)]
 struct PerplexityArgs {
-    /// A store name or a path to a .gguf file.
+    /// A store name, a .gguf file or a checkpoint directory.
     model: String,
     /// A UTF-8 text file.
     file: std::path::PathBuf,
@@ -153,12 +189,14 @@ struct PerplexityArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
     threads: ThreadArgs,
 }
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// A store name or a path to a .gguf file.
+    /// A store name, a .gguf file or a checkpoint directory.
     model: String,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
@@ -173,6 +211,8 @@ struct BenchArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
     threads: ThreadArgs,
 }
 
@@ -184,6 +224,7 @@ fn main() {
         Command::Chat(args) => commands::chat(args),
         Command::Perplexity(args) => commands::perplexity(args),
         Command::Bench(args) => commands::bench(args),
+        Command::Pull(args) => commands::pull(args),
     };
     if let Err(err) = result {
         // A closed pipe (`symphony run ... | head`) is not an error.

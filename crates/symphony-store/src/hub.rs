@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::packages::Verified;
 use crate::{hex, io_err, Error, Result};
 
 /// The hub's address when `HF_ENDPOINT` is not set.
@@ -305,14 +306,15 @@ impl HubClient {
     }
 
     /// Downloads `file` into `dir` (resuming `FILE.part` if an earlier attempt left one) and
-    /// verifies it; returns the final path. `on_progress(done, total)` follows the bytes.
+    /// verifies it; returns the final path with its sha256. `on_progress(done, total)`
+    /// follows the bytes.
     pub fn download(
         &self,
         r: &HubRef,
         file: &RepoFile,
         dir: &Path,
         mut on_progress: impl FnMut(u64, u64),
-    ) -> Result<PathBuf> {
+    ) -> Result<Verified> {
         let what = format!("{} ({})", r.display(), file.path);
         let target = dir.join(&file.path);
         if self.offline {
@@ -347,12 +349,18 @@ impl HubClient {
                 ),
             });
         }
-        if let Err(message) = verify(&part, file) {
-            let _ = fs::remove_file(&part);
-            return Err(Error::Fetch { what, message });
-        }
+        let sha256 = match verify(&part, file) {
+            Ok(sha256) => sha256,
+            Err(message) => {
+                let _ = fs::remove_file(&part);
+                return Err(Error::Fetch { what, message });
+            }
+        };
         fs::rename(&part, &target).map_err(io_err(&target))?;
-        Ok(target)
+        Ok(Verified {
+            path: target,
+            sha256,
+        })
     }
 
     /// One attempt: asks for the bytes after what `part` holds and appends them.
@@ -451,8 +459,8 @@ fn check_status(status: u16, what: &str) -> std::result::Result<(), String> {
 }
 
 /// The downloaded file against the hub's listing: size, then sha256 (LFS files) or the git
-/// blob id (small files).
-fn verify(path: &Path, file: &RepoFile) -> std::result::Result<(), String> {
+/// blob id (small files). Returns the file's sha256.
+fn verify(path: &Path, file: &RepoFile) -> std::result::Result<String, String> {
     let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = f.metadata().map_err(|e| e.to_string())?.len();
     if len != file.size {
@@ -473,17 +481,18 @@ fn verify(path: &Path, file: &RepoFile) -> std::result::Result<(), String> {
         sha256.update(&buf[..n]);
         sha1.update(&buf[..n]);
     }
+    let sha256 = hex(&sha256.finalize());
     let (expected, got, kind) = match (&file.sha256, &file.git_oid) {
-        (Some(want), _) => (want.clone(), hex(&sha256.finalize()), "sha256"),
+        (Some(want), _) => (want.clone(), sha256.clone(), "sha256"),
         (None, Some(oid)) => (oid.clone(), hex(&sha1.finalize()), "git blob id"),
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(sha256),
     };
     if !expected.eq_ignore_ascii_case(&got) {
         return Err(format!(
             "{kind} mismatch: the hub lists {expected}, the download has {got}: corrupt transfer, file removed"
         ));
     }
-    Ok(())
+    Ok(sha256)
 }
 
 #[cfg(test)]

@@ -220,6 +220,13 @@ pub struct Verified {
     pub(crate) sha256: String,
 }
 
+impl Verified {
+    /// The sha256 the file was checked against.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
 /// Downloads and assembles `model` into `dir`, returning the verified file. A file already
 /// there with the right hash is reused.
 pub fn fetch(

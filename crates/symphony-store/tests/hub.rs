@@ -51,10 +51,11 @@ fn lists_selects_and_downloads_through_the_redirect() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut last = (0, 0);
-    let path = client(&hub)
+    let verified = client(&hub)
         .download(&r, &file, dir.path(), |d, t| last = (d, t))
         .unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), weights);
+    assert_eq!(std::fs::read(&verified.path).unwrap(), weights);
+    assert_eq!(Some(verified.sha256()), file.sha256.as_deref());
     assert_eq!(last, (weights.len() as u64, weights.len() as u64));
     assert!(
         hub.seen().iter().any(|s| s.path.starts_with("/cdn/")),
@@ -76,7 +77,8 @@ fn an_interrupted_transfer_resumes_with_a_range_request() {
     let dir = tempfile::tempdir().unwrap();
     let path = client(&hub)
         .download(&r, &file, dir.path(), |_, _| {})
-        .unwrap();
+        .unwrap()
+        .path;
     assert_eq!(std::fs::read(&path).unwrap(), weights, "whole and verified");
     let ranges: Vec<Option<u64>> = hub
         .seen()
@@ -104,7 +106,8 @@ fn a_partial_file_from_a_killed_process_is_resumed() {
     std::fs::write(dir.path().join("model-Q4_K_M.gguf.part"), &weights[..12345]).unwrap();
     let path = client(&hub)
         .download(&r, &file, dir.path(), |_, _| {})
-        .unwrap();
+        .unwrap()
+        .path;
     assert_eq!(std::fs::read(&path).unwrap(), weights);
     let cdn: Vec<_> = hub
         .seen()
