@@ -911,6 +911,41 @@ fn pre_tokenizer_name(pre: Option<&Value>) -> std::result::Result<&'static str, 
 mod tests {
     use super::*;
 
+    /// Quantized at load, a matrix multiplies like the float one within the type's error:
+    /// relative RMS error of `x · Wᵀ` over random data, Q8_0 and Q4_K (256-wide rows).
+    #[test]
+    fn quantized_matrices_stay_close_to_float() {
+        let (rows, cols, m) = (16, 512, 3);
+        let mut s = 12345u64;
+        let mut rand = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let w: Vec<f32> = (0..rows * cols).map(|_| rand()).collect();
+        let x: Vec<f32> = (0..m * cols).map(|_| rand()).collect();
+        let exact: Vec<f32> = (0..m * rows)
+            .map(|i| {
+                let (r, c) = (i / rows, i % rows);
+                (0..cols).map(|k| x[r * cols + k] * w[c * cols + k]).sum()
+            })
+            .collect();
+        let rel_rms = |got: &[f32]| {
+            let num: f32 = got.iter().zip(&exact).map(|(a, b)| (a - b).powi(2)).sum();
+            let den: f32 = exact.iter().map(|b| b * b).sum();
+            (num / den).sqrt()
+        };
+        let mut out = vec![0f32; m * rows];
+        crate::kernels::matmul_q8_0(&quantize::<BlockQ8_0>(&w), (m, cols, rows), &x, &mut out);
+        let q8 = rel_rms(&out);
+        crate::kernels::matmul_q4_k(&quantize::<BlockQ4K>(&w), (m, cols, rows), &x, &mut out);
+        let q4 = rel_rms(&out);
+        assert!(q8 < 0.01, "Q8_0 relative RMS error {q8}");
+        assert!(
+            q4 < 0.08 && q4 > q8,
+            "Q4_K relative RMS error {q4} (Q8_0 {q8})"
+        );
+    }
+
     #[test]
     fn names_map_like_llama_cpp() {
         let cases = [

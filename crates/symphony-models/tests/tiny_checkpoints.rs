@@ -264,3 +264,73 @@ fn broken_checkpoints_are_refused_clearly() {
         assert!(err.contains(expected), "{what}: {err}");
     }
 }
+
+/// GGUF files stack a layer's experts into one 3-D tensor per projection
+/// (`blk.N.ffn_gate_exps.weight`, `[dim, ffn, n_experts]`) and name Mixtral's architecture
+/// `llama`. The Mixtral checkpoint rewritten that way gives the same logits.
+#[test]
+fn mixtral_as_gguf_with_stacked_experts() {
+    use std::collections::BTreeMap;
+    use symphony_models::gguf::writer::{to_bytes, TensorToWrite};
+    use symphony_models::gguf::MetadataValue;
+
+    let dir = checkpoint("mixtral");
+    let source = symphony_models::safetensors::open(&dir, LoadOptions::default()).unwrap();
+    let metadata: Vec<(String, MetadataValue)> = source
+        .metadata
+        .iter()
+        .map(|(k, v)| match (k.strip_prefix("mixtral."), k.as_str()) {
+            (Some(rest), _) => (format!("llama.{rest}"), v.clone()),
+            (None, "general.architecture") => (k.clone(), MetadataValue::String("llama".into())),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let mut stacks: BTreeMap<String, Vec<(usize, Vec<u64>, Vec<u8>)>> = BTreeMap::new();
+    let mut tensors = Vec::new();
+    for t in &source.tensors {
+        let data = source.tensor_data(t).to_vec();
+        // `blk.N.ffn_gate_exps.E.weight` → stack `blk.N.ffn_gate_exps.weight`, expert E.
+        let parts: Vec<&str> = t.name.split('.').collect();
+        match parts.as_slice() {
+            [blk, n, proj, e, "weight"] if proj.ends_with("_exps") => {
+                stacks
+                    .entry(format!("{blk}.{n}.{proj}.weight"))
+                    .or_default()
+                    .push((e.parse().unwrap(), t.dims.clone(), data));
+            }
+            _ => tensors.push(TensorToWrite {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ggml_type: t.ggml_type,
+                data,
+            }),
+        }
+    }
+    assert_eq!(stacks.len(), 2 * 3, "three stacked projections per layer");
+    for (name, mut experts) in stacks {
+        experts.sort_by_key(|(e, _, _)| *e);
+        let mut dims = experts[0].1.clone();
+        dims.push(experts.len() as u64);
+        tensors.push(TensorToWrite {
+            name,
+            dims,
+            ggml_type: source.tensors[0].ggml_type,
+            data: experts.into_iter().flat_map(|(_, _, d)| d).collect(),
+        });
+    }
+    let refs: Vec<(&str, MetadataValue)> = metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("mixtral.gguf");
+    std::fs::write(&path, to_bytes(&refs, &tensors)).unwrap();
+    let model = Model::load(&path).unwrap();
+    assert_eq!(model.info.architecture, "llama");
+    let d = compare(&model, &reference(&dir));
+    assert!(
+        d.max_diff < F32_TOLERANCE && d.argmax_agreement == 1.0,
+        "max |logit diff| {}",
+        d.max_diff
+    );
+}

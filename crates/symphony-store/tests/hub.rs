@@ -193,3 +193,16 @@ fn offline_mode_and_missing_repositories() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_token_is_sent_as_a_bearer_header() {
+    let (_, files) = gguf_repo();
+    let hub = ImitationHub::start(vec![("org/model-GGUF", files)]);
+    let with_token = HubClient::new(hub.endpoint.clone(), Some("hf_secret".into()), false);
+    let r = HubRef::parse("hf:org/model-GGUF").unwrap();
+    with_token.list_files(&r).unwrap();
+    assert_eq!(
+        hub.seen()[0].authorization.as_deref(),
+        Some("Bearer hf_secret")
+    );
+}

@@ -46,6 +46,8 @@ pub struct Seen {
     pub path: String,
     /// The start of `Range: bytes=N-`, if the request had one.
     pub range_start: Option<u64>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 struct State {
@@ -121,6 +123,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Result
         .unwrap_or("/")
         .to_string();
     let mut range_start = None;
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
@@ -130,11 +133,15 @@ fn serve(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Result
         if let Some(v) = lower.strip_prefix("range: bytes=") {
             range_start = v.trim().trim_end_matches('-').parse().ok();
         }
+        if lower.starts_with("authorization:") {
+            authorization = Some(line["authorization:".len()..].trim().to_string());
+        }
     }
     let path = target.split('?').next().unwrap_or("").to_string();
     state.lock().unwrap().seen.push(Seen {
         path: path.clone(),
         range_start,
+        authorization,
     });
     let mut out = stream;
 
