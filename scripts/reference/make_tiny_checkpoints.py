@@ -15,14 +15,18 @@ them. Rerun only to change the set:
     venv/bin/python scripts/reference/make_tiny_checkpoints.py tests/fixtures/tiny
 """
 
+import io
 import json
+import random
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+import sentencepiece
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 CORPUS = """Symphony runs open-weight language models on your own machine. It serves them over
 HTTP, answers from your documents, runs agents and fine-tunes models. The quick brown fox
@@ -32,6 +36,25 @@ Les modèles tournent en local. Ça marche très bien. 東京は日本の首都�
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+WORDS = """the of and to in is that it for on with as was by at from this be are or an have
+not which but all were when there can more one so if about out up into has than them some time
+model models token tokens layer layers weight weights expert experts local machine run runs fast
+quickly slowly document documents answer answers question agent agents tool tools memory server
+request requests batch cache prefix attention window sliding global rotary embedding vocabulary
+Paris London Tokyo Berlin Rome 2024 3.14 42 1000 def return if else for while print self None
+café naïve über straße東京 日本 ŋ emoji 🎵""".split()
+
+
+def synthetic_corpus(n_lines: int) -> list[str]:
+    """Sentences of the words above, from a fixed seed: enough repetition for BPE merges."""
+    rng = random.Random(1234)
+    lines = []
+    for _ in range(n_lines):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 14))]
+        sep = rng.choice([" ", " ", " ", "  ", ", ", "\n"])
+        lines.append(sep.join(words) + rng.choice([".", "!", "?", "", ":"]))
+    return lines
+
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
     "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
@@ -39,6 +62,8 @@ CHATML = (
 )
 
 TOKENIZER_PROBES = [
+    "<s>Hello</s> world",
+    "the model runs  fast\n\nanswers",
     "Hello world",
     "The quick brown fox jumps over the lazy dog.",
     "  leading spaces and trailing  ",
@@ -55,6 +80,59 @@ PROMPTS = [
 ]
 
 
+def train_sentencepiece(out: Path, dummy_prefix: bool) -> Path:
+    """A SentencePiece BPE model with byte fallback, as Llama 2, Mistral, Phi-3 and (without
+    the dummy prefix) Gemma ship them."""
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(synthetic_corpus(3000) + CORPUS.splitlines()),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=640,
+        byte_fallback=True,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        split_digits=True,
+        normalization_rule_name="identity",
+        add_dummy_prefix=dummy_prefix,
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        minloglevel=2,
+    )
+    path = out / "tokenizer.model"
+    path.write_bytes(model.getvalue())
+    return path
+
+
+def sentencepiece_tokenizer(style: str) -> Tokenizer:
+    """The `tokenizer.json` transformers makes from a SentencePiece model (its Llama or
+    Gemma converter), with chat markers added as special tokens."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train_sentencepiece(tmp, dummy_prefix=(style == "llama"))
+        cls = {"llama": "LlamaTokenizer", "gemma": "GemmaTokenizer"}[style]
+        (tmp / "tokenizer_config.json").write_text(
+            json.dumps(
+                {
+                    "tokenizer_class": cls,
+                    "bos_token": "<s>",
+                    "eos_token": "</s>",
+                    "unk_token": "<unk>",
+                    "add_bos_token": True,
+                    "legacy": False,
+                }
+            )
+        )
+        hf = transformers.AutoTokenizer.from_pretrained(tmp)
+        hf.save_pretrained(tmp / "out")
+        tok = Tokenizer.from_file(str(tmp / "out" / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL[1:]])
+    return tok
+
+
 def train_tokenizer() -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -65,7 +143,7 @@ def train_tokenizer() -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([CORPUS] * 4, trainer)
+    tok.train_from_iterator(synthetic_corpus(3000) + [CORPUS], trainer)
     return tok
 
 
@@ -83,12 +161,16 @@ COMMON = dict(
     tie_word_embeddings=False,
 )
 
+# Which tokenizer each checkpoint gets: byte-level BPE (GPT-2 style) or SentencePiece as
+# converted for Llama (dummy prefix) or Gemma (none).
+TOKENIZERS = {"mistral": "llama", "phi3": "llama", "gemma3": "gemma"}
+
 # name -> (config class, overrides, dtype saved, shard size or None)
 MODELS = {
     "llama": ("LlamaConfig", dict(rope_theta=10000.0), torch.bfloat16, "150KB"),
     "mistral": ("MistralConfig", dict(sliding_window=4, rope_theta=10000.0), torch.float32, None),
     "qwen2": ("Qwen2Config", dict(rope_theta=1000000.0, tie_word_embeddings=True), torch.float16, None),
-    "phi3": ("Phi3Config", dict(rope_theta=10000.0, pad_token_id=1), torch.float32, None),
+    "phi3": ("Phi3Config", dict(rope_theta=10000.0, pad_token_id=None), torch.float32, None),
     "gemma3": (
         "Gemma3TextConfig",
         dict(
@@ -102,7 +184,7 @@ MODELS = {
             final_logit_softcapping=30.0,
             tie_word_embeddings=True,
             rms_norm_eps=1e-6,
-            pad_token_id=1,
+            pad_token_id=None,
         ),
         torch.float32,
         None,
@@ -148,12 +230,23 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
 
 
 def main(out_root: Path) -> None:
-    tok = train_tokenizer()
+    tokenizers = {
+        "bpe": train_tokenizer(),
+        "llama": sentencepiece_tokenizer("llama"),
+        "gemma": sentencepiece_tokenizer("gemma"),
+    }
     for seed, (name, (cls_name, overrides, dtype, shard)) in enumerate(MODELS.items()):
         out = out_root / name
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        cfg = getattr(transformers, cls_name)(**{**COMMON, **overrides})
+        style = TOKENIZERS.get(name, "bpe")
+        tok = tokenizers[style]
+        specials = (
+            dict(bos_token_id=1, eos_token_id=2, vocab_size=tok.get_vocab_size())
+            if style != "bpe"
+            else {}
+        )
+        cfg = getattr(transformers, cls_name)(**{**COMMON, **overrides, **specials})
         torch.manual_seed(seed)
         model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
         randomise(model, seed)
@@ -164,10 +257,10 @@ def main(out_root: Path) -> None:
         (out / "tokenizer_config.json").write_text(
             json.dumps(
                 {
-                    "bos_token": None,
+                    "bos_token": None if style == "bpe" else "<s>",
                     "eos_token": "<|im_end|>",
                     "chat_template": CHATML,
-                    "add_bos_token": False,
+                    "add_bos_token": style != "bpe",
                 },
                 indent=2,
             )
@@ -180,7 +273,8 @@ def main(out_root: Path) -> None:
             "torch": torch.__version__,
             "dtype": str(dtype).removeprefix("torch."),
             "tokenizer": [
-                {"text": t, "ids": tok.encode(t).ids} for t in TOKENIZER_PROBES
+                {"text": t, "ids": tok.encode(t).ids}
+                for t in TOKENIZER_PROBES + random.Random(99).sample(synthetic_corpus(3000), 40)
             ],
             "prompts": [],
         }

@@ -26,6 +26,7 @@ use crate::arch::config::HF_ROPE_LAYOUT_KEY;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, MetadataValue, TensorInfo, WeightBuffer};
 use crate::quant::GgmlType;
+use crate::tokenizer::{SpacePrefix, SPACE_PREFIX_KEY};
 
 /// Quantization applied to a checkpoint's matrices as it loads (`--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -684,8 +685,75 @@ fn gemma_pattern(config: &Value, n_layers: usize) -> std::result::Result<usize, 
     Ok(pattern)
 }
 
+/// How a `tokenizer.json` BPE vocabulary spells text, and so which of our tokenizer models
+/// reproduces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VocabStyle {
+    /// Bytes mapped to printable characters, regex pre-tokenizer (GPT-2, Llama 3, Qwen2).
+    ByteLevel,
+    /// SentencePiece converted to BPE: spaces as `▁`, unknown characters as `<0xNN>` byte
+    /// tokens (Llama 2, Mistral, Phi-3, Gemma).
+    SentencePiece(SpacePrefix),
+}
+
+fn vocab_style(json: &Value) -> std::result::Result<VocabStyle, String> {
+    let model = &json["model"];
+    let kind = |v: &Value| v.get("type").and_then(Value::as_str).map(String::from);
+    if kind(model).as_deref() != Some("BPE") {
+        return Err(format!(
+            "only BPE tokenizers are supported yet (this one is {})",
+            kind(model).unwrap_or_else(|| "untyped".into())
+        ));
+    }
+    let decoder = &json["decoder"];
+    let steps = |v: &Value, list: &str| -> Vec<Value> {
+        match v.get(list).and_then(Value::as_array) {
+            Some(items) => items.clone(),
+            None if v.is_null() => Vec::new(),
+            None => vec![v.clone()],
+        }
+    };
+    if kind(decoder).as_deref() == Some("ByteLevel") {
+        return Ok(VocabStyle::ByteLevel);
+    }
+    let byte_fallback = model.get("byte_fallback").and_then(Value::as_bool) == Some(true);
+    let pre = steps(&json["pre_tokenizer"], "pretokenizers");
+    let normalizers = steps(&json["normalizer"], "normalizers");
+    let metaspace = pre.iter().find(|p| kind(p).as_deref() == Some("Metaspace"));
+    let replaces_spaces = normalizers.iter().any(|n| {
+        kind(n).as_deref() == Some("Replace")
+            && n["pattern"]["String"].as_str() == Some(" ")
+            && n["content"].as_str() == Some(SPM_SPACE)
+    });
+    let prepends = normalizers
+        .iter()
+        .any(|n| kind(n).as_deref() == Some("Prepend") && n["prepend"].as_str() == Some(SPM_SPACE));
+    if !(byte_fallback || metaspace.is_some() || replaces_spaces) {
+        return Err("this BPE tokenizer is neither byte-level nor SentencePiece-style".into());
+    }
+    let prefix = match metaspace {
+        Some(m) => match m.get("prepend_scheme").and_then(Value::as_str) {
+            Some("first") => SpacePrefix::InputStart,
+            Some("never") => SpacePrefix::Never,
+            Some(_) => SpacePrefix::EveryRun,
+            None if m.get("add_prefix_space").and_then(Value::as_bool) == Some(false) => {
+                SpacePrefix::Never
+            }
+            None => SpacePrefix::EveryRun,
+        },
+        // The older form: `Prepend("▁")` and `Replace(" ", "▁")` normalizers, applied to every
+        // run of text between added tokens.
+        None if prepends => SpacePrefix::EveryRun,
+        None => SpacePrefix::Never,
+    };
+    Ok(VocabStyle::SentencePiece(prefix))
+}
+
+const SPM_SPACE: &str = "\u{2581}";
+
 /// The `tokenizer.*` keys from `tokenizer.json`, `tokenizer_config.json` and `config.json`.
-/// Byte-level BPE vocabularies (GPT-2, Llama 3, Qwen2, SmolLM) are supported.
+/// Byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM) and SentencePiece-style BPE (Llama 2,
+/// Mistral, Phi-3, Gemma) vocabularies are supported.
 fn tokenizer_metadata(
     dir: &Path,
     config: &Value,
@@ -698,25 +766,8 @@ fn tokenizer_metadata(
         path: path.clone(),
         message,
     };
-    let model = json
-        .get("model")
-        .ok_or_else(|| invalid("'model' is missing".into()))?;
-    let model_type = model.get("type").and_then(Value::as_str).unwrap_or("?");
-    let byte_level = json
-        .get("decoder")
-        .and_then(|d| d.get("type"))
-        .and_then(Value::as_str)
-        == Some("ByteLevel");
-    if model_type != "BPE" || !byte_level {
-        return Err(invalid(format!(
-            "only byte-level BPE tokenizers are supported yet (this one is {model_type}{})",
-            if byte_level {
-                ""
-            } else {
-                " without a ByteLevel decoder"
-            }
-        )));
-    }
+    let style = vocab_style(&json).map_err(invalid)?;
+    let model = &json["model"];
     let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
     let mut kinds = vec![1i32; n_vocab]; // normal
     let mut place = |text: &str, id: u64, kind: i32| -> Result<()> {
@@ -733,8 +784,14 @@ fn tokenizer_metadata(
         .get("vocab")
         .and_then(Value::as_object)
         .ok_or_else(|| invalid("'model.vocab' is missing".into()))?;
+    let unk = model.get("unk_token").and_then(Value::as_str);
     for (text, id) in vocab {
-        place(text, id.as_u64().unwrap_or(u64::MAX), 1)?;
+        let kind = match style {
+            _ if Some(text.as_str()) == unk => 2,
+            VocabStyle::SentencePiece(_) if is_byte_token(text) => 6,
+            _ => 1,
+        };
+        place(text, id.as_u64().unwrap_or(u64::MAX), kind)?;
     }
     let mut special_text = BTreeMap::new();
     for added in json
@@ -753,48 +810,104 @@ fn tokenizer_metadata(
             .get("special")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        place(text, id, if special { 3 } else { 4 })?;
+        let kind = match () {
+            _ if Some(text) == unk => 2,
+            _ if special => 3,
+            _ => 4,
+        };
+        place(text, id, kind)?;
         special_text.insert(text.to_string(), id);
     }
     // Ids the tokenizer leaves unused up to the embedding size become padding, as in
     // llama.cpp's converter.
-    let tokens: Vec<MetadataValue> = tokens
+    let token_texts: Vec<String> = tokens
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            MetadataValue::String(t.unwrap_or_else(|| {
+            t.unwrap_or_else(|| {
                 kinds[i] = 5;
                 format!("[PAD{i}]")
-            }))
+            })
         })
         .collect();
-    let merges: Vec<MetadataValue> = model
+    let merges: Vec<(String, String)> = model
         .get("merges")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid("'model.merges' is missing".into()))?
         .iter()
         .map(|merge| match merge {
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) => s
+                .split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string())),
             Value::Array(pair) => match pair.as_slice() {
-                [Value::String(a), Value::String(b)] => Some(format!("{a} {b}")),
+                [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
                 _ => None,
             },
             _ => None,
         })
-        .map(|s| s.map(MetadataValue::String))
         .collect::<Option<_>>()
         .ok_or_else(|| invalid("a merge is neither \"a b\" nor [\"a\", \"b\"]".into()))?;
-    let pre = pre_tokenizer_name(json.get("pre_tokenizer")).map_err(invalid)?;
 
     let str_value = |s: &str| MetadataValue::String(s.to_string());
-    m.insert("tokenizer.ggml.model".into(), str_value("gpt2"));
-    m.insert("tokenizer.ggml.pre".into(), str_value(pre));
-    m.insert("tokenizer.ggml.tokens".into(), MetadataValue::Array(tokens));
+    match style {
+        VocabStyle::ByteLevel => {
+            let pre = pre_tokenizer_name(json.get("pre_tokenizer")).map_err(invalid)?;
+            m.insert("tokenizer.ggml.model".into(), str_value("gpt2"));
+            m.insert("tokenizer.ggml.pre".into(), str_value(pre));
+            m.insert(
+                "tokenizer.ggml.merges".into(),
+                MetadataValue::Array(
+                    merges
+                        .iter()
+                        .map(|(a, b)| MetadataValue::String(format!("{a} {b}")))
+                        .collect(),
+                ),
+            );
+        }
+        VocabStyle::SentencePiece(prefix) => {
+            // SentencePiece merges the pair whose result scores highest; BPE applies the
+            // lowest-ranked merge first. A token scores minus the rank of the first merge
+            // that makes it (converted vocabularies list every split of a piece together,
+            // in the piece's order), so both pick the same pair.
+            let mut scores = vec![-1e9f32; token_texts.len()];
+            let ids: std::collections::HashMap<&str, usize> = token_texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.as_str(), i))
+                .collect();
+            for (rank, (a, b)) in merges.iter().enumerate().rev() {
+                if let Some(&id) = ids.get(format!("{a}{b}").as_str()) {
+                    scores[id] = -(rank as f32);
+                }
+            }
+            m.insert("tokenizer.ggml.model".into(), str_value("llama"));
+            m.insert(
+                "tokenizer.ggml.scores".into(),
+                MetadataValue::Array(scores.into_iter().map(MetadataValue::F32).collect()),
+            );
+            if let Some(id) = unk.and_then(|u| ids.get(u)) {
+                m.insert(
+                    "tokenizer.ggml.unknown_token_id".into(),
+                    MetadataValue::U32(*id as u32),
+                );
+            }
+            m.insert(
+                "tokenizer.ggml.add_space_prefix".into(),
+                MetadataValue::Bool(prefix != SpacePrefix::Never),
+            );
+            if prefix == SpacePrefix::InputStart {
+                m.insert(SPACE_PREFIX_KEY.into(), str_value("input_start"));
+            }
+        }
+    }
+    m.insert(
+        "tokenizer.ggml.tokens".into(),
+        MetadataValue::Array(token_texts.into_iter().map(MetadataValue::String).collect()),
+    );
     m.insert(
         "tokenizer.ggml.token_type".into(),
         MetadataValue::Array(kinds.into_iter().map(MetadataValue::I32).collect()),
     );
-    m.insert("tokenizer.ggml.merges".into(), MetadataValue::Array(merges));
 
     let tokenizer_config = dir.join("tokenizer_config.json");
     let tc = if tokenizer_config.is_file() {
@@ -821,7 +934,8 @@ fn tokenizer_metadata(
             }),
         }
     };
-    if let Some(id) = token_id("bos_token") {
+    let bos = token_id("bos_token");
+    if let Some(id) = bos {
         m.insert(
             "tokenizer.ggml.bos_token_id".into(),
             MetadataValue::U32(id as u32),
@@ -833,12 +947,18 @@ fn tokenizer_metadata(
             MetadataValue::U32(id as u32),
         );
     }
+    // BOS as tokenizer_config.json says, else as the post-processor's template adds it.
+    let template_adds_bos = json["post_processor"]["single"]
+        .as_array()
+        .and_then(|steps| steps.first())
+        .and_then(|first| first["SpecialToken"]["id"].as_str())
+        .is_some_and(|text| bos.is_some() && special_text.get(text).copied() == bos);
     m.insert(
         "tokenizer.ggml.add_bos_token".into(),
         MetadataValue::Bool(
             tc.get("add_bos_token")
                 .and_then(Value::as_bool)
-                .unwrap_or(false),
+                .unwrap_or(template_adds_bos),
         ),
     );
     let template = match tc.get("chat_template") {
@@ -856,6 +976,14 @@ fn tokenizer_metadata(
         );
     }
     Ok(())
+}
+
+/// `<0x0A>`: SentencePiece's byte-fallback tokens.
+fn is_byte_token(text: &str) -> bool {
+    text.len() == 6
+        && text.starts_with("<0x")
+        && text.ends_with('>')
+        && u8::from_str_radix(&text[3..5], 16).is_ok()
 }
 
 /// llama.cpp's pre-tokenizer name for a `tokenizer.json` pre-tokenizer, recognised by its

@@ -54,6 +54,23 @@ pub enum TokenizerModel {
     Spm(Spm),
 }
 
+/// Where a SentencePiece vocabulary puts a space (`▁`) before the text, so that the first
+/// word is spelled like every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpacePrefix {
+    Never,
+    /// Before every run of text (the input's start, and after each special token), even one
+    /// that starts with a space: SentencePiece's dummy prefix, as llama.cpp applies it.
+    EveryRun,
+    /// Only at the very start of the input, and not when it starts with a space: Hugging Face
+    /// `tokenizers`' Metaspace pre-tokenizer with `prepend_scheme: "first"`.
+    InputStart,
+}
+
+/// The metadata key that picks [`SpacePrefix::InputStart`]: Symphony sets it when it reads
+/// a `tokenizer.json` (GGUF files have llama.cpp's `add_space_prefix` only).
+pub const SPACE_PREFIX_KEY: &str = "symphony.tokenizer.space_prefix";
+
 /// Options for [`Tokenizer::encode`].
 #[derive(Debug, Clone, Copy)]
 pub struct EncodeOptions {
@@ -89,8 +106,8 @@ pub struct Tokenizer {
     pub eos: Option<TokenId>,
     pub add_bos: bool,
     pub add_eos: bool,
-    /// SentencePiece: put a space before text that starts the input or follows a special token.
-    add_space_prefix: bool,
+    /// SentencePiece: where a space goes before the text.
+    space_prefix: SpacePrefix,
     /// Tokens that end a generation (EOS, end-of-turn markers).
     end_of_generation: Vec<TokenId>,
 }
@@ -186,7 +203,13 @@ impl Tokenizer {
         // the file says otherwise; BPE vocabularies do neither.
         let add_bos = gguf.get_bool_or("tokenizer.ggml.add_bos_token", is_spm)?;
         let add_eos = gguf.get_bool_or("tokenizer.ggml.add_eos_token", false)?;
-        let add_space_prefix = gguf.get_bool_or("tokenizer.ggml.add_space_prefix", is_spm)?;
+        let space_prefix = match gguf.get(SPACE_PREFIX_KEY).and_then(|v| v.as_str()) {
+            Some("input_start") => SpacePrefix::InputStart,
+            _ if gguf.get_bool_or("tokenizer.ggml.add_space_prefix", is_spm)? => {
+                SpacePrefix::EveryRun
+            }
+            _ => SpacePrefix::Never,
+        };
         let mut special_by_length: Vec<TokenId> = (0..n_vocab as TokenId)
             .filter(|&id| {
                 matches!(
@@ -223,7 +246,7 @@ impl Tokenizer {
             eos,
             add_bos,
             add_eos,
-            add_space_prefix,
+            space_prefix,
             end_of_generation,
         })
     }
@@ -254,11 +277,13 @@ impl Tokenizer {
             ids.extend(self.bos);
         }
         let mut after_special = true;
+        let mut at_input_start = true;
         for fragment in self.split_special(text, options.parse_special) {
             match fragment {
                 Fragment::Token(id) => {
                     ids.push(id);
                     after_special = true;
+                    at_input_start = false;
                 }
                 Fragment::Text(text) => match &self.model {
                     TokenizerModel::Bpe(bpe) => {
@@ -268,7 +293,12 @@ impl Tokenizer {
                     }
                     TokenizerModel::Spm(spm) => {
                         let prefixed;
-                        let text = if self.add_space_prefix && after_special {
+                        let prefix = match self.space_prefix {
+                            SpacePrefix::Never => false,
+                            SpacePrefix::EveryRun => after_special,
+                            SpacePrefix::InputStart => at_input_start && !text.starts_with(' '),
+                        };
+                        let text = if prefix {
                             prefixed = format!(" {text}");
                             &prefixed
                         } else {
@@ -276,6 +306,7 @@ impl Tokenizer {
                         };
                         spm.encode_piece(text, &self.token_to_id, &mut ids);
                         after_special = false;
+                        at_input_start = false;
                     }
                 },
             }
