@@ -297,7 +297,9 @@ fn mixtral_as_gguf_with_stacked_experts() {
             _ => (k.clone(), v.clone()),
         })
         .collect();
-    let mut stacks: BTreeMap<String, Vec<(usize, Vec<u64>, Vec<u8>)>> = BTreeMap::new();
+    /// Expert index, dims and bytes of each expert of a stack.
+    type Experts = Vec<(usize, Vec<u64>, Vec<u8>)>;
+    let mut stacks: BTreeMap<String, Experts> = BTreeMap::new();
     let mut tensors = Vec::new();
     for t in &source.tensors {
         let data = source.tensor_data(t).to_vec();
