@@ -47,7 +47,27 @@ fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
         return Ok(as_path.to_path_buf());
     }
     let store = Store::from_env()?;
-    let manifest = store.get(spec)?;
+    // `hf:ORG/REPO[:FILE]` runs what was pulled from there, pulling it first if needed
+    // (as `ollama run hf.co/...` does).
+    let manifest = if spec.starts_with("hf:") {
+        let source = HubRef::parse(spec)?.display();
+        let pulled = |store: &Store| -> Result<Option<symphony_store::Manifest>> {
+            Ok(store.list()?.into_iter().find(|m| m.source == source))
+        };
+        match pulled(&store)? {
+            Some(m) => m,
+            None => {
+                pull(PullArgs {
+                    reference: spec.to_string(),
+                    name: None,
+                    offline: false,
+                })?;
+                pulled(&store)?.context("the pulled model is not in the store")?
+            }
+        }
+    } else {
+        store.get(spec)?
+    };
     let path = store.blob_path(&manifest);
     if !path.exists() {
         bail!(

@@ -140,7 +140,8 @@ struct SamplingArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// A store name (see `symphony models list`), a .gguf file or a checkpoint directory.
+    /// A store name (see `symphony models list`), a .gguf file, a checkpoint directory, or
+    /// `hf:ORG/REPO[:FILE]` (pulled first if it is not stored).
     model: String,
     prompt: String,
     /// Continue the prompt as plain text instead of treating it as a chat message.

@@ -82,6 +82,23 @@ fn pull_a_checkpoint_resume_run_alias_and_go_offline() {
     assert_eq!(show["manifest"]["source"], "hf:tiny/qwen2");
     assert_eq!(show["manifest"]["has_chat_template"], true);
 
+    // `run hf:...` finds what was pulled from there.
+    let o = symphony(
+        home.path(),
+        "",
+        &[
+            "run",
+            "hf:tiny/qwen2",
+            "Hello",
+            "--raw",
+            "-n",
+            "4",
+            "--temperature",
+            "0",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
     // It runs, as stored and quantized at load.
     for extra in [&[][..], &["--quantize", "q8_0"][..]] {
         let mut args = vec![
@@ -137,6 +154,27 @@ fn pull_a_checkpoint_resume_run_alias_and_go_offline() {
         .unwrap()
         .count();
     assert_eq!(blobs, 0, "space freed");
+
+    // In a fresh store, `run hf:...` pulls first.
+    let fresh = tempfile::tempdir().unwrap();
+    let o = symphony(
+        fresh.path(),
+        &hub.endpoint,
+        &[
+            "run",
+            "hf:tiny/qwen2",
+            "Hello",
+            "--raw",
+            "-n",
+            "4",
+            "--temperature",
+            "0",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = symphony(fresh.path(), "", &["models", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["name"], "qwen2");
 }
 
 #[test]
