@@ -73,12 +73,22 @@ const Q8_0_BLOCK_BYTES: usize = 34;
 /// One Q8_0 row (raw bytes: f16 d, 32 signed bytes per block) · one Q8_0 activation row.
 /// Eight lanes of four-element integer sums, accumulated with FMA, reduced like ggml.
 pub fn dot_q8_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
-    let mut acc = Lanes::default();
-    for (block, xb) in row.chunks_exact(Q8_0_BLOCK_BYTES).zip(x) {
+    dot_q8_0_rows(row, [x])[0]
+}
+
+/// [`dot_q8_0_q8_0`] for `R` activation rows at once: each row keeps its own accumulators
+/// (so each result is the one-row result, bit for bit), and the weight block is read once.
+fn dot_q8_0_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
+    let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
+    for (b, block) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        acc.fma_i8_i8(d * xb.d, &block[2..34], &xb.qs);
+        let w: &[u8; QK] = block[2..34].try_into().expect("32 bytes");
+        for (a, x) in acc.iter_mut().zip(&xs) {
+            let xb = &x[b];
+            a.fma_i8_i8(d * xb.d, w, &xb.qs);
+        }
     }
-    acc.sum()
+    acc.map(|a| a.sum())
 }
 
 const Q5_0_BLOCK_BYTES: usize = 22;
@@ -102,12 +112,27 @@ fn unpack_q5_0(block: &[u8]) -> [u8; QK] {
 /// One Q5_0 row · one Q8_0 activation row, with ggml's lanes and FMA order (its x86
 /// `ggml_vec_dot_q5_0_q8_0` and llamafile's tile kernel round identically).
 pub fn dot_q5_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
-    let mut acc = Lanes::default();
-    for (block, xb) in row.chunks_exact(Q5_0_BLOCK_BYTES).zip(x) {
+    dot_q5_0_rows(row, [x])[0]
+}
+
+/// [`dot_q5_0_q8_0`] for `R` activation rows, the weight block unpacked once.
+fn dot_q5_0_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
+    let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
+    for (b, block) in row.chunks_exact(Q5_0_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        acc.fma_q5_0(d * xb.d, block, &xb.qs);
+        if R == 1 {
+            // One row: unpacking in registers is cheaper than through memory.
+            let xb = &xs[0][b];
+            acc[0].fma_q5_0(d * xb.d, block, &xb.qs);
+            continue;
+        }
+        let w = unpack_q5_0(block);
+        for (a, x) in acc.iter_mut().zip(&xs) {
+            let xb = &x[b];
+            a.fma_i8_i8(d * xb.d, &w, &xb.qs);
+        }
     }
-    acc.sum()
+    acc.map(|a| a.sum())
 }
 
 /// One Q4_1 row (raw bytes: f16 d, f16 m, 16 bytes of nibbles per block) · one Q8_1 row.
@@ -117,15 +142,62 @@ pub fn dot_q5_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
 /// fused multiply-add, then reduce in `hsum_float_8`'s order, and the `m·s` terms are summed
 /// apart. Same roundings, so activations downstream quantize to the same integers.
 pub fn dot_q4_1_q8_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
-    let mut acc = Lanes::default();
-    let mut mins = 0f32;
-    for (block, xb) in row.chunks_exact(Q4_1_BLOCK_BYTES).zip(x) {
+    dot_q4_1_rows(row, [x])[0]
+}
+
+/// [`dot_q4_1_q8_1`] for `R` activation rows, the nibbles unpacked once per block.
+fn dot_q4_1_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f32; R] {
+    let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
+    let mut mins = [0f32; R];
+    for (b, block) in row.chunks_exact(Q4_1_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
-        mins += m * xb.s;
-        acc.fma_nibbles_i8(d * xb.d, block[4..20].try_into().expect("16 bytes"), &xb.qs);
+        let w = unpack_nibbles(block[4..20].try_into().expect("16 bytes"));
+        for ((a, mins), x) in acc.iter_mut().zip(&mut mins).zip(&xs) {
+            let xb = &x[b];
+            *mins += m * xb.s;
+            a.fma_u8_i8(d * xb.d, &w, &xb.qs);
+        }
     }
-    acc.sum() + mins
+    std::array::from_fn(|r| acc[r].sum() + mins[r])
+}
+
+/// 16 bytes of packed nibbles as 32 weights: low nibbles are elements 0..16, high 16..32.
+#[inline]
+fn unpack_nibbles(packed: &[u8; 16]) -> [u8; QK] {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ))]
+    {
+        // SAFETY: the target features are enabled at compile time; loads are unaligned.
+        unsafe { simd::unpack_nibbles(packed) }
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    )))]
+    unpack_nibbles_scalar(packed)
+}
+
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ),
+    allow(dead_code)
+)]
+fn unpack_nibbles_scalar(packed: &[u8; 16]) -> [u8; QK] {
+    std::array::from_fn(|e| {
+        if e < QK / 2 {
+            packed[e] & 0x0F
+        } else {
+            packed[e - QK / 2] >> 4
+        }
+    })
 }
 
 pub const QK_K: usize = 256;
@@ -225,50 +297,131 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 /// times the activation sums); the one-row kernel (gemv) adds a super-block's four pairs
 /// before its FMA, the four-row kernel (gemm) does one FMA per pair. So do we, by `place`.
 pub fn dot_q4_k_q8_k(row: &[u8], x: &[BlockQ8K], place: RowPlace) -> f32 {
-    let (mut acc, mut acc_min) = (0f32, 0f32);
-    for (block, xb) in row.chunks_exact(Q4_K_BLOCK_BYTES).zip(x) {
+    dot_q4_k_rows(row, [x], [place])[0]
+}
+
+/// [`dot_q4_k_q8_k`] for `R` activation rows, each super-block unpacked once.
+fn dot_q4_k_rows<const R: usize>(
+    row: &[u8],
+    xs: [&[BlockQ8K]; R],
+    places: [RowPlace; R],
+) -> [f32; R] {
+    let (mut acc, mut acc_min) = ([0f32; R], [0f32; R]);
+    for (b, block) in row.chunks_exact(Q4_K_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
-        let (scale, scale_min) = (d * xb.d, dmin * xb.d);
-        let pairs = q4_k_pair_sums(block, xb);
-        match place.in_group_of_four() {
-            false => {
+        let unpacked = Q4KBlock::unpack(block);
+        for r in 0..R {
+            let xb = &xs[r][b];
+            let (scale, scale_min) = (d * xb.d, dmin * xb.d);
+            let pairs = unpacked.pair_sums(xb);
+            if places[r].in_group_of_four() {
+                for (sum, mins) in pairs {
+                    acc[r] = (sum as f32).mul_add(scale, acc[r]);
+                    acc_min[r] = (mins as f32).mul_add(scale_min, acc_min[r]);
+                }
+            } else {
                 let sum: i32 = pairs.iter().map(|&(s, _)| s).sum();
                 let mins: i32 = pairs.iter().map(|&(_, m)| m).sum();
-                acc = (sum as f32).mul_add(scale, acc);
-                acc_min = (mins as f32).mul_add(scale_min, acc_min);
-            }
-            true => {
-                for (sum, mins) in pairs {
-                    acc = (sum as f32).mul_add(scale, acc);
-                    acc_min = (mins as f32).mul_add(scale_min, acc_min);
-                }
+                acc[r] = (sum as f32).mul_add(scale, acc[r]);
+                acc_min[r] = (mins as f32).mul_add(scale_min, acc_min[r]);
             }
         }
     }
-    acc - acc_min
+    std::array::from_fn(|r| acc[r] - acc_min[r])
 }
 
-/// For each pair of sub-blocks of a Q4_K super-block: `(Σ scale · q4·q8, Σ min · Σq8)`.
-fn q4_k_pair_sums(block: &[u8], xb: &BlockQ8K) -> [(i32, i32); 4] {
-    let scales = &block[4..16];
-    let qs = &block[16..144];
-    std::array::from_fn(|pair| {
-        let packed: &[u8; 32] = qs[32 * pair..32 * pair + 32].try_into().expect("32 bytes");
-        let lo: [u8; 32] = std::array::from_fn(|e| packed[e] & 0x0F);
-        let hi: [u8; 32] = std::array::from_fn(|e| packed[e] >> 4);
-        let x =
-            |start: usize| -> &[i8; 32] { xb.qs[start..start + 32].try_into().expect("32 values") };
-        let lo: i32 = lane_dots_u8_i8(&lo, x(64 * pair)).iter().sum();
-        let hi: i32 = lane_dots_u8_i8(&hi, x(64 * pair + 32)).iter().sum();
-        let (mut sum, mut mins) = (0i32, 0i32);
-        for (sub, dot) in [(2 * pair, lo), (2 * pair + 1, hi)] {
-            let (sc, m) = scale_min_k4(sub, scales);
-            sum += sc as i32 * dot;
-            mins += m as i32 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32);
+/// A Q4_K super-block: its packed 4-bit weights (four runs of 32 bytes, low nibbles one
+/// sub-block, high nibbles the next) with each sub-block's 6-bit scale and min decoded.
+struct Q4KBlock<'a> {
+    packed: &'a [u8; 128],
+    scales: [(i32, i32); 8],
+}
+
+impl<'a> Q4KBlock<'a> {
+    #[inline]
+    fn unpack(block: &'a [u8]) -> Self {
+        let scales = &block[4..16];
+        Self {
+            packed: block[16..144].try_into().expect("128 bytes"),
+            scales: std::array::from_fn(|sub| {
+                let (sc, m) = scale_min_k4(sub, scales);
+                (sc as i32, m as i32)
+            }),
         }
-        (sum, mins)
-    })
+    }
+
+    /// For each pair of sub-blocks: `(Σ scale · q4·q8, Σ min · Σq8)`, exact.
+    #[inline]
+    fn pair_sums(&self, xb: &BlockQ8K) -> [(i32, i32); 4] {
+        std::array::from_fn(|pair| {
+            let packed: &[u8; 32] = self.packed[32 * pair..32 * pair + 32]
+                .try_into()
+                .expect("32 bytes");
+            let x = |sub: usize| -> &[i8; 32] {
+                xb.qs[32 * sub..32 * sub + 32]
+                    .try_into()
+                    .expect("32 values")
+            };
+            let (lo, hi) = (2 * pair, 2 * pair + 1);
+            let sum = scaled_nibble_dots(
+                packed,
+                (x(lo), self.scales[lo].0),
+                (x(hi), self.scales[hi].0),
+            );
+            let mins = [lo, hi]
+                .iter()
+                .map(|&sub| {
+                    self.scales[sub].1 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32)
+                })
+                .sum();
+            (sum, mins)
+        })
+    }
+}
+
+/// `sc_lo · (low nibbles · x_lo) + sc_hi · (high nibbles · x_hi)` over 32 packed bytes: the
+/// exact integer sum of two scaled sub-block dot products.
+#[inline]
+fn scaled_nibble_dots(packed: &[u8; 32], lo: (&[i8; 32], i32), hi: (&[i8; 32], i32)) -> i32 {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ))]
+    {
+        // SAFETY: the target features are enabled at compile time; loads are unaligned.
+        unsafe { simd::scaled_nibble_dots(packed, lo, hi) }
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    )))]
+    scaled_nibble_dots_scalar(packed, lo, hi)
+}
+
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ),
+    allow(dead_code)
+)]
+fn scaled_nibble_dots_scalar(
+    packed: &[u8; 32],
+    (x_lo, sc_lo): (&[i8; 32], i32),
+    (x_hi, sc_hi): (&[i8; 32], i32),
+) -> i32 {
+    let dot = |x: &[i8; 32], nibble: fn(u8) -> u8| -> i32 {
+        packed
+            .iter()
+            .zip(x)
+            .map(|(&p, &v)| nibble(p) as i32 * v as i32)
+            .sum()
+    };
+    sc_lo * dot(x_lo, |p| p & 0x0F) + sc_hi * dot(x_hi, |p| p >> 4)
 }
 
 /// One Q6_K row · one Q8_K row. Batches of fewer than 8 rows follow ggml's x86
@@ -278,61 +431,95 @@ fn q4_k_pair_sums(block: &[u8], xb: &BlockQ8K) -> [(i32, i32); 4] {
 /// follow ggml's tiled matmul: each super-block's whole integer sum times the weight scale,
 /// then fused with the activation scale into one accumulator.
 pub fn dot_q6_k_q8_k(row: &[u8], x: &[BlockQ8K], place: RowPlace) -> f32 {
-    let mut lanes_acc = [0f32; 8];
-    let mut acc = 0f32;
-    for (block, xb) in row.chunks_exact(Q6_K_BLOCK_BYTES).zip(x) {
+    dot_q6_k_rows(row, [x], [place])[0]
+}
+
+/// [`dot_q6_k_q8_k`] for `R` activation rows, each super-block unpacked once.
+fn dot_q6_k_rows<const R: usize>(
+    row: &[u8],
+    xs: [&[BlockQ8K]; R],
+    places: [RowPlace; R],
+) -> [f32; R] {
+    let mut lanes_acc = [[0f32; 8]; R];
+    let mut acc = [0f32; R];
+    for (b, block) in row.chunks_exact(Q6_K_BLOCK_BYTES).enumerate() {
         let d_w = f16::from_le_bytes([block[208], block[209]]).to_f32();
-        let lanes = q6_k_lane_sums(block, xb);
-        if place.tiled() {
-            let sum: i32 = lanes.iter().sum();
-            acc = ((sum as f32) * d_w).mul_add(xb.d, acc);
-        } else {
-            let d = xb.d * d_w;
-            for (a, &lane) in lanes_acc.iter_mut().zip(&lanes) {
-                *a = d.mul_add(lane as f32, *a);
+        let unpacked = Q6KBlock::unpack(block);
+        for r in 0..R {
+            let xb = &xs[r][b];
+            let lanes = unpacked.lane_sums(xb);
+            if places[r].tiled() {
+                let sum: i32 = lanes.iter().sum();
+                acc[r] = ((sum as f32) * d_w).mul_add(xb.d, acc[r]);
+            } else {
+                let d = xb.d * d_w;
+                for (a, &lane) in lanes_acc[r].iter_mut().zip(&lanes) {
+                    *a = d.mul_add(lane as f32, *a);
+                }
             }
         }
     }
-    if place.tiled() {
-        acc
-    } else {
-        hsum8(&lanes_acc)
-    }
+    std::array::from_fn(|r| {
+        if places[r].tiled() {
+            acc[r]
+        } else {
+            hsum8(&lanes_acc[r])
+        }
+    })
 }
 
-/// The eight integer lanes of ggml's x86 Q6_K dot product for one super-block.
-fn q6_k_lane_sums(block: &[u8], xb: &BlockQ8K) -> [i32; 8] {
-    let (ql, qh) = (&block[..128], &block[128..192]);
-    let scales: [i32; 16] = std::array::from_fn(|i| block[192 + i] as i8 as i32);
-    // The 6-bit quants (0..64, offset 32 applied below through the activation sums), in
-    // element order: each half of 128 holds four runs of 32.
-    let mut q = [0u8; QK_K];
-    for half in 0..2 {
-        let (ql, qh, q) = (&ql[64 * half..], &qh[32 * half..], &mut q[128 * half..]);
-        for l in 0..32 {
-            q[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
-            q[32 + l] = (ql[32 + l] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
-            q[64 + l] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-            q[96 + l] = (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4);
+/// A Q6_K super-block's 6-bit quants (0..64, in element order) and 16 signed scales.
+struct Q6KBlock {
+    quants: [u8; QK_K],
+    scales: [i32; 16],
+}
+
+impl Q6KBlock {
+    #[inline(always)]
+    fn unpack(block: &[u8]) -> Self {
+        let (ql, qh) = (&block[..128], &block[128..192]);
+        // Each half of 128 holds four runs of 32; the offset of 32 is applied in
+        // `lane_sums` through the activation sums.
+        let mut q = [0u8; QK_K];
+        for half in 0..2 {
+            let (ql, qh, q) = (&ql[64 * half..], &qh[32 * half..], &mut q[128 * half..]);
+            for l in 0..32 {
+                q[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+                q[32 + l] = (ql[32 + l] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+                q[64 + l] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                q[96 + l] = (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4);
+            }
+        }
+        Self {
+            quants: q,
+            scales: std::array::from_fn(|i| block[192 + i] as i8 as i32),
         }
     }
-    let mut lanes = [0i32; 8];
-    for run in 0..8 {
-        let w: &[u8; 32] = q[32 * run..32 * run + 32].try_into().expect("32 quants");
-        let x: &[i8; 32] = xb.qs[32 * run..32 * run + 32]
-            .try_into()
-            .expect("32 values");
-        // Lanes 0-3 cover the run's first 16 elements, lanes 4-7 the second.
-        for (l, (lane, dot)) in lanes.iter_mut().zip(lane_dots_u8_i8(w, x)).enumerate() {
-            *lane += scales[2 * run + l / 4] * dot;
+
+    /// The eight integer lanes of ggml's x86 Q6_K dot product for one super-block.
+    #[inline(always)]
+    fn lane_sums(&self, xb: &BlockQ8K) -> [i32; 8] {
+        let scales = &self.scales;
+        let mut lanes = [0i32; 8];
+        for run in 0..8 {
+            let w: &[u8; 32] = self.quants[32 * run..32 * run + 32]
+                .try_into()
+                .expect("32 quants");
+            let x: &[i8; 32] = xb.qs[32 * run..32 * run + 32]
+                .try_into()
+                .expect("32 values");
+            // Lanes 0-3 cover the run's first 16 elements, lanes 4-7 the second.
+            for (l, (lane, dot)) in lanes.iter_mut().zip(lane_dots_u8_i8(w, x)).enumerate() {
+                *lane += scales[2 * run + l / 4] * dot;
+            }
         }
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let offset = xb.bsums[2 * l] as i32 * scales[2 * l]
+                + xb.bsums[2 * l + 1] as i32 * scales[2 * l + 1];
+            *lane -= offset << 5;
+        }
+        lanes
     }
-    for (l, lane) in lanes.iter_mut().enumerate() {
-        let offset =
-            xb.bsums[2 * l] as i32 * scales[2 * l] + xb.bsums[2 * l + 1] as i32 * scales[2 * l + 1];
-        *lane -= offset << 5;
-    }
-    lanes
 }
 
 /// `lane[l] = Σ w[i]·x[i]` over `i` in `4l..4l+4`: the eight exact integer sums `vpdpbusd`
@@ -402,6 +589,30 @@ impl Lanes {
             target_feature = "avx512vl"
         )))]
         self.fma_nibbles_i8_scalar(scale, packed, x);
+    }
+
+    /// `lanes += scale · (Σ of each group of four w·x)`, w unsigned bytes, x signed.
+    #[inline]
+    fn fma_u8_i8(&mut self, scale: f32, w: &[u8; QK], x: &[i8; QK]) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        {
+            // SAFETY: the target features are enabled at compile time; loads are unaligned.
+            unsafe { simd::fma_u8_i8(&mut self.0, scale, w, x) }
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        )))]
+        self.fma_u8_i8_scalar(scale, w, x);
+    }
+
+    fn fma_u8_i8_scalar(&mut self, scale: f32, w: &[u8; QK], x: &[i8; QK]) {
+        self.fma_groups(scale, |e| w[e] as i32 * x[e] as i32);
     }
 
     /// `lanes += scale · (Σ of each group of four w·x)` for signed bytes.
@@ -534,6 +745,69 @@ mod simd {
         }
     }
 
+    /// `Lanes::fma_u8_i8`: one `vpdpbusd`, then the FMA.
+    #[inline]
+    pub(super) unsafe fn fma_u8_i8(acc: &mut [f32; 8], scale: f32, w: &[u8; 32], x: &[i8; 32]) {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+        unsafe {
+            let wv = _mm256_loadu_si256(w.as_ptr().cast());
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+            let a = _mm256_loadu_ps(acc.as_ptr());
+            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
+            _mm256_storeu_ps(acc.as_mut_ptr(), a);
+        }
+    }
+
+    /// `unpack_nibbles` in two instructions.
+    #[inline]
+    pub(super) unsafe fn unpack_nibbles(packed: &[u8; 16]) -> [u8; 32] {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+        unsafe {
+            let raw = _mm_loadu_si128(packed.as_ptr().cast());
+            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+            let w = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+            let mut out = [0u8; 32];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), w);
+            out
+        }
+    }
+
+    /// `scaled_nibble_dots`: one `vpdpbusd` per nibble half, scaled in integers, one
+    /// horizontal sum.
+    #[inline]
+    pub(super) unsafe fn scaled_nibble_dots(
+        packed: &[u8; 32],
+        (x_lo, sc_lo): (&[i8; 32], i32),
+        (x_hi, sc_hi): (&[i8; 32], i32),
+    ) -> i32 {
+        // SAFETY: callers guarantee the features; all loads are unaligned.
+        unsafe {
+            let raw = _mm256_loadu_si256(packed.as_ptr().cast());
+            let mask = _mm256_set1_epi8(0x0F);
+            let lo = _mm256_and_si256(raw, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            let dot_lo = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                lo,
+                _mm256_loadu_si256(x_lo.as_ptr().cast()),
+            );
+            let dot_hi = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                hi,
+                _mm256_loadu_si256(x_hi.as_ptr().cast()),
+            );
+            let v = _mm256_add_epi32(
+                _mm256_mullo_epi32(dot_lo, _mm256_set1_epi32(sc_lo)),
+                _mm256_mullo_epi32(dot_hi, _mm256_set1_epi32(sc_hi)),
+            );
+            let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
+            let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b10_11_00_01));
+            _mm_cvtsi128_si32(v)
+        }
+    }
+
     /// `vpdpbusd` of 32 unsigned by 32 signed bytes into eight exact lane sums.
     #[inline]
     pub(super) unsafe fn lane_dots_u8_i8(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
@@ -606,6 +880,7 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         |x, _, out| quantize_q8_1(x, out),
         |w, x, _| dot_q4_1_q8_1(w, x),
+        |w, xs, _| dot_q4_1_rows(w, xs),
     )
 }
 
@@ -619,6 +894,7 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         |x, _, out| quantize_q8_0(x, out),
         |w, x, _| dot_q8_0_q8_0(w, x),
+        |w, xs, _| dot_q8_0_rows(w, xs),
     )
 }
 
@@ -632,6 +908,7 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         |x, _, out| quantize_q8_0(x, out),
         |w, x, _| dot_q5_0_q8_0(w, x),
+        |w, xs, _| dot_q5_0_rows(w, xs),
     )
 }
 
@@ -645,6 +922,7 @@ pub fn matmul_q4_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         quantize_q8_k_rows,
         dot_q4_k_q8_k,
+        dot_q4_k_rows,
     )
 }
 
@@ -658,6 +936,7 @@ pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         |x, _, out| quantize_q8_k(x, out),
         dot_q6_k_q8_k,
+        dot_q6_k_rows,
     )
 }
 
@@ -690,7 +969,7 @@ fn float_matmul(
     (m, k, n): (usize, usize, usize),
     lhs: &[f32],
     dst: &mut [f32],
-    widen: fn(&[u8]) -> f32,
+    widen: impl Fn(&[u8]) -> f32 + Sync,
 ) {
     let row_bytes = k * elem_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
@@ -755,6 +1034,18 @@ pub fn kernel_for(ggml_type: crate::quant::GgmlType) -> Option<MatmulKernel> {
     })
 }
 
+/// Activation rows a weight row meets at once. Each keeps its own accumulators, so every
+/// result is the one-row result bit for bit; meanwhile the weight block is unpacked once for
+/// all of them, and their independent FMA chains hide each other's latency.
+const ROW_GROUP: usize = 4;
+
+/// Activation rows one task sweeps its weight rows over before moving on, sized so that
+/// they stay in L2 while every weight row of the task meets them.
+const ROW_CHUNK: usize = 64;
+
+type GroupDot<A> = fn(&[u8], [&[A]; ROW_GROUP], [RowPlace; ROW_GROUP]) -> [f32; ROW_GROUP];
+
+#[allow(clippy::too_many_arguments)]
 fn matmul<A: Send + Sync>(
     weights: &[u8],
     (block_elems, block_bytes): (usize, usize),
@@ -763,18 +1054,26 @@ fn matmul<A: Send + Sync>(
     dst: &mut [f32],
     quantize: fn(&[f32], RowPlace, &mut Vec<A>),
     dot: fn(&[u8], &[A], RowPlace) -> f32,
+    dot_group: GroupDot<A>,
 ) {
     let row_bytes = k / block_elems * block_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
-    let mut quantized = Vec::with_capacity(m);
-    for (r, row) in lhs.chunks_exact(k).enumerate() {
+    let quantize_row = |(r, row): (usize, &[f32])| {
         let mut q = Vec::with_capacity(k / block_elems);
         let place = RowPlace { row: r, rows: m };
         quantize(row, place, &mut q);
-        quantized.push((q, place));
-    }
-    // Parallel over output columns: each weight row is read once per call and used for all
-    // activation rows while it is in cache.
+        (q, place)
+    };
+    let quantized: Vec<(Vec<A>, RowPlace)> = if m == 1 {
+        lhs.chunks_exact(k).enumerate().map(quantize_row).collect()
+    } else {
+        lhs.par_chunks_exact(k)
+            .enumerate()
+            .map(quantize_row)
+            .collect()
+    };
+    // Parallel over output columns: each task takes a few weight rows and meets them with
+    // every activation row, a chunk of rows at a time.
     const COLS_PER_TASK: usize = 16;
     let mut columns = vec![0f32; n * m]; // (n, m): contiguous per task
     columns
@@ -782,10 +1081,22 @@ fn matmul<A: Send + Sync>(
         .enumerate()
         .for_each(|(task, out)| {
             let first = task * COLS_PER_TASK;
-            for (c, out_col) in out.chunks_exact_mut(m).enumerate() {
-                let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                for (o, (x, place)) in out_col.iter_mut().zip(&quantized) {
-                    *o = dot(w, x, *place);
+            let cols = out.len() / m;
+            for start in (0..m).step_by(ROW_CHUNK) {
+                let end = (start + ROW_CHUNK).min(m);
+                for c in 0..cols {
+                    let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
+                    let out_col = &mut out[c * m..(c + 1) * m];
+                    let mut r = start;
+                    while r + ROW_GROUP <= end {
+                        let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
+                        let places = std::array::from_fn(|i| quantized[r + i].1);
+                        out_col[r..r + ROW_GROUP].copy_from_slice(&dot_group(w, xs, places));
+                        r += ROW_GROUP;
+                    }
+                    for r in r..end {
+                        out_col[r] = dot(w, &quantized[r].0, quantized[r].1);
+                    }
                 }
             }
         });
@@ -855,13 +1166,25 @@ mod tests {
         n: usize,
         k: usize,
     ) -> (Vec<u8>, Vec<f32>) {
-        let (block_bytes, d_offsets): (usize, &[usize]) = match dtype {
-            candle_core::quantized::GgmlDType::Q4K => (Q4_K_BLOCK_BYTES, &[0, 2]),
-            _ => (Q6_K_BLOCK_BYTES, &[208]),
+        let d_offsets: &[usize] = match dtype {
+            candle_core::quantized::GgmlDType::Q4K => &[0, 2],
+            _ => &[208],
         };
+        block_case(dtype, n, k, d_offsets)
+    }
+
+    /// Random blocks of `dtype` with small f16 scales at `d_offsets`, and their dequantized
+    /// values (by candle).
+    fn block_case(
+        dtype: candle_core::quantized::GgmlDType,
+        n: usize,
+        k: usize,
+        d_offsets: &[usize],
+    ) -> (Vec<u8>, Vec<f32>) {
+        let block_bytes = dtype.type_size();
         let mut s = 99u32;
         let mut bytes = Vec::new();
-        for _ in 0..n * k / QK_K {
+        for _ in 0..n * k / dtype.block_size() {
             let mut block: Vec<u8> = (0..block_bytes)
                 .map(|_| {
                     s = s.wrapping_mul(1103515245).wrapping_add(12345);
@@ -1089,6 +1412,82 @@ mod tests {
             a.fma_q5_0(scale, &q5_0, &x);
             b.fma_q5_0_scalar(scale, &q5_0, &x);
             assert_eq!(a.0, b.0);
+            a.fma_u8_i8(scale, &w8, &x);
+            b.fma_u8_i8_scalar(scale, &w8, &x);
+            assert_eq!(a.0, b.0);
+            assert_eq!(unpack_nibbles(&packed), unpack_nibbles_scalar(&packed));
+            let packed32: [u8; 32] = std::array::from_fn(|_| next());
+            let x2: [i8; 32] = std::array::from_fn(|_| (next() as i8).max(-127));
+            let (sc_lo, sc_hi) = ((next() & 63) as i32, (next() & 63) as i32);
+            assert_eq!(
+                scaled_nibble_dots(&packed32, (&x, sc_lo), (&x2, sc_hi)),
+                scaled_nibble_dots_scalar(&packed32, (&x, sc_lo), (&x2, sc_hi))
+            );
+        }
+    }
+
+    /// The grouped kernels (four activation rows per weight row) give each row exactly what
+    /// the one-row dot product gives it: same integers, same FMA order, same places.
+    #[test]
+    fn grouped_rows_equal_single_rows_bit_for_bit() {
+        use candle_core::quantized::GgmlDType;
+        let (m, k, n) = (11, 512, 5);
+        let lhs: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 53 % 113) as f32 - 56.0) / 17.0)
+            .collect();
+        let place = |r| RowPlace { row: r, rows: m };
+        for (dtype, kernel) in [
+            (GgmlDType::Q4_1, matmul_q4_1 as MatmulKernel),
+            (GgmlDType::Q8_0, matmul_q8_0),
+            (GgmlDType::Q5_0, matmul_q5_0),
+            (GgmlDType::Q4K, matmul_q4_k),
+            (GgmlDType::Q6K, matmul_q6_k),
+        ] {
+            let (bytes, _) = match dtype {
+                GgmlDType::Q4_1 => block_case(dtype, n, k, &[0, 2]),
+                GgmlDType::Q8_0 | GgmlDType::Q5_0 => block_case(dtype, n, k, &[0]),
+                _ => k_quant_case(dtype, n, k),
+            };
+            let mut dst = vec![0f32; m * n];
+            kernel(&bytes, (m, k, n), &lhs, &mut dst);
+            let row_bytes = bytes.len() / n;
+            for r in 0..m {
+                let x = &lhs[r * k..(r + 1) * k];
+                for c in 0..n {
+                    let w = &bytes[c * row_bytes..(c + 1) * row_bytes];
+                    let single = match dtype {
+                        GgmlDType::Q4_1 => {
+                            let mut q = Vec::new();
+                            quantize_q8_1(x, &mut q);
+                            dot_q4_1_q8_1(w, &q)
+                        }
+                        GgmlDType::Q8_0 | GgmlDType::Q5_0 => {
+                            let mut q = Vec::new();
+                            quantize_q8_0(x, &mut q);
+                            if dtype == GgmlDType::Q8_0 {
+                                dot_q8_0_q8_0(w, &q)
+                            } else {
+                                dot_q5_0_q8_0(w, &q)
+                            }
+                        }
+                        GgmlDType::Q4K => {
+                            let mut q = Vec::new();
+                            quantize_q8_k_rows(x, place(r), &mut q);
+                            dot_q4_k_q8_k(w, &q, place(r))
+                        }
+                        _ => {
+                            let mut q = Vec::new();
+                            quantize_q8_k(x, &mut q);
+                            dot_q6_k_q8_k(w, &q, place(r))
+                        }
+                    };
+                    assert_eq!(
+                        dst[r * n + c].to_bits(),
+                        single.to_bits(),
+                        "{dtype:?} row {r} col {c}"
+                    );
+                }
+            }
         }
     }
 

@@ -22,8 +22,10 @@ pub fn expf(x: f32) -> f32 {
     if n.abs() > 192.0 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
-    // `scalef`: j · 2^n rounded once (exact in f64, then one rounding to f32).
-    (j as f64 * 2f64.powi(n as i32)) as f32
+    // `scalef`: j · 2^n rounded once (exact in f64, then one rounding to f32). 2^n is built
+    // from its exponent bits: |n| ≤ 192 is far inside f64's range (and `powi` is a libcall).
+    let two_n = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (j as f64 * two_n) as f32
 }
 
 /// `out[i] = silu(gate[i]) · up[i]`, `silu(x) = x / (1 + e^-x)`.
