@@ -187,10 +187,17 @@ impl Model {
                 limit: self.context_length(),
             });
         }
-        match &self.architecture {
-            Architecture::Llama(m) => m.forward(tokens, cache, logits),
-            Architecture::Gemma3(m) => m.forward(tokens, cache, logits),
-        }
+        // The whole pass runs on a worker of the thread pool, so the many parallel operations
+        // inside it split work with the other workers directly, instead of each one handing
+        // its work over from this thread and sleeping until it is done.
+        let (out, ()) = rayon::join(
+            || match &self.architecture {
+                Architecture::Llama(m) => m.forward(tokens, cache, logits),
+                Architecture::Gemma3(m) => m.forward(tokens, cache, logits),
+            },
+            || (),
+        );
+        out
     }
 }
 
