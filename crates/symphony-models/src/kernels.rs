@@ -311,10 +311,21 @@ fn dot_q4_k_rows<const R: usize>(
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
         let unpacked = Q4KBlock::unpack(block);
+        // Integer pair sums two rows at a time where there are two (their reductions share
+        // instructions), one at a time otherwise.
+        let mut all_pairs = [[(0i32, 0i32); 4]; R];
+        let mut r = 0;
+        while r + 2 <= R {
+            (all_pairs[r], all_pairs[r + 1]) = unpacked.pair_sums_two(&xs[r][b], &xs[r + 1][b]);
+            r += 2;
+        }
+        if r < R {
+            all_pairs[r] = unpacked.pair_sums(&xs[r][b]);
+        }
         for r in 0..R {
             let xb = &xs[r][b];
             let (scale, scale_min) = (d * xb.d, dmin * xb.d);
-            let pairs = unpacked.pair_sums(xb);
+            let pairs = all_pairs[r];
             if places[r].in_group_of_four() {
                 for (sum, mins) in pairs {
                     acc[r] = (sum as f32).mul_add(scale, acc[r]);
@@ -330,6 +341,9 @@ fn dot_q4_k_rows<const R: usize>(
     }
     std::array::from_fn(|r| acc[r] - acc_min[r])
 }
+
+/// For each pair of sub-blocks of a Q4_K super-block: `(Σ scale · q4·q8, Σ min · Σq8)`.
+type PairSums = [(i32, i32); 4];
 
 /// A Q4_K super-block: its packed 4-bit weights (four runs of 32 bytes, low nibbles one
 /// sub-block, high nibbles the next) with each sub-block's 6-bit scale and min decoded.
@@ -353,7 +367,7 @@ impl<'a> Q4KBlock<'a> {
 
     /// For each pair of sub-blocks: `(Σ scale · q4·q8, Σ min · Σq8)`, exact.
     #[inline]
-    fn pair_sums(&self, xb: &BlockQ8K) -> [(i32, i32); 4] {
+    fn pair_sums(&self, xb: &BlockQ8K) -> PairSums {
         std::array::from_fn(|pair| {
             let packed: &[u8; 32] = self.packed[32 * pair..32 * pair + 32]
                 .try_into()
@@ -377,6 +391,40 @@ impl<'a> Q4KBlock<'a> {
                 .sum();
             (sum, mins)
         })
+    }
+}
+
+impl Q4KBlock<'_> {
+    /// [`Q4KBlock::pair_sums`] for two activation rows: the same integers.
+    #[inline]
+    fn pair_sums_two(&self, a: &BlockQ8K, b: &BlockQ8K) -> (PairSums, PairSums) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        ))]
+        {
+            let scales = self.scales.map(|(sc, _)| sc);
+            let mins = self.scales.map(|(_, m)| m as i16);
+            // SAFETY: the target features are enabled at compile time; loads are unaligned.
+            let (sums, min_sums) = unsafe {
+                simd::q4_k_pair_sums_two(
+                    self.packed,
+                    &scales,
+                    &mins,
+                    (&a.qs, &a.bsums),
+                    (&b.qs, &b.bsums),
+                )
+            };
+            let row = |k: usize| std::array::from_fn(|p| (sums[4 * k + p], min_sums[4 * k + p]));
+            (row(0), row(1))
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx512vnni",
+            target_feature = "avx512vl"
+        )))]
+        (self.pair_sums(a), self.pair_sums(b))
     }
 }
 
@@ -805,6 +853,69 @@ mod simd {
             let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
             let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b10_11_00_01));
             _mm_cvtsi128_si32(v)
+        }
+    }
+
+    /// `Q4KBlock::pair_sums_two`: for rows a and b, the four scaled pair sums and the four
+    /// min sums of a Q4_K super-block, as `[a0, a1, a2, a3, b0, b1, b2, b3]`. The sixteen
+    /// eight-lane vectors are reduced together by a tree of horizontal adds.
+    #[inline]
+    pub(super) unsafe fn q4_k_pair_sums_two(
+        packed: &[u8; 128],
+        scales: &[i32; 8],
+        mins: &[i16; 8],
+        a: (&[i8; 256], &[i16; 16]),
+        b: (&[i8; 256], &[i16; 16]),
+    ) -> ([i32; 8], [i32; 8]) {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned and
+        // inside the arrays.
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0F);
+            let zero = _mm256_setzero_si256();
+            let mut v = [zero; 8];
+            for p in 0..4 {
+                let raw = _mm256_loadu_si256(packed.as_ptr().add(32 * p).cast());
+                let lo = _mm256_and_si256(raw, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                let (sc_lo, sc_hi) = (
+                    _mm256_set1_epi32(scales[2 * p]),
+                    _mm256_set1_epi32(scales[2 * p + 1]),
+                );
+                for (k, qs) in [(0, a.0), (4, b.0)] {
+                    let x_lo = _mm256_loadu_si256(qs.as_ptr().add(64 * p).cast());
+                    let x_hi = _mm256_loadu_si256(qs.as_ptr().add(64 * p + 32).cast());
+                    let d_lo = _mm256_dpbusd_epi32(zero, lo, x_lo);
+                    let d_hi = _mm256_dpbusd_epi32(zero, hi, x_hi);
+                    v[k + p] = _mm256_add_epi32(
+                        _mm256_mullo_epi32(d_lo, sc_lo),
+                        _mm256_mullo_epi32(d_hi, sc_hi),
+                    );
+                }
+            }
+            let h01 = _mm256_hadd_epi32(v[0], v[1]);
+            let h23 = _mm256_hadd_epi32(v[2], v[3]);
+            let h45 = _mm256_hadd_epi32(v[4], v[5]);
+            let h67 = _mm256_hadd_epi32(v[6], v[7]);
+            let h0123 = _mm256_hadd_epi32(h01, h23);
+            let h4567 = _mm256_hadd_epi32(h45, h67);
+            let sums = _mm256_add_epi32(
+                _mm256_permute2x128_si256(h0123, h4567, 0x20),
+                _mm256_permute2x128_si256(h0123, h4567, 0x31),
+            );
+            // Mins: each sub-block's min times its two 16-element activation sums
+            // (`vpmaddwd` on the mins doubled), then adjacent sub-blocks added per pair.
+            let m16: [i16; 16] = std::array::from_fn(|i| mins[i / 2]);
+            let m16 = _mm256_loadu_si256(m16.as_ptr().cast());
+            let ma = _mm256_madd_epi16(_mm256_loadu_si256(a.1.as_ptr().cast()), m16);
+            let mb = _mm256_madd_epi16(_mm256_loadu_si256(b.1.as_ptr().cast()), m16);
+            let min_sums = _mm256_permutevar8x32_epi32(
+                _mm256_hadd_epi32(ma, mb),
+                _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7),
+            );
+            let (mut out_sums, mut out_mins) = ([0i32; 8], [0i32; 8]);
+            _mm256_storeu_si256(out_sums.as_mut_ptr().cast(), sums);
+            _mm256_storeu_si256(out_mins.as_mut_ptr().cast(), min_sums);
+            (out_sums, out_mins)
         }
     }
 
