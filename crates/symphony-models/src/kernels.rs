@@ -618,27 +618,6 @@ struct Lanes([f32; 8]);
     allow(dead_code)
 )]
 impl Lanes {
-    /// `lanes += scale · (Σ of each group of four w·x)`, w unsigned nibbles (low nibbles are
-    /// elements 0..16, high nibbles 16..32), x signed bytes.
-    #[inline]
-    fn fma_nibbles_i8(&mut self, scale: f32, packed: &[u8; 16], x: &[i8; QK]) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
-        ))]
-        {
-            // SAFETY: the target features are enabled at compile time; loads are unaligned.
-            unsafe { simd::fma_nibbles_i8(&mut self.0, scale, packed, x) }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
-        )))]
-        self.fma_nibbles_i8_scalar(scale, packed, x);
-    }
-
     /// `lanes += scale · (Σ of each group of four w·x)`, w unsigned bytes, x signed.
     #[inline]
     fn fma_u8_i8(&mut self, scale: f32, w: &[u8; QK], x: &[i8; QK]) {
@@ -659,6 +638,7 @@ impl Lanes {
         self.fma_u8_i8_scalar(scale, w, x);
     }
 
+    /// The portable paths, also the references the SIMD paths are tested against.
     fn fma_u8_i8_scalar(&mut self, scale: f32, w: &[u8; QK], x: &[i8; QK]) {
         self.fma_groups(scale, |e| w[e] as i32 * x[e] as i32);
     }
@@ -707,16 +687,6 @@ impl Lanes {
 
     fn fma_q5_0_scalar(&mut self, scale: f32, block: &[u8], x: &[i8; QK]) {
         self.fma_i8_i8_scalar(scale, &unpack_q5_0(block), x);
-    }
-
-    /// The portable path, also the reference the SIMD path is tested against.
-    fn fma_nibbles_i8_scalar(&mut self, scale: f32, packed: &[u8; 16], x: &[i8; QK]) {
-        let mut w = [0u8; QK];
-        for j in 0..QK / 2 {
-            w[j] = packed[j] & 0x0F;
-            w[j + QK / 2] = packed[j] >> 4;
-        }
-        self.fma_groups(scale, |e| w[e] as i32 * x[e] as i32);
     }
 
     fn fma_i8_i8_scalar(&mut self, scale: f32, w: &[u8], x: &[i8; QK]) {
@@ -930,28 +900,6 @@ mod simd {
             let mut out = [0i32; 8];
             _mm256_storeu_si256(out.as_mut_ptr().cast(), sums);
             out
-        }
-    }
-
-    /// The VNNI form of `Lanes::fma_nibbles_i8`: `vpdpbusd` forms the same eight exact integer
-    /// sums, and the FMA rounds as the scalar path does.
-    #[inline]
-    pub(super) unsafe fn fma_nibbles_i8(
-        acc: &mut [f32; 8],
-        scale: f32,
-        packed: &[u8; 16],
-        x: &[i8; 32],
-    ) {
-        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
-        unsafe {
-            let raw = _mm_loadu_si128(packed.as_ptr().cast());
-            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-            let w = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-            let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, xv);
-            let a = _mm256_loadu_ps(acc.as_ptr());
-            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
-            _mm256_storeu_ps(acc.as_mut_ptr(), a);
         }
     }
 
@@ -1512,9 +1460,6 @@ mod tests {
             let x: [i8; 32] = std::array::from_fn(|_| (next() as i8).max(-127));
             let scale = next() as f32 / 97.0;
             let (mut a, mut b) = (Lanes([0.5; 8]), Lanes([0.5; 8]));
-            a.fma_nibbles_i8(scale, &packed, &x);
-            b.fma_nibbles_i8_scalar(scale, &packed, &x);
-            assert_eq!(a.0, b.0);
             a.fma_i8_i8(scale, &w8, &x);
             b.fma_i8_i8_scalar(scale, &w8, &x);
             assert_eq!(a.0, b.0);
