@@ -26,6 +26,21 @@ use crate::{hex, io_err, Error, Result};
 /// The hub's address when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
+/// A listing longer than this many pages is refused rather than followed forever.
+const MAX_LISTING_PAGES: usize = 1000;
+
+/// The `rel="next"` target of a `Link` header value, if it has one.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_string())
+    })
+}
+
 /// Attempts per file before a transfer error is reported (each attempt resumes).
 const ATTEMPTS: usize = 4;
 
@@ -282,17 +297,38 @@ impl HubClient {
             what: what.clone(),
             message,
         };
-        let mut resp = self
-            .get(&url)
-            .call()
-            .map_err(|e| fail(format!("cannot reach {}: {e}", self.endpoint)))?;
-        check_status(resp.status().as_u16(), &r.repo).map_err(fail)?;
-        let body = resp
-            .body_mut()
-            .read_to_vec()
-            .map_err(|e| fail(format!("reading the file listing: {e}")))?;
-        let entries: Vec<TreeEntry> = serde_json::from_slice(&body)
-            .map_err(|e| fail(format!("unexpected file listing from {url}: {e}")))?;
+        // The hub pages long listings: each page names the next in a `Link: <url>;
+        // rel="next"` header, as `huggingface_hub` follows it.
+        let mut entries: Vec<TreeEntry> = Vec::new();
+        let mut next = Some(url);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_LISTING_PAGES {
+                return Err(fail(format!(
+                    "the file listing has more than {MAX_LISTING_PAGES} pages"
+                )));
+            }
+            let mut resp = self
+                .get(&url)
+                .call()
+                .map_err(|e| fail(format!("cannot reach {}: {e}", self.endpoint)))?;
+            check_status(resp.status().as_u16(), &r.repo).map_err(fail)?;
+            next = resp
+                .headers()
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link)
+                .map(|link| self.absolute(&link));
+            let body = resp
+                .body_mut()
+                .read_to_vec()
+                .map_err(|e| fail(format!("reading the file listing: {e}")))?;
+            let page: Vec<TreeEntry> = serde_json::from_slice(&body)
+                .map_err(|e| fail(format!("unexpected file listing from {url}: {e}")))?;
+            entries.extend(page);
+        }
         Ok(entries
             .into_iter()
             .filter(|e| e.kind == "file")
@@ -303,6 +339,15 @@ impl HubClient {
                 path: e.path,
             })
             .collect())
+    }
+
+    /// A link as the hub gives it (absolute, or a path on the endpoint) made absolute.
+    fn absolute(&self, link: &str) -> String {
+        if link.starts_with("http://") || link.starts_with("https://") {
+            link.to_string()
+        } else {
+            format!("{}/{}", self.endpoint, link.trim_start_matches('/'))
+        }
     }
 
     /// Downloads `file` into `dir` (resuming `FILE.part` if an earlier attempt left one) and
@@ -506,6 +551,19 @@ mod tests {
             sha256: None,
             git_oid: None,
         }
+    }
+
+    #[test]
+    fn link_headers() {
+        assert_eq!(
+            next_link(r#"<https://h/api/models/o/r/tree/main?cursor=abc>; rel="next""#).as_deref(),
+            Some("https://h/api/models/o/r/tree/main?cursor=abc")
+        );
+        assert_eq!(
+            next_link(r#"<https://h/p1>; rel="prev", </p3>; rel="next""#).as_deref(),
+            Some("/p3")
+        );
+        assert_eq!(next_link(r#"<https://h/p1>; rel="prev""#), None);
     }
 
     #[test]

@@ -206,3 +206,26 @@ fn a_token_is_sent_as_a_bearer_header() {
         Some("Bearer hf_secret")
     );
 }
+
+/// A long listing comes in pages, each naming the next in a `Link` header; all are read.
+#[test]
+fn paged_listings_are_followed() {
+    let files: Vec<HubFile> = (0..7)
+        .map(|i| HubFile::new(&format!("f{i}.txt"), vec![i as u8; 3], false))
+        .collect();
+    let hub = ImitationHub::start(vec![("org/many", files)]);
+    hub.page_listings(3);
+    let r = HubRef::parse("hf:org/many").unwrap();
+    let listing = client(&hub).list_files(&r).unwrap();
+    let paths: Vec<&str> = listing.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["f0.txt", "f1.txt", "f2.txt", "f3.txt", "f4.txt", "f5.txt", "f6.txt"]
+    );
+    let listing_requests = hub
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/tree/"))
+        .count();
+    assert_eq!(listing_requests, 3);
+}

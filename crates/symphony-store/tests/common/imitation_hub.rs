@@ -52,6 +52,8 @@ pub struct Seen {
 
 struct State {
     repos: HashMap<String, Vec<HubFile>>,
+    /// Entries per listing page, when the listing is paged (`Link: <…>; rel="next"`).
+    page_size: Option<usize>,
     /// `(file path, bytes)`: the next transfer of that file stops after that many bytes.
     cut: Option<(String, usize)>,
     seen: Vec<Seen>,
@@ -73,6 +75,7 @@ impl ImitationHub {
                 .collect(),
             cut: None,
             seen: Vec::new(),
+            page_size: None,
         }));
         let shared = state.clone();
         let base = endpoint.clone();
@@ -91,6 +94,11 @@ impl ImitationHub {
     /// The next transfer of `path` stops after `bytes` bytes.
     pub fn cut_next_transfer(&self, path: &str, bytes: usize) {
         self.state.lock().unwrap().cut = Some((path.to_string(), bytes));
+    }
+
+    /// Pages listings `size` entries at a time, the next page named in a `Link` header.
+    pub fn page_listings(&self, size: usize) {
+        self.state.lock().unwrap().page_size = Some(size);
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -138,6 +146,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Result
         }
     }
     let path = target.split('?').next().unwrap_or("").to_string();
+    let cursor: usize = target
+        .split_once("cursor=")
+        .and_then(|(_, c)| c.split('&').next()?.parse().ok())
+        .unwrap_or(0);
     state.lock().unwrap().seen.push(Seen {
         path: path.clone(),
         range_start,
@@ -177,13 +189,25 @@ fn serve(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Result
                 entry
             })
             .collect();
-        let body = serde_json::to_vec(&listing).unwrap();
-        return reply(
-            &mut out,
-            "200 OK",
-            &[("Content-Type", "application/json")],
-            &body,
-        );
+        let (page, link) = match state.page_size {
+            Some(size) => {
+                let end = (cursor + size).min(listing.len());
+                // A relative link, as some mirrors give; the hub gives absolute ones.
+                let link = (end < listing.len()).then(|| {
+                    format!(
+                        "</api/models/{repo}/tree/main?recursive=true&cursor={end}>; rel=\"next\""
+                    )
+                });
+                (listing[cursor.min(end)..end].to_vec(), link)
+            }
+            None => (listing, None),
+        };
+        let body = serde_json::to_vec(&page).unwrap();
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(link) = &link {
+            headers.push(("Link", link));
+        }
+        return reply(&mut out, "200 OK", &headers, &body);
     }
 
     // `/{org}/{repo}/resolve/main/{file}` or the CDN route `/cdn/{org}/{repo}/{file}`.
