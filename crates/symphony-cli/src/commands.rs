@@ -260,7 +260,13 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
                 copy_checkpoint(&path, &staging)?;
                 let source = path.canonicalize().unwrap_or(path.clone());
                 let manifest = store
-                    .import_checkpoint(&staging, &name, meta, &source.display().to_string())
+                    .import_checkpoint(
+                        &staging,
+                        &name,
+                        meta,
+                        &source.display().to_string(),
+                        &Default::default(),
+                    )
                     .inspect_err(|_| {
                         let _ = std::fs::remove_dir_all(&staging);
                     })?;
@@ -411,10 +417,10 @@ pub fn pull(args: PullArgs) -> Result<()> {
         }
     };
     ModelName::parse(&name)?;
-    let mut client = HubClient::from_env();
-    if args.offline {
-        client = HubClient::new(String::new(), None, true);
-    }
+    let client = match args.offline {
+        true => HubClient::from_env().offline(),
+        false => HubClient::from_env(),
+    };
     let source = reference.display();
     if client.is_offline() {
         // Offline, a pull succeeds only for what is stored already.
@@ -469,7 +475,15 @@ pub fn pull(args: PullArgs) -> Result<()> {
             let meta = model_meta(&dir).inspect_err(|_| {
                 let _ = std::fs::remove_dir_all(&dir);
             })?;
-            store.import_checkpoint(&dir, &name, meta, &source)?
+            // Every file was hashed as it was verified: no second pass over the shards.
+            let known = downloads
+                .iter()
+                .filter_map(|v| {
+                    let file = v.path.file_name()?.to_str()?.to_string();
+                    Some((file, v.sha256().to_string()))
+                })
+                .collect();
+            store.import_checkpoint(&dir, &name, meta, &source, &known)?
         }
     };
     println!(

@@ -291,12 +291,15 @@ impl Store {
 
     /// Moves a Hugging Face checkpoint directory (already downloaded and verified) into the
     /// store. Its blob is a directory named by the sha256 of its `sha256  file` lines.
+    /// `known` gives the sha256 of files already hashed on their way in (a pull verified
+    /// them), by file name; the others are hashed here.
     pub fn import_checkpoint(
         &self,
         dir: &Path,
         name: &str,
         meta: ModelMeta,
         source: &str,
+        known: &std::collections::BTreeMap<String, String>,
     ) -> Result<Manifest> {
         let parsed = ModelName::parse(name)?;
         let mut lines = Vec::new();
@@ -315,8 +318,11 @@ impl Store {
             if !path.is_file() {
                 continue;
             }
-            let (sha, len) = sha256_of(path)?;
             let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            let (sha, len) = match known.get(file_name) {
+                Some(sha) => (sha.clone(), fs::metadata(path).map_err(io_err(path))?.len()),
+                None => sha256_of(path)?,
+            };
             lines.push(format!("{sha}  {file_name}\n"));
             size_bytes += len;
         }

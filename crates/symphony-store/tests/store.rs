@@ -124,7 +124,13 @@ fn checkpoint_directories_are_stored_whole() {
         dir
     };
     let a = store
-        .import_checkpoint(&make("a"), "tiny", meta(), "hf:org/tiny")
+        .import_checkpoint(
+            &make("a"),
+            "tiny",
+            meta(),
+            "hf:org/tiny",
+            &Default::default(),
+        )
         .unwrap();
     assert!(a.blob.ends_with(".hf"));
     assert_eq!(a.size_bytes, 2 + 7);
@@ -132,11 +138,41 @@ fn checkpoint_directories_are_stored_whole() {
     assert_eq!(fs::read(dir.join("model.safetensors")).unwrap(), b"tensors");
     // The same files again under another name: one blob.
     let b = store
-        .import_checkpoint(&make("b"), "tiny:v2", meta(), "hf:org/tiny")
+        .import_checkpoint(
+            &make("b"),
+            "tiny:v2",
+            meta(),
+            "hf:org/tiny",
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(a.sha256, b.sha256);
     assert_eq!(blob_names(home.path()).len(), 1);
+    // Hashes a pull already computed are taken as given, to the same result.
+    let known = [
+        ("config.json", sha256_hex(b"{}")),
+        ("model.safetensors", sha256_hex(b"tensors")),
+    ]
+    .map(|(f, h)| (f.to_string(), h))
+    .into_iter()
+    .collect();
+    let c = store
+        .import_checkpoint(&make("c"), "tiny:v3", meta(), "hf:org/tiny", &known)
+        .unwrap();
+    assert_eq!(
+        (c.sha256.as_str(), c.size_bytes),
+        (a.sha256.as_str(), a.size_bytes)
+    );
+    store.remove("tiny:v3").unwrap();
     store.remove("tiny").unwrap();
     store.remove("tiny:v2").unwrap();
     assert!(blob_names(home.path()).is_empty());
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
