@@ -1,20 +1,11 @@
 //! The `symphony` binary end to end, on the real bundled model, in a fresh store per test.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// The SmolLM2 file: `$SYMPHONY_TEST_SMOLLM2`, or the user's store (`symphony models fetch
-/// smollm2`, which scripts/test.sh runs).
-fn smollm2() -> PathBuf {
-    if let Some(path) = std::env::var_os("SYMPHONY_TEST_SMOLLM2") {
-        return PathBuf::from(path);
-    }
-    let store = symphony_store::Store::from_env().expect("a data directory for the store");
-    let manifest = store.get("smollm2").unwrap_or_else(|e| {
-        panic!("{e}\nrun `symphony models fetch smollm2` (scripts/test.sh does)")
-    });
-    store.blob_path(&manifest)
-}
+use common::smollm2;
 
 fn symphony(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_symphony"))

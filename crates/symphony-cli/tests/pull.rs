@@ -2,12 +2,14 @@
 //! (the real hub cannot be reached from the test machine; see `imitation_hub.rs`), then the
 //! pulled models run.
 
+mod common;
 #[path = "../../symphony-store/tests/common/imitation_hub.rs"]
 mod imitation_hub;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::smollm2;
 use imitation_hub::{HubFile, ImitationHub};
 
 fn symphony(home: &Path, endpoint: &str, args: &[&str]) -> Output {
@@ -201,18 +203,6 @@ fn pull_errors_are_clear_and_store_nothing() {
     }
     let o = symphony(home.path(), "", &["models", "list", "--json"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
-}
-
-/// The SmolLM2 file: `$SYMPHONY_TEST_SMOLLM2`, or the user's store (scripts/test.sh fetches it).
-fn smollm2() -> PathBuf {
-    if let Some(path) = std::env::var_os("SYMPHONY_TEST_SMOLLM2") {
-        return PathBuf::from(path);
-    }
-    let store = symphony_store::Store::from_env().expect("a data directory for the store");
-    let manifest = store.get("smollm2").unwrap_or_else(|e| {
-        panic!("{e}\nrun `symphony models fetch smollm2` (scripts/test.sh does)")
-    });
-    store.blob_path(&manifest)
 }
 
 /// A GGUF repository with two quantizations: the pull picks Q4_K_M unless told otherwise,

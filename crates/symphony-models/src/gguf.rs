@@ -472,6 +472,16 @@ impl GgufFile {
         }
     }
 
+    pub fn get_f64_opt(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "number", v)),
+        }
+    }
+
     pub fn get_array(&self, key: &str) -> Result<&[MetadataValue]> {
         let v = self.get(key).ok_or_else(|| self.missing(key))?;
         v.as_array().ok_or_else(|| self.wrong_type(key, "array", v))

@@ -1050,11 +1050,7 @@ fn float_matmul(
                 }
             }
         });
-    for (col, values) in columns.chunks_exact(m).enumerate() {
-        for (r, v) in values.iter().enumerate() {
-            dst[r * n + col] = *v;
-        }
-    }
+    columns_to_rows(&columns, (n, m), dst);
 }
 
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -1091,6 +1087,16 @@ pub fn kernel_for(ggml_type: crate::quant::GgmlType) -> Option<MatmulKernel> {
         T::BF16 => matmul_bf16,
         _ => return None,
     })
+}
+
+/// `dst (m, n)` from the `(n, m)` layout the matmul tasks write (one weight row's outputs
+/// contiguous per task).
+fn columns_to_rows(columns: &[f32], (n, m): (usize, usize), dst: &mut [f32]) {
+    for (col, values) in columns.chunks_exact(m).enumerate() {
+        for (row, v) in values.iter().enumerate() {
+            dst[row * n + col] = *v;
+        }
+    }
 }
 
 /// Activation rows a weight row meets at once. Each keeps its own accumulators, so every
@@ -1159,11 +1165,7 @@ fn matmul<A: Send + Sync>(
                 }
             }
         });
-    for (col, values) in columns.chunks_exact(m).enumerate() {
-        for (row, v) in values.iter().enumerate() {
-            dst[row * n + col] = *v;
-        }
-    }
+    columns_to_rows(&columns, (n, m), dst);
 }
 
 #[cfg(test)]

@@ -69,16 +69,10 @@ impl Config {
                 "rope dimension {rope_dim} does not fit head dimension {head_dim}"
             )));
         }
-        let rope_theta = match gguf.get(&key("rope.freq_base")) {
-            Some(_) => gguf.get_f64(&key("rope.freq_base"))? as f32,
-            None => 10_000.0,
-        };
         let float_opt = |name: &str| -> Result<Option<f32>> {
-            match gguf.get(&key(name)) {
-                Some(_) => Ok(Some(gguf.get_f64(&key(name))? as f32)),
-                None => Ok(None),
-            }
+            Ok(gguf.get_f64_opt(&key(name))?.map(|v| v as f32))
         };
+        let rope_theta = float_opt("rope.freq_base")?.unwrap_or(10_000.0);
         let ffn_dim = get("feed_forward_length")?;
         let moe = match gguf.get_u64_opt(&key("expert_count"))? {
             Some(n_experts) if n_experts > 0 => {

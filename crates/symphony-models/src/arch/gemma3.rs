@@ -39,10 +39,7 @@ impl Gemma3Config {
         let base = Config::from_gguf(gguf, n_vocab)?;
         let key = |name: &str| format!("{}.{name}", base.architecture);
         let float = |name: &str| -> Result<Option<f32>> {
-            match gguf.get(&key(name)) {
-                Some(_) => Ok(Some(gguf.get_f64(&key(name))? as f32)),
-                None => Ok(None),
-            }
+            Ok(gguf.get_f64_opt(&key(name))?.map(|v| v as f32))
         };
         Ok(Self {
             sliding_window_pattern: gguf
