@@ -82,6 +82,16 @@ pub enum Error {
     #[error("empty input: at least one token is needed")]
     EmptyInput,
 
+    #[error(
+        "block table too short: {positions} positions need {} blocks, the table has {blocks} \
+         (of a store of {store_blocks})", positions.div_ceil(crate::KV_BLOCK_SIZE)
+    )]
+    BlockTable {
+        positions: usize,
+        blocks: usize,
+        store_blocks: usize,
+    },
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -30,7 +30,8 @@ use candle_core::Tensor;
 pub use chat_template::ChatTemplate;
 pub use error::{Error, Result};
 pub use gguf::GgufFile;
-pub use layers::KvCache;
+pub use layers::attention::KV_BLOCK_SIZE;
+use layers::attention::{KvBlocks, Segment};
 pub use safetensors::{LoadOptions, QuantizeTo};
 pub use tokenizer::{TokenId, Tokenizer};
 
@@ -43,25 +44,90 @@ pub enum Logits {
     All,
 }
 
-/// Per-sequence state: one KV cache per layer.
+/// Keys and values of every layer in [`KV_BLOCK_SIZE`]-position blocks. Block `b` means the
+/// same slot in every layer, so a sequence's block table serves the whole model. A store is
+/// shared by any number of sequences (the engine's scheduler owns one per model); a [`Cache`]
+/// wraps a private one for a single sequence.
+#[derive(Debug, Clone)]
+pub struct KvStore {
+    layers: Vec<KvBlocks>,
+}
+
+impl KvStore {
+    pub fn n_blocks(&self) -> usize {
+        self.layers.first().map_or(0, KvBlocks::n_blocks)
+    }
+
+    /// Bytes of keys and values one block holds across all layers.
+    pub fn block_bytes(&self) -> usize {
+        self.layers.iter().map(KvBlocks::block_bytes).sum()
+    }
+
+    /// Grows the store to `n_blocks`; existing blocks keep their contents.
+    pub fn grow(&mut self, n_blocks: usize) {
+        self.layers.iter_mut().for_each(|l| l.grow(n_blocks));
+    }
+
+    /// Copies block `from` into block `to` in every layer (copy-on-write of a shared block).
+    pub fn copy_block(&mut self, from: u32, to: u32) {
+        self.layers.iter_mut().for_each(|l| l.copy_block(from, to));
+    }
+}
+
+/// One sequence's part of a batched forward pass ([`Model::forward_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchItem<'a> {
+    /// The tokens to run, at positions `first_pos..first_pos + tokens.len()`.
+    pub tokens: &'a [TokenId],
+    /// Positions `0..first_pos` are already in the store, in `blocks`.
+    pub first_pos: usize,
+    /// The sequence's block table: it must cover `first_pos + tokens.len()` positions.
+    pub blocks: &'a [u32],
+    pub logits: Logits,
+}
+
+/// Per-sequence state for running one sequence at a time: a private [`KvStore`] that grows
+/// as the sequence does.
 #[derive(Debug, Clone)]
 pub struct Cache {
-    layers: Vec<KvCache>,
+    store: KvStore,
+    blocks: Vec<u32>,
+    len: usize,
 }
 
 impl Cache {
+    fn new(store: KvStore) -> Self {
+        Self {
+            store,
+            blocks: Vec::new(),
+            len: 0,
+        }
+    }
+
     /// Positions processed so far.
     pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, KvCache::len)
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// Keeps the first `len` positions, dropping the rest (reuse of a shared prefix).
     pub fn truncate(&mut self, len: usize) {
-        self.layers.iter_mut().for_each(|l| l.truncate(len));
+        self.len = self.len.min(len);
+    }
+
+    /// Makes room for `len` positions.
+    fn reserve(&mut self, len: usize) {
+        let needed = len.div_ceil(KV_BLOCK_SIZE);
+        if needed > self.store.n_blocks() {
+            self.store
+                .grow(needed.max(2 * self.store.n_blocks()).max(4));
+        }
+        while self.blocks.len() < needed {
+            self.blocks.push(self.blocks.len() as u32);
+        }
     }
 }
 
@@ -159,10 +225,21 @@ impl Model {
         })
     }
 
+    /// An empty cache for one sequence.
     pub fn new_cache(&self) -> Cache {
-        match &self.architecture {
-            Architecture::Llama(m) => m.new_cache(),
-            Architecture::Gemma3(m) => m.new_cache(),
+        Cache::new(self.new_kv_store(0))
+    }
+
+    /// A store of `n_blocks` KV blocks for batched forward passes.
+    pub fn new_kv_store(&self, n_blocks: usize) -> KvStore {
+        let config = match &self.architecture {
+            Architecture::Llama(m) => &m.config,
+            Architecture::Gemma3(m) => &m.config.base,
+        };
+        KvStore {
+            layers: (0..config.n_layers)
+                .map(|_| KvBlocks::new(config.n_kv_heads, config.head_dim, n_blocks))
+                .collect(),
         }
     }
 
@@ -173,6 +250,48 @@ impl Model {
     /// Runs `tokens` after what `cache` holds. Errors (never panics) on an empty input, an
     /// unknown token id, or a sequence longer than the context.
     pub fn forward(&self, tokens: &[TokenId], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
+        let first_pos = cache.len();
+        self.check_tokens(tokens, first_pos)?;
+        cache.reserve(first_pos + tokens.len());
+        let item = BatchItem {
+            tokens,
+            first_pos,
+            blocks: &cache.blocks,
+            logits,
+        };
+        let out = self.forward_unchecked(&[item], &mut cache.store)?;
+        cache.len = first_pos + tokens.len();
+        Ok(out)
+    }
+
+    /// Runs several sequences in one pass over the weights: their rows go through every
+    /// matrix together, and each attends only to its own blocks of `store`. Returns the logits
+    /// rows of the items in order: one row for [`Logits::Last`], one per token for
+    /// [`Logits::All`]. A sequence's logits are the same bits whatever it is batched with.
+    ///
+    /// Items must not write to the same blocks (a block shared by several sequences holds
+    /// positions all of them have already computed).
+    pub fn forward_batch(&self, items: &[BatchItem<'_>], store: &mut KvStore) -> Result<Tensor> {
+        if items.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        for item in items {
+            self.check_tokens(item.tokens, item.first_pos)?;
+            let end = item.first_pos + item.tokens.len();
+            let covered = item.blocks.len() * KV_BLOCK_SIZE;
+            let n_blocks = store.n_blocks();
+            if covered < end || item.blocks.iter().any(|&b| b as usize >= n_blocks) {
+                return Err(Error::BlockTable {
+                    positions: end,
+                    blocks: item.blocks.len(),
+                    store_blocks: n_blocks,
+                });
+            }
+        }
+        self.forward_unchecked(items, store)
+    }
+
+    fn check_tokens(&self, tokens: &[TokenId], first_pos: usize) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::EmptyInput);
         }
@@ -180,20 +299,45 @@ impl Model {
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= n_vocab) {
             return Err(Error::TokenOutOfRange { id, n_vocab });
         }
-        let requested = cache.len() + tokens.len();
+        let requested = first_pos + tokens.len();
         if requested > self.context_length() {
             return Err(Error::ContextLength {
                 requested,
                 limit: self.context_length(),
             });
         }
+        Ok(())
+    }
+
+    fn forward_unchecked(&self, items: &[BatchItem<'_>], store: &mut KvStore) -> Result<Tensor> {
+        let mut tokens = Vec::with_capacity(items.iter().map(|i| i.tokens.len()).sum());
+        let mut segments = Vec::with_capacity(items.len());
+        let mut logit_rows = Vec::new();
+        for item in items {
+            let start = tokens.len();
+            tokens.extend_from_slice(item.tokens);
+            segments.push(Segment {
+                rows: start..tokens.len(),
+                first_pos: item.first_pos,
+                blocks: item.blocks,
+            });
+            match item.logits {
+                Logits::Last => logit_rows.push(tokens.len() as u32 - 1),
+                Logits::All => logit_rows.extend(start as u32..tokens.len() as u32),
+            }
+        }
+        let batch = layers::Batch {
+            tokens: &tokens,
+            segments: &segments,
+            logit_rows: &logit_rows,
+        };
         // The whole pass runs on a worker of the thread pool, so the many parallel operations
         // inside it split work with the other workers directly, instead of each one handing
         // its work over from this thread and sleeping until it is done.
         let (out, ()) = rayon::join(
             || match &self.architecture {
-                Architecture::Llama(m) => m.forward(tokens, cache, logits),
-                Architecture::Gemma3(m) => m.forward(tokens, cache, logits),
+                Architecture::Llama(m) => m.forward(&batch, &mut store.layers),
+                Architecture::Gemma3(m) => m.forward(&batch, &mut store.layers),
             },
             || (),
         );

@@ -3,8 +3,7 @@
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::layers::blocks::{AttentionShape, MoeShape};
-use crate::layers::{KvCache, RopeStyle};
-use crate::Cache;
+use crate::layers::RopeStyle;
 
 /// Set on a model read from safetensors: its Q and K rows keep Hugging Face's layout (the
 /// rotary halves), which llama.cpp's converter permutes for `llama` GGUF files.
@@ -138,15 +137,6 @@ impl Config {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: self.head_dim,
-        }
-    }
-
-    /// An empty KV cache, one per layer.
-    pub fn new_cache(&self) -> Cache {
-        Cache {
-            layers: (0..self.n_layers)
-                .map(|_| KvCache::new(self.n_kv_heads, self.head_dim))
-                .collect(),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::layers::blocks::{
     AttentionParams, EmbeddingsAndHead, GateActivation, GatedMlp, RmsNorm, SelfAttention,
 };
 use crate::layers::Rope;
-use crate::{Cache, Logits};
+use crate::layers::{Batch, KvBlocks};
 
 /// Gemma 3's settings beyond the shared decoder configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,15 +106,12 @@ impl Gemma3 {
         })
     }
 
-    pub fn new_cache(&self) -> Cache {
-        self.config.base.new_cache()
-    }
-
-    pub fn forward(&self, tokens: &[u32], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
+    /// Runs a batch and returns the logits of its `logit_rows`, `(rows, n_vocab)`.
+    pub fn forward(&self, batch: &Batch<'_>, kv: &mut [KvBlocks]) -> Result<Tensor> {
         let c = &self.config.base;
-        let mut x = (self.ends.embed(tokens)? * f64::from((c.dim as f32).sqrt()))?;
+        let mut x = (self.ends.embed(batch.tokens)? * f64::from((c.dim as f32).sqrt()))?;
         let scale = c.attention_scale;
-        for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+        for (block, kv) in self.blocks.iter().zip(kv.iter_mut()) {
             let (rope, window) = if block.local {
                 (&self.local_rope, c.sliding_window)
             } else {
@@ -126,13 +123,13 @@ impl Gemma3 {
                 window,
             };
             let h = block.attn_norm.forward(&x)?;
-            let attn = block.attn.forward(&h, kv, params)?;
+            let attn = block.attn.forward(&h, kv, batch.segments, params)?;
             x = (x + block.attn_post_norm.forward(&attn)?)?;
             let h = block.ffn_norm.forward(&x)?;
             let mlp = block.mlp.forward(&h)?;
             x = (x + block.ffn_post_norm.forward(&mlp)?)?;
         }
-        let out = self.ends.logits(&x, logits)?;
+        let out = self.ends.logits(&x, batch.logit_rows)?;
         match self.config.final_logit_softcapping {
             None => Ok(out),
             Some(cap) => Ok(((out / f64::from(cap))?.tanh()? * f64::from(cap))?),

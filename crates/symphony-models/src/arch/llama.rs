@@ -21,7 +21,7 @@ use crate::layers::blocks::{
     AttentionParams, EmbeddingsAndHead, FeedForward, GateActivation, RmsNorm, SelfAttention,
 };
 use crate::layers::Rope;
-use crate::{Cache, Logits};
+use crate::layers::{Batch, KvBlocks};
 
 pub use super::config::Config;
 
@@ -71,26 +71,21 @@ impl Llama {
         })
     }
 
-    pub fn new_cache(&self) -> Cache {
-        self.config.new_cache()
-    }
-
-    /// Runs `tokens` after the positions already in `cache` and returns logits
-    /// `(rows, n_vocab)`: one row, or one per token with [`Logits::All`].
-    pub fn forward(&self, tokens: &[u32], cache: &mut Cache, logits: Logits) -> Result<Tensor> {
+    /// Runs a batch and returns the logits of its `logit_rows`, `(rows, n_vocab)`.
+    pub fn forward(&self, batch: &Batch<'_>, kv: &mut [KvBlocks]) -> Result<Tensor> {
         let c = &self.config;
-        let mut x = self.ends.embed(tokens)?; // (t, dim)
+        let mut x = self.ends.embed(batch.tokens)?; // (t, dim)
         let params = AttentionParams {
             rope: &self.rope,
             scale: c.attention_scale,
             window: c.sliding_window,
         };
-        for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+        for (block, kv) in self.blocks.iter().zip(kv.iter_mut()) {
             let h = block.attn_norm.forward(&x)?;
-            x = (x + block.attn.forward(&h, kv, params)?)?;
+            x = (x + block.attn.forward(&h, kv, batch.segments, params)?)?;
             let h = block.ffn_norm.forward(&x)?;
             x = (x + block.mlp.forward(&h)?)?;
         }
-        self.ends.logits(&x, logits)
+        self.ends.logits(&x, batch.logit_rows)
     }
 }

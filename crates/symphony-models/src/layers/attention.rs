@@ -1,104 +1,129 @@
-//! Causal self-attention over a KV cache.
+//! Causal self-attention over a paged KV cache.
+//!
+//! Keys and values live in fixed-size blocks ([`KV_BLOCK_SIZE`] positions); a sequence names
+//! its blocks in a block table, so sequences of any length share one pool without copying,
+//! and identical prompt prefixes can share blocks (the engine's prefix cache).
 //!
 //! Work is split per (query, head): each computes one row of scores over the keys it may see,
 //! so a long prompt never holds the full `queries × keys` score matrix (memory per worker is
-//! one row, `O(keys)`), and decode steps parallelise across heads.
+//! one row, `O(keys)`), and decode steps parallelise across heads and sequences.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::activation::expf;
 
-/// Keys and values of one layer, laid out `(n_kv_heads, capacity, head_dim)` so each head's
-/// keys are contiguous for the dot products.
+/// Positions per KV block.
+pub const KV_BLOCK_SIZE: usize = 16;
+
+/// One layer's keys and values in blocks, each laid out `(n_kv_heads, KV_BLOCK_SIZE,
+/// head_dim)` so a head's keys within a block are contiguous for the dot products.
 #[derive(Debug, Clone)]
-pub struct KvCache {
+pub struct KvBlocks {
     n_kv_heads: usize,
     head_dim: usize,
-    len: usize,
-    capacity: usize,
+    n_blocks: usize,
     k: Vec<f32>,
     v: Vec<f32>,
 }
 
-impl KvCache {
-    pub fn new(n_kv_heads: usize, head_dim: usize) -> Self {
+impl KvBlocks {
+    pub fn new(n_kv_heads: usize, head_dim: usize, n_blocks: usize) -> Self {
+        let len = n_blocks * n_kv_heads * KV_BLOCK_SIZE * head_dim;
         Self {
             n_kv_heads,
             head_dim,
-            len: 0,
-            capacity: 0,
-            k: Vec::new(),
-            v: Vec::new(),
+            n_blocks,
+            k: vec![0f32; len],
+            v: vec![0f32; len],
         }
     }
 
-    /// Positions held.
-    pub fn len(&self) -> usize {
-        self.len
+    pub fn n_blocks(&self) -> usize {
+        self.n_blocks
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Bytes of keys and values one block holds.
+    pub fn block_bytes(&self) -> usize {
+        2 * self.n_kv_heads * KV_BLOCK_SIZE * self.head_dim * std::mem::size_of::<f32>()
     }
 
-    /// Forgets every position from `len` on (to reuse a shared prefix).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
-    fn grow_to(&mut self, needed: usize) {
-        if needed <= self.capacity {
-            return;
+    /// Grows the pool to `n_blocks` (existing blocks keep their contents).
+    pub fn grow(&mut self, n_blocks: usize) {
+        if n_blocks > self.n_blocks {
+            let len = n_blocks * self.n_kv_heads * KV_BLOCK_SIZE * self.head_dim;
+            self.k.resize(len, 0.0);
+            self.v.resize(len, 0.0);
+            self.n_blocks = n_blocks;
         }
-        let new_capacity = needed.max(self.capacity * 2).max(64);
-        let (h, d) = (self.n_kv_heads, self.head_dim);
-        let relayout = |old: &[f32], old_cap: usize, len: usize| {
-            let mut new = vec![0f32; h * new_capacity * d];
-            for head in 0..h {
-                let src = &old[head * old_cap * d..head * old_cap * d + len * d];
-                new[head * new_capacity * d..head * new_capacity * d + len * d]
-                    .copy_from_slice(src);
-            }
-            new
-        };
-        self.k = relayout(&self.k, self.capacity, self.len);
-        self.v = relayout(&self.v, self.capacity, self.len);
-        self.capacity = new_capacity;
     }
 
-    /// Appends `t` positions of keys and values, each laid out `(t, n_kv_heads, head_dim)`.
-    pub fn append(&mut self, k: &[f32], v: &[f32]) {
+    fn offset(&self, block: u32, head: usize, slot: usize) -> usize {
+        ((block as usize * self.n_kv_heads + head) * KV_BLOCK_SIZE + slot) * self.head_dim
+    }
+
+    /// Writes `t` positions of keys and values, each laid out `(t, n_kv_heads, head_dim)`,
+    /// at positions `first_pos..first_pos + t` of the sequence whose blocks are `table`.
+    pub fn write(&mut self, table: &[u32], first_pos: usize, k: &[f32], v: &[f32]) {
         let (h, d) = (self.n_kv_heads, self.head_dim);
         let t = k.len() / (h * d);
         debug_assert_eq!(k.len(), t * h * d);
         debug_assert_eq!(v.len(), k.len());
-        self.grow_to(self.len + t);
-        for pos in 0..t {
+        for i in 0..t {
+            let pos = first_pos + i;
+            let block = table[pos / KV_BLOCK_SIZE];
             for head in 0..h {
-                let src = (pos * h + head) * d;
-                let dst = (head * self.capacity + self.len + pos) * d;
+                let src = (i * h + head) * d;
+                let dst = self.offset(block, head, pos % KV_BLOCK_SIZE);
                 self.k[dst..dst + d].copy_from_slice(&k[src..src + d]);
                 self.v[dst..dst + d].copy_from_slice(&v[src..src + d]);
             }
         }
-        self.len += t;
     }
 
-    fn head_keys(&self, head: usize) -> &[f32] {
-        let start = head * self.capacity * self.head_dim;
-        &self.k[start..start + self.len * self.head_dim]
+    /// Copies every position of block `from` into block `to`.
+    pub fn copy_block(&mut self, from: u32, to: u32) {
+        let n = self.n_kv_heads * KV_BLOCK_SIZE * self.head_dim;
+        let (src, dst) = (from as usize * n, to as usize * n);
+        self.k.copy_within(src..src + n, dst);
+        self.v.copy_within(src..src + n, dst);
     }
 
-    fn head_values(&self, head: usize) -> &[f32] {
-        let start = head * self.capacity * self.head_dim;
-        &self.v[start..start + self.len * self.head_dim]
+    /// The keys (or values) of `head` at positions `0..n` of a sequence, block by block.
+    fn head_rows<'a>(
+        &'a self,
+        data: &'a [f32],
+        table: &'a [u32],
+        head: usize,
+        n: usize,
+    ) -> impl Iterator<Item = &'a [f32]> + 'a {
+        let d = self.head_dim;
+        table
+            .iter()
+            .take(n.div_ceil(KV_BLOCK_SIZE))
+            .enumerate()
+            .flat_map(move |(i, &block)| {
+                let in_block = (n - i * KV_BLOCK_SIZE).min(KV_BLOCK_SIZE);
+                let start = self.offset(block, head, 0);
+                data[start..start + in_block * d].chunks_exact(d)
+            })
     }
 }
 
-/// Attention of `t` new queries `(t, n_heads, head_dim)` against every cached position.
-/// The queries are the last `t` positions in the cache (their keys were appended first), so
-/// query `i` sees keys `0..=cache.len() - t + i`, or with a sliding `window` only the last
-/// `window` of those (the query's own position included). Returns `(t, n_heads, head_dim)`.
+/// One sequence's part of a batch: its query rows, the position of the first of them, and
+/// its block table (which must already hold those rows' keys and values).
+#[derive(Debug, Clone)]
+pub struct Segment<'a> {
+    pub rows: Range<usize>,
+    pub first_pos: usize,
+    pub blocks: &'a [u32],
+}
+
+/// Attention of a batch of queries `(rows, n_heads, head_dim)` against each row's sequence.
+/// Segment rows are that sequence's positions `first_pos..`, so query `i` of a segment sees
+/// keys `0..=first_pos + i`, or with a sliding `window` only the last `window` of those (the
+/// query's own position included). Returns `(rows, n_heads, head_dim)`.
 ///
 /// One (query, head) at a time: a row of scores over the visible keys, never the full
 /// `queries × keys` matrix. The float arithmetic follows ggml's CPU attention (scores by
@@ -108,40 +133,45 @@ impl KvCache {
 pub fn causal_attention(
     q: &[f32],
     n_heads: usize,
-    cache: &KvCache,
+    kv: &KvBlocks,
+    segments: &[Segment<'_>],
     scale: f32,
     window: Option<usize>,
 ) -> Vec<f32> {
-    let d = cache.head_dim;
-    let t = q.len() / (n_heads * d);
-    let group = n_heads / cache.n_kv_heads;
-    let first_pos = cache.len - t;
-    let value_sum = if t == 1 {
-        ValueSum::Dot
-    } else {
-        ValueSum::Gemm
-    };
+    let d = kv.head_dim;
+    let group = n_heads / kv.n_kv_heads;
+    let segment_of_row: Vec<usize> = segments
+        .iter()
+        .enumerate()
+        .flat_map(|(s, seg)| seg.rows.clone().map(move |_| s))
+        .collect();
     let mut out = vec![0f32; q.len()];
     out.par_chunks_mut(d)
         .enumerate()
         .for_each_init(Vec::new, |scores, (unit, out)| {
             let (row, head) = (unit / n_heads, unit % n_heads);
+            let seg = &segments[segment_of_row[row]];
+            // ggml sums values with its sgemm for a prompt and its dot product for one token.
+            let value_sum = if seg.rows.len() == 1 {
+                ValueSum::Dot
+            } else {
+                ValueSum::Gemm
+            };
             let kv_head = head / group;
             let query = &q[unit * d..(unit + 1) * d];
-            let n_keys = first_pos + row + 1;
+            let n_keys = seg.first_pos + (row - seg.rows.start) + 1;
             // Keys before `start` are masked: they keep their slots (score -inf, weight 0) so
             // the lane and chunk of every visible key is the one ggml's masked softmax uses.
             let start = window.map_or(0, |w| n_keys.saturating_sub(w));
-            let keys = &cache.head_keys(kv_head)[..n_keys * d];
-            let values = &cache.head_values(kv_head)[..n_keys * d];
             scores.clear();
             scores.resize(start, f32::NEG_INFINITY);
             scores.extend(
-                keys.chunks_exact(d)
+                kv.head_rows(&kv.k, seg.blocks, kv_head, n_keys)
                     .skip(start)
                     .map(|key| dot_f32(query, key) * scale),
             );
             softmax_in_place(scores);
+            let values = kv.head_rows(&kv.v, seg.blocks, kv_head, n_keys);
             match value_sum {
                 ValueSum::Gemm => weighted_values_gemm(scores, values, start, out),
                 ValueSum::Dot => weighted_values_dot(scores, values, start, out),
@@ -256,10 +286,15 @@ fn softmax_in_place(scores: &mut [f32]) {
 
 /// `out[c] = Σ_j p_j · v_j[c]` with one 16-lane FMA accumulator per output (llamafile sgemm).
 /// Accumulators are stored lane-major so the inner loop runs along `c`, contiguous in `v`.
-fn weighted_values_gemm(p: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
+fn weighted_values_gemm<'a>(
+    p: &[f32],
+    values: impl Iterator<Item = &'a [f32]>,
+    start: usize,
+    out: &mut [f32],
+) {
     let d = out.len();
     let mut acc = vec![0f32; 16 * d]; // (lane, c)
-    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate().skip(start) {
+    for (j, (&pj, v)) in p.iter().zip(values).enumerate().skip(start) {
         let lane = &mut acc[(j % 16) * d..(j % 16 + 1) * d];
         for (a, &vc) in lane.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
@@ -271,10 +306,15 @@ fn weighted_values_gemm(p: &[f32], values: &[f32], start: usize, out: &mut [f32]
 }
 
 /// The same sum as `ggml_vec_dot_f32` over the (zero-padded, multiple of 64) keys.
-fn weighted_values_dot(p: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
+fn weighted_values_dot<'a>(
+    p: &[f32],
+    values: impl Iterator<Item = &'a [f32]>,
+    start: usize,
+    out: &mut [f32],
+) {
     let d = out.len();
     let mut acc = vec![0f32; 64 * d]; // (accumulator · 16 + lane, c)
-    for (j, (&pj, v)) in p.iter().zip(values.chunks_exact(d)).enumerate().skip(start) {
+    for (j, (&pj, v)) in p.iter().zip(values).enumerate().skip(start) {
         let slot = &mut acc[(j % 64) * d..(j % 64 + 1) * d];
         for (a, &vc) in slot.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
@@ -365,28 +405,44 @@ mod tests {
     }
 
     #[test]
-    fn attention_matches_naive_with_gqa_and_cache() {
+    fn attention_matches_naive_with_gqa_paging_and_batching() {
         let (n_heads, n_kv, d) = (6, 2, 16);
-        // 150 positions: more than two key tiles, with a prefix already cached.
-        let (past, t) = (100, 50);
-        let k = pseudo_random((past + t) * n_kv * d, 1);
-        let v = pseudo_random((past + t) * n_kv * d, 2);
-        let q = pseudo_random(t * n_heads * d, 3);
-        let mut cache = KvCache::new(n_kv, d);
-        cache.append(&k[..past * n_kv * d], &v[..past * n_kv * d]);
-        cache.append(&k[past * n_kv * d..], &v[past * n_kv * d..]);
+        // Sequence A: 150 positions (several blocks, more than two key tiles), a prefix of
+        // 100 already cached. Sequence B: 21 positions decoding its last one. Both in one
+        // batch, with their blocks scattered through the pool in no particular order.
+        let (past_a, t_a, past_b) = (100, 50, 20);
+        let ka = pseudo_random((past_a + t_a) * n_kv * d, 1);
+        let va = pseudo_random((past_a + t_a) * n_kv * d, 2);
+        let qa = pseudo_random(t_a * n_heads * d, 3);
+        let kb = pseudo_random((past_b + 1) * n_kv * d, 4);
+        let vb = pseudo_random((past_b + 1) * n_kv * d, 5);
+        let qb = pseudo_random(n_heads * d, 6);
+        let table_a = [7u32, 0, 9, 3, 12, 5, 1, 10, 2, 11];
+        let table_b = [4u32, 8];
+        let mut kv = KvBlocks::new(n_kv, d, 13);
+        let split = past_a * n_kv * d;
+        kv.write(&table_a, 0, &ka[..split], &va[..split]);
+        kv.write(&table_a, past_a, &ka[split..], &va[split..]);
+        kv.write(&table_b, 0, &kb, &vb);
+        let q: Vec<f32> = qa.iter().chain(&qb).copied().collect();
+        let segments = [
+            Segment {
+                rows: 0..t_a,
+                first_pos: past_a,
+                blocks: &table_a,
+            },
+            Segment {
+                rows: t_a..t_a + 1,
+                first_pos: past_b,
+                blocks: &table_b,
+            },
+        ];
         for window in [None, Some(1), Some(37), Some(120)] {
-            let ours = causal_attention(&q, n_heads, &cache, 1.0 / (d as f32).sqrt(), window);
-            let reference = naive(
-                &q,
-                &k,
-                &v,
-                n_heads,
-                n_kv,
-                d,
-                past,
-                window.unwrap_or(usize::MAX),
-            );
+            let ours =
+                causal_attention(&q, n_heads, &kv, &segments, 1.0 / (d as f32).sqrt(), window);
+            let w = window.unwrap_or(usize::MAX);
+            let mut reference = naive(&qa, &ka, &va, n_heads, n_kv, d, past_a, w);
+            reference.extend(naive(&qb, &kb, &vb, n_heads, n_kv, d, past_b, w));
             let max_diff = ours
                 .iter()
                 .zip(&reference)
@@ -397,12 +453,58 @@ mod tests {
     }
 
     #[test]
-    fn truncate_then_append_overwrites() {
-        let mut cache = KvCache::new(1, 2);
-        cache.append(&[1.0, 1.0, 2.0, 2.0], &[1.0, 1.0, 2.0, 2.0]);
-        cache.truncate(1);
-        cache.append(&[3.0, 3.0], &[3.0, 3.0]);
-        assert_eq!(cache.len(), 2);
-        assert_eq!(cache.head_keys(0), &[1.0, 1.0, 3.0, 3.0]);
+    fn a_sequence_in_a_batch_gets_the_bits_it_gets_alone() {
+        let (n_heads, n_kv, d) = (4, 2, 64);
+        let k = pseudo_random(40 * n_kv * d, 7);
+        let v = pseudo_random(40 * n_kv * d, 8);
+        let q = pseudo_random(n_heads * d, 9);
+        let mut kv = KvBlocks::new(n_kv, d, 6);
+        kv.write(&[0, 1, 2], 0, &k, &v);
+        kv.write(&[3, 4, 5], 0, &k, &v);
+        let alone = causal_attention(
+            &q,
+            n_heads,
+            &kv,
+            &[Segment {
+                rows: 0..1,
+                first_pos: 39,
+                blocks: &[0, 1, 2],
+            }],
+            0.125,
+            None,
+        );
+        let q2: Vec<f32> = q.iter().chain(&q).copied().collect();
+        let batched = causal_attention(
+            &q2,
+            n_heads,
+            &kv,
+            &[
+                Segment {
+                    rows: 0..1,
+                    first_pos: 39,
+                    blocks: &[3, 4, 5],
+                },
+                Segment {
+                    rows: 1..2,
+                    first_pos: 39,
+                    blocks: &[0, 1, 2],
+                },
+            ],
+            0.125,
+            None,
+        );
+        assert_eq!(alone[..], batched[..alone.len()]);
+        assert_eq!(alone[..], batched[alone.len()..]);
+    }
+
+    #[test]
+    fn copied_blocks_hold_the_same_positions() {
+        let mut kv = KvBlocks::new(1, 2, 3);
+        let k: Vec<f32> = (0..2 * KV_BLOCK_SIZE).map(|i| i as f32).collect();
+        kv.write(&[0], 0, &k[..2 * KV_BLOCK_SIZE], &k[..2 * KV_BLOCK_SIZE]);
+        kv.copy_block(0, 2);
+        let rows: Vec<&[f32]> = kv.head_rows(&kv.k, &[2], 0, KV_BLOCK_SIZE).collect();
+        assert_eq!(rows[3], &[6.0, 7.0]);
+        assert_eq!(rows.len(), KV_BLOCK_SIZE);
     }
 }

@@ -8,13 +8,12 @@ use candle_core::quantized::QTensor;
 use candle_core::Tensor;
 
 use super::activation::{geglu, swiglu};
-use super::attention::{causal_attention, KvCache};
+use super::attention::{causal_attention, KvBlocks, Segment};
 use super::linear::{matrix, vector, Linear};
 use super::norm::rms_norm_in_place;
 use super::rope::Rope;
 use crate::error::Result;
 use crate::gguf::GgufFile;
-use crate::Logits;
 
 /// RMSNorm with its weight, over rows of `weight.len()` values.
 #[derive(Debug)]
@@ -136,12 +135,14 @@ impl SelfAttention {
         })
     }
 
-    /// `h` is `(t, dim)`, the normalised input of the `t` positions after what `kv` holds.
-    /// Appends their keys and values to `kv` and returns the projected output `(t, dim)`.
+    /// `h` is `(rows, dim)`, the normalised input of a batch: each segment's rows are that
+    /// sequence's next positions. Writes their keys and values into the segments' blocks of
+    /// `kv` and returns the projected output `(rows, dim)`.
     pub fn forward(
         &self,
         h: &Tensor,
-        kv: &mut KvCache,
+        kv: &mut KvBlocks,
+        segments: &[Segment<'_>],
         params: AttentionParams<'_>,
     ) -> Result<Tensor> {
         let AttentionShape {
@@ -149,10 +150,9 @@ impl SelfAttention {
             n_kv_heads,
             head_dim,
         } = self.shape;
-        let t = h.dims()[0];
-        let first_pos = kv.len();
-        let mut q = self.wq.forward_values(h)?; // (t, n_heads, head_dim)
-        let mut k = self.wk.forward_values(h)?; // (t, n_kv_heads, head_dim)
+        let rows = h.dims()[0];
+        let mut q = self.wq.forward_values(h)?; // (rows, n_heads, head_dim)
+        let mut k = self.wk.forward_values(h)?; // (rows, n_kv_heads, head_dim)
         let v = self.wv.forward_values(h)?;
         if let Some(norm) = &self.q_norm {
             norm.forward_in_place(&mut q);
@@ -160,11 +160,19 @@ impl SelfAttention {
         if let Some(norm) = &self.k_norm {
             norm.forward_in_place(&mut k);
         }
-        params.rope.apply(&mut q, n_heads, head_dim, first_pos);
-        params.rope.apply(&mut k, n_kv_heads, head_dim, first_pos);
-        kv.append(&k, &v);
-        let attn = causal_attention(&q, n_heads, kv, params.scale, params.window);
-        let attn = Tensor::from_vec(attn, (t, n_heads * head_dim), h.device())?;
+        let (q_row, kv_row) = (n_heads * head_dim, n_kv_heads * head_dim);
+        for seg in segments {
+            let (qs, ks) = (
+                &mut q[seg.rows.start * q_row..seg.rows.end * q_row],
+                &mut k[seg.rows.start * kv_row..seg.rows.end * kv_row],
+            );
+            params.rope.apply(qs, n_heads, head_dim, seg.first_pos);
+            params.rope.apply(ks, n_kv_heads, head_dim, seg.first_pos);
+            let vs = &v[seg.rows.start * kv_row..seg.rows.end * kv_row];
+            kv.write(seg.blocks, seg.first_pos, ks, vs);
+        }
+        let attn = causal_attention(&q, n_heads, kv, segments, params.scale, params.window);
+        let attn = Tensor::from_vec(attn, (rows, n_heads * head_dim), h.device())?;
         self.wo.forward(&attn)
     }
 }
@@ -488,12 +496,16 @@ impl EmbeddingsAndHead {
         Ok(self.table.embedding(&ids)?)
     }
 
-    /// Logits `(rows, n_vocab)` of the final hidden states `x` `(t, dim)`: every row, or only
-    /// the last with [`Logits::Last`].
-    pub fn logits(&self, x: &Tensor, logits: Logits) -> Result<Tensor> {
-        let x = match logits {
-            Logits::Last => x.narrow(0, x.dims()[0] - 1, 1)?,
-            Logits::All => x.clone(),
+    /// Logits `(rows.len(), n_vocab)` of the final hidden states `x` `(t, dim)` at `rows`.
+    pub fn logits(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        let x = match rows {
+            [row] => x.narrow(0, *row as usize, 1)?,
+            _ if rows.len() == x.dims()[0]
+                && rows.iter().enumerate().all(|(i, &r)| i == r as usize) =>
+            {
+                x.clone()
+            }
+            _ => x.index_select(&Tensor::new(rows, x.device())?, 0)?,
         };
         self.output.forward(&self.norm.forward(&x)?)
     }
