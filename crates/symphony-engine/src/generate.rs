@@ -179,55 +179,36 @@ impl<'m> Session<'m> {
         let prompt_time = start.elapsed();
 
         let start = Instant::now();
-        let mut sampler = Sampler::new(params.sampling.clone());
-        let mut stops = StopMatcher::new(&params.stop);
-        let mut utf8 = Utf8Stream::default();
-        let mut text = String::new();
-        let mut generated = Vec::new();
+        let mut decoder = Decoder::new(params, None);
         let finish_reason = loop {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                on_text(&decoder.finish(FinishReason::Cancelled));
                 break FinishReason::Cancelled;
             }
-            if generated.len() >= params.max_tokens {
-                break FinishReason::Length;
-            }
-            let next = sampler.sample(&mut logits, &self.tokens);
-            if tokenizer.is_end_of_generation(next) {
-                break FinishReason::EndOfGeneration;
-            }
-            generated.push(next);
-            let piece = utf8.push(&tokenizer.token_bytes(next, false));
-            let (emit, stopped) = stops.push(&piece);
-            text.push_str(&emit);
-            on_text(&emit);
-            if stopped {
-                break FinishReason::Stop;
+            let step = decoder.step(tokenizer, &mut logits, &self.tokens);
+            on_text(&step.text);
+            if let Some(reason) = step.finish {
+                break reason;
             }
             if self.tokens.len() + 1 >= limit {
+                on_text(&decoder.finish(FinishReason::ContextFull));
                 break FinishReason::ContextFull;
             }
-            if generated.len() < params.max_tokens {
-                let out = self.model.forward(&[next], &mut self.cache, Logits::Last);
-                let out = match out {
-                    Ok(l) => l,
-                    Err(e) => {
-                        self.reset();
-                        return Err(e.into());
-                    }
-                };
-                self.tokens.push(next);
-                logits = out.squeeze(0)?.to_vec1::<f32>()?;
-            }
+            let next = step.token.expect("an unfinished step has a token");
+            let out = self.model.forward(&[next], &mut self.cache, Logits::Last);
+            let out = match out {
+                Ok(l) => l,
+                Err(e) => {
+                    self.reset();
+                    return Err(e.into());
+                }
+            };
+            self.tokens.push(next);
+            logits = out.squeeze(0)?.to_vec1::<f32>()?;
         };
-        if finish_reason != FinishReason::Stop {
-            let (emit, _) = stops.push(&utf8.finish());
-            let rest = format!("{emit}{}", stops.flush());
-            text.push_str(&rest);
-            on_text(&rest);
-        }
         Ok(Generation {
-            text,
-            tokens: generated,
+            text: decoder.text,
+            tokens: decoder.generated,
             finish_reason,
             prompt_tokens: prompt.len(),
             prompt_tokens_computed: prompt.len() - common,
@@ -237,16 +218,153 @@ impl<'m> Session<'m> {
     }
 }
 
+/// A token's log-probability, with the most likely alternatives when they were asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: TokenId,
+    pub logprob: f32,
+    /// The `top_logprobs` most likely tokens at this position, most likely first.
+    pub top: Vec<(TokenId, f32)>,
+}
+
+/// Log-softmax of `logits` at `token`, with the `top` most likely tokens.
+pub fn token_logprob(logits: &[f32], token: TokenId, top: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_z = max as f64
+        + logits
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .sum::<f64>()
+            .ln();
+    let lp = |l: f32| (l as f64 - log_z) as f32;
+    let mut best: Vec<(TokenId, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() < top || l > best[best.len() - 1].1 {
+                let at = best.partition_point(|&(_, b)| b >= l);
+                best.insert(at, (i as TokenId, l));
+                best.truncate(top);
+            }
+        }
+    }
+    TokenLogprob {
+        token,
+        logprob: lp(logits[token as usize]),
+        top: best.into_iter().map(|(id, l)| (id, lp(l))).collect(),
+    }
+}
+
+/// What one decoding step produced.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The sampled token; `None` when the step ended the sequence without one (an
+    /// end-of-generation token, or `max_tokens` already reached).
+    pub token: Option<TokenId>,
+    /// Text now safe to show (stop sequences are held back until they cannot match).
+    pub text: String,
+    pub logprob: Option<TokenLogprob>,
+    pub finish: Option<FinishReason>,
+}
+
+/// One sequence's side of generation, independent of how its logits are computed: sampling,
+/// end-of-generation and `max_tokens`, stop sequences and UTF-8 assembly. The single-sequence
+/// [`Session`] and the batching scheduler both drive one.
+#[derive(Debug)]
+pub struct Decoder {
+    sampler: Sampler,
+    stops: StopMatcher,
+    utf8: Utf8Stream,
+    max_tokens: usize,
+    /// `Some(n)`: report each token's log-probability with the `n` most likely alternatives.
+    logprobs: Option<usize>,
+    pub text: String,
+    pub generated: Vec<TokenId>,
+}
+
+impl Decoder {
+    pub fn new(params: &GenerationParams, logprobs: Option<usize>) -> Self {
+        Self {
+            sampler: Sampler::new(params.sampling.clone()),
+            stops: StopMatcher::new(params.stop.clone()),
+            utf8: Utf8Stream::default(),
+            max_tokens: params.max_tokens,
+            logprobs,
+            text: String::new(),
+            generated: Vec::new(),
+        }
+    }
+
+    /// Samples the next token from `logits` (which it may modify) given the sequence so far.
+    pub fn step(
+        &mut self,
+        tokenizer: &symphony_models::Tokenizer,
+        logits: &mut [f32],
+        history: &[TokenId],
+    ) -> Step {
+        if self.generated.len() >= self.max_tokens {
+            let text = self.finish(FinishReason::Length);
+            return Step {
+                token: None,
+                text,
+                logprob: None,
+                finish: Some(FinishReason::Length),
+            };
+        }
+        let raw = self.logprobs.map(|_| logits.to_vec());
+        let next = self.sampler.sample(logits, history);
+        let logprob = raw.map(|raw| token_logprob(&raw, next, self.logprobs.unwrap_or(0)));
+        if tokenizer.is_end_of_generation(next) {
+            let text = self.finish(FinishReason::EndOfGeneration);
+            return Step {
+                token: None,
+                text,
+                logprob: None,
+                finish: Some(FinishReason::EndOfGeneration),
+            };
+        }
+        self.generated.push(next);
+        let piece = self.utf8.push(&tokenizer.token_bytes(next, false));
+        let (mut text, stopped) = self.stops.push(&piece);
+        self.text.push_str(&text);
+        let finish = if stopped {
+            Some(FinishReason::Stop)
+        } else if self.generated.len() >= self.max_tokens {
+            text.push_str(&self.finish(FinishReason::Length));
+            Some(FinishReason::Length)
+        } else {
+            None
+        };
+        Step {
+            token: Some(next),
+            text,
+            logprob,
+            finish,
+        }
+    }
+
+    /// Ends the sequence for `reason`, returning the text still held back (nothing after a
+    /// stop sequence, which ends the text where it starts).
+    pub fn finish(&mut self, reason: FinishReason) -> String {
+        if reason == FinishReason::Stop {
+            return String::new();
+        }
+        let (emit, _) = self.stops.push(&self.utf8.finish());
+        let rest = format!("{emit}{}", self.stops.flush());
+        self.text.push_str(&rest);
+        rest
+    }
+}
+
 /// Finds stop sequences in streamed text, holding back any tail that could be the start of
 /// one so that no part of a stop sequence is ever emitted.
 #[derive(Debug)]
-struct StopMatcher<'a> {
-    stops: &'a [String],
+struct StopMatcher {
+    stops: Vec<String>,
     held: String,
 }
 
-impl<'a> StopMatcher<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopMatcher {
+    fn new(stops: Vec<String>) -> Self {
         Self {
             stops,
             held: String::new(),
@@ -298,7 +416,7 @@ mod tests {
     #[test]
     fn stop_sequences_split_across_pieces_are_caught_and_never_emitted() {
         let stops = vec!["\nUser:".to_string(), "END".to_string()];
-        let mut m = StopMatcher::new(&stops);
+        let mut m = StopMatcher::new(stops.clone());
         let mut out = String::new();
         for piece in ["Hello", " there\n", "Us", "er: more"] {
             let (emit, stopped) = m.push(piece);
@@ -313,10 +431,10 @@ mod tests {
     #[test]
     fn held_text_is_released_when_it_cannot_be_a_stop() {
         let stops = vec!["END".to_string()];
-        let mut m = StopMatcher::new(&stops);
+        let mut m = StopMatcher::new(stops.clone());
         assert_eq!(m.push("THE E"), ("THE ".to_string(), false));
         assert_eq!(m.push("ND"), (String::new(), true));
-        let mut m = StopMatcher::new(&stops);
+        let mut m = StopMatcher::new(stops.clone());
         assert_eq!(m.push("E"), (String::new(), false));
         assert_eq!(m.push("X"), ("EX".to_string(), false));
         assert_eq!(m.push("EN"), (String::new(), false));

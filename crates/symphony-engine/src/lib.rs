@@ -5,12 +5,21 @@
 //! policies that turn logits into text; it never parses files or speaks HTTP.
 
 pub mod bench;
+pub mod blocks;
 pub mod generate;
 pub mod perplexity;
 pub mod sampling;
+pub mod scheduler;
 
-pub use generate::{chat_prompt, raw_prompt, FinishReason, Generation, GenerationParams, Session};
+pub use generate::{
+    chat_prompt, raw_prompt, token_logprob, Decoder, FinishReason, Generation, GenerationParams,
+    Session, Step, TokenLogprob,
+};
 pub use sampling::{Sampler, SamplingParams};
+pub use scheduler::{
+    Completion, Event, EventSink, Output, Request, RequestId, Scheduler, SchedulerConfig,
+    SchedulerStats,
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

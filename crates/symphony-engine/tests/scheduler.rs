@@ -1,0 +1,259 @@
+//! The continuous-batching scheduler on the real SmolLM2: sequences batched together, taken
+//! from the prefix cache, or preempted and recomputed produce exactly the tokens they
+//! produce alone in a [`Session`]; closed listeners stop their requests.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+
+use symphony_engine::sampling::SamplingParams;
+use symphony_engine::{
+    raw_prompt, Event, EventSink, FinishReason, GenerationParams, Request, Scheduler,
+    SchedulerConfig, Session,
+};
+use symphony_models::{Logits, Model, KV_BLOCK_SIZE};
+
+fn smollm2() -> Arc<Model> {
+    Arc::new(Model::load(common::SMOLLM2.path()).expect("SmolLM2 loads"))
+}
+
+fn greedy(max_tokens: usize) -> GenerationParams {
+    GenerationParams {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+    }
+}
+
+const PROMPTS: [&str; 4] = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+    "Water boils at",
+];
+
+/// Each prompt's greedy continuation, one sequence at a time.
+fn alone(model: &Model, max_tokens: usize) -> Vec<Vec<u32>> {
+    PROMPTS
+        .iter()
+        .map(|p| {
+            let mut session = Session::new(model);
+            let prompt = raw_prompt(model, p);
+            session
+                .generate(&prompt, &greedy(max_tokens), None, |_| {})
+                .unwrap()
+                .tokens
+        })
+        .collect()
+}
+
+/// Submits every prompt at once and collects the outputs in order.
+fn together(scheduler: &Scheduler, prompts: &[Vec<u32>], max_tokens: usize) -> Vec<Vec<u32>> {
+    let receivers: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (tx, rx) = mpsc::channel();
+            scheduler
+                .submit(Request::new(p.clone(), greedy(max_tokens)), tx)
+                .unwrap();
+            rx
+        })
+        .collect();
+    receivers
+        .into_iter()
+        .map(|rx| {
+            let mut tokens = Vec::new();
+            for event in rx {
+                match event {
+                    Event::Delta { token, .. } => tokens.extend(token),
+                    Event::Done(_) => break,
+                    Event::Error(e) => panic!("{e}"),
+                    Event::PromptLogprobs(_) => {}
+                }
+            }
+            tokens
+        })
+        .collect()
+}
+
+#[test]
+fn batched_sequences_match_sequences_run_alone() {
+    let model = smollm2();
+    let expected = alone(&model, 24);
+    let scheduler = Scheduler::spawn(
+        model.clone(),
+        SchedulerConfig {
+            // Small chunks: prompts are prefilled over several steps beside decoding ones.
+            max_batch_tokens: 8,
+            ..SchedulerConfig::default()
+        },
+    )
+    .unwrap();
+    let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| raw_prompt(&model, p)).collect();
+    assert_eq!(together(&scheduler, &prompts, 24), expected);
+    assert!(scheduler.stats().steps.load(Ordering::Relaxed) < 4 * 24);
+}
+
+#[test]
+fn preempted_sequences_are_recomputed_without_losing_tokens() {
+    let model = smollm2();
+    let expected = alone(&model, 40);
+    // Room for about two of the four sequences at a time.
+    let scheduler = Scheduler::spawn(
+        model.clone(),
+        SchedulerConfig {
+            kv_blocks: 9,
+            max_batch_tokens: 64,
+            ..SchedulerConfig::default()
+        },
+    )
+    .unwrap();
+    let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| raw_prompt(&model, p)).collect();
+    assert_eq!(together(&scheduler, &prompts, 40), expected);
+    assert!(scheduler.stats().preemptions.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn a_shared_prefix_is_computed_once() {
+    let model = smollm2();
+    let system =
+        "You are a helpful assistant. Answer briefly and precisely, and never make up facts. "
+            .repeat(3);
+    let prompts: Vec<Vec<u32>> = ["What is the capital of Italy?", "Name a prime number."]
+        .iter()
+        .map(|q| raw_prompt(&model, &format!("{system}{q}")))
+        .collect();
+    let scheduler = Scheduler::spawn(model.clone(), SchedulerConfig::default()).unwrap();
+    let first = scheduler
+        .generate(Request::new(prompts[0].clone(), greedy(8)))
+        .unwrap();
+    assert_eq!(first.completion.unwrap().cached_tokens, 0);
+    let second = scheduler
+        .generate(Request::new(prompts[1].clone(), greedy(8)))
+        .unwrap();
+    let shared = prompts[0]
+        .iter()
+        .zip(&prompts[1])
+        .take_while(|(a, b)| a == b)
+        .count();
+    let cached = second.completion.unwrap().cached_tokens;
+    assert_eq!(cached, shared / KV_BLOCK_SIZE * KV_BLOCK_SIZE);
+    assert!(
+        cached >= 48,
+        "only {cached} of {shared} shared tokens came from the cache"
+    );
+    // The same tokens as computing everything.
+    let mut session = Session::new(&model);
+    let fresh = session
+        .generate(&prompts[1], &greedy(8), None, |_| {})
+        .unwrap();
+    assert_eq!(second.tokens, fresh.tokens);
+    // The same request again takes every full block but the one holding its last token.
+    let again = scheduler
+        .generate(Request::new(prompts[1].clone(), greedy(8)))
+        .unwrap();
+    let full = (prompts[1].len() - 1) / KV_BLOCK_SIZE * KV_BLOCK_SIZE;
+    assert_eq!(again.completion.unwrap().cached_tokens, full);
+    assert_eq!(again.tokens, fresh.tokens);
+}
+
+/// A listener that hangs up after `limit` deltas.
+struct HangUp {
+    deltas: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl EventSink for HangUp {
+    fn send(&mut self, event: Event) -> bool {
+        if matches!(event, Event::Delta { .. }) {
+            return self.deltas.fetch_add(1, Ordering::SeqCst) + 1 < self.limit;
+        }
+        true
+    }
+}
+
+#[test]
+fn a_closed_listener_stops_its_request() {
+    let model = smollm2();
+    let scheduler = Scheduler::spawn(model.clone(), SchedulerConfig::default()).unwrap();
+    let deltas = Arc::new(AtomicUsize::new(0));
+    let sink = HangUp {
+        deltas: deltas.clone(),
+        limit: 3,
+    };
+    let prompt = raw_prompt(&model, PROMPTS[2]);
+    scheduler
+        .submit(Request::new(prompt.clone(), greedy(200)), sink)
+        .unwrap();
+    // A request behind it runs to the end, and by then the first has long stopped.
+    let out = scheduler
+        .generate(Request::new(prompt, greedy(20)))
+        .unwrap();
+    assert_eq!(out.completion.unwrap().finish_reason, FinishReason::Length);
+    assert_eq!(deltas.load(Ordering::SeqCst), 3);
+    assert!(scheduler.stats().generated_tokens.load(Ordering::Relaxed) < 30);
+}
+
+#[test]
+fn prompt_and_token_logprobs_follow_the_model() {
+    let model = smollm2();
+    let prompt = raw_prompt(&model, PROMPTS[0]);
+    let scheduler = Scheduler::spawn(model.clone(), SchedulerConfig::default()).unwrap();
+    let out = scheduler
+        .generate(Request {
+            logprobs: Some(3),
+            prompt_logprobs: true,
+            ..Request::new(prompt.clone(), greedy(4))
+        })
+        .unwrap();
+    // Log-softmax computed here from a plain forward pass over prompt + output.
+    let all: Vec<u32> = prompt.iter().chain(&out.tokens).copied().collect();
+    let mut cache = model.new_cache();
+    let logits = model
+        .forward(&all, &mut cache, Logits::All)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let log_softmax = |row: &[f32], id: u32| {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
+        (row[id as usize] as f64 - max - z.ln()) as f32
+    };
+    assert_eq!(out.prompt_logprobs.len(), prompt.len());
+    assert!(out.prompt_logprobs[0].is_none());
+    for (i, lp) in out.prompt_logprobs.iter().enumerate().skip(1) {
+        let lp = lp.as_ref().unwrap();
+        assert_eq!(lp.token, prompt[i]);
+        assert!((lp.logprob - log_softmax(&logits[i - 1], prompt[i])).abs() < 1e-4);
+    }
+    assert_eq!(out.logprobs.len(), out.tokens.len());
+    for (k, lp) in out.logprobs.iter().enumerate() {
+        let row = &logits[prompt.len() - 1 + k];
+        assert!((lp.logprob - log_softmax(row, out.tokens[k])).abs() < 1e-4);
+        // Greedy: the chosen token is the most likely, listed first of the three.
+        assert_eq!(lp.top.len(), 3);
+        assert_eq!(lp.top[0].0, out.tokens[k]);
+        assert!(lp.top[0].1 >= lp.top[1].1 && lp.top[1].1 >= lp.top[2].1);
+    }
+}
+
+#[test]
+fn impossible_requests_are_refused_at_submission() {
+    let model = smollm2();
+    let scheduler = Scheduler::spawn(
+        model.clone(),
+        SchedulerConfig {
+            kv_blocks: 2,
+            ..SchedulerConfig::default()
+        },
+    )
+    .unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let empty = scheduler.submit(Request::new(vec![], greedy(4)), tx.clone());
+    assert!(empty.unwrap_err().to_string().contains("empty"));
+    let long = scheduler.submit(Request::new(vec![1; 40], greedy(4)), tx.clone());
+    assert!(long.unwrap_err().to_string().contains("KV blocks"));
+    let unknown = scheduler.submit(Request::new(vec![u32::MAX], greedy(4)), tx);
+    assert!(unknown.is_err());
+}
