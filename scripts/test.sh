@@ -8,4 +8,12 @@ cd "$(dirname "$0")/.."
 cargo build --locked -p symphony-cli
 target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b gemma3:270m
 
+# The server tests drive `symphony serve` with the official openai and ollama Python clients.
+clients=.venv-clients
+if ! "$clients/bin/python" -c "import openai, ollama" 2>/dev/null; then
+    python3 -m venv "$clients"
+    "$clients/bin/pip" install --quiet --disable-pip-version-check -r scripts/client-requirements.txt
+fi
+export SYMPHONY_TEST_PYTHON="$PWD/$clients/bin/python"
+
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -20,7 +20,7 @@ use symphony_types::ChatMessage;
 
 use crate::{
     BenchArgs, ChatArgs, LoadArgs, ModelsCommand, PerplexityArgs, PullArgs, RunArgs, SamplingArgs,
-    ThreadArgs,
+    ServeArgs, ThreadArgs,
 };
 
 /// Sets the worker count for candle's kernels and our own before any of them start.
@@ -783,4 +783,66 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(())
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    init_threads(&args.threads)?;
+    let store = Store::from_env()?;
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (args.host.as_str(), args.port)
+                .to_socket_addrs()?
+                .next()
+                .context("the host resolves to no address")
+        })
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    if !args.no_auth {
+        bail!(
+            "authentication is not configured: pass --no-auth to serve without it (local use only)"
+        );
+    }
+    eprintln!(
+        "warning: serving without authentication (--no-auth): anyone who can reach {addr} can use it"
+    );
+    for name in &args.preload {
+        store
+            .get(name)
+            .with_context(|| format!("--preload {name}"))?;
+    }
+    let config = symphony_server::ServerConfig {
+        registry: symphony_server::RegistryConfig {
+            max_memory: args.max_memory,
+            keep_alive: args.keep_alive,
+            kv_cache_tokens: args.kv_cache_tokens,
+            scheduler: symphony_engine::SchedulerConfig {
+                kv_blocks: 0, // sized per model from kv_cache_tokens
+                max_batch_tokens: args.max_batch_tokens,
+                max_running: args.max_running,
+                prefix_cache: !args.no_prefix_cache,
+            },
+        },
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: args.request_timeout,
+        preload: args.preload,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let state = symphony_server::AppState::new(store, config);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        eprintln!(
+            "symphony serve: listening on http://{}",
+            listener.local_addr()?
+        );
+        symphony_server::serve_on(state, listener)
+            .await
+            .context("serving")
+    })
 }

@@ -32,6 +32,94 @@ enum Command {
     /// Download a model from the Hugging Face Hub into the store: `hf:ORG/REPO[:FILE]`
     /// (a GGUF file, or a safetensors checkpoint). Resumes interrupted downloads.
     Pull(PullArgs),
+    /// Serve models over OpenAI- and Ollama-compatible HTTP APIs, with continuous batching.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, short = 'p', default_value_t = 8080)]
+    port: u16,
+    /// Serve without authentication (local use only: anyone who can reach the port can use it).
+    #[arg(long)]
+    no_auth: bool,
+    /// Memory all loaded models may take together, weights and KV caches (e.g. 8G, 512M).
+    #[arg(long, default_value = "8G", value_parser = parse_bytes)]
+    max_memory: u64,
+    /// How long a model stays loaded after its last request (e.g. 5m, 30s, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    keep_alive: std::time::Duration,
+    /// KV cache positions per loaded model, shared by all its sequences.
+    #[arg(long, default_value_t = 16384)]
+    kv_cache_tokens: usize,
+    /// Tokens one batched step may run (decode tokens plus prompt chunks).
+    #[arg(long, default_value_t = 256)]
+    max_batch_tokens: usize,
+    /// Sequences decoded together per model; more requests wait.
+    #[arg(long, default_value_t = 32)]
+    max_running: usize,
+    /// Do not share computed prompt prefixes between requests.
+    #[arg(long)]
+    no_prefix_cache: bool,
+    /// Largest request body accepted, in bytes (e.g. 4M).
+    #[arg(long, default_value = "4M", value_parser = parse_bytes)]
+    max_body_bytes: u64,
+    /// Longest a request may run before it is cut off (e.g. 10m).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    request_timeout: std::time::Duration,
+    /// Models to load at start; `/ready` answers 200 once they are loaded.
+    #[arg(long)]
+    preload: Vec<String>,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+/// `8G`, `512M`, `1.5GiB`, `4096`: bytes, with binary multiples.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 8G, 512M)"))?;
+    let multiple: u64 = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use K, M, G or T)")),
+    };
+    Ok((number * multiple as f64) as u64)
+}
+
+/// `30s`, `5m`, `1h`, `250ms`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let bad = || format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)");
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +314,7 @@ fn main() {
         Command::Perplexity(args) => commands::perplexity(args),
         Command::Bench(args) => commands::bench(args),
         Command::Pull(args) => commands::pull(args),
+        Command::Serve(args) => commands::serve(args),
     };
     if let Err(err) = result {
         // A closed pipe (`symphony run ... | head`) is not an error.

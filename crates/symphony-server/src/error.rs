@@ -1,0 +1,207 @@
+//! Errors as clients expect them: OpenAI's `{"error": {message, type, param, code}}` on the
+//! `/v1` routes, Ollama's `{"error": "..."}` on the `/api` routes, each with the status code
+//! its API uses.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// The request field at fault, when one is.
+    pub param: Option<&'static str>,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn invalid_param(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param),
+            ..Self::bad_request(message)
+        }
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        Self {
+            param: Some("model"),
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "the model '{model}' does not exist: `symphony models list` shows the \
+                     models in the store, `symphony models fetch` or `symphony pull` adds one"
+                ),
+            )
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
+
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// OpenAI's error `type` for the status.
+    fn kind(&self) -> &'static str {
+        match self.status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::PAYLOAD_TOO_LARGE => "invalid_request_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+            s if s.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        match self.status {
+            StatusCode::NOT_FOUND if self.param == Some("model") => Some("model_not_found"),
+            StatusCode::UNAUTHORIZED => Some("invalid_api_key"),
+            StatusCode::TOO_MANY_REQUESTS => Some("rate_limit_exceeded"),
+            StatusCode::PAYLOAD_TOO_LARGE => Some("request_too_large"),
+            _ => None,
+        }
+    }
+
+    fn with_headers(&self, mut response: Response) -> Response {
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+
+    /// The same error in Ollama's shape.
+    pub fn ollama(self) -> OllamaError {
+        OllamaError(self)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind(),
+                "param": self.param,
+                "code": self.code(),
+            }
+        });
+        self.with_headers((self.status, Json(body)).into_response())
+    }
+}
+
+impl From<symphony_engine::Error> for ApiError {
+    fn from(e: symphony_engine::Error) -> Self {
+        use symphony_engine::Error as E;
+        match &e {
+            E::InvalidRequest(_) => ApiError::bad_request(e.to_string()),
+            E::Model(symphony_models::Error::ContextLength { .. }) => {
+                ApiError::invalid_param("messages", e.to_string())
+            }
+            E::Model(symphony_models::Error::NoChatTemplate) => ApiError::bad_request(format!(
+                "{e}: use /v1/completions (or Ollama's raw mode) for this model"
+            )),
+            E::Model(symphony_models::Error::TokenOutOfRange { .. }) => {
+                ApiError::invalid_param("prompt", e.to_string())
+            }
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// An [`ApiError`] answered in Ollama's shape.
+#[derive(Debug)]
+pub struct OllamaError(pub ApiError);
+
+impl From<ApiError> for OllamaError {
+    fn from(e: ApiError) -> Self {
+        OllamaError(e)
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        e.with_headers((e.status, Json(json!({ "error": e.message }))).into_response())
+    }
+}
+
+/// `Json<T>` whose rejections are API errors: 400 with serde's message for malformed JSON or
+/// wrong fields, 413 for a body over the limit, 415 without a JSON content type.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than the server accepts (--max-body-bytes)",
+                ))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body with `Content-Type: application/json`",
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "invalid JSON body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}

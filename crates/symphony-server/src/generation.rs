@@ -1,0 +1,143 @@
+//! The bridge from HTTP handlers to a model's scheduler: submit `n` sequences of one request
+//! and receive their events on a tokio channel. Dropping the receiver (the client went away)
+//! closes every sink, and the scheduler stops those sequences within a step.
+
+use std::sync::Arc;
+
+use symphony_engine::{Completion, Event, EventSink, GenerationParams, Request, TokenLogprob};
+use symphony_models::TokenId;
+pub use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::error::ApiError;
+use crate::registry::LoadedModel;
+use crate::SharedState;
+
+/// A sink that forwards a sequence's events, tagged with its choice index.
+struct ChannelSink {
+    index: usize,
+    tx: UnboundedSender<(usize, Event)>,
+}
+
+impl EventSink for ChannelSink {
+    fn send(&mut self, event: Event) -> bool {
+        self.tx.send((self.index, event)).is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+pub struct Job {
+    pub prompt: Vec<TokenId>,
+    pub params: GenerationParams,
+    pub logprobs: Option<usize>,
+    pub prompt_logprobs: bool,
+    pub n: usize,
+}
+
+/// Submits `job.n` sequences (seeds `seed`, `seed + 1`, ... so choices differ).
+pub fn start(model: &LoadedModel, job: Job) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
+    let (tx, rx) = unbounded_channel();
+    submit(model, job, &tx, 0)?;
+    Ok(rx)
+}
+
+/// Submits `job.n` sequences whose events arrive on `tx` as choices `first_index..`.
+pub fn submit(
+    model: &LoadedModel,
+    job: Job,
+    tx: &UnboundedSender<(usize, Event)>,
+    first_index: usize,
+) -> Result<(), ApiError> {
+    for i in 0..job.n {
+        let index = first_index + i;
+        let mut params = job.params.clone();
+        params.sampling.seed = params.sampling.seed.wrapping_add(i as u64);
+        let request = Request {
+            prompt: job.prompt.clone(),
+            params,
+            logprobs: job.logprobs,
+            prompt_logprobs: job.prompt_logprobs,
+        };
+        model.scheduler.submit(
+            request,
+            ChannelSink {
+                index,
+                tx: tx.clone(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// One choice, collected.
+#[derive(Debug, Default, Clone)]
+pub struct Choice {
+    pub text: String,
+    pub tokens: Vec<TokenId>,
+    pub logprobs: Vec<TokenLogprob>,
+    pub prompt_logprobs: Vec<Option<TokenLogprob>>,
+    pub completion: Option<Completion>,
+}
+
+/// Waits for every choice to finish.
+pub async fn collect(
+    state: &SharedState,
+    mut rx: UnboundedReceiver<(usize, Event)>,
+    n: usize,
+) -> Result<Vec<Choice>, ApiError> {
+    let mut choices = vec![Choice::default(); n];
+    let mut done = 0;
+    while done < n {
+        let Some((i, event)) = rx.recv().await else {
+            return Err(ApiError::internal("the model's scheduler stopped"));
+        };
+        let c = &mut choices[i];
+        match event {
+            Event::PromptLogprobs(lp) => c.prompt_logprobs = lp,
+            Event::Delta {
+                token,
+                text,
+                logprob,
+            } => {
+                c.text.push_str(&text);
+                c.tokens.extend(token);
+                c.logprobs.extend(logprob);
+            }
+            Event::Done(completion) => {
+                state.metrics.observe_generation(&completion);
+                c.completion = Some(completion);
+                done += 1;
+            }
+            Event::Error(e) => return Err(ApiError::internal(e)),
+        }
+    }
+    Ok(choices)
+}
+
+/// Current Unix time in seconds (OpenAI's `created`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A seed for requests that give none, so each differs.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// A token's text for logprob listings.
+pub fn token_text(model: &LoadedModel, id: TokenId) -> String {
+    String::from_utf8_lossy(&model.model().tokenizer.token_bytes(id, true)).into_owned()
+}
+
+pub type Loaded = Arc<LoadedModel>;

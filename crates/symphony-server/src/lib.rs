@@ -1,0 +1,217 @@
+//! `symphony serve`: OpenAI- and Ollama-compatible HTTP APIs over the engine's batching
+//! scheduler, with the model registry, metrics and request logs.
+//!
+//! Architecture invariant: this crate speaks HTTP and owns nothing numeric. Requests are
+//! turned into engine [`Request`](symphony_engine::Request)s, submitted to the model's
+//! [`Scheduler`](symphony_engine::Scheduler), and its events streamed back; every model
+//! detail stays behind the engine.
+
+mod error;
+mod generation;
+mod metrics;
+mod ollama;
+mod openai;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use symphony_store::Store;
+
+pub use error::ApiError;
+pub use registry::{Registry, RegistryConfig};
+
+/// Everything `symphony serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub registry: RegistryConfig,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest a non-streaming request may take before it is cut off (504).
+    pub request_timeout: Duration,
+    /// Models loaded when the server starts (so `/ready` means they answer at once).
+    pub preload: Vec<String>,
+}
+
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub metrics: metrics::Metrics,
+    pub config: ServerConfig,
+    next_request: AtomicU64,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(store: Store, config: ServerConfig) -> SharedState {
+        Arc::new(Self {
+            registry: Arc::new(Registry::new(store, config.registry.clone())),
+            metrics: metrics::Metrics::default(),
+            config,
+            next_request: AtomicU64::new(1),
+            ready: false.into(),
+        })
+    }
+}
+
+/// The routes, with logging, metrics and the body limit around them.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{*model}", get(openai::get_model))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/show", post(ollama::show))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/version", get(ollama::version))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Binds, preloads, and serves until Ctrl-C / SIGTERM, finishing requests in flight.
+pub async fn serve(state: SharedState, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(state, listener).await
+}
+
+pub async fn serve_on(
+    state: SharedState,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let registry = state.registry.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            registry.unload_expired();
+        }
+    });
+    let app = router(state.clone());
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
+    let preload = state.clone();
+    tokio::spawn(async move {
+        for name in &preload.config.preload {
+            if let Err(e) = preload.registry.get(name, None).await {
+                log_json(json!({"event": "preload_failed", "model": name, "error": e.message}));
+            }
+        }
+        preload.ready.store(true, Ordering::SeqCst);
+    });
+    server.await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// One JSON line on stderr: the structured request log.
+pub(crate) fn log_json(value: serde_json::Value) {
+    eprintln!("{value}");
+}
+
+/// Gives every request an id (`x-request-id`, echoed back), then logs and counts it.
+async fn observe(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(String::from)
+        .unwrap_or_else(|| format!("req-{}", state.next_request.fetch_add(1, Ordering::Relaxed)));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.metrics.count_request(&route, status);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    log_json(json!({
+        "event": "request",
+        "request_id": id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": start.elapsed().as_secs_f64() * 1e3,
+    }));
+    response
+}
+
+/// The id `observe` gave the request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 once the preloaded models answer; 503 before.
+async fn ready(State(state): State<SharedState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::overloaded("loading models").into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<SharedState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(&state.registry),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+    .into_response()
+}

@@ -1,0 +1,806 @@
+//! OpenAI's API: `/v1/chat/completions`, `/v1/completions`, `/v1/models`, in the shapes the
+//! official clients parse, streamed as server-sent events.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use symphony_engine::sampling::SamplingParams;
+use symphony_engine::{chat_prompt, raw_prompt, Completion, Event, GenerationParams, TokenLogprob};
+use symphony_types::{ChatMessage, Role};
+
+use crate::error::{ApiError, JsonBody};
+use crate::generation::{self, random_seed, token_text, unix_now, Choice, Job, Loaded};
+use crate::SharedState;
+
+/// Most choices one request may ask for.
+const MAX_N: usize = 16;
+/// Most alternatives per token in `top_logprobs` (OpenAI's limit).
+const MAX_TOP_LOGPROBS: usize = 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StopSpec {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StopSpec::One(s) => vec![s],
+            StopSpec::Many(v) => v,
+        }
+    }
+}
+
+/// The sampling fields both endpoints share.
+#[derive(Debug, Deserialize)]
+pub struct Sampling {
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    /// Not in OpenAI's API; vLLM and llama-server accept it.
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<i64>,
+    #[serde(default)]
+    n: Option<usize>,
+    stop: Option<StopSpec>,
+    // Accepted for compatibility; Symphony's sampler has no presence/frequency penalties,
+    // so a non-zero value is refused rather than silently ignored.
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+}
+
+impl Sampling {
+    fn params(self, max_tokens: usize) -> Result<(GenerationParams, usize), ApiError> {
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if v.is_some_and(|v| v != 0.0) {
+                return Err(ApiError::invalid_param(
+                    if name == "presence_penalty" {
+                        "presence_penalty"
+                    } else {
+                        "frequency_penalty"
+                    },
+                    format!("{name} is not supported; use repetition_penalty"),
+                ));
+            }
+        }
+        let temperature = self.temperature.unwrap_or(1.0);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::invalid_param(
+                "temperature",
+                format!("temperature must be between 0 and 2, got {temperature}"),
+            ));
+        }
+        let n = self.n.unwrap_or(1);
+        if !(1..=MAX_N).contains(&n) {
+            return Err(ApiError::invalid_param(
+                "n",
+                format!("n must be between 1 and {MAX_N}, got {n}"),
+            ));
+        }
+        let stop = self.stop.map(StopSpec::into_vec).unwrap_or_default();
+        if stop.len() > 4 {
+            return Err(ApiError::invalid_param("stop", "at most 4 stop sequences"));
+        }
+        let sampling = SamplingParams {
+            temperature,
+            top_k: self.top_k.unwrap_or(0),
+            top_p: self.top_p.unwrap_or(1.0),
+            min_p: self.min_p.unwrap_or(0.0),
+            repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
+            repeat_last_n: 64,
+            seed: self.seed.map_or_else(random_seed, |s| s as u64),
+        };
+        sampling.validate().map_err(ApiError::bad_request)?;
+        Ok((
+            GenerationParams {
+                max_tokens,
+                sampling,
+                stop,
+            },
+            n,
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+impl InMessage {
+    fn into_chat(self) -> Result<ChatMessage, ApiError> {
+        let role = match self.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => {
+                return Err(ApiError::invalid_param(
+                    "messages",
+                    format!("unknown role '{other}'"),
+                ))
+            }
+        };
+        let content = match self.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t,
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for p in parts {
+                    if p.kind != "text" {
+                        return Err(ApiError::invalid_param(
+                            "messages",
+                            format!("content parts of type '{}' are not supported", p.kind),
+                        ));
+                    }
+                    text.push_str(p.text.as_deref().unwrap_or(""));
+                }
+                text
+            }
+        };
+        Ok(ChatMessage::new(role, content))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<usize>,
+    response_format: Option<Value>,
+    tools: Option<Value>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+/// Generation limit: the request's, else what the context has room for.
+fn max_tokens(requested: Option<usize>, model: &Loaded, prompt_len: usize) -> usize {
+    requested.unwrap_or_else(|| model.model().context_length().saturating_sub(prompt_len))
+}
+
+pub async fn chat_completions(
+    State(state): State<SharedState>,
+    JsonBody(req): JsonBody<ChatRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(format) = &req.response_format {
+        if format.get("type").and_then(Value::as_str) != Some("text") {
+            return Err(ApiError::invalid_param(
+                "response_format",
+                "only response_format {\"type\": \"text\"} is supported",
+            ));
+        }
+    }
+    if req
+        .tools
+        .as_ref()
+        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        return Err(ApiError::invalid_param(
+            "tools",
+            "tool calling is not supported",
+        ));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "messages must not be empty",
+        ));
+    }
+    let top_logprobs = match (req.logprobs, req.top_logprobs) {
+        (_, Some(n)) if n > MAX_TOP_LOGPROBS => {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}"),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                "top_logprobs requires logprobs: true",
+            ))
+        }
+        (true, n) => Some(n.unwrap_or(0)),
+        (false, None) => None,
+    };
+    let messages = req
+        .messages
+        .into_iter()
+        .map(InMessage::into_chat)
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = state.registry.get(&req.model, None).await?;
+    let prompt = chat_prompt(model.model(), &messages)?;
+    let limit = max_tokens(
+        req.max_completion_tokens.or(req.max_tokens),
+        &model,
+        prompt.len(),
+    );
+    let (params, n) = req.sampling.params(limit)?;
+    let job = Job {
+        prompt,
+        params,
+        logprobs: top_logprobs,
+        prompt_logprobs: false,
+        n,
+    };
+    let rx = generation::start(&model, job)?;
+    let id = format!("chatcmpl-{:016x}", random_seed());
+    let created = unix_now();
+    if req.stream {
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        let stream = chat_stream(state, model, rx, n, id, created, include_usage);
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let choices = generation::collect(&state, rx, n).await?;
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model.name,
+        "system_fingerprint": fingerprint(),
+        "choices": choices.iter().enumerate().map(|(i, c)| json!({
+            "index": i,
+            "message": {"role": "assistant", "content": c.text},
+            "logprobs": top_logprobs.map(|_| json!({"content": chat_logprobs(&model, &c.logprobs)})),
+            "finish_reason": finish_reason(c.completion.as_ref()),
+        })).collect::<Vec<_>>(),
+        "usage": usage(&choices),
+    });
+    Ok(Json(body).into_response())
+}
+
+fn fingerprint() -> String {
+    format!("symphony-{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn finish_reason(c: Option<&Completion>) -> &'static str {
+    c.map_or("stop", |c| c.finish_reason.as_str())
+}
+
+fn usage(choices: &[Choice]) -> Value {
+    let first = choices.first().and_then(|c| c.completion.as_ref());
+    let prompt = first.map_or(0, |c| c.prompt_tokens);
+    let cached = first.map_or(0, |c| c.cached_tokens);
+    let completion: usize = choices
+        .iter()
+        .filter_map(|c| c.completion.as_ref())
+        .map(|c| c.completion_tokens)
+        .sum();
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    })
+}
+
+fn chat_logprob_entry(model: &Loaded, lp: &TokenLogprob) -> Value {
+    let entry = |id, logprob: f32| {
+        let text = token_text(model, id);
+        json!({"token": text, "logprob": logprob, "bytes": text.as_bytes()})
+    };
+    let mut v = entry(lp.token, lp.logprob);
+    v["top_logprobs"] = lp.top.iter().map(|&(id, l)| entry(id, l)).collect();
+    v
+}
+
+fn chat_logprobs(model: &Loaded, lps: &[TokenLogprob]) -> Vec<Value> {
+    lps.iter().map(|lp| chat_logprob_entry(model, lp)).collect()
+}
+
+/// The SSE stream of a chat completion: a role chunk per choice, content chunks, a final
+/// chunk with the finish reason per choice, the usage chunk if asked for, then `[DONE]`.
+fn chat_stream(
+    state: SharedState,
+    model: Loaded,
+    rx: generation::UnboundedReceiver<(usize, Event)>,
+    n: usize,
+    id: String,
+    created: u64,
+    include_usage: bool,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let chunk = {
+        let (id, model_name) = (id.clone(), model.name.clone());
+        move |choices: Value| {
+            let mut v = json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_name,
+                "system_fingerprint": fingerprint(),
+                "choices": choices,
+            });
+            if include_usage {
+                v["usage"] = Value::Null;
+            }
+            SseEvent::default().data(v.to_string())
+        }
+    };
+    let opening: Vec<SseEvent> = (0..n)
+        .map(|i| {
+            chunk(json!([{
+                "index": i,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": null,
+                "finish_reason": null,
+            }]))
+        })
+        .collect();
+    struct Progress {
+        rx: generation::UnboundedReceiver<(usize, Event)>,
+        done: usize,
+        choices: Vec<Choice>,
+        finished: bool,
+    }
+    let progress = Progress {
+        rx,
+        done: 0,
+        choices: vec![Choice::default(); n],
+        finished: false,
+    };
+    let body = stream::unfold(progress, move |mut p| {
+        let (state, model, chunk, id) = (state.clone(), model.clone(), chunk.clone(), id.clone());
+        async move {
+            if p.finished {
+                return None;
+            }
+            let mut out = Vec::new();
+            match p.rx.recv().await {
+                None => {
+                    p.finished = true;
+                    out.push(SseEvent::default().data(
+                        json!({"error": {"message": "the model's scheduler stopped", "type": "server_error"}})
+                            .to_string(),
+                    ));
+                }
+                Some((i, Event::Delta { text, logprob, .. })) => {
+                    if let Some(lp) = &logprob {
+                        p.choices[i].logprobs.push(lp.clone());
+                    }
+                    let logprobs = logprob
+                        .map(|lp| json!({"content": [chat_logprob_entry(&model, &lp)]}))
+                        .unwrap_or(Value::Null);
+                    if !text.is_empty() || !logprobs.is_null() {
+                        out.push(chunk(json!([{
+                            "index": i,
+                            "delta": {"content": text},
+                            "logprobs": logprobs,
+                            "finish_reason": null,
+                        }])));
+                    }
+                }
+                Some((i, Event::Done(c))) => {
+                    state.metrics.observe_generation(&c);
+                    out.push(chunk(json!([{
+                        "index": i,
+                        "delta": {},
+                        "logprobs": null,
+                        "finish_reason": c.finish_reason.as_str(),
+                    }])));
+                    p.choices[i].completion = Some(c);
+                    p.done += 1;
+                    if p.done == p.choices.len() {
+                        p.finished = true;
+                        if include_usage {
+                            let v = json!({
+                                "id": id,
+                                "object": "chat.completion.chunk",
+                                "created": created,
+                                "model": model.name,
+                                "system_fingerprint": fingerprint(),
+                                "choices": [],
+                                "usage": usage(&p.choices),
+                            });
+                            out.push(SseEvent::default().data(v.to_string()));
+                        }
+                        out.push(SseEvent::default().data("[DONE]"));
+                    }
+                }
+                Some((_, Event::Error(e))) => {
+                    p.finished = true;
+                    out.push(SseEvent::default().data(
+                        json!({"error": {"message": e, "type": "server_error"}}).to_string(),
+                    ));
+                }
+                Some((_, Event::PromptLogprobs(_))) => {}
+            }
+            Some((stream::iter(out.into_iter().map(Ok)), p))
+        }
+    })
+    .flatten();
+    stream::iter(opening.into_iter().map(Ok)).chain(body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PromptSpec {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    model: String,
+    prompt: PromptSpec,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    echo: bool,
+    logprobs: Option<usize>,
+    suffix: Option<String>,
+    best_of: Option<usize>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+pub async fn completions(
+    State(state): State<SharedState>,
+    JsonBody(req): JsonBody<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
+    }
+    if req.best_of.is_some_and(|b| b > 1) {
+        return Err(ApiError::invalid_param(
+            "best_of",
+            "best_of is not supported",
+        ));
+    }
+    if req.logprobs.is_some_and(|n| n > 5) {
+        return Err(ApiError::invalid_param(
+            "logprobs",
+            "logprobs must be at most 5",
+        ));
+    }
+    let model = state.registry.get(&req.model, None).await?;
+    let prompts: Vec<Vec<u32>> = match req.prompt {
+        PromptSpec::Text(t) => vec![raw_prompt(model.model(), &t)],
+        PromptSpec::Texts(ts) => ts.iter().map(|t| raw_prompt(model.model(), t)).collect(),
+        PromptSpec::Tokens(t) => vec![t],
+        PromptSpec::TokenLists(ts) => ts,
+    };
+    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+        return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
+    }
+    // OpenAI's default for this endpoint.
+    let requested = req.max_tokens.unwrap_or(16);
+    let (params, n) = req.sampling.params(requested)?;
+    let (tx, rx) = generation::unbounded_channel();
+    for (p, prompt) in prompts.iter().enumerate() {
+        let room = model.model().context_length().saturating_sub(prompt.len());
+        let job = Job {
+            prompt: prompt.clone(),
+            params: GenerationParams {
+                max_tokens: requested.min(room),
+                ..params.clone()
+            },
+            logprobs: req.logprobs,
+            prompt_logprobs: req.echo && req.logprobs.is_some(),
+            n,
+        };
+        generation::submit(&model, job, &tx, p * n)?;
+    }
+    drop(tx);
+    let total = prompts.len() * n;
+    let id = format!("cmpl-{:016x}", random_seed());
+    let created = unix_now();
+    if req.stream {
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        let stream = completion_stream(
+            state,
+            model,
+            rx,
+            CompletionShape {
+                prompts,
+                n,
+                echo: req.echo,
+                logprobs: req.logprobs,
+            },
+            id,
+            created,
+            include_usage,
+        );
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let choices = generation::collect(&state, rx, total).await?;
+    let shape = CompletionShape {
+        prompts,
+        n,
+        echo: req.echo,
+        logprobs: req.logprobs,
+    };
+    let prompt_tokens: usize = shape.prompts.iter().map(Vec::len).sum();
+    let completion_tokens: usize = choices
+        .iter()
+        .filter_map(|c| c.completion.as_ref())
+        .map(|c| c.completion_tokens)
+        .sum();
+    let body = json!({
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model.name,
+        "system_fingerprint": fingerprint(),
+        "choices": choices.iter().enumerate().map(|(i, c)| shape.choice(&model, i, c)).collect::<Vec<_>>(),
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    });
+    Ok(Json(body).into_response())
+}
+
+struct CompletionShape {
+    prompts: Vec<Vec<u32>>,
+    n: usize,
+    echo: bool,
+    logprobs: Option<usize>,
+}
+
+impl CompletionShape {
+    /// One choice of `/v1/completions`, with the prompt in front when echoing.
+    fn choice(&self, model: &Loaded, index: usize, c: &Choice) -> Value {
+        let prompt = &self.prompts[index / self.n];
+        let tokenizer = &model.model().tokenizer;
+        let prompt_text = if self.echo {
+            tokenizer.decode(prompt, false)
+        } else {
+            String::new()
+        };
+        let logprobs = self.logprobs.map(|_| {
+            let mut entries: Vec<(u32, Option<&TokenLogprob>)> = Vec::new();
+            if self.echo {
+                entries.extend(
+                    prompt
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &t)| (t, c.prompt_logprobs.get(i).and_then(Option::as_ref))),
+                );
+            }
+            entries.extend(c.logprobs.iter().map(|lp| (lp.token, Some(lp))));
+            completion_logprobs(model, &entries, 0)
+        });
+        json!({
+            "index": index,
+            "text": format!("{prompt_text}{}", c.text),
+            "logprobs": logprobs,
+            "finish_reason": finish_reason(c.completion.as_ref()),
+        })
+    }
+}
+
+/// The legacy logprobs object: parallel lists of tokens, their logprobs, the alternatives
+/// and each token's character offset in the text.
+fn completion_logprobs(
+    model: &Loaded,
+    entries: &[(u32, Option<&TokenLogprob>)],
+    offset: usize,
+) -> Value {
+    let mut tokens = Vec::new();
+    let mut token_logprobs = Vec::new();
+    let mut top = Vec::new();
+    let mut offsets = Vec::new();
+    let mut at = offset;
+    for &(id, lp) in entries {
+        let text = token_text(model, id);
+        offsets.push(at);
+        at += text.chars().count();
+        tokens.push(text);
+        token_logprobs.push(lp.map(|l| l.logprob));
+        top.push(lp.map(|l| {
+            let mut m = serde_json::Map::new();
+            for &(t, v) in &l.top {
+                m.insert(token_text(model, t), json!(v));
+            }
+            Value::Object(m)
+        }));
+    }
+    json!({
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top,
+        "text_offset": offsets,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn completion_stream(
+    state: SharedState,
+    model: Loaded,
+    rx: generation::UnboundedReceiver<(usize, Event)>,
+    shape: CompletionShape,
+    id: String,
+    created: u64,
+    include_usage: bool,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let total = shape.prompts.len() * shape.n;
+    let chunk = {
+        let (id, name) = (id.clone(), model.name.clone());
+        move |choices: Value, usage: Option<Value>| {
+            let mut v = json!({
+                "id": id,
+                "object": "text_completion",
+                "created": created,
+                "model": name,
+                "system_fingerprint": fingerprint(),
+                "choices": choices,
+            });
+            if include_usage {
+                v["usage"] = usage.unwrap_or(Value::Null);
+            }
+            SseEvent::default().data(v.to_string())
+        }
+    };
+    struct Progress {
+        rx: generation::UnboundedReceiver<(usize, Event)>,
+        done: usize,
+        echoed: Vec<bool>,
+        completion_tokens: usize,
+        finished: bool,
+    }
+    let progress = Progress {
+        rx,
+        done: 0,
+        echoed: vec![false; total],
+        completion_tokens: 0,
+        finished: false,
+    };
+    stream::unfold(progress, move |mut p| {
+        let (state, model, chunk) = (state.clone(), model.clone(), chunk.clone());
+        let shape_prompts: Vec<usize> = shape.prompts.iter().map(Vec::len).collect();
+        let echo_text: Option<Vec<String>> = shape.echo.then(|| {
+            shape
+                .prompts
+                .iter()
+                .map(|t| model.model().tokenizer.decode(t, false))
+                .collect()
+        });
+        let (n, logprobs) = (shape.n, shape.logprobs);
+        async move {
+            if p.finished {
+                return None;
+            }
+            let mut out = Vec::new();
+            let next = p.rx.recv().await;
+            if let Some((i, _)) = &next {
+                let i = *i;
+                if let (Some(texts), false) = (&echo_text, p.echoed[i]) {
+                    p.echoed[i] = true;
+                    out.push(chunk(
+                        json!([{"index": i, "text": texts[i / n], "logprobs": null, "finish_reason": null}]),
+                        None,
+                    ));
+                }
+            }
+            match next {
+                None => {
+                    p.finished = true;
+                    out.push(SseEvent::default().data(
+                        json!({"error": {"message": "the model's scheduler stopped", "type": "server_error"}})
+                            .to_string(),
+                    ));
+                }
+                Some((i, Event::Delta { token, text, logprob })) => {
+                    let lp = logprobs.map(|_| {
+                        let entries: Vec<(u32, Option<&TokenLogprob>)> = token
+                            .map(|t| (t, logprob.as_ref()))
+                            .into_iter()
+                            .collect();
+                        completion_logprobs(&model, &entries, 0)
+                    });
+                    out.push(chunk(
+                        json!([{"index": i, "text": text, "logprobs": lp, "finish_reason": null}]),
+                        None,
+                    ));
+                }
+                Some((i, Event::Done(c))) => {
+                    state.metrics.observe_generation(&c);
+                    p.completion_tokens += c.completion_tokens;
+                    out.push(chunk(
+                        json!([{"index": i, "text": "", "logprobs": null, "finish_reason": c.finish_reason.as_str()}]),
+                        None,
+                    ));
+                    p.done += 1;
+                    if p.done == total {
+                        p.finished = true;
+                        if include_usage {
+                            let prompt_tokens: usize = shape_prompts.iter().sum();
+                            out.push(chunk(
+                                json!([]),
+                                Some(json!({
+                                    "prompt_tokens": prompt_tokens,
+                                    "completion_tokens": p.completion_tokens,
+                                    "total_tokens": prompt_tokens + p.completion_tokens,
+                                })),
+                            ));
+                        }
+                        out.push(SseEvent::default().data("[DONE]"));
+                    }
+                }
+                Some((_, Event::Error(e))) => {
+                    p.finished = true;
+                    out.push(SseEvent::default().data(
+                        json!({"error": {"message": e, "type": "server_error"}}).to_string(),
+                    ));
+                }
+                Some((_, Event::PromptLogprobs(_))) => {}
+            }
+            Some((stream::iter(out.into_iter().map(Ok)), p))
+        }
+    })
+    .flatten()
+}
+
+fn model_object(name: &str, created: u64) -> Value {
+    json!({"id": name, "object": "model", "created": created, "owned_by": "symphony"})
+}
+
+pub async fn list_models(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
+    let models = state
+        .registry
+        .store()
+        .list()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": models.iter().map(|m| model_object(&m.name, m.imported_at)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn get_model(
+    State(state): State<SharedState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let m = state.registry.manifest(&model)?;
+    Ok(Json(model_object(&m.name, m.imported_at)))
+}

@@ -1,0 +1,251 @@
+//! Which models are in memory: loaded on first use, each with its own scheduler thread,
+//! within a memory budget. A model stays loaded for its keep-alive after its last request;
+//! when a new one needs room, idle models go least recently used first.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use symphony_engine::{Scheduler, SchedulerConfig};
+use symphony_models::{Model, KV_BLOCK_SIZE};
+use symphony_store::{Manifest, Store};
+
+use crate::error::ApiError;
+
+/// A model in memory and its scheduler.
+pub struct LoadedModel {
+    /// The store's full name, e.g. `smollm2:latest`.
+    pub name: String,
+    pub manifest: Manifest,
+    pub scheduler: Scheduler,
+    /// Weights plus the KV store, the figure the memory budget counts.
+    pub size_bytes: u64,
+    pub loaded_at: SystemTime,
+    usage: Mutex<Usage>,
+}
+
+struct Usage {
+    last_used: Instant,
+    keep_alive: Duration,
+}
+
+impl LoadedModel {
+    pub fn model(&self) -> &Arc<Model> {
+        self.scheduler.model()
+    }
+
+    /// Marks a use: the keep-alive counts from now, with this request's keep-alive if given.
+    pub fn touch(&self, keep_alive: Option<Duration>) {
+        let mut u = self.usage.lock().expect("usage lock");
+        u.last_used = Instant::now();
+        if let Some(k) = keep_alive {
+            u.keep_alive = k;
+        }
+    }
+
+    /// When the model will be unloaded if nothing uses it.
+    pub fn expires_at(&self) -> SystemTime {
+        let u = self.usage.lock().expect("usage lock");
+        SystemTime::now() + (u.last_used + u.keep_alive).saturating_duration_since(Instant::now())
+    }
+
+    /// Whether a request holds it or its scheduler has work (the registry's own reference
+    /// does not count).
+    fn is_busy(self: &Arc<Self>) -> bool {
+        let s = self.scheduler.stats();
+        use std::sync::atomic::Ordering::Relaxed;
+        Arc::strong_count(self) > 1 || s.running.load(Relaxed) + s.waiting.load(Relaxed) > 0
+    }
+
+    fn expired(&self) -> bool {
+        let u = self.usage.lock().expect("usage lock");
+        u.last_used.elapsed() >= u.keep_alive
+    }
+
+    fn last_used(&self) -> Instant {
+        self.usage.lock().expect("usage lock").last_used
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Bytes all loaded models may take together (weights and KV caches).
+    pub max_memory: u64,
+    /// How long a model stays loaded after its last request.
+    pub keep_alive: Duration,
+    /// KV positions per model's scheduler.
+    pub kv_cache_tokens: usize,
+    pub scheduler: SchedulerConfig,
+}
+
+pub struct Registry {
+    store: Store,
+    config: RegistryConfig,
+    loaded: Mutex<HashMap<String, Arc<LoadedModel>>>,
+    /// One load at a time: two requests for the same model load it once.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    pub fn new(store: Store, config: RegistryConfig) -> Self {
+        Self {
+            store,
+            config,
+            loaded: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn default_keep_alive(&self) -> Duration {
+        self.config.keep_alive
+    }
+
+    /// The store's manifest for a name as clients write it (`smollm2`, `smollm2:latest`).
+    pub fn manifest(&self, name: &str) -> Result<Manifest, ApiError> {
+        self.store
+            .get(name)
+            .map_err(|_| ApiError::model_not_found(name))
+    }
+
+    /// Loaded models, most recently used first.
+    pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
+        let mut all: Vec<_> = self
+            .loaded
+            .lock()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|m| std::cmp::Reverse(m.last_used()));
+        all
+    }
+
+    /// The model, loading it first if needed.
+    pub async fn get(
+        self: &Arc<Self>,
+        name: &str,
+        keep_alive: Option<Duration>,
+    ) -> Result<Arc<LoadedModel>, ApiError> {
+        let manifest = self.manifest(name)?;
+        if let Some(m) = self.lookup(&manifest.name) {
+            m.touch(keep_alive);
+            return Ok(m);
+        }
+        let _guard = self.loading.lock().await;
+        if let Some(m) = self.lookup(&manifest.name) {
+            m.touch(keep_alive);
+            return Ok(m);
+        }
+        let path = self.store.blob_path(&manifest);
+        let needed = manifest.size_bytes;
+        self.make_room(needed)?;
+        let this = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || this.load(manifest, path, keep_alive))
+            .await
+            .map_err(|e| ApiError::internal(format!("loading stopped: {e}")))??;
+        self.make_room(loaded.size_bytes)?;
+        let loaded = Arc::new(loaded);
+        self.loaded
+            .lock()
+            .expect("registry lock")
+            .insert(loaded.name.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lookup(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        self.loaded
+            .lock()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+    }
+
+    fn load(
+        &self,
+        manifest: Manifest,
+        path: PathBuf,
+        keep_alive: Option<Duration>,
+    ) -> Result<LoadedModel, ApiError> {
+        let model = Model::load(&path)
+            .map_err(|e| ApiError::internal(format!("cannot load '{}': {e}", manifest.name)))?;
+        let kv_tokens = self
+            .config
+            .kv_cache_tokens
+            .min(model.context_length().max(1));
+        let kv_blocks = kv_tokens.div_ceil(KV_BLOCK_SIZE);
+        let kv_bytes = model.new_kv_store(0).block_bytes() as u64 * kv_blocks as u64;
+        let scheduler = Scheduler::spawn(
+            Arc::new(model),
+            SchedulerConfig {
+                kv_blocks,
+                ..self.config.scheduler.clone()
+            },
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(LoadedModel {
+            name: manifest.name.clone(),
+            size_bytes: manifest.size_bytes + kv_bytes,
+            manifest,
+            scheduler,
+            loaded_at: SystemTime::now(),
+            usage: Mutex::new(Usage {
+                last_used: Instant::now(),
+                keep_alive: keep_alive.unwrap_or(self.config.keep_alive),
+            }),
+        })
+    }
+
+    /// Unloads idle models, least recently used first, until `needed` more bytes fit.
+    fn make_room(&self, needed: u64) -> Result<(), ApiError> {
+        if needed > self.config.max_memory {
+            return Err(ApiError::overloaded(format!(
+                "the model needs {needed} bytes, more than --max-memory ({} bytes)",
+                self.config.max_memory
+            )));
+        }
+        let mut loaded = self.loaded.lock().expect("registry lock");
+        loop {
+            let used: u64 = loaded.values().map(|m| m.size_bytes).sum();
+            if used + needed <= self.config.max_memory {
+                return Ok(());
+            }
+            let victim = loaded
+                .values()
+                .filter(|m| !m.is_busy())
+                .min_by_key(|m| m.last_used())
+                .map(|m| m.name.clone());
+            match victim {
+                Some(name) => {
+                    loaded.remove(&name);
+                }
+                None => {
+                    return Err(ApiError::overloaded(
+                        "every loaded model is busy and there is no memory for another: \
+                         retry later or raise --max-memory",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Unloads models whose keep-alive has passed (called periodically).
+    pub fn unload_expired(&self) {
+        self.loaded
+            .lock()
+            .expect("registry lock")
+            .retain(|_, m| m.is_busy() || !m.expired());
+    }
+
+    /// Unloads a model now (Ollama's `keep_alive: 0`), once it is idle.
+    pub fn unload(&self, name: &str) {
+        let mut loaded = self.loaded.lock().expect("registry lock");
+        if loaded.get(name).is_some_and(|m| !m.is_busy()) {
+            loaded.remove(name);
+        }
+    }
+}
