@@ -8,9 +8,17 @@ cd "$(dirname "$0")/.."
 cargo build --locked -p symphony-cli
 target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b gemma3:270m
 
+# The server's Redis tests start a real redis-server (Debian's package).
+if ! command -v redis-server >/dev/null; then
+    sudo=""
+    [[ "$(id -u)" -eq 0 ]] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
 # The server tests drive `symphony serve` with the official openai and ollama Python clients.
 clients=.venv-clients
-if ! "$clients/bin/python" -c "import openai, ollama" 2>/dev/null; then
+if ! "$clients/bin/python" -c "import openai, ollama, websockets" 2>/dev/null; then
     python3 -m venv "$clients"
     "$clients/bin/pip" install --quiet --disable-pip-version-check -r scripts/client-requirements.txt
 fi

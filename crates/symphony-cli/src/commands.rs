@@ -19,8 +19,8 @@ use symphony_store::{ModelMeta, ModelName, Store};
 use symphony_types::ChatMessage;
 
 use crate::{
-    BenchArgs, ChatArgs, LoadArgs, ModelsCommand, PerplexityArgs, PullArgs, RunArgs, SamplingArgs,
-    ServeArgs, ThreadArgs,
+    BenchArgs, ChatArgs, KeysCommand, LoadArgs, ModelsCommand, PerplexityArgs, PullArgs, RunArgs,
+    SamplingArgs, ServeArgs, ThreadArgs,
 };
 
 /// Sets the worker count for candle's kernels and our own before any of them start.
@@ -798,20 +798,43 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 .context("the host resolves to no address")
         })
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    if !args.no_auth {
-        bail!(
-            "authentication is not configured: pass --no-auth to serve without it (local use only)"
+    let auth = if args.no_auth {
+        eprintln!(
+            "warning: serving without authentication (--no-auth): anyone who can reach {addr} can use it"
         );
-    }
-    eprintln!(
-        "warning: serving without authentication (--no-auth): anyone who can reach {addr} can use it"
-    );
+        symphony_server::Auth::Disabled
+    } else {
+        let path = key_file_path(&store, args.api_keys.as_deref());
+        let keys = symphony_server::KeyFile::open(&path)?;
+        let jwt_secret = jwt_secret(args.jwt_secret_file.as_deref())?;
+        if keys.list().is_empty() && jwt_secret.is_none() {
+            bail!(
+                "no credentials are configured: make a key with `symphony keys create NAME --role admin`, \
+                 give a JWT secret (SYMPHONY_JWT_SECRET or --jwt-secret-file), or pass --no-auth for local use"
+            );
+        }
+        symphony_server::Auth::Enabled {
+            keys: Some(keys),
+            jwt_secret,
+        }
+    };
     for name in &args.preload {
         store
             .get(name)
             .with_context(|| format!("--preload {name}"))?;
     }
+    let redis = args
+        .redis
+        .as_deref()
+        .map(symphony_server::redis::Redis::new)
+        .transpose()?
+        .map(Arc::new);
     let config = symphony_server::ServerConfig {
+        response_cache: symphony_server::CacheConfig {
+            entries: args.response_cache_entries,
+            ttl: args.response_cache_ttl,
+        },
+        max_waiting: args.max_waiting,
         registry: symphony_server::RegistryConfig {
             max_memory: args.max_memory,
             keep_alive: args.keep_alive,
@@ -833,7 +856,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let state = symphony_server::AppState::new(store, config);
+        if let Some(redis) = &redis {
+            redis
+                .ping()
+                .await
+                .context("--redis: the server does not answer")?;
+        }
+        let state = symphony_server::AppState::new(store, config, auth, redis);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -845,4 +874,112 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .context("serving")
     })
+}
+
+fn key_file_path(store: &Store, given: Option<&Path>) -> std::path::PathBuf {
+    given.map_or_else(|| store.home().join("keys.json"), Path::to_path_buf)
+}
+
+/// The JWT secret from a file, else from SYMPHONY_JWT_SECRET; `None` when neither is set.
+fn jwt_secret(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
+    let secret = match file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .trim()
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => std::env::var("SYMPHONY_JWT_SECRET")
+            .ok()
+            .map(|s| s.into_bytes()),
+    };
+    match secret {
+        Some(s) if s.len() < 16 => bail!("the JWT secret must be at least 16 bytes"),
+        other => Ok(other),
+    }
+}
+
+pub fn keys(cmd: KeysCommand) -> Result<()> {
+    let store = Store::from_env()?;
+    match cmd {
+        KeysCommand::Create {
+            name,
+            role,
+            rpm,
+            tpm,
+            quota,
+            file,
+        } => {
+            let path = key_file_path(&store, file.api_keys.as_deref());
+            let keys = symphony_server::KeyFile::open(&path)?;
+            let limits = symphony_server::Limits {
+                rpm,
+                tpm,
+                token_quota: quota,
+            };
+            let key = keys.create(&name, role, limits)?;
+            eprintln!(
+                "created key '{name}' ({}) in {}; it is shown only now:",
+                role.as_str(),
+                path.display()
+            );
+            println!("{key}");
+        }
+        KeysCommand::List { json, file } => {
+            let path = key_file_path(&store, file.api_keys.as_deref());
+            let keys = symphony_server::KeyFile::open(&path)?.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else if keys.is_empty() {
+                println!("no keys in {}", path.display());
+            } else {
+                println!(
+                    "{:<24} {:<8} {:>8} {:>10} {:>12}",
+                    "NAME", "ROLE", "RPM", "TPM", "QUOTA"
+                );
+                let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                for k in keys {
+                    println!(
+                        "{:<24} {:<8} {:>8} {:>10} {:>12}",
+                        k.name,
+                        k.role.as_str(),
+                        show(k.limits.rpm),
+                        show(k.limits.tpm),
+                        show(k.limits.token_quota)
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { name, file } => {
+            let path = key_file_path(&store, file.api_keys.as_deref());
+            symphony_server::KeyFile::open(&path)?.revoke(&name)?;
+            eprintln!("revoked '{name}'");
+        }
+        KeysCommand::Token {
+            sub,
+            role,
+            ttl,
+            rpm,
+            tpm,
+            jwt_secret_file,
+        } => {
+            let secret = jwt_secret(jwt_secret_file.as_deref())?
+                .context("no JWT secret: set SYMPHONY_JWT_SECRET or pass --jwt-secret-file")?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let mut claims = serde_json::json!({
+                "sub": sub, "role": role.as_str(), "iat": now, "exp": now + ttl.as_secs(),
+            });
+            if let Some(rpm) = rpm {
+                claims["rpm"] = rpm.into();
+            }
+            if let Some(tpm) = tpm {
+                claims["tpm"] = tpm.into();
+            }
+            println!("{}", symphony_server::auth::sign_jwt(&claims, &secret));
+        }
+    }
+    Ok(())
 }

@@ -34,6 +34,68 @@ enum Command {
     Pull(PullArgs),
     /// Serve models over OpenAI- and Ollama-compatible HTTP APIs, with continuous batching.
     Serve(ServeArgs),
+    /// Manage the server's API keys (stored hashed in $SYMPHONY_HOME/keys.json) and sign JWTs.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a key and print it (the only time it is shown).
+    Create {
+        name: String,
+        /// reader (list models), user (inference) or admin (models and keys).
+        #[arg(long, default_value = "user")]
+        role: symphony_server::Role,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens (prompt + generated) per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Tokens in all.
+        #[arg(long)]
+        quota: Option<u64>,
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+    /// List the keys (names, roles, limits; never the keys).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+    /// Revoke a key; a running server stops accepting it at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+    /// Sign an HS256 JWT with the server's secret (SYMPHONY_JWT_SECRET or --jwt-secret-file).
+    Token {
+        /// The subject: rate limits are counted per subject.
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value = "user")]
+        role: symphony_server::Role,
+        /// Lifetime (e.g. 1h, 30m).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        #[arg(long)]
+        rpm: Option<u64>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[arg(long)]
+        jwt_secret_file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct KeyFileArg {
+    /// The key file (default: $SYMPHONY_HOME/keys.json).
+    #[arg(long)]
+    api_keys: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +108,25 @@ struct ServeArgs {
     /// Serve without authentication (local use only: anyone who can reach the port can use it).
     #[arg(long)]
     no_auth: bool,
+    /// API key file, as `symphony keys` writes it (default: $SYMPHONY_HOME/keys.json).
+    #[arg(long)]
+    api_keys: Option<std::path::PathBuf>,
+    /// File holding the HS256 secret for JWT bearer tokens (or set SYMPHONY_JWT_SECRET).
+    #[arg(long)]
+    jwt_secret_file: Option<std::path::PathBuf>,
+    /// Redis for rate limits and the response cache shared between servers
+    /// (redis://[:password@]host[:port][/db]).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Replies kept in the in-memory response cache (0 turns the cache off).
+    #[arg(long, default_value_t = 1024)]
+    response_cache_entries: usize,
+    /// How long a cached reply stays valid.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    response_cache_ttl: std::time::Duration,
+    /// Requests waiting per model beyond which new ones are refused with 503.
+    #[arg(long, default_value_t = 256)]
+    max_waiting: usize,
     /// Memory all loaded models may take together, weights and KV caches (e.g. 8G, 512M).
     #[arg(long, default_value = "8G", value_parser = parse_bytes)]
     max_memory: u64,
@@ -315,6 +396,7 @@ fn main() {
         Command::Bench(args) => commands::bench(args),
         Command::Pull(args) => commands::pull(args),
         Command::Serve(args) => commands::serve(args),
+        Command::Keys(cmd) => commands::keys(cmd),
     };
     if let Err(err) = result {
         // A closed pipe (`symphony run ... | head`) is not an error.

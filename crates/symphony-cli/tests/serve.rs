@@ -19,9 +19,15 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Self {
+        Self::start_with(&["--no-auth"], extra, &[])
+    }
+
+    fn start_with(auth: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_symphony"))
-            .args(["serve", "--no-auth", "--port", "0", "--preload", "smollm2"])
+            .args(["serve", "--port", "0", "--preload", "smollm2"])
+            .args(auth)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -80,6 +86,82 @@ fn curl(args: &[&str]) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A JSON request with an optional bearer token; returns status, headers and body.
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut args = vec!["-X", method, url, "-H", "content-type: application/json"];
+    let header;
+    if let Some(t) = token {
+        header = format!("authorization: Bearer {t}");
+        args.extend(["-H", &header]);
+    }
+    if let Some(b) = body {
+        args.extend(["-d", b]);
+    }
+    curl(&args)
+}
+
+const GREEDY_CHAT: &str = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"temperature":0}"#;
+
+fn symphony(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("symphony runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A `redis-server` on a free loopback port, stopped on drop.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn python() -> PathBuf {
@@ -217,4 +299,230 @@ fn an_oversized_body_is_413() {
         &big,
     ]);
     assert_eq!(status, 413, "{body}");
+}
+
+#[test]
+fn keys_jwts_and_roles_guard_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let secret = "a-test-secret-of-enough-length";
+    let env = [("SYMPHONY_JWT_SECRET", secret)];
+    let key = |name: &str, role: &str| {
+        symphony(
+            &["keys", "create", name, "--role", role, "--api-keys", keys],
+            &[],
+        )
+    };
+    let (reader, user, admin) = (key("r", "reader"), key("u", "user"), key("a", "admin"));
+    // The file holds hashes only.
+    let stored = std::fs::read_to_string(keys).unwrap();
+    assert!(!stored.contains(&user) && stored.contains("sha256:"));
+
+    let server = Server::start_with(&["--api-keys", keys], &[], &env);
+    let base = &server.base;
+    let chat = format!("{base}/v1/chat/completions");
+    let models = format!("{base}/v1/models");
+    let admin_keys = format!("{base}/v1/admin/keys");
+
+    assert_eq!(call("GET", &format!("{base}/health"), None, None).0, 200);
+    assert_eq!(call("GET", &models, None, None).0, 401);
+    assert_eq!(call("GET", &models, Some("sk-sym-wrong"), None).0, 401);
+    assert_eq!(call("GET", &models, Some(&reader), None).0, 200);
+    assert_eq!(call("POST", &chat, Some(&reader), Some(GREEDY_CHAT)).0, 403);
+    assert_eq!(call("POST", &chat, Some(&user), Some(GREEDY_CHAT)).0, 200);
+    assert_eq!(call("GET", &admin_keys, Some(&user), None).0, 403);
+    let (status, listed) = call("GET", &admin_keys, Some(&admin), None);
+    assert_eq!(status, 200);
+    assert!(listed.contains(r#""name":"u""#) && !listed.contains(&user));
+
+    // An admin makes a key over HTTP; it works at once, and stops working when revoked.
+    let (status, made) = call(
+        "POST",
+        &admin_keys,
+        Some(&admin),
+        Some(r#"{"name":"new","role":"user"}"#),
+    );
+    assert_eq!(status, 200, "{made}");
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let new_key = made["key"].as_str().unwrap();
+    assert_eq!(call("POST", &chat, Some(new_key), Some(GREEDY_CHAT)).0, 200);
+    assert_eq!(
+        call("DELETE", &format!("{admin_keys}/new"), Some(&admin), None).0,
+        200
+    );
+    assert_eq!(call("POST", &chat, Some(new_key), Some(GREEDY_CHAT)).0, 401);
+    // So does a key revoked with the CLI while the server runs.
+    symphony(&["keys", "revoke", "u", "--api-keys", keys], &[]);
+    assert_eq!(call("POST", &chat, Some(&user), Some(GREEDY_CHAT)).0, 401);
+
+    // JWTs signed with the server's secret, with roles and expiry.
+    let token = |role: &str, ttl: &str| {
+        symphony(
+            &[
+                "keys", "token", "--sub", "jwt-user", "--role", role, "--ttl", ttl,
+            ],
+            &env,
+        )
+    };
+    assert_eq!(
+        call("POST", &chat, Some(&token("user", "1h")), Some(GREEDY_CHAT)).0,
+        200
+    );
+    assert_eq!(
+        call(
+            "POST",
+            &chat,
+            Some(&token("reader", "1h")),
+            Some(GREEDY_CHAT)
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call("POST", &chat, Some(&token("user", "0s")), Some(GREEDY_CHAT)).0,
+        401
+    );
+    let forged = symphony(
+        &["keys", "token", "--sub", "x", "--role", "admin"],
+        &[("SYMPHONY_JWT_SECRET", "some-other-secret-entirely")],
+    );
+    let (status, body) = call("GET", &models, Some(&forged), None);
+    assert_eq!(status, 401);
+    assert!(body.contains("signature"), "{body}");
+}
+
+#[test]
+fn rate_limits_and_the_response_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let limited = symphony(
+        &["keys", "create", "slow", "--rpm", "2", "--api-keys", keys],
+        &[],
+    );
+    let tokens = symphony(
+        &["keys", "create", "small", "--tpm", "30", "--api-keys", keys],
+        &[],
+    );
+    let server = Server::start_with(&["--api-keys", keys], &[], &[]);
+    let chat = format!("{}/v1/chat/completions", server.base);
+
+    assert_eq!(
+        call("POST", &chat, Some(&limited), Some(GREEDY_CHAT)).0,
+        200
+    );
+    assert_eq!(
+        call("POST", &chat, Some(&limited), Some(GREEDY_CHAT)).0,
+        200
+    );
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "-X",
+            "POST",
+            &chat,
+            "-H",
+            "content-type: application/json",
+        ])
+        .args([
+            "-H",
+            &format!("authorization: Bearer {limited}"),
+            "-d",
+            GREEDY_CHAT,
+        ])
+        .output()
+        .unwrap();
+    let response = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(response.starts_with("http/1.1 429"), "{response}");
+    assert!(response.contains("retry-after: "), "{response}");
+    assert!(response.contains("rate_limit_exceeded"), "{response}");
+
+    // Tokens per minute: the first request's prompt and reply use up the 30.
+    let long = r#"{"model":"smollm2","messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":20,"temperature":0}"#;
+    assert_eq!(call("POST", &chat, Some(&tokens), Some(long)).0, 200);
+    assert_eq!(call("POST", &chat, Some(&tokens), Some(long)).0, 429);
+
+    // The response cache answers a repeated deterministic request with the same body.
+    let unlimited = symphony(&["keys", "create", "free", "--api-keys", keys], &[]);
+    let request = r#"{"model":"smollm2","messages":[{"role":"user","content":"Name a color."}],"max_tokens":8,"temperature":0}"#;
+    let (s1, first) = call("POST", &chat, Some(&unlimited), Some(request));
+    let (s2, second) = call("POST", &chat, Some(&unlimited), Some(request));
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(first, second);
+    let (_, metrics) = curl(&[
+        "-H",
+        &format!("authorization: Bearer {unlimited}"),
+        &format!("{}/metrics", server.base),
+    ]);
+    // Two hits: the rate-limited key's second request, and this one.
+    assert!(
+        metrics.contains("symphony_response_cache_hits_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("symphony_rate_limited_total 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn redis_shares_limits_and_cached_replies_between_servers() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let key = symphony(
+        &["keys", "create", "shared", "--rpm", "3", "--api-keys", keys],
+        &[],
+    );
+    let args = ["--redis", redis.url.as_str()];
+    let (a, b) = (
+        Server::start_with(&["--api-keys", keys], &args, &[]),
+        Server::start_with(&["--api-keys", keys], &args, &[]),
+    );
+    let chat = |s: &Server| format!("{}/v1/chat/completions", s.base);
+    let request = r#"{"model":"smollm2","messages":[{"role":"user","content":"Count to three."}],"max_tokens":6,"seed":11,"temperature":0.9}"#;
+    let (s1, from_a) = call("POST", &chat(&a), Some(&key), Some(request));
+    assert_eq!(s1, 200, "{from_a}");
+    // B has never run it: its reply comes from Redis, byte for byte A's.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "-X",
+            "POST",
+            &chat(&b),
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-H", &format!("authorization: Bearer {key}"), "-d", request])
+        .output()
+        .unwrap();
+    let response = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        response.to_lowercase().contains("x-symphony-cache: hit"),
+        "{response}"
+    );
+    assert!(response.ends_with(&from_a), "{response}");
+    // Three requests a minute in all, wherever they go.
+    assert_eq!(
+        call("POST", &chat(&b), Some(&key), Some(GREEDY_CHAT)).0,
+        200
+    );
+    assert_eq!(
+        call("POST", &chat(&a), Some(&key), Some(GREEDY_CHAT)).0,
+        429
+    );
+    assert_eq!(
+        call("POST", &chat(&b), Some(&key), Some(GREEDY_CHAT)).0,
+        429
+    );
+}
+
+#[test]
+fn the_websocket_streams_chat_chunks() {
+    let server = Server::start(&[]);
+    run_client(&server, "websocket_client.py");
 }

@@ -8,6 +8,7 @@ use symphony_engine::{Completion, Event, EventSink, GenerationParams, Request, T
 use symphony_models::TokenId;
 pub use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::registry::LoadedModel;
 use crate::SharedState;
@@ -36,20 +37,79 @@ pub struct Job {
     pub n: usize,
 }
 
-/// Submits `job.n` sequences (seeds `seed`, `seed + 1`, ... so choices differ).
-pub fn start(model: &LoadedModel, job: Job) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
-    let (tx, rx) = unbounded_channel();
-    submit(model, job, &tx, 0)?;
+/// A channel for a request's choices: the scheduler's sinks send into the first half, the
+/// handler reads the second. Between them a task records each finished choice in the metrics
+/// and against the caller's token limits, and, when the handler drops its receiver (the
+/// client went away), drops the sinks' receiver at once so the scheduler stops the sequences
+/// at its next step, even in the middle of a prefill.
+pub fn channel(
+    state: &SharedState,
+    principal: &Principal,
+) -> (
+    UnboundedSender<(usize, Event)>,
+    UnboundedReceiver<(usize, Event)>,
+) {
+    let (inner_tx, mut inner_rx) = unbounded_channel::<(usize, Event)>();
+    let (outer_tx, outer_rx) = unbounded_channel();
+    let (state, principal) = (state.clone(), principal.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                event = inner_rx.recv() => {
+                    let Some((i, event)) = event else { break };
+                    if let Event::Done(c) = &event {
+                        state.metrics.observe_generation(c);
+                        // The prompt is counted once, with the first choice.
+                        let prompt = if i == 0 { c.prompt_tokens } else { 0 };
+                        state
+                            .limiter
+                            .record_tokens(&principal, (prompt + c.completion_tokens) as u64)
+                            .await;
+                    }
+                    if outer_tx.send((i, event)).is_err() {
+                        break;
+                    }
+                }
+                _ = outer_tx.closed() => break,
+            }
+        }
+    });
+    (inner_tx, outer_rx)
+}
+
+/// Submits `job.n` sequences (seeds `seed`, `seed + 1`, ... so choices differ) and returns
+/// their events.
+pub fn start(
+    state: &SharedState,
+    principal: &Principal,
+    model: &LoadedModel,
+    job: Job,
+) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
+    let (tx, rx) = channel(state, principal);
+    submit(state, model, job, &tx, 0)?;
     Ok(rx)
 }
 
 /// Submits `job.n` sequences whose events arrive on `tx` as choices `first_index..`.
+/// Refuses with 503 while the model's queue is full.
 pub fn submit(
+    state: &SharedState,
     model: &LoadedModel,
     job: Job,
     tx: &UnboundedSender<(usize, Event)>,
     first_index: usize,
 ) -> Result<(), ApiError> {
+    let waiting = model
+        .scheduler
+        .stats()
+        .waiting
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if waiting >= state.config.max_waiting {
+        return Err(ApiError::overloaded(format!(
+            "'{}' has {waiting} requests waiting; retry shortly",
+            model.name
+        )));
+    }
     for i in 0..job.n {
         let index = first_index + i;
         let mut params = job.params.clone();
@@ -81,9 +141,25 @@ pub struct Choice {
     pub completion: Option<Completion>,
 }
 
-/// Waits for every choice to finish.
+/// Waits for every choice to finish, within the server's request timeout (504 beyond; the
+/// sequences are then cancelled).
 pub async fn collect(
     state: &SharedState,
+    rx: UnboundedReceiver<(usize, Event)>,
+    n: usize,
+) -> Result<Vec<Choice>, ApiError> {
+    let limit = state.config.request_timeout;
+    tokio::time::timeout(limit, collect_all(rx, n))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                format!("the request took longer than {limit:?} (--request-timeout)"),
+            ))
+        })
+}
+
+async fn collect_all(
     mut rx: UnboundedReceiver<(usize, Event)>,
     n: usize,
 ) -> Result<Vec<Choice>, ApiError> {
@@ -106,7 +182,6 @@ pub async fn collect(
                 c.logprobs.extend(logprob);
             }
             Event::Done(completion) => {
-                state.metrics.observe_generation(&completion);
                 c.completion = Some(completion);
                 done += 1;
             }

@@ -6,12 +6,18 @@
 //! [`Scheduler`](symphony_engine::Scheduler), and its events streamed back; every model
 //! detail stays behind the engine.
 
+mod admin;
+pub mod auth;
+mod cache;
 mod error;
 mod generation;
+mod limits;
 mod metrics;
 mod ollama;
 mod openai;
+pub mod redis;
 pub mod registry;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +33,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use symphony_store::Store;
 
+pub use auth::{Auth, KeyFile, Limits, Principal, Role};
+pub use cache::CacheConfig;
 pub use error::ApiError;
 pub use registry::{Registry, RegistryConfig};
 
@@ -34,6 +42,9 @@ pub use registry::{Registry, RegistryConfig};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub registry: RegistryConfig,
+    pub response_cache: CacheConfig,
+    /// Requests waiting per model beyond which new ones get 503 (backpressure).
+    pub max_waiting: usize,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
     /// Longest a non-streaming request may take before it is cut off (504).
@@ -46,6 +57,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
+    pub auth: Auth,
+    limiter: limits::RateLimiter,
+    cache: cache::ResponseCache,
     next_request: AtomicU64,
     ready: std::sync::atomic::AtomicBool,
 }
@@ -53,10 +67,19 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    pub fn new(store: Store, config: ServerConfig) -> SharedState {
+    /// `redis`: the shared tier for rate limits and the response cache.
+    pub fn new(
+        store: Store,
+        config: ServerConfig,
+        auth: Auth,
+        redis: Option<Arc<redis::Redis>>,
+    ) -> SharedState {
         Arc::new(Self {
             registry: Arc::new(Registry::new(store, config.registry.clone())),
             metrics: metrics::Metrics::default(),
+            auth,
+            limiter: limits::RateLimiter::new(redis.clone()),
+            cache: cache::ResponseCache::new(config.response_cache.clone(), redis),
             config,
             next_request: AtomicU64::new(1),
             ready: false.into(),
@@ -80,7 +103,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))
         .route("/api/version", get(ollama::version))
+        .route("/api/delete", axum::routing::delete(ollama::delete))
+        .route("/v1/chat/ws", get(ws::chat))
+        .route(
+            "/v1/admin/keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route(
+            "/v1/admin/keys/{name}",
+            axum::routing::delete(admin::revoke_key),
+        )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
@@ -181,6 +215,52 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
         "duration_ms": start.elapsed().as_secs_f64() * 1e3,
     }));
     response
+}
+
+/// Establishes the caller, checks the route's role, and counts inference requests against
+/// the caller's rate limits. The [`Principal`] goes into the request for the handlers.
+async fn authorize(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let Some(needed) = auth::required_role(req.method(), &route) else {
+        return next.run(req).await;
+    };
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+    let principal = match state.auth.authenticate(bearer) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if principal.role < needed {
+        return ApiError::forbidden(format!(
+            "'{}' has the role {}; {} {} needs {}",
+            principal.name,
+            principal.role.as_str(),
+            req.method(),
+            route,
+            needed.as_str()
+        ))
+        .into_response();
+    }
+    if needed == Role::User {
+        if let Err(e) = state.limiter.admit(&principal).await {
+            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return e.into_response();
+        }
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
 }
 
 /// The id `observe` gave the request.

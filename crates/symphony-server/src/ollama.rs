@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
@@ -16,6 +16,7 @@ use symphony_engine::{chat_prompt, raw_prompt, Completion, Event, GenerationPara
 use symphony_store::Manifest;
 use symphony_types::{ChatMessage, Role};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
 use crate::generation::{self, random_seed, Job, Loaded};
 use crate::SharedState;
@@ -181,6 +182,7 @@ struct GenerateRequest {
 
 pub async fn generate(
     State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let req: GenerateRequest = parse(&body)?;
@@ -223,6 +225,8 @@ pub async fn generate(
     prompt.extend_from_slice(&new[skip..]);
     let params = req.options.params(&model, prompt.len())?;
     let rx = generation::start(
+        &state,
+        &principal,
         &model,
         Job {
             prompt: prompt.clone(),
@@ -265,7 +269,11 @@ struct ChatRequest {
     keep_alive: Option<Value>,
 }
 
-pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Response, OllamaError> {
+pub async fn chat(
+    State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Result<Response, OllamaError> {
     let req: ChatRequest = parse(&body)?;
     if req.format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
         return Err(ApiError::bad_request("format is not supported").ollama());
@@ -310,6 +318,8 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
     let prompt = chat_prompt(model.model(), &messages).map_err(ApiError::from)?;
     let params = req.options.params(&model, prompt.len())?;
     let rx = generation::start(
+        &state,
+        &principal,
         &model,
         Job {
             prompt,
@@ -420,7 +430,6 @@ async fn respond(
                     shape.piece(&model.name, &text)
                 }
                 Some((_, Event::Done(c))) => {
-                    state.metrics.observe_generation(&c);
                     p.finished = true;
                     if unload_after {
                         state.registry.unload(&model.name);
@@ -536,6 +545,47 @@ pub async fn ps(State(state): State<SharedState>) -> Json<Value> {
             "size_vram": 0,
         })).collect::<Vec<_>>(),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteRequest {
+    model: Option<String>,
+    name: Option<String>,
+}
+
+/// Removes a model from the store (admin), unloading it first.
+pub async fn delete(
+    State(state): State<SharedState>,
+    body: Bytes,
+) -> Result<Response, OllamaError> {
+    let req: DeleteRequest = parse(&body)?;
+    let name = req
+        .model
+        .or(req.name)
+        .ok_or_else(|| ApiError::bad_request("model is required").ollama())?;
+    let manifest = state.registry.manifest(&name)?;
+    state.registry.unload(&manifest.name);
+    if state
+        .registry
+        .loaded()
+        .iter()
+        .any(|m| m.name == manifest.name)
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "'{}' is serving requests; retry when they finish",
+                manifest.name
+            ),
+        )
+        .ollama());
+    }
+    state
+        .registry
+        .store()
+        .remove(&manifest.name)
+        .map_err(|e| ApiError::internal(e.to_string()).ollama())?;
+    Ok(Json(json!({})).into_response())
 }
 
 pub async fn version() -> Json<Value> {

@@ -3,7 +3,9 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, State};
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{Extension, Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +16,7 @@ use symphony_engine::sampling::SamplingParams;
 use symphony_engine::{chat_prompt, raw_prompt, Completion, Event, GenerationParams, TokenLogprob};
 use symphony_types::{ChatMessage, Role};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, random_seed, token_text, unix_now, Choice, Job, Loaded};
 use crate::SharedState;
@@ -200,10 +203,23 @@ fn max_tokens(requested: Option<usize>, model: &Loaded, prompt_len: usize) -> us
     requested.unwrap_or_else(|| model.model().context_length().saturating_sub(prompt_len))
 }
 
-pub async fn chat_completions(
-    State(state): State<SharedState>,
-    JsonBody(req): JsonBody<ChatRequest>,
-) -> Result<Response, ApiError> {
+/// A chat request under way.
+pub struct ChatStart {
+    model: Loaded,
+    rx: generation::UnboundedReceiver<(usize, Event)>,
+    n: usize,
+    top_logprobs: Option<usize>,
+    id: String,
+    created: u64,
+    include_usage: bool,
+}
+
+/// Validates a chat request, loads its model and submits it.
+pub async fn start_chat(
+    state: &SharedState,
+    principal: &Principal,
+    req: ChatRequest,
+) -> Result<ChatStart, ApiError> {
     if let Some(format) = &req.response_format {
         if format.get("type").and_then(Value::as_str) != Some("text") {
             return Err(ApiError::invalid_param(
@@ -264,16 +280,88 @@ pub async fn chat_completions(
         prompt_logprobs: false,
         n,
     };
-    let rx = generation::start(&model, job)?;
-    let id = format!("chatcmpl-{:016x}", random_seed());
-    let created = unix_now();
-    if req.stream {
-        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let stream = chat_stream(state, model, rx, n, id, created, include_usage);
-        return Ok(Sse::new(stream)
+    let rx = generation::start(state, principal, &model, job)?;
+    Ok(ChatStart {
+        model,
+        rx,
+        n,
+        top_logprobs,
+        id: format!("chatcmpl-{:016x}", random_seed()),
+        created: unix_now(),
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+/// Deserialises a request body kept as JSON (for the cache key), with a 400 on mismatch.
+pub fn from_value<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    T::deserialize(body).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+}
+
+/// A cached reply for `route`, if the request is cacheable and was answered before. Returns
+/// the cache key to store the reply under on a miss.
+async fn cached(
+    state: &SharedState,
+    route: &str,
+    model: &str,
+    body: &Value,
+) -> Result<(Option<Response>, Option<String>), ApiError> {
+    let manifest = state.registry.manifest(model)?;
+    let Some(key) = state.cache.key(route, &manifest.blob, body) else {
+        return Ok((None, None));
+    };
+    if let Some(hit) = state.cache.get(&key).await {
+        state.metrics.response_cache_hits.fetch_add(1, Relaxed);
+        let response = (
+            [
+                ("content-type", "application/json"),
+                ("x-symphony-cache", "hit"),
+            ],
+            hit,
+        )
+            .into_response();
+        return Ok((Some(response), None));
+    }
+    state.metrics.response_cache_misses.fetch_add(1, Relaxed);
+    Ok((None, Some(key)))
+}
+
+/// Answers with `body`, storing it in the response cache under `key`.
+async fn reply(state: &SharedState, key: Option<String>, body: Value) -> Response {
+    let bytes = axum::body::Bytes::from(body.to_string());
+    if let Some(key) = key {
+        state.cache.put(&key, bytes.clone()).await;
+    }
+    ([("content-type", "application/json")], bytes).into_response()
+}
+
+pub async fn chat_completions(
+    State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = from_value(&body)?;
+    let stream = req.stream;
+    let (hit, key) = cached(&state, "/v1/chat/completions", &req.model, &body).await?;
+    if let Some(hit) = hit {
+        return Ok(hit);
+    }
+    let start = start_chat(&state, &principal, req).await?;
+    if stream {
+        let events =
+            chat_stream(start).map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)));
+        return Ok(Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response());
     }
+    let ChatStart {
+        model,
+        rx,
+        n,
+        top_logprobs,
+        id,
+        created,
+        ..
+    } = start;
     let choices = generation::collect(&state, rx, n).await?;
     let body = json!({
         "id": id,
@@ -289,7 +377,7 @@ pub async fn chat_completions(
         })).collect::<Vec<_>>(),
         "usage": usage(&choices),
     });
-    Ok(Json(body).into_response())
+    Ok(reply(&state, key, body).await)
 }
 
 fn fingerprint() -> String {
@@ -333,15 +421,16 @@ fn chat_logprobs(model: &Loaded, lps: &[TokenLogprob]) -> Vec<Value> {
 
 /// The SSE stream of a chat completion: a role chunk per choice, content chunks, a final
 /// chunk with the finish reason per choice, the usage chunk if asked for, then `[DONE]`.
-fn chat_stream(
-    state: SharedState,
-    model: Loaded,
-    rx: generation::UnboundedReceiver<(usize, Event)>,
-    n: usize,
-    id: String,
-    created: u64,
-    include_usage: bool,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
+    let ChatStart {
+        model,
+        rx,
+        n,
+        id,
+        created,
+        include_usage,
+        ..
+    } = start;
     let chunk = {
         let (id, model_name) = (id.clone(), model.name.clone());
         move |choices: Value| {
@@ -356,10 +445,10 @@ fn chat_stream(
             if include_usage {
                 v["usage"] = Value::Null;
             }
-            SseEvent::default().data(v.to_string())
+            v.to_string()
         }
     };
-    let opening: Vec<SseEvent> = (0..n)
+    let opening: Vec<String> = (0..n)
         .map(|i| {
             chunk(json!([{
                 "index": i,
@@ -382,7 +471,7 @@ fn chat_stream(
         finished: false,
     };
     let body = stream::unfold(progress, move |mut p| {
-        let (state, model, chunk, id) = (state.clone(), model.clone(), chunk.clone(), id.clone());
+        let (model, chunk, id) = (model.clone(), chunk.clone(), id.clone());
         async move {
             if p.finished {
                 return None;
@@ -391,10 +480,10 @@ fn chat_stream(
             match p.rx.recv().await {
                 None => {
                     p.finished = true;
-                    out.push(SseEvent::default().data(
+                    out.push(
                         json!({"error": {"message": "the model's scheduler stopped", "type": "server_error"}})
                             .to_string(),
-                    ));
+                    );
                 }
                 Some((i, Event::Delta { text, logprob, .. })) => {
                     if let Some(lp) = &logprob {
@@ -413,7 +502,6 @@ fn chat_stream(
                     }
                 }
                 Some((i, Event::Done(c))) => {
-                    state.metrics.observe_generation(&c);
                     out.push(chunk(json!([{
                         "index": i,
                         "delta": {},
@@ -434,24 +522,22 @@ fn chat_stream(
                                 "choices": [],
                                 "usage": usage(&p.choices),
                             });
-                            out.push(SseEvent::default().data(v.to_string()));
+                            out.push(v.to_string());
                         }
-                        out.push(SseEvent::default().data("[DONE]"));
+                        out.push("[DONE]".to_string());
                     }
                 }
                 Some((_, Event::Error(e))) => {
                     p.finished = true;
-                    out.push(SseEvent::default().data(
-                        json!({"error": {"message": e, "type": "server_error"}}).to_string(),
-                    ));
+                    out.push(json!({"error": {"message": e, "type": "server_error"}}).to_string());
                 }
                 Some((_, Event::PromptLogprobs(_))) => {}
             }
-            Some((stream::iter(out.into_iter().map(Ok)), p))
+            Some((stream::iter(out), p))
         }
     })
     .flatten();
-    stream::iter(opening.into_iter().map(Ok)).chain(body)
+    stream::iter(opening).chain(body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,8 +568,14 @@ pub struct CompletionRequest {
 
 pub async fn completions(
     State(state): State<SharedState>,
-    JsonBody(req): JsonBody<CompletionRequest>,
+    Extension(principal): Extension<Principal>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
+    let req: CompletionRequest = from_value(&body)?;
+    let (hit, key) = cached(&state, "/v1/completions", &req.model, &body).await?;
+    if let Some(hit) = hit {
+        return Ok(hit);
+    }
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
     }
@@ -512,7 +604,7 @@ pub async fn completions(
     // OpenAI's default for this endpoint.
     let requested = req.max_tokens.unwrap_or(16);
     let (params, n) = req.sampling.params(requested)?;
-    let (tx, rx) = generation::unbounded_channel();
+    let (tx, rx) = generation::channel(&state, &principal);
     for (p, prompt) in prompts.iter().enumerate() {
         let room = model.model().context_length().saturating_sub(prompt.len());
         let job = Job {
@@ -525,7 +617,7 @@ pub async fn completions(
             prompt_logprobs: req.echo && req.logprobs.is_some(),
             n,
         };
-        generation::submit(&model, job, &tx, p * n)?;
+        generation::submit(&state, &model, job, &tx, p * n)?;
     }
     drop(tx);
     let total = prompts.len() * n;
@@ -534,7 +626,6 @@ pub async fn completions(
     if req.stream {
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         let stream = completion_stream(
-            state,
             model,
             rx,
             CompletionShape {
@@ -547,7 +638,8 @@ pub async fn completions(
             created,
             include_usage,
         );
-        return Ok(Sse::new(stream)
+        let events = stream.map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)));
+        return Ok(Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response());
     }
@@ -577,7 +669,7 @@ pub async fn completions(
             "total_tokens": prompt_tokens + completion_tokens,
         },
     });
-    Ok(Json(body).into_response())
+    Ok(reply(&state, key, body).await)
 }
 
 struct CompletionShape {
@@ -653,16 +745,14 @@ fn completion_logprobs(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn completion_stream(
-    state: SharedState,
     model: Loaded,
     rx: generation::UnboundedReceiver<(usize, Event)>,
     shape: CompletionShape,
     id: String,
     created: u64,
     include_usage: bool,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+) -> impl Stream<Item = String> {
     let total = shape.prompts.len() * shape.n;
     let chunk = {
         let (id, name) = (id.clone(), model.name.clone());
@@ -678,7 +768,7 @@ fn completion_stream(
             if include_usage {
                 v["usage"] = usage.unwrap_or(Value::Null);
             }
-            SseEvent::default().data(v.to_string())
+            v.to_string()
         }
     };
     struct Progress {
@@ -696,7 +786,7 @@ fn completion_stream(
         finished: false,
     };
     stream::unfold(progress, move |mut p| {
-        let (state, model, chunk) = (state.clone(), model.clone(), chunk.clone());
+        let (model, chunk) = (model.clone(), chunk.clone());
         let shape_prompts: Vec<usize> = shape.prompts.iter().map(Vec::len).collect();
         let echo_text: Option<Vec<String>> = shape.echo.then(|| {
             shape
@@ -725,10 +815,10 @@ fn completion_stream(
             match next {
                 None => {
                     p.finished = true;
-                    out.push(SseEvent::default().data(
+                    out.push(
                         json!({"error": {"message": "the model's scheduler stopped", "type": "server_error"}})
                             .to_string(),
-                    ));
+                    );
                 }
                 Some((i, Event::Delta { token, text, logprob })) => {
                     let lp = logprobs.map(|_| {
@@ -744,7 +834,6 @@ fn completion_stream(
                     ));
                 }
                 Some((i, Event::Done(c))) => {
-                    state.metrics.observe_generation(&c);
                     p.completion_tokens += c.completion_tokens;
                     out.push(chunk(
                         json!([{"index": i, "text": "", "logprobs": null, "finish_reason": c.finish_reason.as_str()}]),
@@ -764,18 +853,16 @@ fn completion_stream(
                                 })),
                             ));
                         }
-                        out.push(SseEvent::default().data("[DONE]"));
+                        out.push("[DONE]".to_string());
                     }
                 }
                 Some((_, Event::Error(e))) => {
                     p.finished = true;
-                    out.push(SseEvent::default().data(
-                        json!({"error": {"message": e, "type": "server_error"}}).to_string(),
-                    ));
+                    out.push(json!({"error": {"message": e, "type": "server_error"}}).to_string());
                 }
                 Some((_, Event::PromptLogprobs(_))) => {}
             }
-            Some((stream::iter(out.into_iter().map(Ok)), p))
+            Some((stream::iter(out), p))
         }
     })
     .flatten()

@@ -1,0 +1,232 @@
+//! Per-key rate limits (requests and tokens per minute) and token quotas, counted in memory,
+//! or in Redis when the server has one so that several servers share the counts.
+//!
+//! Minute windows are fixed (`unix_time / 60`), as LiteLLM and most gateways count; a
+//! refused request is told when the window turns over (`Retry-After`). Tokens are counted
+//! when a generation ends, so one request may overshoot a token limit; the next is refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::redis::Redis;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    minute: u64,
+    requests: u64,
+    tokens: u64,
+}
+
+pub struct RateLimiter {
+    redis: Option<Arc<Redis>>,
+    windows: Mutex<HashMap<String, Window>>,
+    used: Mutex<HashMap<String, u64>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl RateLimiter {
+    pub fn new(redis: Option<Arc<Redis>>) -> Self {
+        Self {
+            redis,
+            windows: Mutex::new(HashMap::new()),
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a request against its caller's limits, or refuses it with 429.
+    pub async fn admit(&self, p: &Principal) -> Result<(), ApiError> {
+        let l = p.limits;
+        if l.rpm.is_none() && l.tpm.is_none() && l.token_quota.is_none() {
+            return Ok(());
+        }
+        let now = unix_now();
+        let minute = now / 60;
+        let retry = 60 - now % 60;
+        let (requests, tokens, used) = match &self.redis {
+            Some(redis) => match self.redis_counts(redis, p, minute).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Best effort: a Redis outage does not take the API down with it.
+                    crate::log_json(
+                        serde_json::json!({"event": "redis_error", "error": e.to_string()}),
+                    );
+                    self.memory_counts(p, minute)
+                }
+            },
+            None => self.memory_counts(p, minute),
+        };
+        if let Some(quota) = l.token_quota {
+            if used >= quota {
+                return Err(ApiError::too_many_requests(
+                    format!("'{}' has used its token quota ({quota} tokens)", p.name),
+                    3600,
+                ));
+            }
+        }
+        if let Some(rpm) = l.rpm {
+            if requests > rpm {
+                return Err(ApiError::too_many_requests(
+                    format!(
+                        "rate limit: '{}' may make {rpm} requests per minute",
+                        p.name
+                    ),
+                    retry,
+                ));
+            }
+        }
+        if let Some(tpm) = l.tpm {
+            if tokens >= tpm {
+                return Err(ApiError::too_many_requests(
+                    format!("rate limit: '{}' may use {tpm} tokens per minute", p.name),
+                    retry,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts this request and returns (requests this minute, tokens this minute, tokens ever).
+    fn memory_counts(&self, p: &Principal, minute: u64) -> (u64, u64, u64) {
+        let mut windows = self.windows.lock().expect("limits lock");
+        let w = windows.entry(p.name.clone()).or_default();
+        if w.minute != minute {
+            *w = Window {
+                minute,
+                ..Window::default()
+            };
+        }
+        w.requests += 1;
+        let used = *self
+            .used
+            .lock()
+            .expect("limits lock")
+            .get(&p.name)
+            .unwrap_or(&0);
+        (w.requests, w.tokens, used)
+    }
+
+    async fn redis_counts(
+        &self,
+        redis: &Redis,
+        p: &Principal,
+        minute: u64,
+    ) -> Result<(u64, u64, u64), crate::redis::RedisError> {
+        let base = format!("symphony:rl:{}:{minute}", p.name);
+        let ttl = Some(Duration::from_secs(120));
+        let requests = redis.incr_by(&format!("{base}:req"), 1, ttl).await?;
+        let tokens = redis.get_int(&format!("{base}:tok")).await?;
+        let used = redis.get_int(&format!("symphony:quota:{}", p.name)).await?;
+        Ok((requests as u64, tokens.max(0) as u64, used.max(0) as u64))
+    }
+
+    /// Adds a finished generation's tokens to its caller's counts.
+    pub async fn record_tokens(&self, p: &Principal, tokens: u64) {
+        let l = p.limits;
+        if l.tpm.is_none() && l.token_quota.is_none() {
+            return;
+        }
+        let minute = unix_now() / 60;
+        if let Some(redis) = &self.redis {
+            let base = format!("symphony:rl:{}:{minute}", p.name);
+            let per_minute = redis
+                .incr_by(
+                    &format!("{base}:tok"),
+                    tokens,
+                    Some(Duration::from_secs(120)),
+                )
+                .await;
+            let ever = redis
+                .incr_by(&format!("symphony:quota:{}", p.name), tokens, None)
+                .await;
+            if let Err(e) = per_minute.and(ever) {
+                crate::log_json(
+                    serde_json::json!({"event": "redis_error", "error": e.to_string()}),
+                );
+            } else {
+                return;
+            }
+        }
+        {
+            let mut windows = self.windows.lock().expect("limits lock");
+            let w = windows.entry(p.name.clone()).or_default();
+            if w.minute != minute {
+                *w = Window {
+                    minute,
+                    ..Window::default()
+                };
+            }
+            w.tokens += tokens;
+        }
+        *self
+            .used
+            .lock()
+            .expect("limits lock")
+            .entry(p.name.clone())
+            .or_default() += tokens;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Limits, Role};
+
+    fn principal(limits: Limits) -> Principal {
+        Principal {
+            name: "k".into(),
+            role: Role::User,
+            limits,
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_per_minute_then_429() {
+        let limiter = RateLimiter::new(None);
+        let p = principal(Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        });
+        limiter.admit(&p).await.unwrap();
+        limiter.admit(&p).await.unwrap();
+        let e = limiter.admit(&p).await.unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.retry_after.is_some_and(|s| (1..=60).contains(&s)));
+    }
+
+    #[tokio::test]
+    async fn tokens_and_quota() {
+        let limiter = RateLimiter::new(None);
+        let p = principal(Limits {
+            tpm: Some(100),
+            token_quota: Some(150),
+            ..Limits::default()
+        });
+        limiter.admit(&p).await.unwrap();
+        limiter.record_tokens(&p, 120).await;
+        assert!(limiter
+            .admit(&p)
+            .await
+            .unwrap_err()
+            .message
+            .contains("tokens per minute"));
+        let quota_only = principal(Limits {
+            token_quota: Some(100),
+            ..Limits::default()
+        });
+        // Same name: the quota counts what was used.
+        assert!(limiter
+            .admit(&quota_only)
+            .await
+            .unwrap_err()
+            .message
+            .contains("quota"));
+    }
+}
