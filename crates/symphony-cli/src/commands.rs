@@ -120,6 +120,7 @@ fn generation_params(args: &SamplingArgs) -> GenerationParams {
             seed,
             ..SamplingParams::default()
         },
+        ignore_eos: false,
     }
 }
 
@@ -849,6 +850,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: args.request_timeout,
         preload: args.preload,
+        otlp_endpoint: args.otlp_endpoint,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -124,6 +124,9 @@ struct ServeArgs {
     /// How long a cached reply stays valid.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     response_cache_ttl: std::time::Duration,
+    /// OTLP/HTTP collector to send request traces to (default: $OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Requests waiting per model beyond which new ones are refused with 503.
     #[arg(long, default_value_t = 256)]
     max_waiting: usize,

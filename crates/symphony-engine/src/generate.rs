@@ -21,6 +21,8 @@ pub struct GenerationParams {
     pub sampling: SamplingParams,
     /// Text that ends the reply; it is not part of the output.
     pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens until `max_tokens` (benchmarks).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerationParams {
@@ -29,6 +31,7 @@ impl Default for GenerationParams {
             max_tokens: 256,
             sampling: SamplingParams::default(),
             stop: Vec::new(),
+            ignore_eos: false,
         }
     }
 }
@@ -275,6 +278,7 @@ pub struct Decoder {
     stops: StopMatcher,
     utf8: Utf8Stream,
     max_tokens: usize,
+    ignore_eos: bool,
     /// `Some(n)`: report each token's log-probability with the `n` most likely alternatives.
     logprobs: Option<usize>,
     pub text: String,
@@ -288,6 +292,7 @@ impl Decoder {
             stops: StopMatcher::new(params.stop.clone()),
             utf8: Utf8Stream::default(),
             max_tokens: params.max_tokens,
+            ignore_eos: params.ignore_eos,
             logprobs,
             text: String::new(),
             generated: Vec::new(),
@@ -313,7 +318,7 @@ impl Decoder {
         let raw = self.logprobs.map(|_| logits.to_vec());
         let next = self.sampler.sample(logits, history);
         let logprob = raw.map(|raw| token_logprob(&raw, next, self.logprobs.unwrap_or(0)));
-        if tokenizer.is_end_of_generation(next) {
+        if !self.ignore_eos && tokenizer.is_end_of_generation(next) {
             let text = self.finish(FinishReason::EndOfGeneration);
             return Step {
                 token: None,

@@ -23,6 +23,7 @@ fn greedy(max_tokens: usize) -> GenerationParams {
         max_tokens,
         sampling: SamplingParams::greedy(),
         stop: Vec::new(),
+        ignore_eos: false,
     }
 }
 

@@ -15,6 +15,7 @@ mod limits;
 mod metrics;
 mod ollama;
 mod openai;
+pub mod otel;
 pub mod redis;
 pub mod registry;
 mod ws;
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Models loaded when the server starts (so `/ready` means they answer at once).
     pub preload: Vec<String>,
+    /// OTLP/HTTP collector for traces (e.g. `http://127.0.0.1:4318`).
+    pub otlp_endpoint: Option<String>,
 }
 
 pub struct AppState {
@@ -60,6 +63,7 @@ pub struct AppState {
     pub auth: Auth,
     limiter: limits::RateLimiter,
     cache: cache::ResponseCache,
+    otel: Option<otel::Exporter>,
     next_request: AtomicU64,
     ready: std::sync::atomic::AtomicBool,
 }
@@ -67,7 +71,8 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    /// `redis`: the shared tier for rate limits and the response cache.
+    /// `redis`: the shared tier for rate limits and the response cache. Call within the
+    /// tokio runtime (the trace exporter starts a task).
     pub fn new(
         store: Store,
         config: ServerConfig,
@@ -80,6 +85,7 @@ impl AppState {
             auth,
             limiter: limits::RateLimiter::new(redis.clone()),
             cache: cache::ResponseCache::new(config.response_cache.clone(), redis),
+            otel: config.otlp_endpoint.as_deref().map(otel::Exporter::start),
             config,
             next_request: AtomicU64::new(1),
             ready: false.into(),
@@ -185,6 +191,12 @@ pub(crate) fn log_json(value: serde_json::Value) {
 /// Gives every request an id (`x-request-id`, echoed back), then logs and counts it.
 async fn observe(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let started_at = std::time::SystemTime::now();
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(otel::parse_traceparent);
     let id = req
         .headers()
         .get("x-request-id")
@@ -205,6 +217,24 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     state.metrics.count_request(&route, status);
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    if let Some(exporter) = &state.otel {
+        exporter.record(otel::Span {
+            trace_id: parent.map_or_else(otel::random_bytes, |p| p.0),
+            span_id: otel::random_bytes(),
+            parent_span_id: parent.map(|p| p.1),
+            name: format!("{method} {route}"),
+            start: started_at,
+            end: std::time::SystemTime::now(),
+            status,
+            attributes: vec![
+                ("http.request.method", json!(method)),
+                ("http.route", json!(route)),
+                ("url.path", json!(path)),
+                ("http.response.status_code", json!(status)),
+                ("symphony.request_id", json!(id)),
+            ],
+        });
     }
     log_json(json!({
         "event": "request",

@@ -71,6 +71,7 @@ impl Options {
             max_tokens,
             sampling,
             stop: self.stop.unwrap_or_default(),
+            ignore_eos: false,
         })
     }
 }

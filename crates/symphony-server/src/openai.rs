@@ -59,6 +59,9 @@ pub struct Sampling {
     // so a non-zero value is refused rather than silently ignored.
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
+    /// Not in OpenAI's API; vLLM and llama-server accept it (benchmarks use it).
+    #[serde(default)]
+    ignore_eos: bool,
 }
 
 impl Sampling {
@@ -111,6 +114,7 @@ impl Sampling {
                 max_tokens,
                 sampling,
                 stop,
+                ignore_eos: self.ignore_eos,
             },
             n,
         ))
