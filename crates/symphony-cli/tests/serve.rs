@@ -605,3 +605,61 @@ fn request_spans_are_exported_over_otlp() {
         .iter()
         .any(|a| a["key"] == "http.response.status_code" && a["value"]["intValue"] == "200"));
 }
+
+fn loaded(server: &Server) -> Vec<String> {
+    let (_, ps) = curl(&[&format!("{}/api/ps", server.base)]);
+    let ps: serde_json::Value = serde_json::from_str(&ps).unwrap();
+    ps["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn generate(server: &Server, model: &str, extra: &str) -> u16 {
+    let body = format!(
+        r#"{{"model":"{model}","prompt":"Hi","stream":false,"options":{{"num_predict":2}}{extra}}}"#
+    );
+    curl(&[&format!("{}/api/generate", server.base), "-d", &body]).0
+}
+
+#[test]
+fn models_load_on_demand_within_the_memory_budget_and_unload_when_idle() {
+    // SmolLM2 (~120 MB with this KV cache) and Qwen2.5-Coder-0.5B (~420 MB) do not fit in
+    // 500 MB together: loading one makes the other, idle, leave.
+    let server = Server::start(&[
+        "--max-memory",
+        "500M",
+        "--kv-cache-tokens",
+        "1024",
+        "--keep-alive",
+        "3s",
+    ]);
+    assert_eq!(loaded(&server), ["smollm2"]);
+    assert_eq!(generate(&server, "qwen2.5-coder:0.5b", ""), 200);
+    assert_eq!(loaded(&server), ["qwen2.5-coder:0.5b"]);
+    assert_eq!(generate(&server, "smollm2", ""), 200);
+    assert_eq!(loaded(&server), ["smollm2"]);
+    // The keep-alive passes with no request: nothing stays loaded.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !loaded(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still loaded: {:?}",
+            loaded(&server)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Ollama's keep_alive 0 unloads right after the reply (within the registry's 1 s sweep);
+    // a longer one keeps it.
+    assert_eq!(generate(&server, "smollm2", r#","keep_alive":0"#), 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(loaded(&server).is_empty());
+    assert_eq!(generate(&server, "smollm2", r#","keep_alive":"1h""#), 200);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(loaded(&server), ["smollm2"]);
+    // A model bigger than the whole budget is refused, not loaded.
+    let small = Server::start(&["--max-memory", "50M", "--kv-cache-tokens", "1024"]);
+    assert_eq!(generate(&small, "qwen2.5-coder:0.5b", ""), 503);
+}

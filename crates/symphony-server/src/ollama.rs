@@ -198,13 +198,15 @@ pub async fn generate(
     if req.prompt.is_empty() && req.system.is_none() {
         // An empty prompt loads the model (or unloads it with keep_alive 0).
         let reason = if keep == Some(Duration::ZERO) {
-            state.registry.unload(&model.name);
+            let name = model.name.clone();
+            drop(model); // our own reference would keep it busy
+            state.registry.unload(&name);
             "unload"
         } else {
             "load"
         };
         return Ok(Json(json!({
-            "model": model.name, "created_at": now(), "response": "", "done": true,
+            "model": req.model, "created_at": now(), "response": "", "done": true,
             "done_reason": reason,
         }))
         .into_response());
@@ -242,7 +244,6 @@ pub async fn generate(
         model,
         rx,
         req.stream.unwrap_or(true),
-        keep,
         Shape::Generate { prompt },
     )
     .await
@@ -290,13 +291,15 @@ pub async fn chat(
     let model = state.registry.get(&req.model, keep).await?;
     if req.messages.is_empty() {
         let reason = if keep == Some(Duration::ZERO) {
-            state.registry.unload(&model.name);
+            let name = model.name.clone();
+            drop(model); // our own reference would keep it busy
+            state.registry.unload(&name);
             "unload"
         } else {
             "load"
         };
         return Ok(Json(json!({
-            "model": model.name, "created_at": now(),
+            "model": req.model, "created_at": now(),
             "message": {"role": "assistant", "content": ""},
             "done": true, "done_reason": reason,
         }))
@@ -330,15 +333,7 @@ pub async fn chat(
             n: 1,
         },
     )?;
-    respond(
-        state,
-        model,
-        rx,
-        req.stream.unwrap_or(true),
-        keep,
-        Shape::Chat,
-    )
-    .await
+    respond(state, model, rx, req.stream.unwrap_or(true), Shape::Chat).await
 }
 
 enum Shape {
@@ -379,16 +374,16 @@ impl Shape {
     }
 }
 
-/// Streams NDJSON (Ollama's default) or answers with one object.
+/// Streams NDJSON (Ollama's default) or answers with one object. (`keep_alive: 0` set the
+/// model's keep-alive to zero when it was fetched: the registry's sweep unloads it within a
+/// second of the reply, once nothing holds it.)
 async fn respond(
     state: SharedState,
     model: Loaded,
     rx: generation::UnboundedReceiver<(usize, Event)>,
     stream: bool,
-    keep: Option<Duration>,
     shape: Shape,
 ) -> Result<Response, OllamaError> {
-    let unload_after = keep == Some(Duration::ZERO);
     if !stream {
         let choices = generation::collect(&state, rx, 1).await?;
         let c = &choices[0];
@@ -396,9 +391,6 @@ async fn respond(
             .completion
             .as_ref()
             .expect("collected choices are complete");
-        if unload_after {
-            state.registry.unload(&model.name);
-        }
         return Ok(Json(shape.last(&model.name, &c.text, &c.tokens, completion)).into_response());
     }
     struct Progress {
@@ -413,7 +405,7 @@ async fn respond(
         finished: false,
     };
     let lines = stream::unfold(progress, move |mut p| {
-        let (state, model, shape) = (state.clone(), model.clone(), shape.clone());
+        let (model, shape) = (model.clone(), shape.clone());
         async move {
             if p.finished {
                 return None;
@@ -432,9 +424,6 @@ async fn respond(
                 }
                 Some((_, Event::Done(c))) => {
                     p.finished = true;
-                    if unload_after {
-                        state.registry.unload(&model.name);
-                    }
                     shape.last(&model.name, "", &p.tokens, &c)
                 }
                 Some((_, Event::Error(e))) => {
