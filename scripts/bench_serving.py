@@ -3,9 +3,9 @@
 
 For each server (same GGUF file, same thread count) and each concurrency level, N streams
 each send `--requests-per-stream` streamed completions of `--max-tokens` tokens
-(`ignore_eos`, greedy) one after another. Every prompt is a ~200-token preamble plus a
-question: the preamble is the same for every request ("shared", where a prefix cache
-helps) or different for each ("unique"). Reported: aggregate generated tokens/s, time to
+(`ignore_eos`, greedy) one after another. Prompts are a short question alone ("short":
+decode throughput), or a ~200-token preamble plus the question, the preamble the same for
+every request ("shared", where a prefix cache helps) or different for each ("unique"). Reported: aggregate generated tokens/s, time to
 first token p50/p95, request latency p50/p95, errors.
 
 For Symphony it also measures a cached identical deterministic request (the response
@@ -49,8 +49,10 @@ def preamble(seed, n_words=150):
     ) + ".\n"
 
 
-def prompt_for(i, shared):
-    head = preamble(0) if shared else preamble(1000 + i)
+def prompt_for(i, mode):
+    """`short`: a ~15-token question alone; `shared`: after the same ~200-token preamble as
+    every other request; `unique`: after a preamble of its own (same length)."""
+    head = {"short": "", "shared": preamble(0)}.get(mode) if mode != "unique" else preamble(1000 + i)
     return f"{head}Question {i}: write a short essay about {WORDS[i % len(WORDS)]}s.\nAnswer:"
 
 
@@ -119,14 +121,14 @@ def percentile(values, p):
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def run_level(port, model, streams, per_stream, max_tokens, shared, offset):
+def run_level(port, model, streams, per_stream, max_tokens, mode, offset):
     results, errors = [], []
 
     def worker(s):
         for r in range(per_stream):
             i = offset + s * per_stream + r
             try:
-                results.append(stream_completion(port, model, prompt_for(i, shared), max_tokens))
+                results.append(stream_completion(port, model, prompt_for(i, mode), max_tokens))
             except Exception as e:  # noqa: BLE001 - counted and reported
                 errors.append(str(e))
 
@@ -137,7 +139,7 @@ def run_level(port, model, streams, per_stream, max_tokens, shared, offset):
     tokens = sum(r[2] for r in results)
     return {
         "streams": streams,
-        "prefix": "shared" if shared else "unique",
+        "prompt": mode,
         "requests": len(results),
         "errors": len(errors),
         "tokens_per_s": tokens / wall,
@@ -194,7 +196,7 @@ def soak(port, model, pid, seconds, streams=8):
             kind = rng.choice(["stream", "stream", "cancel", "chat", "cached"])
             try:
                 if kind in ("stream", "cancel"):
-                    stream_completion(port, model, prompt_for(w * 100000 + i, rng.random() < 0.5),
+                    stream_completion(port, model, prompt_for(w * 100000 + i, rng.choice(["short", "shared", "unique"])),
                                       rng.choice([16, 64, 128]),
                                       cancel_after=5 if kind == "cancel" else None)
                 else:
@@ -247,11 +249,11 @@ def start_llama_server(binary, model_file, threads, port, slots):
 
 
 def markdown(rows, extra):
-    out = ["| server | prefix | streams | tokens/s | TTFT p50 | TTFT p95 | latency p50 | latency p95 | errors |",
+    out = ["| server | prompt | streams | tokens/s | TTFT p50 | TTFT p95 | latency p50 | latency p95 | errors |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(
-            f"| {r['server']} | {r['prefix']} | {r['streams']} | {r['tokens_per_s']:.1f} | "
+            f"| {r['server']} | {r['prompt']} | {r['streams']} | {r['tokens_per_s']:.1f} | "
             f"{r['ttft_p50_ms']:.0f} ms | {r['ttft_p95_ms']:.0f} ms | {r['latency_p50_s']:.2f} s | "
             f"{r['latency_p95_s']:.2f} s | {r['errors']}/{r['requests'] + r['errors']} |")
     return "\n".join(out + [""] + extra)
@@ -266,6 +268,8 @@ def main():
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
     ap.add_argument("--requests-per-stream", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--prompts", nargs="+", default=["short", "shared", "unique"],
+                    choices=["short", "shared", "unique"])
     ap.add_argument("--soak", type=int, default=0, help="seconds of mixed load (Symphony)")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
@@ -282,12 +286,12 @@ def main():
         proc = start(port)
         try:
             wait_ready(port, "/ready" if name == "Symphony" else "/health")
-            stream_completion(port, args.model, prompt_for(0, True), 8)  # warm up
+            stream_completion(port, args.model, prompt_for(0, "shared"), 8)  # warm up
             offset = 1
-            for shared in (True, False):
+            for mode in args.prompts:
                 for level in args.levels:
                     r = run_level(port, args.model, level, args.requests_per_stream,
-                                  args.max_tokens, shared, offset)
+                                  args.max_tokens, mode, offset)
                     offset += level * args.requests_per_stream
                     r["server"] = name
                     rows.append(r)

@@ -90,8 +90,9 @@ impl KvBlocks {
         self.v.copy_within(src..src + n, dst);
     }
 
-    /// The keys (or values) of `head` at positions `0..n` of a sequence, block by block.
-    fn head_rows<'a>(
+    /// The keys (or values) of `head` at positions `0..n` of a sequence: one contiguous
+    /// slice of `(positions, head_dim)` per block, so the loops over keys stay tight.
+    fn head_blocks<'a>(
         &'a self,
         data: &'a [f32],
         table: &'a [u32],
@@ -103,10 +104,10 @@ impl KvBlocks {
             .iter()
             .take(n.div_ceil(KV_BLOCK_SIZE))
             .enumerate()
-            .flat_map(move |(i, &block)| {
+            .map(move |(i, &block)| {
                 let in_block = (n - i * KV_BLOCK_SIZE).min(KV_BLOCK_SIZE);
                 let start = self.offset(block, head, 0);
-                data[start..start + in_block * d].chunks_exact(d)
+                &data[start..start + in_block * d]
             })
     }
 }
@@ -165,13 +166,19 @@ pub fn causal_attention(
             let start = window.map_or(0, |w| n_keys.saturating_sub(w));
             scores.clear();
             scores.resize(start, f32::NEG_INFINITY);
-            scores.extend(
-                kv.head_rows(&kv.k, seg.blocks, kv_head, n_keys)
-                    .skip(start)
-                    .map(|key| dot_f32(query, key) * scale),
-            );
+            for (b, keys) in kv
+                .head_blocks(&kv.k, seg.blocks, kv_head, n_keys)
+                .enumerate()
+            {
+                let first = start.saturating_sub(b * KV_BLOCK_SIZE).min(keys.len() / d);
+                scores.extend(
+                    keys.chunks_exact(d)
+                        .skip(first)
+                        .map(|key| dot_f32(query, key) * scale),
+                );
+            }
             softmax_in_place(scores);
-            let values = kv.head_rows(&kv.v, seg.blocks, kv_head, n_keys);
+            let values = kv.head_blocks(&kv.v, seg.blocks, kv_head, n_keys);
             match value_sum {
                 ValueSum::Gemm => weighted_values_gemm(scores, values, start, out),
                 ValueSum::Dot => weighted_values_dot(scores, values, start, out),
@@ -284,22 +291,45 @@ fn softmax_in_place(scores: &mut [f32]) {
     scores.iter_mut().for_each(|s| *s *= inv);
 }
 
+/// Calls `f(j, p_j, v_j)` for the keys from `start` on, walking the value blocks slice by
+/// slice (plain loops: this is the innermost work of attention).
+fn for_visible_values<'a>(
+    p: &[f32],
+    blocks: impl Iterator<Item = &'a [f32]>,
+    start: usize,
+    d: usize,
+    mut f: impl FnMut(usize, f32, &[f32]),
+) {
+    for (b, values) in blocks.enumerate() {
+        let base = b * KV_BLOCK_SIZE;
+        if base + KV_BLOCK_SIZE <= start {
+            continue;
+        }
+        for (k, v) in values.chunks_exact(d).enumerate() {
+            let j = base + k;
+            if j >= start {
+                f(j, p[j], v);
+            }
+        }
+    }
+}
+
 /// `out[c] = Σ_j p_j · v_j[c]` with one 16-lane FMA accumulator per output (llamafile sgemm).
 /// Accumulators are stored lane-major so the inner loop runs along `c`, contiguous in `v`.
 fn weighted_values_gemm<'a>(
     p: &[f32],
-    values: impl Iterator<Item = &'a [f32]>,
+    blocks: impl Iterator<Item = &'a [f32]>,
     start: usize,
     out: &mut [f32],
 ) {
     let d = out.len();
     let mut acc = vec![0f32; 16 * d]; // (lane, c)
-    for (j, (&pj, v)) in p.iter().zip(values).enumerate().skip(start) {
+    for_visible_values(p, blocks, start, d, |j, pj, v| {
         let lane = &mut acc[(j % 16) * d..(j % 16 + 1) * d];
         for (a, &vc) in lane.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
         }
-    }
+    });
     for (c, o) in out.iter_mut().enumerate() {
         *o = reduce16(&std::array::from_fn(|l| acc[l * d + c]));
     }
@@ -308,18 +338,19 @@ fn weighted_values_gemm<'a>(
 /// The same sum as `ggml_vec_dot_f32` over the (zero-padded, multiple of 64) keys.
 fn weighted_values_dot<'a>(
     p: &[f32],
-    values: impl Iterator<Item = &'a [f32]>,
+    blocks: impl Iterator<Item = &'a [f32]>,
     start: usize,
     out: &mut [f32],
 ) {
     let d = out.len();
     let mut acc = vec![0f32; 64 * d]; // (accumulator · 16 + lane, c)
-    for (j, (&pj, v)) in p.iter().zip(values).enumerate().skip(start) {
+    for_visible_values(p, blocks, start, d, |j, pj, v| {
         let slot = &mut acc[(j % 64) * d..(j % 64 + 1) * d];
         for (a, &vc) in slot.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
         }
-    }
+    });
+
     for (c, o) in out.iter_mut().enumerate() {
         let gathered: [[f32; 16]; 4] =
             std::array::from_fn(|k| std::array::from_fn(|l| acc[(16 * k + l) * d + c]));
@@ -503,8 +534,9 @@ mod tests {
         let k: Vec<f32> = (0..2 * KV_BLOCK_SIZE).map(|i| i as f32).collect();
         kv.write(&[0], 0, &k[..2 * KV_BLOCK_SIZE], &k[..2 * KV_BLOCK_SIZE]);
         kv.copy_block(0, 2);
-        let rows: Vec<&[f32]> = kv.head_rows(&kv.k, &[2], 0, KV_BLOCK_SIZE).collect();
-        assert_eq!(rows[3], &[6.0, 7.0]);
-        assert_eq!(rows.len(), KV_BLOCK_SIZE);
+        let blocks: Vec<&[f32]> = kv.head_blocks(&kv.k, &[2], 0, KV_BLOCK_SIZE).collect();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(&blocks[0][6..8], &[6.0, 7.0]);
+        assert_eq!(blocks[0].len(), 2 * KV_BLOCK_SIZE);
     }
 }
