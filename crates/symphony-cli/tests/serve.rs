@@ -329,6 +329,20 @@ fn keys_jwts_and_roles_guard_every_route() {
     assert_eq!(call("GET", &models, None, None).0, 401);
     assert_eq!(call("GET", &models, Some("sk-sym-wrong"), None).0, 401);
     assert_eq!(call("GET", &models, Some(&reader), None).0, 200);
+    // Ollama's routes refuse in Ollama's shape: `error` is a string.
+    let (status, body) = call("GET", &format!("{base}/api/tags"), None, None);
+    assert_eq!(status, 401);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
+    let generate =
+        r#"{"model":"smollm2","prompt":"Hi","stream":false,"options":{"num_predict":1}}"#;
+    let (status, body) = call(
+        "POST",
+        &format!("{base}/api/generate"),
+        Some(&reader),
+        Some(generate),
+    );
+    assert_eq!(status, 403);
+    assert!(body.contains("needs user"), "{body}");
     assert_eq!(call("POST", &chat, Some(&reader), Some(GREEDY_CHAT)).0, 403);
     assert_eq!(call("POST", &chat, Some(&user), Some(GREEDY_CHAT)).0, 200);
     assert_eq!(call("GET", &admin_keys, Some(&user), None).0, 403);

@@ -268,25 +268,32 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
         })
         .map(str::trim)
         .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+    // Each API answers in its own error shape.
+    let refuse = |e: ApiError| {
+        if route.starts_with("/api/") {
+            e.ollama().into_response()
+        } else {
+            e.into_response()
+        }
+    };
     let principal = match state.auth.authenticate(bearer) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     if principal.role < needed {
-        return ApiError::forbidden(format!(
+        return refuse(ApiError::forbidden(format!(
             "'{}' has the role {}; {} {} needs {}",
             principal.name,
             principal.role.as_str(),
             req.method(),
             route,
             needed.as_str()
-        ))
-        .into_response();
+        )));
     }
     if needed == Role::User {
         if let Err(e) = state.limiter.admit(&principal).await {
             state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            return e.into_response();
+            return refuse(e);
         }
     }
     req.extensions_mut().insert(principal);
