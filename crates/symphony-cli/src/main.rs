@@ -187,23 +187,10 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((number * multiple as f64) as u64)
 }
 
-/// `30s`, `5m`, `1h`, `250ms`, or plain seconds.
+/// `30s`, `5m`, `1h30m`, `250ms`, or plain seconds (Ollama's spellings).
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let bad = || format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(bad()),
-    };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    symphony_server::parse_duration(s)
+        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)"))
 }
 
 #[derive(Debug, Args)]

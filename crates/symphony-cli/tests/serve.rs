@@ -88,7 +88,7 @@ fn curl(args: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// A JSON request with an optional bearer token; returns status, headers and body.
+/// A JSON request with an optional bearer token; returns the status and the body.
 fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     let mut args = vec!["-X", method, url, "-H", "content-type: application/json"];
     let header;
@@ -100,6 +100,25 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u1
         args.extend(["-d", b]);
     }
     curl(&args)
+}
+
+/// A JSON POST with a bearer token; returns the whole response, status line and headers
+/// included.
+fn post_raw(url: &str, token: &str, body: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "-X",
+            "POST",
+            url,
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-H", &format!("authorization: Bearer {token}"), "-d", body])
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const GREEDY_CHAT: &str = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"temperature":0}"#;
@@ -430,25 +449,7 @@ fn rate_limits_and_the_response_cache() {
         call("POST", &chat, Some(&limited), Some(GREEDY_CHAT)).0,
         200
     );
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-i",
-            "-X",
-            "POST",
-            &chat,
-            "-H",
-            "content-type: application/json",
-        ])
-        .args([
-            "-H",
-            &format!("authorization: Bearer {limited}"),
-            "-d",
-            GREEDY_CHAT,
-        ])
-        .output()
-        .unwrap();
-    let response = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let response = post_raw(&chat, &limited, GREEDY_CHAT).to_lowercase();
     assert!(response.starts_with("http/1.1 429"), "{response}");
     assert!(response.contains("retry-after: "), "{response}");
     assert!(response.contains("rate_limit_exceeded"), "{response}");
@@ -501,20 +502,7 @@ fn redis_shares_limits_and_cached_replies_between_servers() {
     let (s1, from_a) = call("POST", &chat(&a), Some(&key), Some(request));
     assert_eq!(s1, 200, "{from_a}");
     // B has never run it: its reply comes from Redis, byte for byte A's.
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-i",
-            "-X",
-            "POST",
-            &chat(&b),
-            "-H",
-            "content-type: application/json",
-        ])
-        .args(["-H", &format!("authorization: Bearer {key}"), "-d", request])
-        .output()
-        .unwrap();
-    let response = String::from_utf8_lossy(&out.stdout).into_owned();
+    let response = post_raw(&chat(&b), &key, request);
     assert!(
         response.to_lowercase().contains("x-symphony-cache: hit"),
         "{response}"

@@ -240,22 +240,8 @@ impl Scheduler {
         self.submit(request, tx)?;
         let mut out = Output::default();
         for event in rx {
-            match event {
-                Event::PromptLogprobs(lp) => out.prompt_logprobs = lp,
-                Event::Delta {
-                    token,
-                    text,
-                    logprob,
-                } => {
-                    out.text.push_str(&text);
-                    out.tokens.extend(token);
-                    out.logprobs.extend(logprob);
-                }
-                Event::Done(c) => {
-                    out.completion = Some(c);
-                    return Ok(out);
-                }
-                Event::Error(e) => return Err(Error::InvalidRequest(e)),
+            if out.record(event).map_err(Error::InvalidRequest)? {
+                return Ok(out);
             }
         }
         Err(Error::InvalidRequest("the scheduler stopped".into()))
@@ -270,6 +256,31 @@ pub struct Output {
     pub logprobs: Vec<TokenLogprob>,
     pub prompt_logprobs: Vec<Option<TokenLogprob>>,
     pub completion: Option<Completion>,
+}
+
+impl Output {
+    /// Adds one of the request's events. `Ok(true)` once it is done; the error's message
+    /// when the request failed.
+    pub fn record(&mut self, event: Event) -> Result<bool, String> {
+        match event {
+            Event::PromptLogprobs(lp) => self.prompt_logprobs = lp,
+            Event::Delta {
+                token,
+                text,
+                logprob,
+            } => {
+                self.text.push_str(&text);
+                self.tokens.extend(token);
+                self.logprobs.extend(logprob);
+            }
+            Event::Done(c) => {
+                self.completion = Some(c);
+                return Ok(true);
+            }
+            Event::Error(e) => return Err(e),
+        }
+        Ok(false)
+    }
 }
 
 struct Sequence {
@@ -658,22 +669,15 @@ impl Worker {
             return Some(reason);
         }
         if seq.tokens.len() >= self.model.context_length() {
-            let text = seq.decoder.finish(FinishReason::ContextFull);
-            if !text.is_empty() {
-                seq.sink.send(Event::Delta {
-                    token: None,
-                    text,
-                    logprob: None,
-                });
-            }
             return Some(FinishReason::ContextFull);
         }
         None
     }
 
     fn finish(&mut self, mut seq: Box<Sequence>, reason: FinishReason) {
-        if matches!(reason, FinishReason::Cancelled) {
-            // Whatever the decoder still holds is released, as a stream that ends would.
+        if matches!(reason, FinishReason::Cancelled | FinishReason::ContextFull) {
+            // Ended from outside the decoder: whatever it still holds back is released, as
+            // it is when the decoder ends a sequence itself.
             let text = seq.decoder.finish(reason);
             if !text.is_empty() {
                 seq.sink.send(Event::Delta {

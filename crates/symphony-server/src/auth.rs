@@ -6,13 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::util::{hex, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -185,9 +186,15 @@ impl KeyFile {
 
     fn find(&self, key: &str) -> Option<StoredKey> {
         let hash = hash_key(key);
-        self.list()
-            .into_iter()
+        // A file broken while the server runs keeps the last good keys.
+        let _ = self.refresh();
+        self.cache
+            .read()
+            .expect("key cache")
+            .1
+            .iter()
             .find(|k| constant_time_eq(k.hash.as_bytes(), hash.as_bytes()))
+            .cloned()
     }
 
     /// Makes a key, stores its hash, and returns the key (shown once, never stored).
@@ -215,9 +222,7 @@ impl KeyFile {
                 hash: hash_key(&key),
                 role,
                 limits,
-                created_at: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                created_at: unix_now(),
             });
             Ok(())
         })?;
@@ -273,10 +278,6 @@ impl KeyFile {
 
 pub fn hash_key(key: &str) -> String {
     format!("sha256:{}", hex(&Sha256::digest(key.as_bytes())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -399,10 +400,7 @@ impl Auth {
             let secret = secret
                 .as_deref()
                 .ok_or_else(|| ApiError::unauthorized("this server accepts no JWTs"))?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            return verify_jwt(token, secret, now)
+            return verify_jwt(token, secret, unix_now())
                 .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")));
         }
         let key = keys

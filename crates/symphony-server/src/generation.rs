@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use symphony_engine::{Completion, Event, EventSink, GenerationParams, Request, TokenLogprob};
+use symphony_engine::{Event, EventSink, GenerationParams, Request};
 use symphony_models::TokenId;
 pub use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -131,15 +131,8 @@ pub fn submit(
     Ok(())
 }
 
-/// One choice, collected.
-#[derive(Debug, Default, Clone)]
-pub struct Choice {
-    pub text: String,
-    pub tokens: Vec<TokenId>,
-    pub logprobs: Vec<TokenLogprob>,
-    pub prompt_logprobs: Vec<Option<TokenLogprob>>,
-    pub completion: Option<Completion>,
-}
+/// One choice, collected: the engine's collected request.
+pub type Choice = symphony_engine::Output;
 
 /// Waits for every choice to finish, within the server's request timeout (504 beyond; the
 /// sequences are then cancelled).
@@ -169,45 +162,11 @@ async fn collect_all(
         let Some((i, event)) = rx.recv().await else {
             return Err(ApiError::internal("the model's scheduler stopped"));
         };
-        let c = &mut choices[i];
-        match event {
-            Event::PromptLogprobs(lp) => c.prompt_logprobs = lp,
-            Event::Delta {
-                token,
-                text,
-                logprob,
-            } => {
-                c.text.push_str(&text);
-                c.tokens.extend(token);
-                c.logprobs.extend(logprob);
-            }
-            Event::Done(completion) => {
-                c.completion = Some(completion);
-                done += 1;
-            }
-            Event::Error(e) => return Err(ApiError::internal(e)),
+        if choices[i].record(event).map_err(ApiError::internal)? {
+            done += 1;
         }
     }
     Ok(choices)
-}
-
-/// Current Unix time in seconds (OpenAI's `created`).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A seed for requests that give none, so each differs.
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 /// A token's text for logprob listings.

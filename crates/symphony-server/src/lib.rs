@@ -18,6 +18,7 @@ mod openai;
 pub mod otel;
 pub mod redis;
 pub mod registry;
+mod util;
 mod ws;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub use auth::{Auth, KeyFile, Limits, Principal, Role};
 pub use cache::CacheConfig;
 pub use error::ApiError;
 pub use registry::{Registry, RegistryConfig};
+pub use util::parse_duration;
 
 /// Everything `symphony serve` is configured with.
 #[derive(Debug, Clone)]
@@ -188,6 +190,13 @@ pub(crate) fn log_json(value: serde_json::Value) {
     eprintln!("{value}");
 }
 
+/// The route pattern a request matched (`/v1/models/{*model}`), for metrics and roles.
+fn matched_route(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+}
+
 /// Gives every request an id (`x-request-id`, echoed back), then logs and counts it.
 async fn observe(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -204,11 +213,7 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(String::from)
         .unwrap_or_else(|| format!("req-{}", state.next_request.fetch_add(1, Ordering::Relaxed)));
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = matched_route(&req).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -220,8 +225,8 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     }
     if let Some(exporter) = &state.otel {
         exporter.record(otel::Span {
-            trace_id: parent.map_or_else(otel::random_bytes, |p| p.0),
-            span_id: otel::random_bytes(),
+            trace_id: parent.map_or_else(util::random_bytes, |p| p.0),
+            span_id: util::random_bytes(),
             parent_span_id: parent.map(|p| p.1),
             name: format!("{method} {route}"),
             start: started_at,
@@ -250,11 +255,7 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
 /// Establishes the caller, checks the route's role, and counts inference requests against
 /// the caller's rate limits. The [`Principal`] goes into the request for the handlers.
 async fn authorize(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
+    let route = matched_route(&req).unwrap_or_else(|| req.uri().path().to_string());
     let Some(needed) = auth::required_role(req.method(), &route) else {
         return next.run(req).await;
     };

@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::redis::Redis;
+use crate::util::unix_now;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
@@ -24,12 +25,6 @@ pub struct RateLimiter {
     redis: Option<Arc<Redis>>,
     windows: Mutex<HashMap<String, Window>>,
     used: Mutex<HashMap<String, u64>>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl RateLimiter {

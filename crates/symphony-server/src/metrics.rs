@@ -186,10 +186,9 @@ impl Metrics {
                 "gauge",
                 "KV cache blocks free or cached for reuse.",
                 |s| {
-                    (s.kv_blocks_total.load(Ordering::Relaxed)
-                        - s.kv_blocks_used
-                            .load(Ordering::Relaxed)
-                            .min(s.kv_blocks_total.load(Ordering::Relaxed)))
+                    s.kv_blocks_total
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(s.kv_blocks_used.load(Ordering::Relaxed))
                         as f64
                 },
             ),

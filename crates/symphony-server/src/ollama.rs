@@ -18,7 +18,8 @@ use symphony_types::{ChatMessage, Role};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
-use crate::generation::{self, random_seed, Job, Loaded};
+use crate::generation::{self, Job, Loaded};
+use crate::util::{is_non_empty_list, parse_duration, random_seed};
 use crate::SharedState;
 
 /// Ollama clients (and `curl -d`) often send JSON without a JSON content type: parse the
@@ -96,40 +97,8 @@ fn keep_alive(v: &Option<Value>) -> Result<Option<Duration>, ApiError> {
                 Duration::from_secs_f64(secs)
             }))
         }
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            if s.starts_with('-') {
-                return Ok(Some(forever));
-            }
-            if let Ok(secs) = s.parse::<f64>() {
-                return Ok(Some(Duration::from_secs_f64(secs)));
-            }
-            let mut total = 0f64;
-            let mut number = String::new();
-            let mut chars = s.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c.is_ascii_digit() || c == '.' {
-                    number.push(c);
-                    continue;
-                }
-                let unit = match (c, chars.peek()) {
-                    ('m', Some('s')) => {
-                        chars.next();
-                        0.001
-                    }
-                    ('h', _) => 3600.0,
-                    ('m', _) => 60.0,
-                    ('s', _) => 1.0,
-                    _ => return Err(bad()),
-                };
-                total += number.parse::<f64>().map_err(|_| bad())? * unit;
-                number.clear();
-            }
-            if !number.is_empty() {
-                return Err(bad());
-            }
-            Ok(Some(Duration::from_secs_f64(total)))
-        }
+        Some(Value::String(s)) if s.trim().starts_with('-') => Ok(Some(forever)),
+        Some(Value::String(s)) => parse_duration(s).map(Some).ok_or_else(bad),
         _ => Err(bad()),
     }
 }
@@ -187,29 +156,15 @@ pub async fn generate(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let req: GenerateRequest = parse(&body)?;
-    if req.format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
-        return Err(ApiError::bad_request("format is not supported").ollama());
-    }
+    refuse_format(&req.format)?;
     if !req.images.is_empty() {
         return Err(ApiError::bad_request("this model does not take images").ollama());
     }
     let keep = keep_alive(&req.keep_alive)?;
     let model = state.registry.get(&req.model, keep).await?;
     if req.prompt.is_empty() && req.system.is_none() {
-        // An empty prompt loads the model (or unloads it with keep_alive 0).
-        let reason = if keep == Some(Duration::ZERO) {
-            let name = model.name.clone();
-            drop(model); // our own reference would keep it busy
-            state.registry.unload(&name);
-            "unload"
-        } else {
-            "load"
-        };
-        return Ok(Json(json!({
-            "model": req.model, "created_at": now(), "response": "", "done": true,
-            "done_reason": reason,
-        }))
-        .into_response());
+        let shape = Shape::Generate { prompt: Vec::new() };
+        return Ok(load_only(&state, model, keep, &shape));
     }
     let mut prompt = req.context.clone().unwrap_or_default();
     let new = if req.raw || model.model().chat_template.is_none() {
@@ -277,33 +232,14 @@ pub async fn chat(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let req: ChatRequest = parse(&body)?;
-    if req.format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
-        return Err(ApiError::bad_request("format is not supported").ollama());
-    }
-    if req
-        .tools
-        .as_ref()
-        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()))
-    {
+    refuse_format(&req.format)?;
+    if is_non_empty_list(&req.tools) {
         return Err(ApiError::bad_request("tools are not supported").ollama());
     }
     let keep = keep_alive(&req.keep_alive)?;
     let model = state.registry.get(&req.model, keep).await?;
     if req.messages.is_empty() {
-        let reason = if keep == Some(Duration::ZERO) {
-            let name = model.name.clone();
-            drop(model); // our own reference would keep it busy
-            state.registry.unload(&name);
-            "unload"
-        } else {
-            "load"
-        };
-        return Ok(Json(json!({
-            "model": req.model, "created_at": now(),
-            "message": {"role": "assistant", "content": ""},
-            "done": true, "done_reason": reason,
-        }))
-        .into_response());
+        return Ok(load_only(&state, model, keep, &Shape::Chat));
     }
     let mut messages = Vec::with_capacity(req.messages.len());
     for m in req.messages {
@@ -334,6 +270,35 @@ pub async fn chat(
         },
     )?;
     respond(state, model, rx, req.stream.unwrap_or(true), Shape::Chat).await
+}
+
+/// Structured output is not supported yet: refuse it rather than ignore it.
+fn refuse_format(format: &Option<Value>) -> Result<(), OllamaError> {
+    if format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
+        return Err(ApiError::bad_request("format is not supported").ollama());
+    }
+    Ok(())
+}
+
+/// Ollama's answer to a request with nothing to generate: the model is loaded (it just was),
+/// or with `keep_alive: 0` unloaded.
+fn load_only(
+    state: &SharedState,
+    model: Loaded,
+    keep: Option<Duration>,
+    shape: &Shape,
+) -> Response {
+    let mut v = shape.piece(&model.name, "");
+    v["done"] = json!(true);
+    v["done_reason"] = if keep == Some(Duration::ZERO) {
+        let name = model.name.clone();
+        drop(model); // our own reference would keep it busy
+        state.registry.unload(&name);
+        json!("unload")
+    } else {
+        json!("load")
+    };
+    Json(v).into_response()
 }
 
 enum Shape {

@@ -2,6 +2,7 @@
 //! official clients parse, streamed as server-sent events.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -18,7 +19,8 @@ use symphony_types::{ChatMessage, Role};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
-use crate::generation::{self, random_seed, token_text, unix_now, Choice, Job, Loaded};
+use crate::generation::{self, token_text, Choice, Job, Loaded};
+use crate::util::{is_non_empty_list, random_seed, unix_now};
 use crate::SharedState;
 
 /// Most choices one request may ask for.
@@ -232,11 +234,7 @@ pub async fn start_chat(
             ));
         }
     }
-    if req
-        .tools
-        .as_ref()
-        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()))
-    {
+    if is_non_empty_list(&req.tools) {
         return Err(ApiError::invalid_param(
             "tools",
             "tool calling is not supported",
@@ -481,15 +479,8 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
                 return None;
             }
             let mut out = Vec::new();
-            match p.rx.recv().await {
-                None => {
-                    p.finished = true;
-                    out.push(
-                        json!({"error": {"message": "the model's scheduler stopped", "type": "server_error"}})
-                            .to_string(),
-                    );
-                }
-                Some((i, Event::Delta { text, logprob, .. })) => {
+            match p.rx.recv().await.unwrap_or_else(scheduler_stopped) {
+                (i, Event::Delta { text, logprob, .. }) => {
                     if let Some(lp) = &logprob {
                         p.choices[i].logprobs.push(lp.clone());
                     }
@@ -505,7 +496,7 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
                         }])));
                     }
                 }
-                Some((i, Event::Done(c))) => {
+                (i, Event::Done(c)) => {
                     out.push(chunk(json!([{
                         "index": i,
                         "delta": {},
@@ -531,11 +522,11 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
                         out.push("[DONE]".to_string());
                     }
                 }
-                Some((_, Event::Error(e))) => {
+                (_, Event::Error(e)) => {
                     p.finished = true;
-                    out.push(json!({"error": {"message": e, "type": "server_error"}}).to_string());
+                    out.push(stream_error(&e));
                 }
-                Some((_, Event::PromptLogprobs(_))) => {}
+                (_, Event::PromptLogprobs(_)) => {}
             }
             Some((stream::iter(out), p))
         }
@@ -789,25 +780,28 @@ fn completion_stream(
         completion_tokens: 0,
         finished: false,
     };
-    stream::unfold(progress, move |mut p| {
-        let (model, chunk) = (model.clone(), chunk.clone());
-        let shape_prompts: Vec<usize> = shape.prompts.iter().map(Vec::len).collect();
-        let echo_text: Option<Vec<String>> = shape.echo.then(|| {
+    // Computed once, not per event.
+    let prompt_tokens: usize = shape.prompts.iter().map(Vec::len).sum();
+    let echo_text: Option<Arc<Vec<String>>> = shape.echo.then(|| {
+        Arc::new(
             shape
                 .prompts
                 .iter()
                 .map(|t| model.model().tokenizer.decode(t, false))
-                .collect()
-        });
-        let (n, logprobs) = (shape.n, shape.logprobs);
+                .collect(),
+        )
+    });
+    let (n, logprobs) = (shape.n, shape.logprobs);
+    stream::unfold(progress, move |mut p| {
+        let (model, chunk, echo_text) = (model.clone(), chunk.clone(), echo_text.clone());
         async move {
             if p.finished {
                 return None;
             }
             let mut out = Vec::new();
-            let next = p.rx.recv().await;
-            if let Some((i, _)) = &next {
-                let i = *i;
+            let next = p.rx.recv().await.unwrap_or_else(scheduler_stopped);
+            {
+                let i = next.0;
                 if let (Some(texts), false) = (&echo_text, p.echoed[i]) {
                     p.echoed[i] = true;
                     out.push(chunk(
@@ -817,14 +811,7 @@ fn completion_stream(
                 }
             }
             match next {
-                None => {
-                    p.finished = true;
-                    out.push(
-                        json!({"error": {"message": "the model's scheduler stopped", "type": "server_error"}})
-                            .to_string(),
-                    );
-                }
-                Some((i, Event::Delta { token, text, logprob })) => {
+                (i, Event::Delta { token, text, logprob }) => {
                     let lp = logprobs.map(|_| {
                         let entries: Vec<(u32, Option<&TokenLogprob>)> = token
                             .map(|t| (t, logprob.as_ref()))
@@ -837,7 +824,7 @@ fn completion_stream(
                         None,
                     ));
                 }
-                Some((i, Event::Done(c))) => {
+                (i, Event::Done(c)) => {
                     p.completion_tokens += c.completion_tokens;
                     out.push(chunk(
                         json!([{"index": i, "text": "", "logprobs": null, "finish_reason": c.finish_reason.as_str()}]),
@@ -847,7 +834,6 @@ fn completion_stream(
                     if p.done == total {
                         p.finished = true;
                         if include_usage {
-                            let prompt_tokens: usize = shape_prompts.iter().sum();
                             out.push(chunk(
                                 json!([]),
                                 Some(json!({
@@ -860,16 +846,26 @@ fn completion_stream(
                         out.push("[DONE]".to_string());
                     }
                 }
-                Some((_, Event::Error(e))) => {
+                (_, Event::Error(e)) => {
                     p.finished = true;
-                    out.push(json!({"error": {"message": e, "type": "server_error"}}).to_string());
+                    out.push(stream_error(&e));
                 }
-                Some((_, Event::PromptLogprobs(_))) => {}
+                (_, Event::PromptLogprobs(_)) => {}
             }
             Some((stream::iter(out), p))
         }
     })
     .flatten()
+}
+
+/// The event a stream ends with when its channel closes before the request finished.
+fn scheduler_stopped() -> (usize, Event) {
+    (0, Event::Error("the model's scheduler stopped".into()))
+}
+
+/// An error inside an SSE stream (the status line has gone out already).
+fn stream_error(message: &str) -> String {
+    json!({"error": {"message": message, "type": "server_error"}}).to_string()
 }
 
 fn model_object(name: &str, created: u64) -> Value {

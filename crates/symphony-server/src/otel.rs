@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::util::hex;
+
 /// One finished request.
 #[derive(Debug, Clone)]
 pub struct Span {
@@ -87,10 +89,6 @@ async fn post(url: &str, spans: Vec<Span>) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn nanos(t: SystemTime) -> String {
     // OTLP/JSON writes 64-bit integers as strings.
     t.duration_since(UNIX_EPOCH)
@@ -164,15 +162,6 @@ pub fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8])> {
         return None;
     }
     Some((t, p))
-}
-
-/// Random ids for new traces and spans.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    if getrandom::fill(&mut b).is_err() || b.iter().all(|&x| x == 0) {
-        b[0] = 1;
-    }
-    b
 }
 
 #[cfg(test)]
