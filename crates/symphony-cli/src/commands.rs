@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use symphony_engine::bench::{self, BenchConfig};
 use symphony_engine::{
-    chat_prompt, raw_prompt, FinishReason, GenerationParams, SamplingParams, Session,
+    chat_prompt, raw_prompt, FinishReason, GenerationParams, Grammar, GrammarCompiler,
+    SamplingParams, Session,
 };
 use symphony_models::tokenizer::EncodeOptions;
 use symphony_models::{safetensors, ChatTemplate, LoadOptions, Model};
@@ -121,7 +122,25 @@ fn generation_params(args: &SamplingArgs) -> GenerationParams {
             ..SamplingParams::default()
         },
         ignore_eos: false,
+        constraint: None,
     }
+}
+
+/// The grammar `symphony run` was asked to follow, read from its file.
+fn run_grammar(args: &RunArgs) -> Result<Option<Grammar>> {
+    if let Some(path) = &args.json_schema {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let schema = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        return Ok(Some(Grammar::JsonSchema(schema)));
+    }
+    if let Some(path) = &args.grammar {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(Some(Grammar::Lark(text)));
+    }
+    Ok(args.regex.clone().map(Grammar::Regex))
 }
 
 /// Ctrl-C sets the flag instead of killing the process, so a reply can be cut short.
@@ -550,7 +569,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         chat_prompt(&model, &messages)
             .context("use --raw to continue plain text, or --chat-template FILE")?
     };
-    let params = generation_params(&args.sampling);
+    let mut params = generation_params(&args.sampling);
+    if let Some(grammar) = run_grammar(&args)? {
+        let compiler = GrammarCompiler::new(&model.tokenizer)?;
+        params.constraint = Some(compiler.compile(&grammar)?);
+    }
     let cancel = install_interrupt_flag()?;
     let mut session = Session::new(&model);
     let mut stdout = std::io::stdout().lock();

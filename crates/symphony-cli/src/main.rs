@@ -312,6 +312,15 @@ struct RunArgs {
     /// Print timings to stderr.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// The reply must be JSON valid against this JSON Schema file.
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    json_schema: Option<std::path::PathBuf>,
+    /// The reply must follow this grammar file (Lark syntax, llguidance dialect).
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    grammar: Option<std::path::PathBuf>,
+    /// The whole reply must match this regular expression.
+    #[arg(long, value_name = "REGEX", group = "constraint")]
+    regex: Option<String>,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]

@@ -11,6 +11,7 @@ use symphony_models::tokenizer::{EncodeOptions, Utf8Stream};
 use symphony_models::{Cache, Logits, Model, TokenId};
 use symphony_types::ChatMessage;
 
+use crate::constraint::Constraint;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::{Error, Result};
 
@@ -23,6 +24,8 @@ pub struct GenerationParams {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens until `max_tokens` (benchmarks).
     pub ignore_eos: bool,
+    /// Only tokens this grammar allows are sampled (structured output, tool calls).
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerationParams {
@@ -32,6 +35,7 @@ impl Default for GenerationParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -279,6 +283,7 @@ pub struct Decoder {
     utf8: Utf8Stream,
     max_tokens: usize,
     ignore_eos: bool,
+    constraint: Option<Constraint>,
     /// `Some(n)`: report each token's log-probability with the `n` most likely alternatives.
     logprobs: Option<usize>,
     pub text: String,
@@ -293,6 +298,7 @@ impl Decoder {
             utf8: Utf8Stream::default(),
             max_tokens: params.max_tokens,
             ignore_eos: params.ignore_eos,
+            constraint: params.constraint.clone(),
             logprobs,
             text: String::new(),
             generated: Vec::new(),
@@ -316,6 +322,19 @@ impl Decoder {
             };
         }
         let raw = self.logprobs.map(|_| logits.to_vec());
+        if let Some(constraint) = &mut self.constraint {
+            if constraint.mask(logits).is_err() {
+                // Cannot happen for a grammar that compiled; end rather than emit an
+                // unconstrained token.
+                let text = self.finish(FinishReason::Stop);
+                return Step {
+                    token: None,
+                    text,
+                    logprob: None,
+                    finish: Some(FinishReason::Stop),
+                };
+            }
+        }
         let next = self.sampler.sample(logits, history);
         let logprob = raw.map(|raw| token_logprob(&raw, next, self.logprobs.unwrap_or(0)));
         if !self.ignore_eos && tokenizer.is_end_of_generation(next) {
@@ -328,11 +347,21 @@ impl Decoder {
             };
         }
         self.generated.push(next);
-        let piece = self.utf8.push(&tokenizer.token_bytes(next, false));
+        let bytes = tokenizer.token_bytes(next, false);
+        let complete = match &mut self.constraint {
+            Some(c) => c.accept(next, &self.generated, &bytes).unwrap_or(true),
+            None => false,
+        };
+        let piece = self.utf8.push(&bytes);
         let (mut text, stopped) = self.stops.push(&piece);
         self.text.push_str(&text);
         let finish = if stopped {
             Some(FinishReason::Stop)
+        } else if complete {
+            // The grammar allows nothing more: end here instead of spending a step on the
+            // end-of-generation token it would force.
+            text.push_str(&self.finish(FinishReason::EndOfGeneration));
+            Some(FinishReason::EndOfGeneration)
         } else if self.generated.len() >= self.max_tokens {
             text.push_str(&self.finish(FinishReason::Length));
             Some(FinishReason::Length)

@@ -6,11 +6,14 @@
 
 pub mod bench;
 pub mod blocks;
+pub mod constraint;
 pub mod generate;
 pub mod perplexity;
 pub mod sampling;
 pub mod scheduler;
+pub mod tools;
 
+pub use constraint::{Constraint, Grammar, GrammarCompiler};
 pub use generate::{
     chat_prompt, raw_prompt, token_logprob, Decoder, FinishReason, Generation, GenerationParams,
     Session, Step, TokenLogprob,
@@ -30,6 +33,9 @@ pub enum Error {
     Model(#[from] symphony_models::Error),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A grammar or schema that cannot be compiled (or, rarely, a matcher that failed).
+    #[error("invalid grammar: {0}")]
+    InvalidGrammar(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

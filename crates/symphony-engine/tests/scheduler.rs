@@ -24,6 +24,7 @@ fn greedy(max_tokens: usize) -> GenerationParams {
         sampling: SamplingParams::greedy(),
         stop: Vec::new(),
         ignore_eos: false,
+        constraint: None,
     }
 }
 

@@ -73,6 +73,7 @@ impl Options {
             sampling,
             stop: self.stop.unwrap_or_default(),
             ignore_eos: false,
+            constraint: None,
         })
     }
 }

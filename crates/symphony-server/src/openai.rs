@@ -117,6 +117,7 @@ impl Sampling {
                 sampling,
                 stop,
                 ignore_eos: self.ignore_eos,
+                constraint: None,
             },
             n,
         ))

@@ -259,6 +259,11 @@ impl Tokenizer {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
+    /// What kind of vocabulary entry `id` is (`None` past the vocabulary).
+    pub fn kind(&self, id: TokenId) -> Option<TokenKind> {
+        self.kinds.get(id as usize).copied()
+    }
+
     pub fn token_id(&self, text: &str) -> Option<TokenId> {
         self.token_to_id.get(text).copied()
     }
