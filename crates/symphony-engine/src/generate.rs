@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use symphony_models::tokenizer::{EncodeOptions, Utf8Stream};
 use symphony_models::{Cache, Logits, Model, TokenId};
-use symphony_types::ChatMessage;
+use symphony_types::{ChatMessage, Role, ToolSpec};
 
 use crate::constraint::Constraint;
 use crate::sampling::{Sampler, SamplingParams};
@@ -89,11 +89,30 @@ impl Generation {
 /// Renders a conversation with the model's chat template and tokenizes it, ending where the
 /// assistant's reply starts.
 pub fn chat_prompt(model: &Model, messages: &[ChatMessage]) -> Result<Vec<TokenId>> {
+    chat_prompt_with_tools(model, messages, &[])
+}
+
+/// [`chat_prompt`] for a conversation where the model may call `tools`. A template that
+/// renders tools itself gets them as Hugging Face passes them; for one that does not, the
+/// tools are described in the system message and calls and results are written as text in
+/// the same `<tool_call>` format (see [`crate::tools`]).
+pub fn chat_prompt_with_tools(
+    model: &Model,
+    messages: &[ChatMessage],
+    tools: &[ToolSpec],
+) -> Result<Vec<TokenId>> {
     let template = model
         .chat_template
         .as_ref()
         .ok_or(symphony_models::Error::NoChatTemplate)?;
-    let text = template.render(messages, true)?;
+    let has_tool_turns = messages
+        .iter()
+        .any(|m| m.role == Role::Tool || !m.tool_calls.is_empty());
+    let text = if template.supports_tools() || (tools.is_empty() && !has_tool_turns) {
+        template.render_with_tools(messages, tools, true)?
+    } else {
+        template.render(&crate::tools::tools_as_text(messages, tools), true)?
+    };
     let mut tokens = model.tokenizer.encode(&text, EncodeOptions::TEMPLATE);
     // A template that writes the BOS itself plus a tokenizer that adds one gives two: keep one.
     if let (Some(bos), [a, b, ..]) = (model.tokenizer.bos, tokens.as_slice()) {

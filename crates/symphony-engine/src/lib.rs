@@ -15,8 +15,8 @@ pub mod tools;
 
 pub use constraint::{Constraint, Grammar, GrammarCompiler};
 pub use generate::{
-    chat_prompt, raw_prompt, token_logprob, Decoder, FinishReason, Generation, GenerationParams,
-    Session, Step, TokenLogprob,
+    chat_prompt, chat_prompt_with_tools, raw_prompt, token_logprob, Decoder, FinishReason,
+    Generation, GenerationParams, Session, Step, TokenLogprob,
 };
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{

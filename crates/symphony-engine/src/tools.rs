@@ -4,7 +4,7 @@
 //! builds the grammar a call must follow and reads calls back out of the text.
 
 use serde_json::{json, Map, Value};
-use symphony_types::ToolSpec;
+use symphony_types::{ChatMessage, Role, ToolSpec};
 
 use crate::constraint::Grammar;
 
@@ -14,6 +14,32 @@ pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
 /// The grammar of the calls a reply may make: each `{"name", "arguments"}` object is held to
 /// its function's parameter schema. `parallel` allows several calls in a row.
 pub fn tool_call_grammar(tools: &[ToolSpec], parallel: bool) -> Grammar {
+    Grammar::Lark(format!(
+        "start: calls\n{}",
+        tool_call_rules(tools, parallel)
+    ))
+}
+
+/// A reply that either calls tools or answers with JSON valid against `answer_schema`
+/// (`tools` together with `response_format`).
+pub fn tool_call_or_json_grammar(
+    tools: &[ToolSpec],
+    parallel: bool,
+    answer_schema: &Value,
+) -> Grammar {
+    let mut answer = answer_schema.clone();
+    if let Some(obj) = answer.as_object_mut() {
+        obj.entry("x-guidance")
+            .or_insert_with(|| json!({"whitespace_flexible": false}));
+    }
+    Grammar::Lark(format!(
+        "start: calls | answer\nanswer: %json {answer}\n{}",
+        tool_call_rules(tools, parallel)
+    ))
+}
+
+/// The Lark rules `calls` (one call, or several with `parallel`), `call` and `WS`.
+fn tool_call_rules(tools: &[ToolSpec], parallel: bool) -> String {
     let mut defs = Map::new();
     let variants: Vec<Value> = tools
         .iter()
@@ -37,11 +63,11 @@ pub fn tool_call_grammar(tools: &[ToolSpec], parallel: bool) -> Grammar {
         schema["$defs"] = Value::Object(defs);
     }
     let repeat = if parallel { "+" } else { "" };
-    Grammar::Lark(format!(
-        "start: (WS? call){repeat}\n\
+    format!(
+        "calls: (WS? call){repeat}\n\
          call: \"{TOOL_CALL_OPEN}\" WS? %json {schema} WS? \"{TOOL_CALL_CLOSE}\"\n\
          WS: /[ \\t\\r\\n]+/\n"
-    ))
+    )
 }
 
 /// Moves a parameter schema's `$defs`/`definitions` into `defs` under `prefix`-ed names and
@@ -97,31 +123,110 @@ pub struct ParsedReply {
 /// Reads the `<tool_call>` blocks out of a reply. Blocks that do not hold a
 /// `{"name", "arguments"}` object stay in the text (an unconstrained model can write them).
 pub fn parse_tool_calls(text: &str) -> ParsedReply {
+    let mut splitter = ToolCallSplitter::default();
+    let mut pieces = splitter.push(text);
+    pieces.extend(splitter.finish());
     let mut content = String::new();
     let mut calls = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(TOOL_CALL_OPEN) {
-        let body_start = start + TOOL_CALL_OPEN.len();
-        let (body, after) = match rest[body_start..].find(TOOL_CALL_CLOSE) {
-            Some(end) => (
-                &rest[body_start..body_start + end],
-                &rest[body_start + end + TOOL_CALL_CLOSE.len()..],
-            ),
-            None => (&rest[body_start..], ""),
-        };
-        match parse_call(body) {
-            Some(call) => {
-                content.push_str(&rest[..start]);
-                calls.push(call);
-            }
-            None => content.push_str(&rest[..rest.len() - after.len()]),
+    for piece in pieces {
+        match piece {
+            ReplyPiece::Text(t) => content.push_str(&t),
+            ReplyPiece::Call { name, arguments } => calls.push((name, arguments)),
         }
-        rest = after;
     }
-    content.push_str(rest);
     ParsedReply {
         content: content.trim().to_string(),
         calls,
+    }
+}
+
+/// Part of a streamed reply: text to show, or a whole tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyPiece {
+    Text(String),
+    Call { name: String, arguments: Value },
+}
+
+/// Splits streamed text into text and tool calls. Text that could be the start of a call is
+/// held back until it is clear; a call is released once it is closed. Whitespace-only text
+/// is held until more text follows, so the gaps around calls are never shown as content.
+#[derive(Debug, Default)]
+pub struct ToolCallSplitter {
+    buf: String,
+    in_call: bool,
+    /// Whitespace waiting for text to follow it.
+    space: String,
+}
+
+impl ToolCallSplitter {
+    pub fn push(&mut self, text: &str) -> Vec<ReplyPiece> {
+        self.buf.push_str(text);
+        let mut out = Vec::new();
+        loop {
+            if self.in_call {
+                let Some(end) = self.buf.find(TOOL_CALL_CLOSE) else {
+                    break;
+                };
+                let body = self.buf[..end].to_string();
+                self.buf.drain(..end + TOOL_CALL_CLOSE.len());
+                self.in_call = false;
+                match parse_call(&body) {
+                    Some((name, arguments)) => {
+                        self.space.clear();
+                        out.push(ReplyPiece::Call { name, arguments });
+                    }
+                    None => self.text(format!("{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}"), &mut out),
+                }
+            } else if let Some(start) = self.buf.find(TOOL_CALL_OPEN) {
+                let before = self.buf[..start].to_string();
+                self.buf.drain(..start + TOOL_CALL_OPEN.len());
+                self.in_call = true;
+                self.text(before, &mut out);
+            } else {
+                // Hold back a tail that may be the start of `<tool_call>`.
+                let keep = (1..TOOL_CALL_OPEN.len())
+                    .rev()
+                    .find(|&n| self.buf.ends_with(&TOOL_CALL_OPEN[..n]))
+                    .unwrap_or(0);
+                let ready = self.buf[..self.buf.len() - keep].to_string();
+                self.buf.drain(..self.buf.len() - keep);
+                self.text(ready, &mut out);
+                break;
+            }
+        }
+        out
+    }
+
+    /// The end of the reply: an unclosed call is read if it is whole JSON, else shown as text.
+    pub fn finish(&mut self) -> Vec<ReplyPiece> {
+        let mut out = Vec::new();
+        let rest = std::mem::take(&mut self.buf);
+        if self.in_call {
+            self.in_call = false;
+            match parse_call(&rest) {
+                Some((name, arguments)) => out.push(ReplyPiece::Call { name, arguments }),
+                None => self.text(format!("{TOOL_CALL_OPEN}{rest}"), &mut out),
+            }
+        } else {
+            self.text(rest, &mut out);
+        }
+        out
+    }
+
+    fn text(&mut self, text: String, out: &mut Vec<ReplyPiece>) {
+        // Trailing whitespace waits: it is shown only if more text follows.
+        let body = text.trim_end();
+        if body.is_empty() {
+            self.space.push_str(&text);
+            return;
+        }
+        let trailing = text[body.len()..].to_string();
+        let shown = std::mem::take(&mut self.space) + body;
+        self.space = trailing;
+        match out.last_mut() {
+            Some(ReplyPiece::Text(prev)) => prev.push_str(&shown),
+            _ => out.push(ReplyPiece::Text(shown)),
+        }
     }
 }
 
@@ -161,6 +266,58 @@ pub fn tool_instructions(tools: &[ToolSpec]) -> String {
     out
 }
 
+/// A conversation with tools rewritten as plain turns, for templates that know no tools: the
+/// tools join the system message, calls become `<tool_call>` text in the assistant's turn,
+/// and results come back as user turns in `<tool_response>` blocks.
+pub fn tools_as_text(messages: &[ChatMessage], tools: &[ToolSpec]) -> Vec<ChatMessage> {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len() + 1);
+    if !tools.is_empty() {
+        let instructions = tool_instructions(tools);
+        match messages.first() {
+            Some(first) if first.role == Role::System => {
+                out.push(ChatMessage::system(format!(
+                    "{}\n\n{instructions}",
+                    first.content
+                )));
+            }
+            _ => out.push(ChatMessage::system(instructions)),
+        }
+    }
+    let skip =
+        usize::from(!tools.is_empty() && messages.first().is_some_and(|m| m.role == Role::System));
+    for m in &messages[skip..] {
+        match m.role {
+            Role::Tool => {
+                let block = format!("<tool_response>\n{}\n</tool_response>", m.content);
+                match out.last_mut() {
+                    // Consecutive results share one user turn, as Qwen's template does.
+                    Some(prev)
+                        if prev.role == Role::User
+                            && prev.content.ends_with("</tool_response>") =>
+                    {
+                        prev.content.push('\n');
+                        prev.content.push_str(&block);
+                    }
+                    _ => out.push(ChatMessage::user(block)),
+                }
+            }
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut text = m.content.clone();
+                for call in &m.tool_calls {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    let body = json!({"name": call.name, "arguments": call.arguments});
+                    text.push_str(&format!("{TOOL_CALL_OPEN}\n{body}\n{TOOL_CALL_CLOSE}"));
+                }
+                out.push(ChatMessage::assistant(text));
+            }
+            _ => out.push(ChatMessage::new(m.role, m.content.clone())),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +337,49 @@ mod tests {
         let broken = "<tool_call>{not json}</tool_call> done";
         assert_eq!(parse_tool_calls(broken).content, broken);
         assert!(parse_tool_calls(broken).calls.is_empty());
+    }
+
+    #[test]
+    fn streamed_pieces_hold_back_what_may_be_a_call() {
+        let reply = "Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>\n<tool_call>{\"name\": \"g\", \"arguments\": {}}</tool_call>\n";
+        // Every split of the reply into two chunks gives the same pieces.
+        for cut in (0..=reply.len()).filter(|&i| reply.is_char_boundary(i)) {
+            let mut s = ToolCallSplitter::default();
+            let mut pieces = s.push(&reply[..cut]);
+            pieces.extend(s.push(&reply[cut..]));
+            pieces.extend(s.finish());
+            // Streaming may cut text anywhere; join neighbouring text pieces to compare.
+            let mut joined: Vec<ReplyPiece> = Vec::new();
+            for p in pieces {
+                match (joined.last_mut(), p) {
+                    (Some(ReplyPiece::Text(a)), ReplyPiece::Text(b)) => a.push_str(&b),
+                    (_, p) => joined.push(p),
+                }
+            }
+            assert_eq!(
+                joined,
+                vec![
+                    ReplyPiece::Text("Sure.".into()),
+                    ReplyPiece::Call {
+                        name: "f".into(),
+                        arguments: json!({"x": 1})
+                    },
+                    ReplyPiece::Call {
+                        name: "g".into(),
+                        arguments: json!({})
+                    },
+                ],
+                "cut at {cut}"
+            );
+        }
+        // Text that only looks like the start of a call is released.
+        let mut s = ToolCallSplitter::default();
+        assert_eq!(s.push("a <tool"), vec![ReplyPiece::Text("a".into())]);
+        assert_eq!(
+            s.push("box>\n\n"),
+            vec![ReplyPiece::Text(" <toolbox>".into())]
+        );
+        assert_eq!(s.push("b"), vec![ReplyPiece::Text("\n\nb".into())]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{context, Environment, ErrorKind};
-use symphony_types::ChatMessage;
+use symphony_types::{ChatMessage, ToolSpec};
 
 use crate::error::{Error, Result};
 
@@ -15,6 +15,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    supports_tools: bool,
 }
 
 impl ChatTemplate {
@@ -40,29 +41,84 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            // Templates that render tools read a `tools` variable; the others ignore it.
+            supports_tools: source.contains("tools"),
         })
+    }
+
+    /// Whether the template renders tool definitions and tool turns itself.
+    pub fn supports_tools(&self) -> bool {
+        self.supports_tools
     }
 
     /// Renders a conversation. With `add_generation_prompt` the text ends where the
     /// assistant's reply begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, &[], add_generation_prompt)
+    }
+
+    /// Renders a conversation with the functions the model may call, in the shapes Hugging
+    /// Face templates expect: `tools` as `{"type": "function", "function": {...}}` and an
+    /// assistant's calls as `tool_calls[].function` with the arguments as an object.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| Error::ChatTemplate(describe(&e)))?;
-        let messages: Vec<_> = messages
+        let messages: Vec<_> = messages.iter().map(message_value).collect();
+        let tools: Vec<_> = tools
             .iter()
-            .map(|m| context! { role => m.role.as_str(), content => m.content.clone() })
+            .map(|t| {
+                let function = serde_json::json!({
+                    "name": t.name,
+                    "description": t.description.clone().unwrap_or_default(),
+                    "parameters": t.parameters,
+                });
+                minijinja::Value::from(minijinja::value::Serde(
+                    serde_json::json!({"type": "function", "function": function}),
+                ))
+            })
             .collect();
+        let tools = (!tools.is_empty()).then_some(tools);
         template
             .render(context! {
                 messages => messages,
+                tools => tools,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token.clone(),
                 eos_token => self.eos_token.clone(),
             })
             .map_err(|e| Error::ChatTemplate(describe(&e)))
     }
+}
+
+fn message_value(m: &ChatMessage) -> minijinja::Value {
+    let mut v = serde_json::json!({"role": m.role.as_str(), "content": m.content});
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                })
+            })
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = id.clone().into();
+    }
+    if let Some(name) = &m.name {
+        v["name"] = name.clone().into();
+    }
+    minijinja::Value::from(minijinja::value::Serde(v))
 }
 
 /// minijinja's error with its cause chain, on one line.

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use symphony_engine::{Scheduler, SchedulerConfig};
+use symphony_engine::{Constraint, Grammar, GrammarCompiler, Scheduler, SchedulerConfig};
 use symphony_models::{Model, KV_BLOCK_SIZE};
 use symphony_store::{Manifest, Store};
 
@@ -23,6 +23,8 @@ pub struct LoadedModel {
     pub size_bytes: u64,
     pub loaded_at: SystemTime,
     usage: Mutex<Usage>,
+    /// Built on the first constrained request: indexing the vocabulary takes a moment.
+    grammars: OnceLock<Arc<GrammarCompiler>>,
 }
 
 struct Usage {
@@ -33,6 +35,30 @@ struct Usage {
 impl LoadedModel {
     pub fn model(&self) -> &Arc<Model> {
         self.scheduler.model()
+    }
+
+    /// Compiles a grammar for this model's vocabulary, off the async runtime (a large
+    /// schema or the first request's vocabulary index can take milliseconds). A grammar
+    /// that does not compile is the client's error: 400 with the reason.
+    pub async fn compile(
+        self: &Arc<Self>,
+        grammar: Grammar,
+        param: &'static str,
+    ) -> Result<Constraint, ApiError> {
+        let this = self.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let compiler = match this.grammars.get() {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(GrammarCompiler::new(&this.model().tokenizer)?);
+                    this.grammars.get_or_init(|| c).clone()
+                }
+            };
+            compiler.compile(&grammar)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("grammar compilation failed: {e}")))?;
+        compiled.map_err(|e| ApiError::invalid_param(param, e.to_string()))
     }
 
     /// Marks a use: the keep-alive counts from now, with this request's keep-alive if given.
@@ -193,6 +219,7 @@ impl Registry {
             manifest,
             scheduler,
             loaded_at: SystemTime::now(),
+            grammars: OnceLock::new(),
             usage: Mutex::new(Usage {
                 last_used: Instant::now(),
                 keep_alive: keep_alive.unwrap_or(self.config.keep_alive),
