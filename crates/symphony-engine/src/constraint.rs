@@ -110,10 +110,13 @@ pub struct Constraint {
 enum State {
     /// Every token is constrained.
     Active,
-    /// Unconstrained until the output (after leading whitespace) starts with the trigger;
-    /// then the tokens so far are fed to the matcher and it constrains the rest. Output
-    /// that cannot become the trigger turns the constraint off.
-    Waiting { trigger: String, bytes: Vec<u8> },
+    /// Unconstrained until the output (after leading whitespace) starts with one of the
+    /// triggers; then the tokens so far are fed to the matcher and it constrains the rest.
+    /// Output that cannot become a trigger turns the constraint off.
+    Waiting {
+        triggers: Vec<String>,
+        bytes: Vec<u8>,
+    },
     /// The output went another way; nothing is constrained.
     Off,
 }
@@ -127,12 +130,12 @@ impl fmt::Debug for Constraint {
 }
 
 impl Constraint {
-    /// Leaves the output free unless it starts with `trigger` (after whitespace), as a tool
-    /// call does: the model chooses between answering and calling, and a call, once begun,
-    /// must match the grammar (which then has to accept the trigger itself).
-    pub fn triggered_by(mut self, trigger: impl Into<String>) -> Self {
+    /// Leaves the output free unless it starts with one of `triggers` (after whitespace), as
+    /// a tool call does: the model chooses between answering and calling, and a call, once
+    /// begun, must match the grammar (which then has to accept the trigger itself).
+    pub fn triggered_by<S: Into<String>>(mut self, triggers: impl IntoIterator<Item = S>) -> Self {
         self.state = State::Waiting {
-            trigger: trigger.into(),
+            triggers: triggers.into_iter().map(Into::into).collect(),
             bytes: Vec::new(),
         };
         self
@@ -176,7 +179,7 @@ impl Constraint {
             State::Off => return Ok(false),
             State::Active => advance(&mut self.matcher, &[token])?,
             State::Waiting {
-                trigger,
+                triggers,
                 bytes: seen,
             } => {
                 seen.extend_from_slice(bytes);
@@ -185,14 +188,14 @@ impl Constraint {
                     .position(|b| !b.is_ascii_whitespace())
                     .unwrap_or(seen.len());
                 let text = &seen[start..];
-                if text.starts_with(trigger.as_bytes()) {
+                if triggers.iter().any(|t| text.starts_with(t.as_bytes())) {
                     // The grammar must accept what was written freely; if it cannot, the
                     // output is left alone rather than forced into a broken state.
                     match advance(&mut self.matcher, generated) {
                         Ok(()) => self.state = State::Active,
                         Err(_) => self.state = State::Off,
                     }
-                } else if !trigger.as_bytes().starts_with(text) {
+                } else if !triggers.iter().any(|t| t.as_bytes().starts_with(text)) {
                     self.state = State::Off;
                 }
                 if self.state != State::Active {

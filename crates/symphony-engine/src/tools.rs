@@ -10,12 +10,24 @@ use crate::constraint::Grammar;
 
 pub const TOOL_CALL_OPEN: &str = "<tool_call>";
 pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
+/// How a reply that calls a tool starts: the tag, or (small models often drop the tag) the
+/// call's JSON object itself.
+pub const TOOL_CALL_TRIGGERS: [&str; 2] = [TOOL_CALL_OPEN, "{\"name\""];
 
 /// The grammar of the calls a reply may make: each `{"name", "arguments"}` object is held to
 /// its function's parameter schema. `parallel` allows several calls in a row.
 pub fn tool_call_grammar(tools: &[ToolSpec], parallel: bool) -> Grammar {
     Grammar::Lark(format!(
         "start: calls\n{}",
+        tool_call_rules(tools, parallel)
+    ))
+}
+
+/// [`tool_call_grammar`] that also takes one call written as its bare JSON object, for
+/// `tool_choice: auto`, where the constraint starts at either of [`TOOL_CALL_TRIGGERS`].
+pub fn tool_call_grammar_auto(tools: &[ToolSpec], parallel: bool) -> Grammar {
+    Grammar::Lark(format!(
+        "start: calls | call_object\n{}",
         tool_call_rules(tools, parallel)
     ))
 }
@@ -38,7 +50,8 @@ pub fn tool_call_or_json_grammar(
     ))
 }
 
-/// The Lark rules `calls` (one call, or several with `parallel`), `call` and `WS`.
+/// The Lark rules `calls` (one call, or several with `parallel`), `call`, `call_object`
+/// and `WS`.
 fn tool_call_rules(tools: &[ToolSpec], parallel: bool) -> String {
     let mut defs = Map::new();
     let variants: Vec<Value> = tools
@@ -65,7 +78,8 @@ fn tool_call_rules(tools: &[ToolSpec], parallel: bool) -> String {
     let repeat = if parallel { "+" } else { "" };
     format!(
         "calls: (WS? call){repeat}\n\
-         call: \"{TOOL_CALL_OPEN}\" WS? %json {schema} WS? \"{TOOL_CALL_CLOSE}\"\n\
+         call: \"{TOOL_CALL_OPEN}\" WS? call_object WS? \"{TOOL_CALL_CLOSE}\"\n\
+         call_object: %json {schema}\n\
          WS: /[ \\t\\r\\n]+/\n"
     )
 }
@@ -150,17 +164,30 @@ pub enum ReplyPiece {
 /// Splits streamed text into text and tool calls. Text that could be the start of a call is
 /// held back until it is clear; a call is released once it is closed. Whitespace-only text
 /// is held until more text follows, so the gaps around calls are never shown as content.
+/// A reply that opens with `{` may be a bare call object: it is held to the end and read
+/// as a call if it is one.
 #[derive(Debug, Default)]
 pub struct ToolCallSplitter {
     buf: String,
     in_call: bool,
     /// Whitespace waiting for text to follow it.
     space: String,
+    /// `None` until the reply's first visible character; then whether it was `{`.
+    bare: Option<bool>,
 }
 
 impl ToolCallSplitter {
     pub fn push(&mut self, text: &str) -> Vec<ReplyPiece> {
         self.buf.push_str(text);
+        if self.bare.is_none() {
+            match self.buf.trim_start().chars().next() {
+                None => return Vec::new(),
+                Some(c) => self.bare = Some(c == '{'),
+            }
+        }
+        if self.bare == Some(true) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         loop {
             if self.in_call {
@@ -199,6 +226,17 @@ impl ToolCallSplitter {
 
     /// The end of the reply: an unclosed call is read if it is whole JSON, else shown as text.
     pub fn finish(&mut self) -> Vec<ReplyPiece> {
+        if self.bare == Some(true) {
+            if let Some((name, arguments)) = parse_call(&self.buf) {
+                self.buf.clear();
+                return vec![ReplyPiece::Call { name, arguments }];
+            }
+            // Not a call after all: read it as any other reply.
+            self.bare = Some(false);
+            let mut out = self.push("");
+            out.extend(self.finish());
+            return out;
+        }
         let mut out = Vec::new();
         let rest = std::mem::take(&mut self.buf);
         if self.in_call {
@@ -334,6 +372,12 @@ mod tests {
                 ("now".to_string(), json!({})),
             ]
         );
+        let bare = "\n{\"name\": \"f\", \"arguments\": {\"x\": [1, 2]}}";
+        assert_eq!(
+            parse_tool_calls(bare).calls,
+            vec![("f".to_string(), json!({"x": [1, 2]}))]
+        );
+        assert_eq!(parse_tool_calls("{\"a\": 1}").content, "{\"a\": 1}");
         let broken = "<tool_call>{not json}</tool_call> done";
         assert_eq!(parse_tool_calls(broken).content, broken);
         assert!(parse_tool_calls(broken).calls.is_empty());

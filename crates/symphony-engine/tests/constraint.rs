@@ -170,7 +170,7 @@ fn a_triggered_constraint_waits_for_its_trigger() {
         let mut c = compiler
             .compile(&grammar)
             .unwrap()
-            .triggered_by("<tool_call>");
+            .triggered_by(["<tool_call>"]);
         let tokens = tok.encode(
             text,
             EncodeOptions {

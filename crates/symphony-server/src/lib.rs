@@ -18,6 +18,7 @@ mod openai;
 pub mod otel;
 pub mod redis;
 pub mod registry;
+mod structured;
 mod util;
 mod ws;
 

@@ -12,14 +12,18 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_engine::sampling::SamplingParams;
-use symphony_engine::{chat_prompt, raw_prompt, Completion, Event, GenerationParams};
+use symphony_engine::tools::{parse_tool_calls, ReplyPiece, ToolCallSplitter};
+use symphony_engine::{
+    chat_prompt, chat_prompt_with_tools, raw_prompt, Completion, Event, GenerationParams,
+};
 use symphony_store::Manifest;
-use symphony_types::{ChatMessage, Role};
+use symphony_types::{ChatMessage, Role, ToolCall};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
 use crate::generation::{self, Job, Loaded};
-use crate::util::{is_non_empty_list, parse_duration, random_seed};
+use crate::structured::{call_id, OutputRules};
+use crate::util::{parse_duration, random_seed};
 use crate::SharedState;
 
 /// Ollama clients (and `curl -d`) often send JSON without a JSON content type: parse the
@@ -157,7 +161,7 @@ pub async fn generate(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let req: GenerateRequest = parse(&body)?;
-    refuse_format(&req.format)?;
+    let rules = OutputRules::ollama(req.format.as_ref(), None)?;
     if !req.images.is_empty() {
         return Err(ApiError::bad_request("this model does not take images").ollama());
     }
@@ -182,7 +186,8 @@ pub async fn generate(
     let skip =
         usize::from(!prompt.is_empty() && new.first() == model.model().tokenizer.bos.as_ref());
     prompt.extend_from_slice(&new[skip..]);
-    let params = req.options.params(&model, prompt.len())?;
+    let mut params = req.options.params(&model, prompt.len())?;
+    params.constraint = rules.constraint(&model, "format").await?;
     let rx = generation::start(
         &state,
         &principal,
@@ -201,6 +206,7 @@ pub async fn generate(
         rx,
         req.stream.unwrap_or(true),
         Shape::Generate { prompt },
+        false,
     )
     .await
 }
@@ -212,6 +218,23 @@ struct InMessage {
     content: String,
     #[serde(default)]
     images: Vec<Value>,
+    #[serde(default)]
+    tool_calls: Vec<InToolCall>,
+    /// A tool turn: the function that answered (`tool_name`, or `name` in older clients).
+    #[serde(alias = "name")]
+    tool_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InToolCall {
+    function: InFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+struct InFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,10 +256,7 @@ pub async fn chat(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let req: ChatRequest = parse(&body)?;
-    refuse_format(&req.format)?;
-    if is_non_empty_list(&req.tools) {
-        return Err(ApiError::bad_request("tools are not supported").ollama());
-    }
+    let rules = OutputRules::ollama(req.format.as_ref(), req.tools.as_ref())?;
     let keep = keep_alive(&req.keep_alive)?;
     let model = state.registry.get(&req.model, keep).await?;
     if req.messages.is_empty() {
@@ -254,10 +274,28 @@ pub async fn chat(
             "tool" => Role::Tool,
             other => return Err(ApiError::bad_request(format!("unknown role '{other}'")).ollama()),
         };
-        messages.push(ChatMessage::new(role, m.content));
+        let mut message = ChatMessage::new(role, m.content);
+        message.tool_calls = m
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: call_id(),
+                name: c.function.name,
+                arguments: match c.function.arguments {
+                    Value::Null => json!({}),
+                    Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+                    other => other,
+                },
+            })
+            .collect();
+        message.name = m.tool_name;
+        messages.push(message);
     }
-    let prompt = chat_prompt(model.model(), &messages).map_err(ApiError::from)?;
-    let params = req.options.params(&model, prompt.len())?;
+    let prompt =
+        chat_prompt_with_tools(model.model(), &messages, &rules.tools).map_err(ApiError::from)?;
+    let mut params = req.options.params(&model, prompt.len())?;
+    let param = if rules.parse_calls { "tools" } else { "format" };
+    params.constraint = rules.constraint(&model, param).await?;
     let rx = generation::start(
         &state,
         &principal,
@@ -270,15 +308,23 @@ pub async fn chat(
             n: 1,
         },
     )?;
-    respond(state, model, rx, req.stream.unwrap_or(true), Shape::Chat).await
+    respond(
+        state,
+        model,
+        rx,
+        req.stream.unwrap_or(true),
+        Shape::Chat,
+        rules.parse_calls,
+    )
+    .await
 }
 
-/// Structured output is not supported yet: refuse it rather than ignore it.
-fn refuse_format(format: &Option<Value>) -> Result<(), OllamaError> {
-    if format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
-        return Err(ApiError::bad_request("format is not supported").ollama());
-    }
-    Ok(())
+/// Ollama's `tool_calls`: arguments as an object, no ids.
+fn ollama_calls(calls: &[(String, Value)]) -> Value {
+    calls
+        .iter()
+        .map(|(name, arguments)| json!({"function": {"name": name, "arguments": arguments}}))
+        .collect()
 }
 
 /// Ollama's answer to a request with nothing to generate: the model is loaded (it just was),
@@ -349,6 +395,7 @@ async fn respond(
     rx: generation::UnboundedReceiver<(usize, Event)>,
     stream: bool,
     shape: Shape,
+    parse_calls: bool,
 ) -> Result<Response, OllamaError> {
     if !stream {
         let choices = generation::collect(&state, rx, 1).await?;
@@ -357,22 +404,52 @@ async fn respond(
             .completion
             .as_ref()
             .expect("collected choices are complete");
+        if parse_calls {
+            let parsed = parse_tool_calls(&c.text);
+            if !parsed.calls.is_empty() {
+                let mut v = shape.last(&model.name, &parsed.content, &c.tokens, completion);
+                v["message"]["tool_calls"] = ollama_calls(&parsed.calls);
+                return Ok(Json(v).into_response());
+            }
+        }
         return Ok(Json(shape.last(&model.name, &c.text, &c.tokens, completion)).into_response());
     }
     struct Progress {
         rx: generation::UnboundedReceiver<(usize, Event)>,
         tokens: Vec<u32>,
         finished: bool,
+        splitter: Option<ToolCallSplitter>,
+        /// Lines ready to send before the next event is read.
+        queued: std::collections::VecDeque<Value>,
     }
     let shape = std::sync::Arc::new(shape);
     let progress = Progress {
         rx,
         tokens: Vec::new(),
         finished: false,
+        splitter: parse_calls.then(ToolCallSplitter::default),
+        queued: Default::default(),
+    };
+    // A chat line for each piece: text as content, each call as Ollama's `tool_calls`.
+    let piece_lines = |model: &str, shape: &Shape, pieces: Vec<ReplyPiece>| -> Vec<Value> {
+        pieces
+            .into_iter()
+            .map(|piece| match piece {
+                ReplyPiece::Text(text) => shape.piece(model, &text),
+                ReplyPiece::Call { name, arguments } => {
+                    let mut v = shape.piece(model, "");
+                    v["message"]["tool_calls"] = ollama_calls(&[(name, arguments)]);
+                    v
+                }
+            })
+            .collect()
     };
     let lines = stream::unfold(progress, move |mut p| {
         let (model, shape) = (model.clone(), shape.clone());
         async move {
+            if let Some(line) = p.queued.pop_front() {
+                return Some((Some(line), p));
+            }
             if p.finished {
                 return None;
             }
@@ -383,6 +460,11 @@ async fn respond(
                 }
                 Some((_, Event::Delta { token, text, .. })) => {
                     p.tokens.extend(token);
+                    if let Some(splitter) = &mut p.splitter {
+                        let pieces = splitter.push(&text);
+                        p.queued.extend(piece_lines(&model.name, &shape, pieces));
+                        return Some((None, p));
+                    }
                     if text.is_empty() {
                         return Some((None, p));
                     }
@@ -390,7 +472,13 @@ async fn respond(
                 }
                 Some((_, Event::Done(c))) => {
                     p.finished = true;
-                    shape.last(&model.name, "", &p.tokens, &c)
+                    if let Some(splitter) = &mut p.splitter {
+                        let pieces = splitter.finish();
+                        p.queued.extend(piece_lines(&model.name, &shape, pieces));
+                    }
+                    p.queued
+                        .push_back(shape.last(&model.name, "", &p.tokens, &c));
+                    return Some((None, p));
                 }
                 Some((_, Event::Error(e))) => {
                     p.finished = true;

@@ -14,13 +14,17 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_engine::sampling::SamplingParams;
-use symphony_engine::{chat_prompt, raw_prompt, Completion, Event, GenerationParams, TokenLogprob};
-use symphony_types::{ChatMessage, Role};
+use symphony_engine::tools::{parse_tool_calls, ReplyPiece, ToolCallSplitter};
+use symphony_engine::{
+    chat_prompt_with_tools, raw_prompt, Completion, Event, GenerationParams, TokenLogprob,
+};
+use symphony_types::{ChatMessage, Role, ToolCall};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, token_text, Choice, Job, Loaded};
-use crate::util::{is_non_empty_list, random_seed, unix_now};
+use crate::structured::{call_id, OutputRules};
+use crate::util::{random_seed, unix_now};
 use crate::SharedState;
 
 /// Most choices one request may ask for.
@@ -150,6 +154,25 @@ pub struct InMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Vec<InToolCall>,
+    tool_call_id: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    function: InFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InFunctionCall {
+    name: String,
+    /// A JSON string in OpenAI's API; an object is accepted too.
+    #[serde(default)]
+    arguments: Value,
 }
 
 impl InMessage {
@@ -183,7 +206,42 @@ impl InMessage {
                 text
             }
         };
-        Ok(ChatMessage::new(role, content))
+        let mut message = ChatMessage::new(role, content);
+        message.tool_calls = self
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id.unwrap_or_else(call_id),
+                name: c.function.name,
+                // Templates want the arguments as an object; a string that is not JSON is
+                // passed on as it is.
+                arguments: match c.function.arguments {
+                    Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+                    Value::Null => json!({}),
+                    other => other,
+                },
+            })
+            .collect();
+        message.tool_call_id = self.tool_call_id;
+        message.name = self.name;
+        Ok(message)
+    }
+}
+
+/// Gives each tool turn the name of the function whose call it answers, when the client
+/// did not say (templates that render tool turns may use it).
+fn name_tool_turns(messages: &mut [ChatMessage]) {
+    let mut names = std::collections::HashMap::new();
+    for m in messages.iter_mut() {
+        for c in &m.tool_calls {
+            names.insert(c.id.clone(), c.name.clone());
+        }
+        if m.role == Role::Tool && m.name.is_none() {
+            m.name = m
+                .tool_call_id
+                .as_ref()
+                .and_then(|id| names.get(id).cloned());
+        }
     }
 }
 
@@ -201,6 +259,8 @@ pub struct ChatRequest {
     top_logprobs: Option<usize>,
     response_format: Option<Value>,
     tools: Option<Value>,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -219,6 +279,8 @@ pub struct ChatStart {
     id: String,
     created: u64,
     include_usage: bool,
+    /// Tool calls are read out of the replies.
+    parse_calls: bool,
 }
 
 /// Validates a chat request, loads its model and submits it.
@@ -227,20 +289,12 @@ pub async fn start_chat(
     principal: &Principal,
     req: ChatRequest,
 ) -> Result<ChatStart, ApiError> {
-    if let Some(format) = &req.response_format {
-        if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::invalid_param(
-                "response_format",
-                "only response_format {\"type\": \"text\"} is supported",
-            ));
-        }
-    }
-    if is_non_empty_list(&req.tools) {
-        return Err(ApiError::invalid_param(
-            "tools",
-            "tool calling is not supported",
-        ));
-    }
+    let rules = OutputRules::openai(
+        req.response_format.as_ref(),
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        req.parallel_tool_calls,
+    )?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
@@ -263,19 +317,26 @@ pub async fn start_chat(
         (true, n) => Some(n.unwrap_or(0)),
         (false, None) => None,
     };
-    let messages = req
+    let mut messages = req
         .messages
         .into_iter()
         .map(InMessage::into_chat)
         .collect::<Result<Vec<_>, _>>()?;
+    name_tool_turns(&mut messages);
     let model = state.registry.get(&req.model, None).await?;
-    let prompt = chat_prompt(model.model(), &messages)?;
+    let prompt = chat_prompt_with_tools(model.model(), &messages, &rules.tools)?;
     let limit = max_tokens(
         req.max_completion_tokens.or(req.max_tokens),
         &model,
         prompt.len(),
     );
-    let (params, n) = req.sampling.params(limit)?;
+    let (mut params, n) = req.sampling.params(limit)?;
+    let param = if rules.parse_calls {
+        "tools"
+    } else {
+        "response_format"
+    };
+    params.constraint = rules.constraint(&model, param).await?;
     let job = Job {
         prompt,
         params,
@@ -292,6 +353,7 @@ pub async fn start_chat(
         id: format!("chatcmpl-{:016x}", random_seed()),
         created: unix_now(),
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+        parse_calls: rules.parse_calls,
     })
 }
 
@@ -363,6 +425,7 @@ pub async fn chat_completions(
         top_logprobs,
         id,
         created,
+        parse_calls,
         ..
     } = start;
     let choices = generation::collect(&state, rx, n).await?;
@@ -372,15 +435,46 @@ pub async fn chat_completions(
         "created": created,
         "model": model.name,
         "system_fingerprint": fingerprint(),
-        "choices": choices.iter().enumerate().map(|(i, c)| json!({
-            "index": i,
-            "message": {"role": "assistant", "content": c.text},
-            "logprobs": top_logprobs.map(|_| json!({"content": chat_logprobs(&model, &c.logprobs)})),
-            "finish_reason": finish_reason(c.completion.as_ref()),
-        })).collect::<Vec<_>>(),
+        "choices": choices.iter().enumerate().map(|(i, c)| {
+            let (message, called) = reply_message(&c.text, parse_calls);
+            json!({
+                "index": i,
+                "message": message,
+                "logprobs": top_logprobs.map(|_| json!({"content": chat_logprobs(&model, &c.logprobs)})),
+                "finish_reason": if called { "tool_calls" } else { finish_reason(c.completion.as_ref()) },
+            })
+        }).collect::<Vec<_>>(),
         "usage": usage(&choices),
     });
     Ok(reply(&state, key, body).await)
+}
+
+/// The assistant message for a reply, with its tool calls read out when tools were offered;
+/// true if it called any.
+fn reply_message(text: &str, parse_calls: bool) -> (Value, bool) {
+    if !parse_calls {
+        return (json!({"role": "assistant", "content": text}), false);
+    }
+    let parsed = parse_tool_calls(text);
+    if parsed.calls.is_empty() {
+        return (json!({"role": "assistant", "content": text}), false);
+    }
+    let calls: Vec<Value> = parsed
+        .calls
+        .iter()
+        .map(|(name, args)| {
+            json!({
+                "id": call_id(),
+                "type": "function",
+                "function": {"name": name, "arguments": args.to_string()},
+            })
+        })
+        .collect();
+    let content = (!parsed.content.is_empty()).then_some(parsed.content);
+    (
+        json!({"role": "assistant", "content": content, "tool_calls": calls}),
+        true,
+    )
 }
 
 fn fingerprint() -> String {
@@ -432,6 +526,7 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
         id,
         created,
         include_usage,
+        parse_calls,
         ..
     } = start;
     let chunk = {
@@ -466,15 +561,50 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
         done: usize,
         choices: Vec<Choice>,
         finished: bool,
+        /// With tools: each choice's text split into content and calls, and its call count.
+        splitters: Option<Vec<(ToolCallSplitter, usize)>>,
     }
     let progress = Progress {
         rx,
         done: 0,
         choices: vec![Choice::default(); n],
         finished: false,
+        splitters: parse_calls.then(|| (0..n).map(|_| Default::default()).collect()),
+    };
+    // Content and tool-call chunks for one choice's pieces, in OpenAI's streaming shape:
+    // a call opens with its id, type and name, then carries its arguments.
+    let piece_chunks = {
+        let chunk = chunk.clone();
+        move |i: usize, pieces: Vec<ReplyPiece>, calls: &mut usize, out: &mut Vec<String>| {
+            for piece in pieces {
+                match piece {
+                    ReplyPiece::Text(text) => out.push(chunk(json!([{
+                        "index": i, "delta": {"content": text}, "logprobs": null, "finish_reason": null,
+                    }]))),
+                    ReplyPiece::Call { name, arguments } => {
+                        let k = *calls;
+                        *calls += 1;
+                        out.push(chunk(json!([{
+                            "index": i,
+                            "delta": {"tool_calls": [{
+                                "index": k, "id": call_id(), "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }]},
+                            "logprobs": null, "finish_reason": null,
+                        }])));
+                        out.push(chunk(json!([{
+                            "index": i,
+                            "delta": {"tool_calls": [{"index": k, "function": {"arguments": arguments.to_string()}}]},
+                            "logprobs": null, "finish_reason": null,
+                        }])));
+                    }
+                }
+            }
+        }
     };
     let body = stream::unfold(progress, move |mut p| {
         let (model, chunk, id) = (model.clone(), chunk.clone(), id.clone());
+        let piece_chunks = piece_chunks.clone();
         async move {
             if p.finished {
                 return None;
@@ -488,7 +618,16 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
                     let logprobs = logprob
                         .map(|lp| json!({"content": [chat_logprob_entry(&model, &lp)]}))
                         .unwrap_or(Value::Null);
-                    if !text.is_empty() || !logprobs.is_null() {
+                    if let Some(splitters) = &mut p.splitters {
+                        let (splitter, calls) = &mut splitters[i];
+                        let pieces = splitter.push(&text);
+                        piece_chunks(i, pieces, calls, &mut out);
+                        if !logprobs.is_null() {
+                            out.push(chunk(json!([{
+                                "index": i, "delta": {"content": ""}, "logprobs": logprobs, "finish_reason": null,
+                            }])));
+                        }
+                    } else if !text.is_empty() || !logprobs.is_null() {
                         out.push(chunk(json!([{
                             "index": i,
                             "delta": {"content": text},
@@ -498,11 +637,20 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
                     }
                 }
                 (i, Event::Done(c)) => {
+                    let mut reason = c.finish_reason.as_str();
+                    if let Some(splitters) = &mut p.splitters {
+                        let (splitter, calls) = &mut splitters[i];
+                        let pieces = splitter.finish();
+                        piece_chunks(i, pieces, calls, &mut out);
+                        if *calls > 0 {
+                            reason = "tool_calls";
+                        }
+                    }
                     out.push(chunk(json!([{
                         "index": i,
                         "delta": {},
                         "logprobs": null,
-                        "finish_reason": c.finish_reason.as_str(),
+                        "finish_reason": reason,
                     }])));
                     p.choices[i].completion = Some(c);
                     p.done += 1;

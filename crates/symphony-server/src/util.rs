@@ -24,13 +24,6 @@ pub fn random_seed() -> u64 {
     u64::from_le_bytes(random_bytes())
 }
 
-/// Whether a request field holds a list with something in it (`tools: []` is no tools).
-pub fn is_non_empty_list(v: &Option<serde_json::Value>) -> bool {
-    v.as_ref()
-        .and_then(|v| v.as_array())
-        .is_some_and(|a| !a.is_empty())
-}
-
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,275 @@
+//! Structured output and tool calling, shared by both APIs: what a request's
+//! `response_format`/`format`, `tools` and `tool_choice` mean for the prompt (which tools the
+//! template renders), for decoding (the grammar that holds the reply) and for the reply
+//! (whether tool calls are read out of the text).
+
+use serde_json::{json, Value};
+use symphony_engine::tools::{
+    tool_call_grammar, tool_call_grammar_auto, tool_call_or_json_grammar, TOOL_CALL_TRIGGERS,
+};
+use symphony_engine::{Constraint, Grammar};
+use symphony_types::ToolSpec;
+
+use crate::error::ApiError;
+use crate::generation::Loaded;
+use crate::util::random_seed;
+
+/// What a request asks of its reply's shape.
+#[derive(Debug, Default)]
+pub struct OutputRules {
+    /// Tools the chat template renders into the prompt.
+    pub tools: Vec<ToolSpec>,
+    /// Read tool calls out of the reply.
+    pub parse_calls: bool,
+    grammar: Option<Grammar>,
+    /// The grammar holds only once the reply starts a tool call (`tool_choice: auto`).
+    triggered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Named(String),
+}
+
+impl OutputRules {
+    /// OpenAI's `response_format`, `tools`, `tool_choice` and `parallel_tool_calls`.
+    pub fn openai(
+        response_format: Option<&Value>,
+        tools: Option<&Value>,
+        tool_choice: Option<&Value>,
+        parallel_tool_calls: Option<bool>,
+    ) -> Result<Self, ApiError> {
+        let format = match response_format {
+            None | Some(Value::Null) => None,
+            Some(f) => openai_format(f)?,
+        };
+        let tools = parse_tools(tools, "tools")?;
+        let choice = match tool_choice {
+            None | Some(Value::Null) => {
+                if tools.is_empty() {
+                    ToolChoice::None
+                } else {
+                    ToolChoice::Auto
+                }
+            }
+            Some(Value::String(s)) => match s.as_str() {
+                "none" => ToolChoice::None,
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => {
+                    return Err(ApiError::invalid_param(
+                        "tool_choice",
+                        format!(
+                            "tool_choice must be none, auto, required or a function, got '{other}'"
+                        ),
+                    ))
+                }
+            },
+            Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+                Some(name) if v.get("type").and_then(Value::as_str) == Some("function") => {
+                    ToolChoice::Named(name.to_string())
+                }
+                _ => return Err(ApiError::invalid_param(
+                    "tool_choice",
+                    "tool_choice must be {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                )),
+            },
+        };
+        Self::build(format, tools, choice, parallel_tool_calls.unwrap_or(true))
+    }
+
+    /// Ollama's `format` (`"json"` or a JSON Schema) and `tools`.
+    pub fn ollama(format: Option<&Value>, tools: Option<&Value>) -> Result<Self, ApiError> {
+        let format = match format {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) if s == "json" => Some(Grammar::JsonObject),
+            Some(schema @ Value::Object(_)) => Some(Grammar::JsonSchema(schema.clone())),
+            Some(other) => {
+                return Err(ApiError::invalid_param(
+                    "format",
+                    format!("format must be \"json\" or a JSON Schema object, got {other}"),
+                ))
+            }
+        };
+        let tools = parse_tools(tools, "tools")?;
+        let choice = if tools.is_empty() {
+            ToolChoice::None
+        } else {
+            ToolChoice::Auto
+        };
+        Self::build(format, tools, choice, true)
+    }
+
+    fn build(
+        format: Option<Grammar>,
+        tools: Vec<ToolSpec>,
+        choice: ToolChoice,
+        parallel: bool,
+    ) -> Result<Self, ApiError> {
+        if tools.is_empty() && !matches!(choice, ToolChoice::None) {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                "tool_choice needs tools",
+            ));
+        }
+        Ok(match choice {
+            ToolChoice::None => Self {
+                grammar: format,
+                ..Self::default()
+            },
+            ToolChoice::Auto => {
+                let grammar = match &format {
+                    None => tool_call_grammar_auto(&tools, parallel),
+                    Some(answer) => tool_call_or_json_grammar(&tools, parallel, &schema_of(answer)),
+                };
+                Self {
+                    triggered: format.is_none(),
+                    grammar: Some(grammar),
+                    tools,
+                    parse_calls: true,
+                }
+            }
+            ToolChoice::Required => Self {
+                grammar: Some(tool_call_grammar(&tools, parallel)),
+                tools,
+                parse_calls: true,
+                triggered: false,
+            },
+            ToolChoice::Named(name) => {
+                let Some(tool) = tools.iter().find(|t| t.name == name) else {
+                    return Err(ApiError::invalid_param(
+                        "tool_choice",
+                        format!("tool_choice names '{name}', which is not in tools"),
+                    ));
+                };
+                Self {
+                    grammar: Some(tool_call_grammar(std::slice::from_ref(tool), false)),
+                    tools,
+                    parse_calls: true,
+                    triggered: false,
+                }
+            }
+        })
+    }
+
+    /// The request's compiled constraint, if its reply has a shape to keep.
+    pub async fn constraint(
+        &self,
+        model: &Loaded,
+        param: &'static str,
+    ) -> Result<Option<Constraint>, ApiError> {
+        let Some(grammar) = &self.grammar else {
+            return Ok(None);
+        };
+        let c = model.compile(grammar.clone(), param).await?;
+        Ok(Some(if self.triggered {
+            c.triggered_by(TOOL_CALL_TRIGGERS)
+        } else {
+            c
+        }))
+    }
+}
+
+fn schema_of(grammar: &Grammar) -> Value {
+    match grammar {
+        Grammar::JsonSchema(s) => s.clone(),
+        _ => json!({"type": "object"}),
+    }
+}
+
+fn openai_format(f: &Value) -> Result<Option<Grammar>, ApiError> {
+    let kind = f.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(Grammar::JsonObject)),
+        "json_schema" => {
+            let schema = f.pointer("/json_schema/schema").ok_or_else(|| {
+                ApiError::invalid_param(
+                    "response_format",
+                    "response_format json_schema needs json_schema.schema",
+                )
+            })?;
+            if !schema.is_object() {
+                return Err(ApiError::invalid_param(
+                    "response_format",
+                    "json_schema.schema must be a JSON Schema object",
+                ));
+            }
+            Ok(Some(Grammar::JsonSchema(schema.clone())))
+        }
+        other => Err(ApiError::invalid_param(
+            "response_format",
+            format!("response_format type must be text, json_object or json_schema, got '{other}'"),
+        )),
+    }
+}
+
+/// `[{"type": "function", "function": {"name", "description", "parameters"}}]`, the shape
+/// both APIs use.
+fn parse_tools(tools: Option<&Value>, param: &'static str) -> Result<Vec<ToolSpec>, ApiError> {
+    let list = match tools {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(ApiError::invalid_param(param, "tools must be a list")),
+    };
+    let mut out: Vec<ToolSpec> = Vec::with_capacity(list.len());
+    for tool in list {
+        if tool
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("function")
+            != "function"
+        {
+            return Err(ApiError::invalid_param(
+                param,
+                "only tools of type 'function' are supported",
+            ));
+        }
+        let f = tool
+            .get("function")
+            .ok_or_else(|| ApiError::invalid_param(param, "each tool needs a 'function' object"))?;
+        let spec: ToolSpec = serde_json::from_value(f.clone())
+            .map_err(|e| ApiError::invalid_param(param, format!("invalid tool: {e}")))?;
+        let valid_name = !spec.name.is_empty()
+            && spec.name.len() <= 64
+            && spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(ApiError::invalid_param(
+                param,
+                format!(
+                    "tool names must be 1-64 letters, digits, '_' or '-', got '{}'",
+                    spec.name
+                ),
+            ));
+        }
+        if !spec.parameters.is_object() {
+            return Err(ApiError::invalid_param(
+                param,
+                format!(
+                    "the parameters of '{}' must be a JSON Schema object",
+                    spec.name
+                ),
+            ));
+        }
+        if out.iter().any(|t| t.name == spec.name) {
+            return Err(ApiError::invalid_param(
+                param,
+                format!("two tools are named '{}'", spec.name),
+            ));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// A fresh id for a tool call, in OpenAI's `call_…` spelling.
+pub fn call_id() -> String {
+    format!("call_{:016x}{:08x}", random_seed(), random_seed() as u32)
+}
