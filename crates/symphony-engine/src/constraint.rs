@@ -59,6 +59,18 @@ fn compact(schema: &serde_json::Value) -> serde_json::Value {
 /// Compiles grammars against one model's vocabulary.
 pub struct GrammarCompiler {
     factory: ParserFactory,
+    closers: Arc<Closers>,
+}
+
+/// The tokens that end things: end-of-generation; a quote, alone or followed by closing
+/// brackets (ends a JSON string); closing brackets alone (end arrays and objects). Near the
+/// end of its token budget a constrained reply is steered to these, so that `max_tokens`
+/// closes the structure instead of cutting it.
+#[derive(Debug)]
+struct Closers {
+    ends: Vec<TokenId>,
+    quotes: Vec<TokenId>,
+    brackets: Vec<TokenId>,
 }
 
 impl fmt::Debug for GrammarCompiler {
@@ -69,11 +81,29 @@ impl fmt::Debug for GrammarCompiler {
 
 impl GrammarCompiler {
     pub fn new(tokenizer: &Tokenizer) -> Result<Self> {
-        let env: TokEnv = Arc::new(VocabEnv::new(tokenizer)?);
+        let vocab = VocabEnv::new(tokenizer)?;
+        let trie = &vocab.trie;
+        let spelled = |ok: fn(&[u8]) -> bool| -> Vec<TokenId> {
+            (0..trie.vocab_size() as TokenId)
+                .filter(|&id| ok(trie.token(id)))
+                .collect()
+        };
+        let brackets_only = |b: &[u8]| !b.is_empty() && b.iter().all(|c| b"}]".contains(c));
+        let closers = Closers {
+            ends: trie.eos_tokens().to_vec(),
+            quotes: spelled(|b| {
+                b.first() == Some(&b'"') && b[1..].iter().all(|c| b"}]".contains(c))
+            }),
+            brackets: spelled(brackets_only),
+        };
+        let env: TokEnv = Arc::new(vocab);
         let mut factory = ParserFactory::new_simple(&env)
             .map_err(|e| Error::InvalidGrammar(format!("cannot index the vocabulary: {e}")))?;
         factory.quiet();
-        Ok(Self { factory })
+        Ok(Self {
+            factory,
+            closers: Arc::new(closers),
+        })
     }
 
     /// Compiles `grammar`; errors (invalid or unsupported schema, bad regex, grammar syntax)
@@ -90,6 +120,8 @@ impl GrammarCompiler {
         Ok(Constraint {
             matcher,
             state: State::Active,
+            closers: self.closers.clone(),
+            json: JsonScan::default(),
         })
     }
 }
@@ -104,14 +136,37 @@ fn first_line(message: &str) -> String {
 pub struct Constraint {
     matcher: Matcher,
     state: State,
+    closers: Arc<Closers>,
+    /// Where the output stands in JSON terms (inside a string or not), for closing.
+    json: JsonScan,
+}
+
+/// Enough of a JSON scanner to know whether the text so far ends inside a string.
+#[derive(Debug, Clone, Copy, Default)]
+struct JsonScan {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonScan {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.escaped {
+                self.escaped = false;
+            } else if self.in_string && b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = !self.in_string;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     /// Every token is constrained.
     Active,
-    /// Unconstrained until the output (after leading whitespace) starts with one of the
-    /// triggers; then the tokens so far are fed to the matcher and it constrains the rest.
+    /// Unconstrained until the output (whitespace aside) starts with one of the triggers; then the tokens so far are fed to the matcher and it constrains the rest.
     /// Output that cannot become a trigger turns the constraint off.
     Waiting {
         triggers: Vec<String>,
@@ -146,9 +201,13 @@ impl Constraint {
         self.state == State::Active
     }
 
-    /// Sets every token the grammar forbids to −∞. `end_of_generation` tokens stay allowed
-    /// exactly when the output so far is complete.
-    pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+    /// Sets every token the grammar forbids to −∞. End-of-generation tokens stay allowed
+    /// exactly when the output so far is complete. With `closing` (the reply is near its
+    /// token budget) only the allowed tokens that finish things are kept, when there are
+    /// any: end-of-generation first; else, inside a string, the quote that ends it; else
+    /// closing brackets. Where none is allowed (a required key still to come, a pattern
+    /// not yet satisfied) the most likely allowed token is taken.
+    pub fn mask(&mut self, logits: &mut [f32], closing: bool) -> Result<()> {
         if self.state != State::Active {
             return Ok(());
         }
@@ -161,6 +220,34 @@ impl Constraint {
             // Rows past the tokenizer's vocabulary (padding in the output matrix) never pass.
             if id >= known || !allowed.is_allowed(id as TokenId) {
                 *l = f32::NEG_INFINITY;
+            }
+        }
+        if closing {
+            let allowed = |ids: &[TokenId]| -> Vec<TokenId> {
+                ids.iter()
+                    .copied()
+                    .filter(|&id| logits.get(id as usize).is_some_and(|l| l.is_finite()))
+                    .collect()
+            };
+            let mut keep = allowed(&self.closers.ends);
+            if keep.is_empty() {
+                keep = if self.json.in_string {
+                    allowed(&self.closers.quotes)
+                } else {
+                    allowed(&self.closers.brackets)
+                };
+            }
+            if keep.is_empty() {
+                // Nothing closes here yet: go on greedily, which finishes a pattern or a
+                // required key far sooner than sampling from the tail.
+                keep.extend(crate::sampling::argmax_finite(logits));
+            }
+            if !keep.is_empty() {
+                let kept: Vec<f32> = keep.iter().map(|&id| logits[id as usize]).collect();
+                logits.fill(f32::NEG_INFINITY);
+                for (id, l) in keep.into_iter().zip(kept) {
+                    logits[id as usize] = l;
+                }
             }
         }
         Ok(())
@@ -177,25 +264,36 @@ impl Constraint {
         };
         match &mut self.state {
             State::Off => return Ok(false),
-            State::Active => advance(&mut self.matcher, &[token])?,
+            State::Active => {
+                advance(&mut self.matcher, &[token])?;
+                self.json.push(bytes);
+            }
             State::Waiting {
                 triggers,
                 bytes: seen,
             } => {
                 seen.extend_from_slice(bytes);
-                let start = seen
+                // Whitespace is not significant for matching triggers: `{\n  "name"`
+                // starts a call as `{"name"` does.
+                let text: Vec<u8> = seen
                     .iter()
-                    .position(|b| !b.is_ascii_whitespace())
-                    .unwrap_or(seen.len());
-                let text = &seen[start..];
-                if triggers.iter().any(|t| text.starts_with(t.as_bytes())) {
+                    .copied()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                let squeeze = |t: &String| -> Vec<u8> {
+                    t.bytes().filter(|b| !b.is_ascii_whitespace()).collect()
+                };
+                if triggers.iter().any(|t| text.starts_with(&squeeze(t))) {
                     // The grammar must accept what was written freely; if it cannot, the
                     // output is left alone rather than forced into a broken state.
                     match advance(&mut self.matcher, generated) {
-                        Ok(()) => self.state = State::Active,
+                        Ok(()) => {
+                            self.json.push(seen);
+                            self.state = State::Active;
+                        }
                         Err(_) => self.state = State::Off,
                     }
-                } else if !triggers.iter().any(|t| t.as_bytes().starts_with(text)) {
+                } else if !triggers.iter().any(|t| squeeze(t).starts_with(&text)) {
                     self.state = State::Off;
                 }
                 if self.state != State::Active {

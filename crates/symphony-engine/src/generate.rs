@@ -342,7 +342,11 @@ impl Decoder {
         }
         let raw = self.logprobs.map(|_| logits.to_vec());
         if let Some(constraint) = &mut self.constraint {
-            if constraint.mask(logits).is_err() {
+            let left = self.max_tokens - self.generated.len();
+            if constraint
+                .mask(logits, left <= closing_reserve(self.max_tokens))
+                .is_err()
+            {
                 // Cannot happen for a grammar that compiled; end rather than emit an
                 // unconstrained token.
                 let text = self.finish(FinishReason::Stop);
@@ -406,6 +410,12 @@ impl Decoder {
         self.text.push_str(&rest);
         rest
     }
+}
+
+/// How many of its last tokens a constrained reply spends closing what it has open (see
+/// [`Constraint::mask`]): a quarter of the budget, at least 8 and at most 64 tokens.
+fn closing_reserve(max_tokens: usize) -> usize {
+    (max_tokens / 4).clamp(8, 64)
 }
 
 /// Finds stop sequences in streamed text, holding back any tail that could be the start of

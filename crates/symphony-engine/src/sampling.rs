@@ -146,11 +146,12 @@ impl Sampler {
         if p.temperature == 0.0 {
             return argmax(logits);
         }
-        // Candidates sorted by logit, highest first; ties keep the lower id first.
+        // Candidates sorted by logit, highest first; ties keep the lower id first. Tokens at
+        // −∞ (masked by a grammar) have no chance and are left out of the sort.
         let mut candidates: Vec<(TokenId, f32)> = logits
             .iter()
             .enumerate()
-            .filter(|(_, l)| !l.is_nan())
+            .filter(|(_, l)| !l.is_nan() && **l != f32::NEG_INFINITY)
             .map(|(i, &l)| (i as TokenId, l))
             .collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -191,6 +192,12 @@ impl Sampler {
         }
         candidates.last().map_or(0, |c| c.0)
     }
+}
+
+/// Index of the largest finite logit, if any is finite (the lowest index wins ties).
+pub fn argmax_finite(logits: &[f32]) -> Option<TokenId> {
+    let best = argmax(logits);
+    logits[best as usize].is_finite().then_some(best)
 }
 
 /// Index of the largest logit; the lowest index wins ties, as in llama.cpp.

@@ -10,9 +10,9 @@ use crate::constraint::Grammar;
 
 pub const TOOL_CALL_OPEN: &str = "<tool_call>";
 pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
-/// How a reply that calls a tool starts: the tag, or (small models often drop the tag) the
-/// call's JSON object itself.
-pub const TOOL_CALL_TRIGGERS: [&str; 2] = [TOOL_CALL_OPEN, "{\"name\""];
+/// How a reply that calls a tool starts (whitespace aside): the tag, or, as small models
+/// often write it instead, the call's JSON object alone or in a fenced code block.
+pub const TOOL_CALL_TRIGGERS: [&str; 3] = [TOOL_CALL_OPEN, "{\"name\"", "```json{\"name\""];
 
 /// The grammar of the calls a reply may make: each `{"name", "arguments"}` object is held to
 /// its function's parameter schema. `parallel` allows several calls in a row.
@@ -23,11 +23,14 @@ pub fn tool_call_grammar(tools: &[ToolSpec], parallel: bool) -> Grammar {
     ))
 }
 
-/// [`tool_call_grammar`] that also takes one call written as its bare JSON object, for
-/// `tool_choice: auto`, where the constraint starts at either of [`TOOL_CALL_TRIGGERS`].
+/// [`tool_call_grammar`] that also takes one call written as its bare JSON object or in a
+/// ```` ```json ```` block, laid out freely, for `tool_choice: auto`, where the constraint
+/// starts at any of [`TOOL_CALL_TRIGGERS`].
 pub fn tool_call_grammar_auto(tools: &[ToolSpec], parallel: bool) -> Grammar {
+    let free = call_schema(tools, json!({"whitespace_flexible": true}));
     Grammar::Lark(format!(
-        "start: calls | call_object\n{}",
+        "start: calls | WS? loose_call | WS? \"```json\" WS? loose_call WS? \"```\"\n\
+         loose_call: %json {free}\n{}",
         tool_call_rules(tools, parallel)
     ))
 }
@@ -53,6 +56,22 @@ pub fn tool_call_or_json_grammar(
 /// The Lark rules `calls` (one call, or several with `parallel`), `call`, `call_object`
 /// and `WS`.
 fn tool_call_rules(tools: &[ToolSpec], parallel: bool) -> String {
+    // Spaced like the JSON in the models' own tool-call examples.
+    let schema = call_schema(
+        tools,
+        json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+    );
+    let repeat = if parallel { "+" } else { "" };
+    format!(
+        "calls: (WS? call){repeat}\n\
+         call: \"{TOOL_CALL_OPEN}\" WS? call_object WS? \"{TOOL_CALL_CLOSE}\"\n\
+         call_object: %json {schema}\n\
+         WS: /[ \\t\\r\\n]+/\n"
+    )
+}
+
+/// The schema of one call to any of `tools`, with llguidance's layout options.
+fn call_schema(tools: &[ToolSpec], layout: Value) -> Value {
     let mut defs = Map::new();
     let variants: Vec<Value> = tools
         .iter()
@@ -67,21 +86,11 @@ fn tool_call_rules(tools: &[ToolSpec], parallel: bool) -> String {
             })
         })
         .collect();
-    let mut schema = json!({
-        "anyOf": variants,
-        // Spaced like the JSON in the models' own tool-call examples.
-        "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "},
-    });
+    let mut schema = json!({"anyOf": variants, "x-guidance": layout});
     if !defs.is_empty() {
         schema["$defs"] = Value::Object(defs);
     }
-    let repeat = if parallel { "+" } else { "" };
-    format!(
-        "calls: (WS? call){repeat}\n\
-         call: \"{TOOL_CALL_OPEN}\" WS? call_object WS? \"{TOOL_CALL_CLOSE}\"\n\
-         call_object: %json {schema}\n\
-         WS: /[ \\t\\r\\n]+/\n"
-    )
+    schema
 }
 
 /// Moves a parameter schema's `$defs`/`definitions` into `defs` under `prefix`-ed names and
@@ -164,8 +173,8 @@ pub enum ReplyPiece {
 /// Splits streamed text into text and tool calls. Text that could be the start of a call is
 /// held back until it is clear; a call is released once it is closed. Whitespace-only text
 /// is held until more text follows, so the gaps around calls are never shown as content.
-/// A reply that opens with `{` may be a bare call object: it is held to the end and read
-/// as a call if it is one.
+/// A reply that opens with `{` or a code fence may be a bare call object: it is held to the
+/// end and read as a call if it is one.
 #[derive(Debug, Default)]
 pub struct ToolCallSplitter {
     buf: String,
@@ -182,7 +191,7 @@ impl ToolCallSplitter {
         if self.bare.is_none() {
             match self.buf.trim_start().chars().next() {
                 None => return Vec::new(),
-                Some(c) => self.bare = Some(c == '{'),
+                Some(c) => self.bare = Some(c == '{' || c == '`'),
             }
         }
         if self.bare == Some(true) {
@@ -227,7 +236,7 @@ impl ToolCallSplitter {
     /// The end of the reply: an unclosed call is read if it is whole JSON, else shown as text.
     pub fn finish(&mut self) -> Vec<ReplyPiece> {
         if self.bare == Some(true) {
-            if let Some((name, arguments)) = parse_call(&self.buf) {
+            if let Some((name, arguments)) = parse_call(strip_fence(&self.buf)) {
                 self.buf.clear();
                 return vec![ReplyPiece::Call { name, arguments }];
             }
@@ -266,6 +275,15 @@ impl ToolCallSplitter {
             _ => out.push(ReplyPiece::Text(shown)),
         }
     }
+}
+
+/// The inside of a ```` ```json ```` block, or the text itself.
+fn strip_fence(text: &str) -> &str {
+    let t = text.trim();
+    t.strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|rest| rest.trim_end().strip_suffix("```"))
+        .unwrap_or(t)
 }
 
 fn parse_call(body: &str) -> Option<(String, Value)> {
@@ -378,6 +396,13 @@ mod tests {
             vec![("f".to_string(), json!({"x": [1, 2]}))]
         );
         assert_eq!(parse_tool_calls("{\"a\": 1}").content, "{\"a\": 1}");
+        let fenced = "```json\n{\n  \"name\": \"f\",\n  \"arguments\": {}\n}\n```";
+        assert_eq!(
+            parse_tool_calls(fenced).calls,
+            vec![("f".to_string(), json!({}))]
+        );
+        let code = "```python\nprint(1)\n```";
+        assert_eq!(parse_tool_calls(code).content, code);
         let broken = "<tool_call>{not json}</tool_call> done";
         assert_eq!(parse_tool_calls(broken).content, broken);
         assert!(parse_tool_calls(broken).calls.is_empty());

@@ -191,14 +191,14 @@ fn a_triggered_constraint_waits_for_its_trigger() {
     let (mut c, active, _) = feed("The weather is fine.");
     assert!(!active);
     let mut logits = vec![0.0f32; tok.n_vocab()];
-    c.mask(&mut logits).unwrap();
+    c.mask(&mut logits, false).unwrap();
     assert!(logits.iter().all(|l| *l == 0.0));
 
     // A call under way: the mask only allows what continues the schema.
     let (mut c, active, done) = feed("\n<tool_call>\n{\"name\": ");
     assert!(active && !done);
     let mut logits = vec![0.0f32; tok.n_vocab()];
-    c.mask(&mut logits).unwrap();
+    c.mask(&mut logits, false).unwrap();
     let allowed: Vec<String> = (0..tok.n_vocab() as u32)
         .filter(|&id| logits[id as usize] == 0.0)
         .map(|id| String::from_utf8_lossy(&tok.token_bytes(id, false)).into_owned())
@@ -218,7 +218,7 @@ fn a_triggered_constraint_waits_for_its_trigger() {
     assert!(active);
     let quote = tok.token_id("\"").unwrap();
     let mut logits = vec![0.0f32; tok.n_vocab()];
-    c.mask(&mut logits).unwrap();
+    c.mask(&mut logits, false).unwrap();
     assert_eq!(logits[quote as usize], f32::NEG_INFINITY);
 }
 

@@ -187,7 +187,7 @@ pub async fn generate(
         usize::from(!prompt.is_empty() && new.first() == model.model().tokenizer.bos.as_ref());
     prompt.extend_from_slice(&new[skip..]);
     let mut params = req.options.params(&model, prompt.len())?;
-    params.constraint = rules.constraint(&model, "format").await?;
+    params.constraint = rules.constraint(&model).await?;
     let rx = generation::start(
         &state,
         &principal,
@@ -294,8 +294,7 @@ pub async fn chat(
     let prompt =
         chat_prompt_with_tools(model.model(), &messages, &rules.tools).map_err(ApiError::from)?;
     let mut params = req.options.params(&model, prompt.len())?;
-    let param = if rules.parse_calls { "tools" } else { "format" };
-    params.constraint = rules.constraint(&model, param).await?;
+    params.constraint = rules.constraint(&model).await?;
     let rx = generation::start(
         &state,
         &principal,

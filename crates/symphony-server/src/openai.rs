@@ -23,7 +23,7 @@ use symphony_types::{ChatMessage, Role, ToolCall};
 use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, token_text, Choice, Job, Loaded};
-use crate::structured::{call_id, OutputRules};
+use crate::structured::{call_id, Guided, OutputRules};
 use crate::util::{random_seed, unix_now};
 use crate::SharedState;
 
@@ -262,6 +262,8 @@ pub struct ChatRequest {
     tool_choice: Option<Value>,
     parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
+    guided: Guided,
+    #[serde(flatten)]
     sampling: Sampling,
 }
 
@@ -291,6 +293,7 @@ pub async fn start_chat(
 ) -> Result<ChatStart, ApiError> {
     let rules = OutputRules::openai(
         req.response_format.as_ref(),
+        &req.guided,
         req.tools.as_ref(),
         req.tool_choice.as_ref(),
         req.parallel_tool_calls,
@@ -331,12 +334,7 @@ pub async fn start_chat(
         prompt.len(),
     );
     let (mut params, n) = req.sampling.params(limit)?;
-    let param = if rules.parse_calls {
-        "tools"
-    } else {
-        "response_format"
-    };
-    params.constraint = rules.constraint(&model, param).await?;
+    params.constraint = rules.constraint(&model).await?;
     let job = Job {
         prompt,
         params,
@@ -706,6 +704,9 @@ pub struct CompletionRequest {
     logprobs: Option<usize>,
     suffix: Option<String>,
     best_of: Option<usize>,
+    response_format: Option<Value>,
+    #[serde(flatten)]
+    guided: Guided,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -747,7 +748,9 @@ pub async fn completions(
     }
     // OpenAI's default for this endpoint.
     let requested = req.max_tokens.unwrap_or(16);
-    let (params, n) = req.sampling.params(requested)?;
+    let (mut params, n) = req.sampling.params(requested)?;
+    let rules = OutputRules::openai(req.response_format.as_ref(), &req.guided, None, None, None)?;
+    params.constraint = rules.constraint(&model).await?;
     let (tx, rx) = generation::channel(&state, &principal);
     for (p, prompt) in prompts.iter().enumerate() {
         let room = model.model().context_length().saturating_sub(prompt.len());

@@ -24,7 +24,20 @@ pub struct OutputRules {
     grammar: Option<Grammar>,
     /// The grammar holds only once the reply starts a tool call (`tool_choice: auto`).
     triggered: bool,
+    /// The request field a compile error is blamed on.
+    param: &'static str,
 }
+
+/// vLLM's request fields for regex and grammar constraints.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Guided {
+    guided_regex: Option<String>,
+    guided_grammar: Option<String>,
+}
+
+/// Any reply that does not open with a tool call: not a tag, not a bare object, and not a
+/// fenced one (small models asked not to call write the call in a code block instead).
+const NO_CALL: &str = r"\s*[^\s<{`][\s\S]*";
 
 #[derive(Debug, Clone, PartialEq)]
 enum ToolChoice {
@@ -35,17 +48,41 @@ enum ToolChoice {
 }
 
 impl OutputRules {
-    /// OpenAI's `response_format`, `tools`, `tool_choice` and `parallel_tool_calls`.
+    /// OpenAI's `response_format`, `tools`, `tool_choice` and `parallel_tool_calls`, and
+    /// vLLM's `guided_regex` and `guided_grammar` (Lark) for what OpenAI's API cannot say.
     pub fn openai(
         response_format: Option<&Value>,
+        guided: &Guided,
         tools: Option<&Value>,
         tool_choice: Option<&Value>,
         parallel_tool_calls: Option<bool>,
     ) -> Result<Self, ApiError> {
-        let format = match response_format {
+        let mut format = match response_format {
             None | Some(Value::Null) => None,
             Some(f) => openai_format(f)?,
         };
+        let mut format_param = "response_format";
+        for (grammar, name) in [
+            (
+                guided.guided_regex.clone().map(Grammar::Regex),
+                "guided_regex",
+            ),
+            (
+                guided.guided_grammar.clone().map(Grammar::Lark),
+                "guided_grammar",
+            ),
+        ] {
+            if let Some(g) = grammar {
+                if format.is_some() {
+                    return Err(ApiError::invalid_param(
+                        name,
+                        "give one of response_format, guided_regex and guided_grammar",
+                    ));
+                }
+                format = Some(g);
+                format_param = name;
+            }
+        }
         let tools = parse_tools(tools, "tools")?;
         let choice = match tool_choice {
             None | Some(Value::Null) => {
@@ -78,7 +115,13 @@ impl OutputRules {
                 )),
             },
         };
-        Self::build(format, tools, choice, parallel_tool_calls.unwrap_or(true))
+        Self::build(
+            format,
+            format_param,
+            tools,
+            choice,
+            parallel_tool_calls.unwrap_or(true),
+        )
     }
 
     /// Ollama's `format` (`"json"` or a JSON Schema) and `tools`.
@@ -101,11 +144,12 @@ impl OutputRules {
         } else {
             ToolChoice::Auto
         };
-        Self::build(format, tools, choice, true)
+        Self::build(format, "format", tools, choice, true)
     }
 
     fn build(
         format: Option<Grammar>,
+        format_param: &'static str,
         tools: Vec<ToolSpec>,
         choice: ToolChoice,
         parallel: bool,
@@ -117,8 +161,17 @@ impl OutputRules {
             ));
         }
         Ok(match choice {
+            // The tools stay in the prompt (it is the same prompt as the turns before, so
+            // its blocks come from the prefix cache) and the reply cannot start a call.
+            ToolChoice::None if !tools.is_empty() => Self {
+                grammar: Some(format.unwrap_or_else(|| Grammar::Regex(NO_CALL.into()))),
+                param: format_param,
+                tools,
+                ..Self::default()
+            },
             ToolChoice::None => Self {
                 grammar: format,
+                param: format_param,
                 ..Self::default()
             },
             ToolChoice::Auto => {
@@ -131,6 +184,7 @@ impl OutputRules {
                     grammar: Some(grammar),
                     tools,
                     parse_calls: true,
+                    param: "tools",
                 }
             }
             ToolChoice::Required => Self {
@@ -138,6 +192,7 @@ impl OutputRules {
                 tools,
                 parse_calls: true,
                 triggered: false,
+                param: "tools",
             },
             ToolChoice::Named(name) => {
                 let Some(tool) = tools.iter().find(|t| t.name == name) else {
@@ -151,21 +206,19 @@ impl OutputRules {
                     tools,
                     parse_calls: true,
                     triggered: false,
+                    param: "tools",
                 }
             }
         })
     }
 
-    /// The request's compiled constraint, if its reply has a shape to keep.
-    pub async fn constraint(
-        &self,
-        model: &Loaded,
-        param: &'static str,
-    ) -> Result<Option<Constraint>, ApiError> {
+    /// The request's compiled constraint, if its reply has a shape to keep. A grammar that
+    /// does not compile is a 400 naming the field it came from.
+    pub async fn constraint(&self, model: &Loaded) -> Result<Option<Constraint>, ApiError> {
         let Some(grammar) = &self.grammar else {
             return Ok(None);
         };
-        let c = model.compile(grammar.clone(), param).await?;
+        let c = model.compile(grammar.clone(), self.param).await?;
         Ok(Some(if self.triggered {
             c.triggered_by(TOOL_CALL_TRIGGERS)
         } else {
