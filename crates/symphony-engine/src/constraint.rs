@@ -166,8 +166,9 @@ impl JsonScan {
 enum State {
     /// Every token is constrained.
     Active,
-    /// Unconstrained until the output (whitespace aside) starts with one of the triggers; then the tokens so far are fed to the matcher and it constrains the rest.
-    /// Output that cannot become a trigger turns the constraint off.
+    /// Unconstrained until the output (whitespace aside) starts with one of the triggers;
+    /// then the tokens so far are fed to the matcher and it constrains the rest. Output
+    /// that cannot become a trigger turns the constraint off.
     Waiting {
         triggers: Vec<String>,
         bytes: Vec<u8>,
@@ -185,7 +186,7 @@ impl fmt::Debug for Constraint {
 }
 
 impl Constraint {
-    /// Leaves the output free unless it starts with one of `triggers` (after whitespace), as
+    /// Leaves the output free unless it starts with one of `triggers` (whitespace aside), as
     /// a tool call does: the model chooses between answering and calling, and a call, once
     /// begun, must match the grammar (which then has to accept the trigger itself).
     pub fn triggered_by<S: Into<String>>(mut self, triggers: impl IntoIterator<Item = S>) -> Self {
