@@ -47,7 +47,7 @@ impl Grammar {
 
 /// JSON without optional whitespace unless the schema asks otherwise (`x-guidance`): a
 /// sampled model given free whitespace can indent forever instead of closing the object.
-fn compact(schema: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn compact(schema: &serde_json::Value) -> serde_json::Value {
     let mut schema = schema.clone();
     if let Some(obj) = schema.as_object_mut() {
         obj.entry("x-guidance")
@@ -170,8 +170,10 @@ enum State {
     /// then the tokens so far are fed to the matcher and it constrains the rest. Output
     /// that cannot become a trigger turns the constraint off.
     Waiting {
-        triggers: Vec<String>,
-        bytes: Vec<u8>,
+        /// The triggers without their whitespace.
+        triggers: Vec<Vec<u8>>,
+        /// The output so far without its whitespace.
+        seen: Vec<u8>,
     },
     /// The output went another way; nothing is constrained.
     Off,
@@ -191,8 +193,11 @@ impl Constraint {
     /// begun, must match the grammar (which then has to accept the trigger itself).
     pub fn triggered_by<S: Into<String>>(mut self, triggers: impl IntoIterator<Item = S>) -> Self {
         self.state = State::Waiting {
-            triggers: triggers.into_iter().map(Into::into).collect(),
-            bytes: Vec::new(),
+            triggers: triggers
+                .into_iter()
+                .map(|t| without_whitespace(t.into().as_bytes()))
+                .collect(),
+            seen: Vec::new(),
         };
         self
     }
@@ -269,22 +274,11 @@ impl Constraint {
                 advance(&mut self.matcher, &[token])?;
                 self.json.push(bytes);
             }
-            State::Waiting {
-                triggers,
-                bytes: seen,
-            } => {
-                seen.extend_from_slice(bytes);
+            State::Waiting { triggers, seen } => {
                 // Whitespace is not significant for matching triggers: `{\n  "name"`
                 // starts a call as `{"name"` does.
-                let text: Vec<u8> = seen
-                    .iter()
-                    .copied()
-                    .filter(|b| !b.is_ascii_whitespace())
-                    .collect();
-                let squeeze = |t: &String| -> Vec<u8> {
-                    t.bytes().filter(|b| !b.is_ascii_whitespace()).collect()
-                };
-                if triggers.iter().any(|t| text.starts_with(&squeeze(t))) {
+                seen.extend(without_whitespace(bytes));
+                if triggers.iter().any(|t| seen.starts_with(t)) {
                     // The grammar must accept what was written freely; if it cannot, the
                     // output is left alone rather than forced into a broken state.
                     match advance(&mut self.matcher, generated) {
@@ -294,7 +288,7 @@ impl Constraint {
                         }
                         Err(_) => self.state = State::Off,
                     }
-                } else if !triggers.iter().any(|t| squeeze(t).starts_with(&text)) {
+                } else if !triggers.iter().any(|t| t.starts_with(seen)) {
                     self.state = State::Off;
                 }
                 if self.state != State::Active {
@@ -304,6 +298,14 @@ impl Constraint {
         }
         Ok(self.matcher.is_stopped())
     }
+}
+
+fn without_whitespace(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect()
 }
 
 /// The tokenizer as llguidance sees it: every token's bytes in a trie. Control tokens are

@@ -332,13 +332,7 @@ impl Decoder {
         history: &[TokenId],
     ) -> Step {
         if self.generated.len() >= self.max_tokens {
-            let text = self.finish(FinishReason::Length);
-            return Step {
-                token: None,
-                text,
-                logprob: None,
-                finish: Some(FinishReason::Length),
-            };
+            return self.end(FinishReason::Length);
         }
         let raw = self.logprobs.map(|_| logits.to_vec());
         if let Some(constraint) = &mut self.constraint {
@@ -349,25 +343,13 @@ impl Decoder {
             {
                 // Cannot happen for a grammar that compiled; end rather than emit an
                 // unconstrained token.
-                let text = self.finish(FinishReason::Stop);
-                return Step {
-                    token: None,
-                    text,
-                    logprob: None,
-                    finish: Some(FinishReason::Stop),
-                };
+                return self.end(FinishReason::Stop);
             }
         }
         let next = self.sampler.sample(logits, history);
         let logprob = raw.map(|raw| token_logprob(&raw, next, self.logprobs.unwrap_or(0)));
         if !self.ignore_eos && tokenizer.is_end_of_generation(next) {
-            let text = self.finish(FinishReason::EndOfGeneration);
-            return Step {
-                token: None,
-                text,
-                logprob: None,
-                finish: Some(FinishReason::EndOfGeneration),
-            };
+            return self.end(FinishReason::EndOfGeneration);
         }
         self.generated.push(next);
         let bytes = tokenizer.token_bytes(next, false);
@@ -396,6 +378,16 @@ impl Decoder {
             text,
             logprob,
             finish,
+        }
+    }
+
+    /// A step that ends the sequence for `reason` without a token.
+    fn end(&mut self, reason: FinishReason) -> Step {
+        Step {
+            token: None,
+            text: self.finish(reason),
+            logprob: None,
+            finish: Some(reason),
         }
     }
 

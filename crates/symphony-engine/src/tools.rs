@@ -42,11 +42,7 @@ pub fn tool_call_or_json_grammar(
     parallel: bool,
     answer_schema: &Value,
 ) -> Grammar {
-    let mut answer = answer_schema.clone();
-    if let Some(obj) = answer.as_object_mut() {
-        obj.entry("x-guidance")
-            .or_insert_with(|| json!({"whitespace_flexible": false}));
-    }
+    let answer = crate::constraint::compact(answer_schema);
     Grammar::Lark(format!(
         "start: calls | answer\nanswer: %json {answer}\n{}",
         tool_call_rules(tools, parallel)

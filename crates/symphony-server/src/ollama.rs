@@ -22,7 +22,7 @@ use symphony_types::{ChatMessage, Role, ToolCall};
 use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
 use crate::generation::{self, Job, Loaded};
-use crate::structured::{call_id, OutputRules};
+use crate::structured::{call_arguments, call_id, OutputRules};
 use crate::util::{parse_duration, random_seed};
 use crate::SharedState;
 
@@ -281,11 +281,7 @@ pub async fn chat(
             .map(|c| ToolCall {
                 id: call_id(),
                 name: c.function.name,
-                arguments: match c.function.arguments {
-                    Value::Null => json!({}),
-                    Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-                    other => other,
-                },
+                arguments: call_arguments(c.function.arguments),
             })
             .collect();
         message.name = m.tool_name;

@@ -23,7 +23,7 @@ use symphony_types::{ChatMessage, Role, ToolCall};
 use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, token_text, Choice, Job, Loaded};
-use crate::structured::{call_id, Guided, OutputRules};
+use crate::structured::{call_arguments, call_id, Guided, OutputRules};
 use crate::util::{random_seed, unix_now};
 use crate::SharedState;
 
@@ -213,13 +213,7 @@ impl InMessage {
             .map(|c| ToolCall {
                 id: c.id.unwrap_or_else(call_id),
                 name: c.function.name,
-                // Templates want the arguments as an object; a string that is not JSON is
-                // passed on as it is.
-                arguments: match c.function.arguments {
-                    Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-                    Value::Null => json!({}),
-                    other => other,
-                },
+                arguments: call_arguments(c.function.arguments),
             })
             .collect();
         message.tool_call_id = self.tool_call_id;

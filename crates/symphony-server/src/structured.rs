@@ -177,7 +177,18 @@ impl OutputRules {
             ToolChoice::Auto => {
                 let grammar = match &format {
                     None => tool_call_grammar_auto(&tools, parallel),
-                    Some(answer) => tool_call_or_json_grammar(&tools, parallel, &schema_of(answer)),
+                    Some(Grammar::JsonSchema(answer)) => {
+                        tool_call_or_json_grammar(&tools, parallel, answer)
+                    }
+                    Some(Grammar::JsonObject) => {
+                        tool_call_or_json_grammar(&tools, parallel, &json!({"type": "object"}))
+                    }
+                    Some(Grammar::Regex(_) | Grammar::Lark(_)) => {
+                        return Err(ApiError::invalid_param(
+                            format_param,
+                            "a regex or grammar applies to the reply only with tool_choice none",
+                        ))
+                    }
                 };
                 Self {
                     triggered: format.is_none(),
@@ -224,13 +235,6 @@ impl OutputRules {
         } else {
             c
         }))
-    }
-}
-
-fn schema_of(grammar: &Grammar) -> Value {
-    match grammar {
-        Grammar::JsonSchema(s) => s.clone(),
-        _ => json!({"type": "object"}),
     }
 }
 
@@ -320,6 +324,16 @@ fn parse_tools(tools: Option<&Value>, param: &'static str) -> Result<Vec<ToolSpe
         out.push(spec);
     }
     Ok(out)
+}
+
+/// A fed-back call's arguments as the templates want them: an object. OpenAI clients send a
+/// JSON string; a string that is not JSON is passed on as it is, and none is `{}`.
+pub fn call_arguments(arguments: Value) -> Value {
+    match arguments {
+        Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Value::Null => json!({}),
+        other => other,
+    }
 }
 
 /// A fresh id for a tool call, in OpenAI's `call_…` spelling.
