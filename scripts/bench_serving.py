@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import random
-import re
 import socket
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchmarks_doc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = (
@@ -325,15 +326,7 @@ def main():
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=2))
     if args.write:
-        doc = ROOT / "docs/BENCHMARKS.md"
-        text = doc.read_text()
-        begin, end = "<!-- serving:begin -->", "<!-- serving:end -->"
-        block = f"{begin}\n{table}\n{end}"
-        if begin in text:
-            text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-        else:
-            text += f"\n## Serving\n\n{block}\n"
-        doc.write_text(text)
+        write_section("serving", "Serving", table)
 
 
 if __name__ == "__main__":

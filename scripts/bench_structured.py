@@ -20,7 +20,6 @@ Run with the Python of the test clients' virtual environment (scripts/test.sh ma
 import argparse
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -33,7 +32,9 @@ import openai
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "crates/symphony-cli/tests/clients"))
-from schemas import SCHEMAS  # noqa: E402
+from schemas import SCHEMAS, sample  # noqa: E402
+
+from benchmarks_doc import write_section  # noqa: E402
 
 MODELS = ["smollm2", "qwen2.5-coder:0.5b"]
 
@@ -68,38 +69,21 @@ def start_server(binary, threads):
 def validity(client, model, schema, samples, max_tokens):
     parsed = valid = 0
     finishes = {}
-    tokens = []
     checker = jsonschema.FormatChecker()
-    seed = 0
-    while seed < samples:
-        batch = min(16, samples - seed)
-        r = client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": schema["prompt"]}],
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": schema["name"], "schema": schema["schema"], "strict": True},
-            },
-            temperature=1.0,
-            n=batch,
-            seed=seed,
-            max_tokens=max_tokens,
-        )
-        seed += batch
-        tokens.append(r.usage.completion_tokens / batch)
-        for c in r.choices:
-            finishes[c.finish_reason] = finishes.get(c.finish_reason, 0) + 1
-            try:
-                value = json.loads(c.message.content)
-            except json.JSONDecodeError:
-                continue
-            parsed += 1
-            try:
-                jsonschema.validate(value, schema["schema"], format_checker=checker)
-                valid += 1
-            except jsonschema.ValidationError:
-                pass
-    return parsed, valid, finishes, statistics.mean(tokens)
+    outputs, mean_tokens = sample(client, model, schema, samples, max_tokens)
+    for text, finish in outputs:
+        finishes[finish] = finishes.get(finish, 0) + 1
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        parsed += 1
+        try:
+            jsonschema.validate(value, schema["schema"], format_checker=checker)
+            valid += 1
+        except jsonschema.ValidationError:
+            pass
+    return parsed, valid, finishes, mean_tokens
 
 
 def decode_rate(client, model, schema, max_tokens, temperature):
@@ -208,15 +192,7 @@ def main():
           f"(schemas array_of_objects and unions_and_consts; unconstrained with ignore_eos):\n\n{speed_table}"
     print(out)
     if args.write:
-        path = ROOT / "docs/BENCHMARKS.md"
-        text = path.read_text()
-        begin, end = "<!-- structured:begin -->", "<!-- structured:end -->"
-        block = f"{begin}\n{out}\n{end}"
-        if begin in text:
-            text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-        else:
-            text += f"\n## Structured output\n\n{block}\n"
-        path.write_text(text)
+        write_section("structured", "Structured output", out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,34 @@
-"""Ten JSON Schemas of increasing difficulty, each with the prompt it is sampled for.
+"""Ten JSON Schemas of increasing difficulty, each with the prompt it is sampled for, and
+the sampling both users of them share.
 
 Shared by structured_client.py (the test) and scripts/bench_structured.py (the validity
 table in docs/BENCHMARKS.md).
 """
+
+
+def sample(client, model, schema, n, max_tokens):
+    """n chat completions of one schema at temperature 1.0 (`response_format: json_schema`),
+    in requests of at most 16 choices seeded 0, 16, 32, ... Returns (text, finish_reason)
+    pairs and the mean completion tokens per reply."""
+    outputs, tokens = [], 0
+    while len(outputs) < n:
+        batch = min(16, n - len(outputs))
+        r = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": schema["prompt"]}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": schema["name"], "schema": schema["schema"], "strict": True},
+            },
+            temperature=1.0,
+            n=batch,
+            seed=len(outputs),
+            max_tokens=max_tokens,
+        )
+        outputs.extend((c.message.content, c.finish_reason) for c in r.choices)
+        tokens += r.usage.completion_tokens
+    return outputs, tokens / n
+
 
 SCHEMAS = [
     {

@@ -25,7 +25,7 @@ client = openai.OpenAI(base_url=f"{BASE}/v1", api_key="unused", max_retries=0, t
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from schemas import SCHEMAS  # noqa: E402
+from schemas import SCHEMAS, sample  # noqa: E402
 
 WEATHER = {
     "type": "function",
@@ -67,27 +67,6 @@ ASK = [
 TOOL_MODEL = "qwen2.5-coder:1.5b"
 
 
-def sample_schema(model, schema, n):
-    """n completions of one schema at temperature 1.0, in requests of at most 16 choices."""
-    outputs = []
-    while len(outputs) < n:
-        batch = min(16, n - len(outputs))
-        r = client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": schema["prompt"]}],
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": schema["name"], "schema": schema["schema"], "strict": True},
-            },
-            temperature=1.0,
-            n=batch,
-            max_tokens=300,
-            seed=len(outputs),
-        )
-        outputs.extend((c.message.content, c.finish_reason) for c in r.choices)
-    return outputs
-
-
 # Where sampling at temperature 1.0 can run out of tokens before the output is complete:
 # SmolLM2 writes e-mail local parts that never reach the "@" the format needs, and no
 # closing strategy can end the string before it does (see docs/BENCHMARKS.md). Every output
@@ -100,7 +79,7 @@ class Schemas(unittest.TestCase):
         checker = jsonschema.FormatChecker()
         for model in MODELS:
             for schema in SCHEMAS:
-                for text, finish in sample_schema(model, schema, SAMPLES):
+                for text, finish in sample(client, model, schema, SAMPLES, max_tokens=300)[0]:
                     with self.subTest(model=model, schema=schema["name"]):
                         if finish == "length" and (model, schema["name"]) in KNOWN_UNFINISHED:
                             continue
@@ -330,6 +309,12 @@ class Tools(unittest.TestCase):
             client.chat.completions.create(model=TOOL_MODEL, messages=ASK, tools=[bad], tool_choice="required")
         self.assertEqual(e.exception.body["param"], "tools")
         self.assertIn("contains", e.exception.body["message"])
+        # A regex shapes a reply only when the reply cannot be a call.
+        with self.assertRaises(openai.BadRequestError) as e:
+            client.chat.completions.create(
+                model=TOOL_MODEL, messages=ASK, tools=[WEATHER], extra_body={"guided_regex": "[a-z]+"}
+            )
+        self.assertEqual(e.exception.body["param"], "guided_regex")
 
 
 class Ollama(unittest.TestCase):
