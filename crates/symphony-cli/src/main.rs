@@ -34,6 +34,8 @@ enum Command {
     Pull(PullArgs),
     /// Serve models over OpenAI- and Ollama-compatible HTTP APIs, with continuous batching.
     Serve(ServeArgs),
+    /// Embed texts with an encoder model (default all-minilm): one JSON array per text.
+    Embed(EmbedArgs),
     /// Manage the server's API keys (stored hashed in $SYMPHONY_HOME/keys.json) and sign JWTs.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -298,6 +300,20 @@ struct SamplingArgs {
 }
 
 #[derive(Debug, Args)]
+struct EmbedArgs {
+    /// The texts; with none, each line of standard input is one text.
+    texts: Vec<String>,
+    /// A store name or a sentence-transformers checkpoint directory.
+    #[arg(long, short = 'm', default_value = "all-minilm")]
+    model: String,
+    /// One JSON object with the model, the dimension, token counts and the vectors.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+#[derive(Debug, Args)]
 struct RunArgs {
     /// A store name (see `symphony models list`), a .gguf file, a checkpoint directory, or
     /// `hf:ORG/REPO[:FILE]` (pulled first if it is not stored).
@@ -395,6 +411,7 @@ fn main() {
         Command::Bench(args) => commands::bench(args),
         Command::Pull(args) => commands::pull(args),
         Command::Serve(args) => commands::serve(args),
+        Command::Embed(args) => commands::embed(args),
         Command::Keys(cmd) => commands::keys(cmd),
     };
     if let Err(err) = result {

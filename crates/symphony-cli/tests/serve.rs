@@ -235,6 +235,14 @@ fn structured_output_and_tool_calls_hold_for_official_clients() {
     run_client(&server, "structured_client.py");
 }
 
+/// /v1/embeddings and /api/embed with all-MiniLM-L6-v2 through both official clients, the
+/// vectors checked against sentence-transformers' (tests/clients/embeddings_client.py).
+#[test]
+fn embeddings_work_for_official_clients() {
+    let server = Server::start(&[]);
+    run_client(&server, "embeddings_client.py");
+}
+
 #[test]
 fn curl_gets_sse_ndjson_errors_and_metrics() {
     let server = Server::start(&[]);

@@ -15,6 +15,7 @@
 
 pub mod arch;
 pub mod chat_template;
+pub mod embedding;
 mod error;
 pub mod gguf;
 pub mod kernels;

@@ -300,6 +300,8 @@ fn open_shard(path: &Path) -> Result<(Mmap, Vec<ShardEntry>)> {
             "F32" => GgmlType::F32,
             "F16" => GgmlType::F16,
             "BF16" => GgmlType::BF16,
+            // Integer buffers such as BERT's `position_ids` are not weights.
+            "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL" => continue,
             other => {
                 return Err(bad(
                     8,
@@ -355,6 +357,20 @@ fn open_shard(path: &Path) -> Result<(Mmap, Vec<ShardEntry>)> {
     Ok((map, entries))
 }
 
+/// Every tensor of the checkpoint in `dir`, as F32 values with its shape, by name: for the
+/// small encoders that compute in F32 and need no GGUF view.
+pub(crate) fn read_f32_tensors(dir: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let mut tensors = BTreeMap::new();
+    for shard in shard_files(dir)? {
+        let (map, entries) = open_shard(&shard)?;
+        for entry in entries {
+            let bytes = &map[entry.offset..entry.offset + entry.n_bytes];
+            tensors.insert(entry.name, (entry.shape, to_f32(entry.ggml_type, bytes)));
+        }
+    }
+    Ok(tensors)
+}
+
 /// The shards: those the index names, or every `.safetensors` file of the directory.
 fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
@@ -390,7 +406,7 @@ fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,

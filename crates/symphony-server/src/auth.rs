@@ -422,6 +422,9 @@ pub fn required_role(method: &axum::http::Method, route: &str) -> Option<Role> {
         "/health" | "/ready" => None,
         "/v1/chat/completions"
         | "/v1/completions"
+        | "/v1/embeddings"
+        | "/api/embed"
+        | "/api/embeddings"
         | "/api/generate"
         | "/api/chat"
         | "/v1/chat/ws" => Some(Role::User),

@@ -9,6 +9,7 @@
 mod admin;
 pub mod auth;
 mod cache;
+mod embeddings;
 mod error;
 mod generation;
 mod limits;
@@ -106,6 +107,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/models/{*model}", get(openai::get_model))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(embeddings::openai))
+        .route("/api/embed", post(embeddings::ollama_embed))
+        .route("/api/embeddings", post(embeddings::ollama_embeddings))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
         .route("/api/tags", get(ollama::tags))

@@ -28,7 +28,7 @@ use crate::SharedState;
 
 /// Ollama clients (and `curl -d`) often send JSON without a JSON content type: parse the
 /// body as JSON whatever its type, as Ollama does.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, OllamaError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, OllamaError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")).ollama())
 }
@@ -84,7 +84,7 @@ impl Options {
 
 /// Ollama's `keep_alive`: seconds as a number, or a duration string ("5m", "1h30m", "-1").
 /// `None` for "forever" is mapped to a very long time.
-fn keep_alive(v: &Option<Value>) -> Result<Option<Duration>, ApiError> {
+pub(crate) fn keep_alive(v: &Option<Value>) -> Result<Option<Duration>, ApiError> {
     let forever = Duration::from_secs(100 * 365 * 24 * 3600);
     let bad = || {
         ApiError::bad_request(format!(

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use symphony_engine::{Constraint, Grammar, GrammarCompiler, Scheduler, SchedulerConfig};
+use symphony_models::embedding::Embedder;
 use symphony_models::{Model, KV_BLOCK_SIZE};
 use symphony_store::{Manifest, Store};
 
@@ -94,6 +95,38 @@ impl LoadedModel {
     }
 }
 
+/// An embedding model in memory. An encoder has no scheduler: each request runs its batch
+/// on a blocking thread, and the weights are shared.
+pub struct LoadedEmbedder {
+    pub name: String,
+    pub embedder: Arc<Embedder>,
+    pub size_bytes: u64,
+    usage: Mutex<Usage>,
+}
+
+impl LoadedEmbedder {
+    fn touch(&self, keep_alive: Option<Duration>) {
+        let mut u = self.usage.lock().expect("usage lock");
+        u.last_used = Instant::now();
+        if let Some(k) = keep_alive {
+            u.keep_alive = k;
+        }
+    }
+
+    fn is_busy(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1
+    }
+
+    fn expired(&self) -> bool {
+        let u = self.usage.lock().expect("usage lock");
+        u.last_used.elapsed() >= u.keep_alive
+    }
+
+    fn last_used(&self) -> Instant {
+        self.usage.lock().expect("usage lock").last_used
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Bytes all loaded models may take together (weights and KV caches).
@@ -109,6 +142,7 @@ pub struct Registry {
     store: Store,
     config: RegistryConfig,
     loaded: Mutex<HashMap<String, Arc<LoadedModel>>>,
+    embedders: Mutex<HashMap<String, Arc<LoadedEmbedder>>>,
     /// One load at a time: two requests for the same model load it once.
     loading: tokio::sync::Mutex<()>,
 }
@@ -119,6 +153,7 @@ impl Registry {
             store,
             config,
             loaded: Mutex::new(HashMap::new()),
+            embedders: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
         }
     }
@@ -183,6 +218,58 @@ impl Registry {
         Ok(loaded)
     }
 
+    /// The embedding model, loading it first if needed. A generator asked for embeddings is
+    /// the client's error (400), as is an embedder asked to generate (see `load`).
+    pub async fn embedder(
+        self: &Arc<Self>,
+        name: &str,
+        keep_alive: Option<Duration>,
+    ) -> Result<Arc<LoadedEmbedder>, ApiError> {
+        let manifest = self.manifest(name)?;
+        if !manifest.meta.embedding {
+            return Err(ApiError::invalid_param(
+                "model",
+                format!("'{name}' is a generative model, not an embedding model (try all-minilm)"),
+            ));
+        }
+        let lookup = || {
+            let found = self
+                .embedders
+                .lock()
+                .expect("registry lock")
+                .get(&manifest.name)
+                .cloned();
+            found.inspect(|m| m.touch(keep_alive))
+        };
+        if let Some(m) = lookup() {
+            return Ok(m);
+        }
+        let _guard = self.loading.lock().await;
+        if let Some(m) = lookup() {
+            return Ok(m);
+        }
+        self.make_room(manifest.size_bytes)?;
+        let path = self.store.blob_path(&manifest);
+        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&path))
+            .await
+            .map_err(|e| ApiError::internal(format!("loading stopped: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cannot load '{}': {e}", manifest.name)))?;
+        let loaded = Arc::new(LoadedEmbedder {
+            name: manifest.name.clone(),
+            embedder: Arc::new(embedder),
+            size_bytes: manifest.size_bytes,
+            usage: Mutex::new(Usage {
+                last_used: Instant::now(),
+                keep_alive: keep_alive.unwrap_or(self.config.keep_alive),
+            }),
+        });
+        self.embedders
+            .lock()
+            .expect("registry lock")
+            .insert(loaded.name.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
     fn lookup(&self, name: &str) -> Option<Arc<LoadedModel>> {
         self.loaded
             .lock()
@@ -197,6 +284,15 @@ impl Registry {
         path: PathBuf,
         keep_alive: Option<Duration>,
     ) -> Result<LoadedModel, ApiError> {
+        if manifest.meta.embedding {
+            return Err(ApiError::invalid_param(
+                "model",
+                format!(
+                    "'{}' is an embedding model: use /v1/embeddings or /api/embed",
+                    manifest.name
+                ),
+            ));
+        }
         let model = Model::load(&path)
             .map_err(|e| ApiError::internal(format!("cannot load '{}': {e}", manifest.name)))?;
         let kv_tokens = self
@@ -236,18 +332,27 @@ impl Registry {
             )));
         }
         let mut loaded = self.loaded.lock().expect("registry lock");
+        let mut embedders = self.embedders.lock().expect("registry lock");
         loop {
-            let used: u64 = loaded.values().map(|m| m.size_bytes).sum();
+            let used: u64 = loaded.values().map(|m| m.size_bytes).sum::<u64>()
+                + embedders.values().map(|m| m.size_bytes).sum::<u64>();
             if used + needed <= self.config.max_memory {
                 return Ok(());
             }
-            let victim = loaded
+            // The least recently used idle model of either kind; `true` marks an embedder.
+            let generator = loaded
                 .values()
                 .filter(|m| !m.is_busy())
-                .min_by_key(|m| m.last_used())
-                .map(|m| m.name.clone());
-            match victim {
-                Some(name) => {
+                .map(|m| (m.last_used(), false, m.name.clone()));
+            let encoder = embedders
+                .values()
+                .filter(|m| !m.is_busy())
+                .map(|m| (m.last_used(), true, m.name.clone()));
+            match generator.chain(encoder).min() {
+                Some((_, true, name)) => {
+                    embedders.remove(&name);
+                }
+                Some((_, false, name)) => {
                     loaded.remove(&name);
                 }
                 None => {
@@ -266,6 +371,10 @@ impl Registry {
             .lock()
             .expect("registry lock")
             .retain(|_, m| m.is_busy() || !m.expired());
+        self.embedders
+            .lock()
+            .expect("registry lock")
+            .retain(|_, m| m.is_busy() || !m.expired());
     }
 
     /// Unloads a model now (Ollama's `keep_alive: 0`), once it is idle.
@@ -273,6 +382,11 @@ impl Registry {
         let mut loaded = self.loaded.lock().expect("registry lock");
         if loaded.get(name).is_some_and(|m| !m.is_busy()) {
             loaded.remove(name);
+        }
+        drop(loaded);
+        let mut embedders = self.embedders.lock().expect("registry lock");
+        if embedders.get(name).is_some_and(|m| !m.is_busy()) {
+            embedders.remove(name);
         }
     }
 }

@@ -83,6 +83,9 @@ pub struct ModelMeta {
     /// Whether the model carries a chat template (else `run` continues raw text).
     #[serde(default)]
     pub has_chat_template: bool,
+    /// An encoder that turns text into vectors (`/v1/embeddings`), not a generator.
+    #[serde(default)]
+    pub embedding: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,9 +293,11 @@ impl Store {
     }
 
     /// Moves a Hugging Face checkpoint directory (already downloaded and verified) into the
-    /// store. Its blob is a directory named by the sha256 of its `sha256  file` lines.
+    /// store. Its blob is a directory named by [`packages::checkpoint_digest`] of its files
+    /// (subdirectories included, such as a sentence-transformers model's `1_Pooling/`).
     /// `known` gives the sha256 of files already hashed on their way in (a pull verified
-    /// them), by file name; the others are hashed here.
+    /// them), by `/`-separated path; the others are hashed here. Abandoned partial downloads
+    /// (`*.part`) are removed, not stored.
     pub fn import_checkpoint(
         &self,
         dir: &Path,
@@ -302,31 +307,32 @@ impl Store {
         known: &std::collections::BTreeMap<String, String>,
     ) -> Result<Manifest> {
         let parsed = ModelName::parse(name)?;
-        let mut lines = Vec::new();
+        let mut hashes: Vec<(String, String)> = Vec::new();
         let mut size_bytes = 0;
-        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .map(|e| e.map(|e| e.path()).map_err(io_err(dir)))
-            .collect::<Result<_>>()?;
-        entries.sort();
-        for path in &entries {
-            if path.extension().is_some_and(|e| e == "part") {
-                // An abandoned partial download does not belong to the model.
-                remove_path(path)?;
-                continue;
-            }
-            if !path.is_file() {
-                continue;
-            }
-            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-            let (sha, len) = match known.get(file_name) {
-                Some(sha) => (sha.clone(), fs::metadata(path).map_err(io_err(path))?.len()),
-                None => sha256_of(path)?,
+        for path in checkpoint_files(dir)? {
+            // `/`-separated path inside the directory: the name `known` and the digest use.
+            let relative = path
+                .strip_prefix(dir)
+                .expect("checkpoint_files lists paths under dir")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let (sha, len) = match known.get(&relative) {
+                Some(sha) => (
+                    sha.clone(),
+                    fs::metadata(&path).map_err(io_err(&path))?.len(),
+                ),
+                None => sha256_of(&path)?,
             };
-            lines.push(format!("{sha}  {file_name}\n"));
+            hashes.push((relative, sha));
             size_bytes += len;
         }
-        let sha256 = hex(&Sha256::digest(lines.concat().as_bytes()));
+        let sha256 = packages::checkpoint_digest(
+            hashes
+                .iter()
+                .map(|(path, sha)| (path.as_str(), sha.as_str())),
+        );
         let blobs = self.home.join("blobs");
         fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
         let tmp = blobs.join(format!(
@@ -512,6 +518,27 @@ fn sha256_of(path: &Path) -> Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), len))
 }
 
+/// The files of a checkpoint directory, recursively, sorted; `*.part` leftovers of an
+/// interrupted download are deleted on the way.
+fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).map_err(io_err(&current))? {
+            let path = entry.map_err(io_err(&current))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "part") {
+                remove_path(&path)?;
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// `$SYMPHONY_HOME`, or `<platform data dir>/symphony`.
 pub fn default_home() -> Result<PathBuf> {
     match std::env::var_os("SYMPHONY_HOME") {
@@ -579,6 +606,7 @@ mod tests {
             parameters: 1,
             context_length: 8,
             has_chat_template: false,
+            embedding: false,
         }
     }
 

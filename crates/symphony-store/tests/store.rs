@@ -14,6 +14,7 @@ fn meta() -> ModelMeta {
         parameters: 1,
         context_length: 8,
         has_chat_template: true,
+        embedding: false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! One file per architecture, dispatched on `general.architecture`.
 
+pub mod bert;
 pub mod config;
 pub mod gemma3;
 pub mod llama;

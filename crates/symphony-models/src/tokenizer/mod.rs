@@ -8,6 +8,7 @@
 mod bpe;
 mod pretokenize;
 mod spm;
+mod wordpiece;
 
 use std::collections::HashMap;
 
@@ -17,6 +18,7 @@ use crate::gguf::GgufFile;
 pub use bpe::Bpe;
 pub use pretokenize::PreTokenizer;
 pub use spm::Spm;
+pub use wordpiece::{BertNormalization, WordPiece};
 
 pub type TokenId = u32;
 

@@ -1,0 +1,357 @@
+//! BERT encoders (all-MiniLM, BGE, E5 and other sentence-embedding models), from a Hugging
+//! Face checkpoint in F32.
+//!
+//! Unlike the decoders, an encoder sees its whole input at once: no cache, no causal mask.
+//! Several inputs run as one packed batch: every matrix multiplies the rows of all of them
+//! together, and attention runs per input over its own rows, so no padding is computed and
+//! an input's output does not depend on what it was batched with.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor, D};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::tokenizer::TokenId;
+
+/// The hyperparameters of a `config.json` with `model_type: bert`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+}
+
+impl BertConfig {
+    pub fn from_json(json: &Value) -> std::result::Result<Self, String> {
+        let model_type = json.get("model_type").and_then(Value::as_str);
+        if model_type != Some("bert") {
+            return Err(format!(
+                "model_type is {}, not bert",
+                model_type.unwrap_or("missing")
+            ));
+        }
+        let act = json
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu");
+        if act != "gelu" {
+            return Err(format!("hidden_act '{act}' is not supported (only gelu)"));
+        }
+        let embedding = json
+            .get("position_embedding_type")
+            .and_then(Value::as_str)
+            .unwrap_or("absolute");
+        if embedding != "absolute" {
+            return Err(format!(
+                "position_embedding_type '{embedding}' is not supported (only absolute)"
+            ));
+        }
+        let size = |key: &str| {
+            json.get(key)
+                .and_then(Value::as_u64)
+                .filter(|&v| v > 0)
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("'{key}' is missing or not a positive integer"))
+        };
+        let config = Self {
+            vocab_size: size("vocab_size")?,
+            hidden_size: size("hidden_size")?,
+            n_layers: size("num_hidden_layers")?,
+            n_heads: size("num_attention_heads")?,
+            intermediate_size: size("intermediate_size")?,
+            max_position_embeddings: size("max_position_embeddings")?,
+            type_vocab_size: size("type_vocab_size").unwrap_or(2),
+            layer_norm_eps: json
+                .get("layer_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-12),
+        };
+        if config.hidden_size % config.n_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                config.hidden_size, config.n_heads
+            ));
+        }
+        Ok(config)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.n_heads
+    }
+}
+
+#[derive(Debug)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)?)
+    }
+}
+
+/// `y = x · Wᵀ + b`, with `Wᵀ` stored ready for the multiply.
+#[derive(Debug)]
+struct Dense {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    /// Query, key and value projections fused into one `(hidden, 3 * hidden)` matrix.
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: LayerNorm,
+    up: Dense,
+    down: Dense,
+    output_norm: LayerNorm,
+}
+
+#[derive(Debug)]
+pub struct Bert {
+    pub config: BertConfig,
+    word_embeddings: Vec<f32>,
+    position_embeddings: Vec<f32>,
+    /// Row 0 of the token-type table: single-segment inputs use only that type.
+    token_type_row: Vec<f32>,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+/// Reads named tensors out of a checkpoint, checking their shapes.
+struct Weights<'a> {
+    dir: &'a Path,
+    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Weights<'_> {
+    /// The tensor `name` (or `bert.name`, as a `BertFor...` checkpoint spells it).
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (found, values) = self
+            .tensors
+            .remove(name)
+            .or_else(|| self.tensors.remove(&format!("bert.{name}")))
+            .ok_or_else(|| Error::MissingTensor {
+                path: self.dir.to_path_buf(),
+                name: name.into(),
+            })?;
+        if found != shape {
+            return Err(Error::TensorShape {
+                path: self.dir.to_path_buf(),
+                tensor: name.into(),
+                expected: shape.to_vec(),
+                found,
+            });
+        }
+        Ok(values)
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.take(name, &[len])?,
+            len,
+            &Device::Cpu,
+        )?)
+    }
+
+    fn norm(&mut self, prefix: &str, len: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.vector(&format!("{prefix}.weight"), len)?,
+            bias: self.vector(&format!("{prefix}.bias"), len)?,
+            eps,
+        })
+    }
+
+    /// Stacks the `(out, in)` matrices of `prefixes` along `out` and transposes the result.
+    fn dense(&mut self, prefixes: &[&str], out_dim: usize, in_dim: usize) -> Result<Dense> {
+        let mut weight = Vec::with_capacity(prefixes.len() * out_dim * in_dim);
+        let mut bias = Vec::with_capacity(prefixes.len() * out_dim);
+        for prefix in prefixes {
+            weight.extend(self.take(&format!("{prefix}.weight"), &[out_dim, in_dim])?);
+            bias.extend(self.take(&format!("{prefix}.bias"), &[out_dim])?);
+        }
+        let rows = prefixes.len() * out_dim;
+        let weight = Tensor::from_vec(weight, (rows, in_dim), &Device::Cpu)?;
+        Ok(Dense {
+            weight_t: weight.t()?.contiguous()?,
+            bias: Tensor::from_vec(bias, rows, &Device::Cpu)?,
+        })
+    }
+}
+
+impl Bert {
+    /// Loads the checkpoint directory `dir` (its `config.json` and safetensors shards).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let config = BertConfig::from_json(&crate::safetensors::read_json(&config_path)?).map_err(
+            |message| Error::InvalidMetadata {
+                path: config_path,
+                message,
+            },
+        )?;
+        let mut w = Weights {
+            dir,
+            tensors: crate::safetensors::read_f32_tensors(dir)?,
+        };
+        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let word_embeddings =
+            w.take("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let position_embeddings = w.take(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let mut token_type_row = w.take(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
+        token_type_row.truncate(h);
+        let embedding_norm = w.norm("embeddings.LayerNorm", h, eps)?;
+        let layers = (0..config.n_layers)
+            .map(|i| {
+                let p = format!("encoder.layer.{i}");
+                Ok(Layer {
+                    qkv: w.dense(
+                        &[
+                            &format!("{p}.attention.self.query"),
+                            &format!("{p}.attention.self.key"),
+                            &format!("{p}.attention.self.value"),
+                        ],
+                        h,
+                        h,
+                    )?,
+                    attention_out: w.dense(&[&format!("{p}.attention.output.dense")], h, h)?,
+                    attention_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                    up: w.dense(
+                        &[&format!("{p}.intermediate.dense")],
+                        config.intermediate_size,
+                        h,
+                    )?,
+                    down: w.dense(&[&format!("{p}.output.dense")], h, config.intermediate_size)?,
+                    output_norm: w.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            config,
+            word_embeddings,
+            position_embeddings,
+            token_type_row,
+            embedding_norm,
+            layers,
+        })
+    }
+
+    pub fn n_parameters(&self) -> u64 {
+        let c = &self.config;
+        let h = c.hidden_size as u64;
+        let per_layer = 4 * h * h + 2 * h * c.intermediate_size as u64;
+        (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) as u64 * h
+            + c.n_layers as u64 * per_layer
+    }
+
+    /// The last hidden states of each input, packed: row `r` of the result is a token of the
+    /// input whose rows contain `r`, in input order. Errors on an empty input, an unknown
+    /// token or an input longer than the position table.
+    pub fn forward(&self, inputs: &[&[TokenId]]) -> Result<Tensor> {
+        let c = &self.config;
+        let h = c.hidden_size;
+        let mut rows = Vec::with_capacity(inputs.len());
+        let mut x = Vec::with_capacity(inputs.iter().map(|t| t.len()).sum::<usize>() * h);
+        for tokens in inputs {
+            if tokens.is_empty() {
+                return Err(Error::EmptyInput);
+            }
+            if tokens.len() > c.max_position_embeddings {
+                return Err(Error::ContextLength {
+                    requested: tokens.len(),
+                    limit: c.max_position_embeddings,
+                });
+            }
+            let start = x.len() / h;
+            for (pos, &id) in tokens.iter().enumerate() {
+                if id as usize >= c.vocab_size {
+                    return Err(Error::TokenOutOfRange {
+                        id,
+                        n_vocab: c.vocab_size,
+                    });
+                }
+                let word = &self.word_embeddings[id as usize * h..][..h];
+                let position = &self.position_embeddings[pos * h..][..h];
+                x.extend(
+                    word.iter()
+                        .zip(position)
+                        .zip(&self.token_type_row)
+                        .map(|((w, p), t)| w + p + t),
+                );
+            }
+            rows.push(start..start + tokens.len());
+        }
+        let n = x.len() / h;
+        let mut x = self
+            .embedding_norm
+            .forward(&Tensor::from_vec(x, (n, h), &Device::Cpu)?)?;
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(&x)?;
+            let attended = self.attention(&qkv, &rows)?;
+            let x_attn = layer
+                .attention_norm
+                .forward(&(layer.attention_out.forward(&attended)? + &x)?)?;
+            let up = layer.up.forward(&x_attn)?.gelu_erf()?;
+            x = layer
+                .output_norm
+                .forward(&(layer.down.forward(&up)? + &x_attn)?)?;
+        }
+        Ok(x)
+    }
+
+    /// Bidirectional multi-head attention of each input over its own rows.
+    fn attention(&self, qkv: &Tensor, rows: &[std::ops::Range<usize>]) -> Result<Tensor> {
+        let c = &self.config;
+        let (h, n_heads, d) = (c.hidden_size, c.n_heads, c.head_dim());
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut outputs = Vec::with_capacity(rows.len());
+        for range in rows {
+            let len = range.len();
+            let seq = qkv.narrow(0, range.start, len)?;
+            // (len, hidden) -> (heads, len, head_dim)
+            let heads = |i: usize| -> Result<Tensor> {
+                Ok(seq
+                    .narrow(1, i * h, h)?
+                    .reshape((len, n_heads, d))?
+                    .transpose(0, 1)?
+                    .contiguous()?)
+            };
+            let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+            let scores = (q.matmul(&k.transpose(1, 2)?)? * scale)?;
+            let max = scores.max_keepdim(D::Minus1)?;
+            let exp = scores.broadcast_sub(&max)?.exp()?;
+            let probs = exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?;
+            let out = probs.matmul(&v)?.transpose(0, 1)?.reshape((len, h))?;
+            outputs.push(out);
+        }
+        Ok(Tensor::cat(&outputs, 0)?)
+    }
+}
