@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Sets the worker count for candle's kernels and our own before any of them start.
-fn init_threads(args: &ThreadArgs) -> Result<usize> {
+pub(crate) fn init_threads(args: &ThreadArgs) -> Result<usize> {
     let n = match args.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => n,
@@ -43,7 +43,7 @@ fn init_threads(args: &ThreadArgs) -> Result<usize> {
 }
 
 /// A store name, or a path to a model file or checkpoint directory.
-fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
     let as_path = Path::new(spec);
     if as_path.is_file() || safetensors::is_checkpoint(as_path) {
         return Ok(as_path.to_path_buf());
@@ -80,7 +80,11 @@ fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-fn open_model(spec: &str, chat_template: Option<&Path>, load: &LoadArgs) -> Result<Model> {
+pub(crate) fn open_model(
+    spec: &str,
+    chat_template: Option<&Path>,
+    load: &LoadArgs,
+) -> Result<Model> {
     let path = resolve_model_path(spec)?;
     if is_embedding_checkpoint(&path) {
         bail!("'{spec}' is an embedding model: it makes vectors (`symphony embed`), not text");
@@ -107,7 +111,7 @@ fn open_model(spec: &str, chat_template: Option<&Path>, load: &LoadArgs) -> Resu
     Ok(model)
 }
 
-fn generation_params(args: &SamplingArgs) -> GenerationParams {
+pub(crate) fn generation_params(args: &SamplingArgs) -> GenerationParams {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -148,7 +152,7 @@ fn run_grammar(args: &RunArgs) -> Result<Option<Grammar>> {
 }
 
 /// Ctrl-C sets the flag instead of killing the process, so a reply can be cut short.
-fn install_interrupt_flag() -> Result<Arc<AtomicBool>> {
+pub(crate) fn install_interrupt_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler_flag = flag.clone();
     ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))

@@ -2,6 +2,7 @@
 //! are wired together.
 
 mod commands;
+mod rag;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -36,9 +37,82 @@ enum Command {
     Serve(ServeArgs),
     /// Embed texts with an encoder model (default all-minilm): one JSON array per text.
     Embed(EmbedArgs),
+    /// Collections of your documents: ingest, search, and answer with citations.
+    #[command(subcommand)]
+    Rag(RagCommand),
     /// Manage the server's API keys (stored hashed in $SYMPHONY_HOME/keys.json) and sign JWTs.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RagCommand {
+    /// Make an empty collection; its chunking and embedder are fixed from then on.
+    Create {
+        name: String,
+        /// fixed, recursive, markdown (by headings) or semantic (by embedding similarity).
+        #[arg(long, default_value = "recursive")]
+        chunking: String,
+        /// The largest chunk, in the embedder's tokens.
+        #[arg(long, default_value_t = 200)]
+        chunk_tokens: usize,
+        /// Tokens repeated between neighbouring chunks (fixed and recursive).
+        #[arg(long, default_value_t = 20)]
+        overlap: usize,
+        /// The embedding model (a store name).
+        #[arg(long, default_value = "all-minilm")]
+        embedder: String,
+    },
+    /// Add files and directories (text, Markdown, HTML): a changed file replaces its old
+    /// chunks, an unchanged one is skipped.
+    Ingest {
+        name: String,
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        threads: ThreadArgs,
+    },
+    /// The chunks that best match a question: source path, chunk id, span, score, text.
+    Query {
+        name: String,
+        question: String,
+        #[command(flatten)]
+        retrieval: rag::RetrievalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a question from the collection with a chat model, citing the chunks used.
+    Ask {
+        name: String,
+        question: String,
+        /// The chat model.
+        #[arg(long, short = 'm', default_value = "qwen2.5-coder:0.5b")]
+        model: String,
+        #[command(flatten)]
+        retrieval: rag::RetrievalArgs,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[command(flatten)]
+        threads: ThreadArgs,
+    },
+    /// List the collections.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a collection and everything in it.
+    Rm { name: String },
+    /// Check that the database and both indexes hold the same chunks (exit 1 if not).
+    Check {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,7 +334,7 @@ struct ThreadArgs {
     threads: Option<usize>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 struct LoadArgs {
     /// Quantize a safetensors checkpoint's matrices as it loads: q8_0 or q4_k (GGUF files
     /// keep their own types).
@@ -412,6 +486,7 @@ fn main() {
         Command::Pull(args) => commands::pull(args),
         Command::Serve(args) => commands::serve(args),
         Command::Embed(args) => commands::embed(args),
+        Command::Rag(cmd) => rag::rag(cmd),
         Command::Keys(cmd) => commands::keys(cmd),
     };
     if let Err(err) = result {

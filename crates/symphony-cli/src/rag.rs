@@ -1,0 +1,414 @@
+//! `symphony rag ...`: collections of the user's documents under `$SYMPHONY_HOME/collections`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use symphony_engine::{chat_prompt, Session};
+use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
+use symphony_rag::chunking::Chunking;
+use symphony_rag::{Collection, CollectionConfig, Filter, Hit, IngestEvent, Mode, QueryOptions};
+use symphony_store::Store;
+use symphony_types::ChatMessage;
+
+use crate::commands::{
+    generation_params, init_threads, install_interrupt_flag, open_model, resolve_model_path,
+};
+use crate::RagCommand;
+
+/// Below this cosine similarity between the question and the best chunk, the collection is
+/// taken to hold nothing on the question, and `ask` says so without asking the model.
+const RELEVANCE_FLOOR: f32 = 0.25;
+
+/// `$SYMPHONY_COLLECTIONS`, or `collections/` in the store's home.
+fn collections_root() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("SYMPHONY_COLLECTIONS") {
+        return Ok(PathBuf::from(dir));
+    }
+    Ok(Store::from_env()?.home().join("collections"))
+}
+
+fn load_embedder(name: &str) -> Result<Embedder> {
+    let path = resolve_model_path(name)?;
+    if !is_embedding_checkpoint(&path) {
+        bail!("'{name}' is not an embedding model (try all-minilm)");
+    }
+    Embedder::load(&path).with_context(|| format!("loading embedder '{name}'"))
+}
+
+pub fn rag(cmd: RagCommand) -> Result<()> {
+    let root = collections_root()?;
+    match cmd {
+        RagCommand::Create {
+            name,
+            chunking,
+            chunk_tokens,
+            overlap,
+            embedder,
+        } => {
+            let chunking = Chunking::new(&chunking, chunk_tokens, overlap)?;
+            let model = load_embedder(&embedder)?;
+            if chunk_tokens + 2 > model.max_seq_length {
+                bail!(
+                    "chunks of {chunk_tokens} tokens do not fit '{embedder}', which reads at most {} \
+                     (with [CLS] and [SEP])",
+                    model.max_seq_length
+                );
+            }
+            let config = CollectionConfig::new(chunking, &embedder, &model);
+            let collection = Collection::create(&root, &name, config)?;
+            println!(
+                "created collection {} ({} chunks of up to {chunk_tokens} tokens, embedder {embedder})",
+                collection.name(),
+                collection.config.chunking.name()
+            );
+        }
+        RagCommand::Ingest {
+            name,
+            paths,
+            json,
+            threads,
+        } => {
+            init_threads(&threads)?;
+            let mut collection = Collection::open(&root, &name)?;
+            let embedder = load_embedder(&collection.config.embedder)?;
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} {elapsed}")
+                    .expect("valid template"),
+            );
+            if json {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let mut chunks = 0;
+            let started = std::time::Instant::now();
+            let report = collection.ingest(&paths, &embedder, &mut |event| match event {
+                IngestEvent::Found { files } => bar.set_length(files as u64),
+                IngestEvent::Done { outcome, .. } => {
+                    if let symphony_rag::FileOutcome::Added { chunks: n }
+                    | symphony_rag::FileOutcome::Replaced { chunks: n } = outcome
+                    {
+                        chunks += n;
+                    }
+                    bar.set_message(format!("{chunks} chunks"));
+                    bar.inc(1);
+                }
+                IngestEvent::Failed { path, error } => {
+                    bar.suspend(|| eprintln!("skipped {}: {error}", path.display()));
+                    bar.inc(1);
+                }
+            })?;
+            bar.finish_and_clear();
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                let mut value = serde_json::to_value(&report)?;
+                value["seconds"] = serde_json::json!(seconds);
+                println!("{value}");
+            } else {
+                println!(
+                    "{name}: {} added, {} replaced, {} unchanged, {} failed; {} chunks in {:.1} s ({:.0} chunks/s)",
+                    report.added,
+                    report.replaced,
+                    report.unchanged,
+                    report.failed,
+                    report.chunks,
+                    seconds,
+                    report.chunks as f64 / seconds.max(1e-9)
+                );
+            }
+        }
+        RagCommand::Query {
+            name,
+            question,
+            retrieval,
+            json,
+        } => {
+            let collection = Collection::open(&root, &name)?;
+            let embedder = load_embedder(&collection.config.embedder)?;
+            let hits = collection.query(&embedder, &question, &retrieval.options()?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else if hits.is_empty() {
+                println!("no matches");
+            } else {
+                for (i, hit) in hits.iter().enumerate() {
+                    print_hit(i + 1, hit);
+                }
+            }
+        }
+        RagCommand::Ask {
+            name,
+            question,
+            model,
+            retrieval,
+            json,
+            sampling,
+            threads,
+        } => {
+            init_threads(&threads)?;
+            let collection = Collection::open(&root, &name)?;
+            let embedder = load_embedder(&collection.config.embedder)?;
+            let hits = collection.query(&embedder, &question, &retrieval.options()?)?;
+            let best = hits
+                .iter()
+                .filter_map(|h| h.vector_score)
+                .fold(f32::NEG_INFINITY, f32::max);
+            // Relevance by meaning: embed the question against the hits BM25 alone found.
+            let best = best.max(best_similarity(&embedder, &question, &hits)?);
+            if hits.is_empty() || best < RELEVANCE_FLOOR {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"answer": "I don't know.", "citations": []})
+                    );
+                } else {
+                    println!("I don't know: nothing in '{name}' is about that.");
+                }
+                return Ok(());
+            }
+            let llm = open_model(
+                &model,
+                sampling.chat_template.as_deref(),
+                &Default::default(),
+            )?;
+            let messages = answer_messages(&question, &hits);
+            let prompt = chat_prompt(&llm, &messages)?;
+            let mut params = generation_params(&sampling);
+            params.max_tokens = params
+                .max_tokens
+                .min(llm.context_length().saturating_sub(prompt.len()));
+            let cancel = install_interrupt_flag()?;
+            let mut session = Session::new(&llm);
+            let mut stdout = std::io::stdout().lock();
+            let generation = session.generate(&prompt, &params, Some(&cancel), |piece| {
+                if !json {
+                    let _ = stdout
+                        .write_all(piece.as_bytes())
+                        .and_then(|_| stdout.flush());
+                }
+            })?;
+            let answer = generation.text.trim().to_string();
+            let cited = cited_sources(&answer, hits.len());
+            if json {
+                let citations: Vec<serde_json::Value> = cited
+                    .iter()
+                    .map(|&n| {
+                        let h = &hits[n - 1];
+                        serde_json::json!({
+                            "n": n, "path": h.chunk.path, "chunk_id": h.chunk.chunk_id,
+                            "start_char": h.chunk.start_char, "end_char": h.chunk.end_char,
+                        })
+                    })
+                    .collect();
+                writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::json!({"answer": answer, "citations": citations})
+                )?;
+            } else {
+                writeln!(stdout, "\n")?;
+                // Every source the model saw, marked when it cited it.
+                for (i, h) in hits.iter().enumerate() {
+                    let mark = if cited.contains(&(i + 1)) { "*" } else { " " };
+                    writeln!(
+                        stdout,
+                        "{mark}[{}] {} (chunk {}, chars {}..{})",
+                        i + 1,
+                        h.chunk.path,
+                        h.chunk.chunk_id,
+                        h.chunk.start_char,
+                        h.chunk.end_char
+                    )?;
+                }
+            }
+        }
+        RagCommand::Ls { json } => {
+            let all = Collection::list(&root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!("no collections (make one with `symphony rag create NAME`)");
+            } else {
+                println!(
+                    "{:<24} {:>9} {:>9}  {:<10} {}",
+                    "NAME", "DOCUMENTS", "CHUNKS", "CHUNKING", "EMBEDDER"
+                );
+                for s in all {
+                    println!(
+                        "{:<24} {:>9} {:>9}  {:<10} {}",
+                        s.name,
+                        s.documents,
+                        s.chunks,
+                        s.config.chunking.name(),
+                        s.config.embedder
+                    );
+                }
+            }
+        }
+        RagCommand::Rm { name } => {
+            Collection::remove(&root, &name)?;
+            println!("removed collection {name}");
+        }
+        RagCommand::Check { name, json } => {
+            let collection = Collection::open(&root, &name)?;
+            let report = collection.check()?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else if report.is_consistent() {
+                println!(
+                    "{name}: consistent ({} chunks in the database and both indexes)",
+                    report.chunks
+                );
+            } else {
+                println!("{name}: INCONSISTENT {report:?}");
+            }
+            if !report.is_consistent() {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn best_similarity(embedder: &Embedder, question: &str, hits: &[Hit]) -> Result<f32> {
+    let unscored: Vec<&str> = hits
+        .iter()
+        .filter(|h| h.vector_score.is_none())
+        .map(|h| h.chunk.text.as_str())
+        .collect();
+    if unscored.is_empty() {
+        return Ok(f32::NEG_INFINITY);
+    }
+    let mut texts = vec![question];
+    texts.extend(unscored);
+    let vectors = embedder.embed(&texts)?;
+    let q = &vectors[0];
+    Ok(vectors[1..]
+        .iter()
+        .map(|v| v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>())
+        .fold(f32::NEG_INFINITY, f32::max))
+}
+
+fn print_hit(rank: usize, hit: &Hit) {
+    let c = &hit.chunk;
+    println!(
+        "[{rank}] {:.4}  {}  chunk {}  chars {}..{}{}",
+        hit.score,
+        c.path,
+        c.chunk_id,
+        c.start_char,
+        c.end_char,
+        c.heading
+            .as_deref()
+            .map(|h| format!("  ({h})"))
+            .unwrap_or_default()
+    );
+    let text: String = c.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shown: String = text.chars().take(300).collect();
+    println!(
+        "    {shown}{}",
+        if text.chars().count() > 300 {
+            "…"
+        } else {
+            ""
+        }
+    );
+}
+
+/// The chat for an answer: the sources numbered, the rules, then the question.
+fn answer_messages(question: &str, hits: &[Hit]) -> Vec<ChatMessage> {
+    let mut sources = String::new();
+    for (i, h) in hits.iter().enumerate() {
+        let name = std::path::Path::new(&h.chunk.path)
+            .file_name()
+            .map_or(h.chunk.path.clone(), |n| n.to_string_lossy().into_owned());
+        sources.push_str(&format!(
+            "[{}] ({name})\n{}\n\n",
+            i + 1,
+            h.chunk.text.trim()
+        ));
+    }
+    vec![
+        ChatMessage::system(
+            "You answer questions using only the numbered sources given. After each fact, cite \
+             its source number in brackets, like [1]. If the sources do not contain the answer, \
+             reply exactly: I don't know.",
+        ),
+        ChatMessage::user(format!("Sources:\n\n{sources}Question: {question}")),
+    ]
+}
+
+/// The source numbers `[n]` the answer cites, in order of first citation, within range.
+fn cited_sources(answer: &str, n_sources: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut rest = answer;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(']') else { break };
+        for part in rest[..close].split(',') {
+            if let Ok(n) = part.trim().parse::<usize>() {
+                if (1..=n_sources).contains(&n) && !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        rest = &rest[close + 1..];
+    }
+    out
+}
+
+/// Retrieval settings shared by `query` and `ask`.
+#[derive(Debug, clap::Args)]
+pub struct RetrievalArgs {
+    /// Chunks to return.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// vector, bm25 or hybrid (both, fused by reciprocal rank).
+    #[arg(long, default_value = "hybrid")]
+    mode: String,
+    /// Diversify with maximal marginal relevance: 1.0 is pure relevance, 0.0 pure diversity.
+    #[arg(long, value_name = "LAMBDA")]
+    mmr: Option<f32>,
+    /// Only documents whose path starts with this.
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Only documents of this format: text, markdown, html or pdf.
+    #[arg(long)]
+    format: Option<String>,
+    /// Only chunks whose heading path contains this.
+    #[arg(long)]
+    heading: Option<String>,
+}
+
+impl RetrievalArgs {
+    fn options(&self) -> Result<QueryOptions> {
+        let mode: Mode = self.mode.parse()?;
+        if let Some(l) = self.mmr.filter(|l| !(0.0..=1.0).contains(l)) {
+            bail!("--mmr must be between 0 and 1, not {l}");
+        }
+        Ok(QueryOptions {
+            top_k: self.top_k,
+            mode,
+            mmr: self.mmr,
+            filter: Filter {
+                path_prefix: self.path_prefix.clone(),
+                format: self.format.clone(),
+                heading: self.heading.clone(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citations_are_read_in_order_and_in_range() {
+        assert_eq!(
+            cited_sources("Paris [2]. It is big [1, 2] [9] [x]", 3),
+            vec![2, 1]
+        );
+        assert_eq!(cited_sources("I don't know.", 3), Vec::<usize>::new());
+    }
+}
