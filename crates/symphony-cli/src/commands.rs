@@ -111,7 +111,7 @@ pub(crate) fn open_model(
     Ok(model)
 }
 
-pub(crate) fn generation_params(args: &SamplingArgs) -> GenerationParams {
+fn generation_params(args: &SamplingArgs) -> GenerationParams {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

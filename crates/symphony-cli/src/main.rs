@@ -95,8 +95,14 @@ enum RagCommand {
         retrieval: rag::RetrievalArgs,
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        sampling: SamplingArgs,
+        /// Sampling temperature; 0 (the default) is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Tokens to generate at most.
+        #[arg(long, short = 'n', default_value_t = 256)]
+        max_tokens: usize,
+        #[arg(long)]
+        seed: Option<u64>,
         #[command(flatten)]
         threads: ThreadArgs,
     },
@@ -499,5 +505,16 @@ fn main() {
         }
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique names, valid defaults) over every subcommand.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

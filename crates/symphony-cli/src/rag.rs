@@ -5,16 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use symphony_engine::{chat_prompt, Session};
+use symphony_engine::{chat_prompt, GenerationParams, SamplingParams, Session};
 use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
 use symphony_rag::chunking::Chunking;
 use symphony_rag::{Collection, CollectionConfig, Filter, Hit, IngestEvent, Mode, QueryOptions};
 use symphony_store::Store;
 use symphony_types::ChatMessage;
 
-use crate::commands::{
-    generation_params, init_threads, install_interrupt_flag, open_model, resolve_model_path,
-};
+use crate::commands::{init_threads, install_interrupt_flag, open_model, resolve_model_path};
 use crate::RagCommand;
 
 /// Below this cosine similarity between the question and the best chunk, the collection is
@@ -142,7 +140,9 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
             model,
             retrieval,
             json,
-            sampling,
+            temperature,
+            max_tokens,
+            seed,
             threads,
         } => {
             init_threads(&threads)?;
@@ -166,17 +166,20 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
                 }
                 return Ok(());
             }
-            let llm = open_model(
-                &model,
-                sampling.chat_template.as_deref(),
-                &Default::default(),
-            )?;
+            let llm = open_model(&model, None, &Default::default())?;
             let messages = answer_messages(&question, &hits);
             let prompt = chat_prompt(&llm, &messages)?;
-            let mut params = generation_params(&sampling);
-            params.max_tokens = params
-                .max_tokens
-                .min(llm.context_length().saturating_sub(prompt.len()));
+            let params = GenerationParams {
+                max_tokens: max_tokens.min(llm.context_length().saturating_sub(prompt.len())),
+                sampling: SamplingParams {
+                    temperature,
+                    seed: seed.unwrap_or(0),
+                    ..SamplingParams::default()
+                },
+                stop: Vec::new(),
+                ignore_eos: false,
+                constraint: None,
+            };
             let cancel = install_interrupt_flag()?;
             let mut session = Session::new(&llm);
             let mut stdout = std::io::stdout().lock();
@@ -330,11 +333,15 @@ fn answer_messages(question: &str, hits: &[Hit]) -> Vec<ChatMessage> {
     }
     vec![
         ChatMessage::system(
-            "You answer questions using only the numbered sources given. After each fact, cite \
-             its source number in brackets, like [1]. If the sources do not contain the answer, \
-             reply exactly: I don't know.",
+            "You answer questions from the numbered sources the user gives, and from nothing \
+             else. Write the answer in one to three full sentences and put the number of the \
+             source each fact comes from in brackets after it, like this: Paris is the capital \
+             of France [2]. If the sources do not answer the question, reply exactly: I don't \
+             know.",
         ),
-        ChatMessage::user(format!("Sources:\n\n{sources}Question: {question}")),
+        ChatMessage::user(format!(
+            "Sources:\n\n{sources}Question: {question}\nAnswer:"
+        )),
     ]
 }
 
