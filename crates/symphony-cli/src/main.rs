@@ -78,11 +78,19 @@ enum RagCommand {
     /// The chunks that best match a question: source path, chunk id, span, score, text.
     Query {
         name: String,
-        question: String,
+        /// The question (or give --questions).
+        #[arg(required_unless_present = "questions")]
+        question: Option<String>,
+        /// Answer every line of FILE as a question, printing one JSON line per question
+        /// (its hits and the milliseconds it took): for evaluations.
+        #[arg(long, value_name = "FILE", conflicts_with = "question")]
+        questions: Option<std::path::PathBuf>,
         #[command(flatten)]
         retrieval: rag::RetrievalArgs,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        threads: ThreadArgs,
     },
     /// Answer a question from the collection with a chat model, citing the chunks used.
     Ask {

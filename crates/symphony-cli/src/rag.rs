@@ -118,12 +118,37 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
         RagCommand::Query {
             name,
             question,
+            questions,
             retrieval,
             json,
+            threads,
         } => {
+            init_threads(&threads)?;
             let collection = Collection::open(&root, &name)?;
             let embedder = load_embedder(&collection.config.embedder)?;
-            let hits = collection.query(&embedder, &question, &retrieval.options()?)?;
+            let options = retrieval.options()?;
+            if let Some(file) = questions {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let mut out = std::io::stdout().lock();
+                for line in text.lines() {
+                    let started = std::time::Instant::now();
+                    let hits = collection.query(&embedder, line, &options)?;
+                    let ms = started.elapsed().as_secs_f64() * 1e3;
+                    let hits: Vec<serde_json::Value> = hits
+                        .iter()
+                        .map(|h| {
+                            serde_json::json!({
+                                "path": h.chunk.path, "chunk_id": h.chunk.chunk_id, "score": h.score,
+                            })
+                        })
+                        .collect();
+                    writeln!(out, "{}", serde_json::json!({"ms": ms, "hits": hits}))?;
+                }
+                return Ok(());
+            }
+            let question = question.expect("clap requires a question or --questions");
+            let hits = collection.query(&embedder, &question, &options)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else if hits.is_empty() {
