@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use symphony_engine::{chat_prompt, GenerationParams, SamplingParams, Session};
 use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
+use symphony_models::kernels::dot_f32;
 use symphony_rag::chunking::Chunking;
 use symphony_rag::{Collection, CollectionConfig, Filter, Hit, IngestEvent, Mode, QueryOptions};
 use symphony_store::Store;
@@ -313,7 +314,7 @@ fn best_similarity(embedder: &Embedder, question: &str, hits: &[Hit]) -> Result<
     let q = &vectors[0];
     Ok(vectors[1..]
         .iter()
-        .map(|v| v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>())
+        .map(|v| dot_f32(v, q))
         .fold(f32::NEG_INFINITY, f32::max))
 }
 

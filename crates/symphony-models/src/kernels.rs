@@ -1053,7 +1053,8 @@ fn float_matmul(
     columns_to_rows(&columns, (n, m), dst);
 }
 
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+/// The dot product of two f32 slices of equal length, in eight independent lanes.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = a.len() / 8 * 8;
     for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {

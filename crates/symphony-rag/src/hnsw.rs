@@ -21,6 +21,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
+use symphony_models::kernels::dot_f32 as dot;
+
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"SYMHNSW1";
@@ -64,23 +66,6 @@ pub struct Hnsw {
     /// The last store operation reflected here (see the collection's op log).
     pub applied_seq: u64,
     rng: u64,
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Four accumulators let the compiler vectorise without reassociating one long sum.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = a[chunks..]
-        .iter()
-        .zip(&b[chunks..])
-        .map(|(x, y)| x * y)
-        .sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 impl Hnsw {
@@ -173,7 +158,7 @@ impl Hnsw {
         for layer in (0..=level.min(top)).rev() {
             let found = self.search_layer(vector, &entries, self.ef_construction, layer);
             let max_links = if layer == 0 { 2 * self.m } else { self.m };
-            let chosen = self.select_neighbours(vector, &found, self.m);
+            let chosen = self.select_neighbours(&found, self.m);
             self.nodes[id as usize].links[layer] = chosen.clone();
             for &n in &chosen {
                 self.link(n, id, layer, max_links);
@@ -199,13 +184,13 @@ impl Hnsw {
             .iter()
             .map(|&n| Scored(dot(&base, self.vector(n)), n))
             .collect();
-        let kept = self.select_neighbours(&base, &candidates, max_links);
+        let kept = self.select_neighbours(&candidates, max_links);
         self.nodes[from as usize].links[layer] = kept;
     }
 
     /// The paper's heuristic: take candidates best first, keeping one only if it is closer
     /// to the base than to every neighbour kept so far; fill up with the best of the rest.
-    fn select_neighbours(&self, _base: &[f32], candidates: &[Scored], m: usize) -> Vec<u32> {
+    fn select_neighbours(&self, candidates: &[Scored], m: usize) -> Vec<u32> {
         let mut sorted = candidates.to_vec();
         sorted.sort_by(|a, b| b.cmp(a));
         let mut kept: Vec<u32> = Vec::with_capacity(m);

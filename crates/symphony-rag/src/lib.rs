@@ -162,6 +162,19 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// `root/name`, if it holds a collection.
+fn existing_dir(root: &Path, name: &str) -> Result<PathBuf> {
+    check_name(name)?;
+    let dir = root.join(name);
+    if !dir.join("collection.sqlite").is_file() {
+        return Err(Error::NotFound {
+            name: name.to_string(),
+            home: root.to_path_buf(),
+        });
+    }
+    Ok(dir)
+}
+
 fn lock(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
@@ -214,14 +227,7 @@ impl Collection {
 
     /// Opens `root/name`, bringing its indexes up to date with its database.
     pub fn open(root: &Path, name: &str) -> Result<Self> {
-        check_name(name)?;
-        let dir = root.join(name);
-        if !dir.join("collection.sqlite").is_file() {
-            return Err(Error::NotFound {
-                name: name.to_string(),
-                home: root.to_path_buf(),
-            });
-        }
+        let dir = existing_dir(root, name)?;
         let lock = lock(&dir)?;
         let db = Db::open(&dir.join("collection.sqlite"))?;
         let config: CollectionConfig = db
@@ -516,14 +522,7 @@ impl Collection {
 
     /// Deletes `root/name` and everything in it.
     pub fn remove(root: &Path, name: &str) -> Result<()> {
-        check_name(name)?;
-        let dir = root.join(name);
-        if !dir.join("collection.sqlite").is_file() {
-            return Err(Error::NotFound {
-                name: name.to_string(),
-                home: root.to_path_buf(),
-            });
-        }
+        let dir = existing_dir(root, name)?;
         // Wait for a writer to finish, then move aside before deleting, so a crash midway
         // leaves no half-deleted collection under the name.
         let lock = lock(&dir)?;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use symphony_models::embedding::Embedder;
+use symphony_models::kernels::dot_f32 as dot;
 
 use crate::db::ChunkRecord;
 use crate::error::{Error, Result};
@@ -184,7 +185,6 @@ fn mmr(
             .unwrap_or_default();
         vectors.push(v);
     }
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     let relevance: Vec<f32> = vectors.iter().map(|v| dot(query, v)).collect();
     let mut chosen: Vec<usize> = Vec::new();
     let mut left: Vec<usize> = (0..candidates.len()).collect();

@@ -109,10 +109,16 @@ fn tokenize_texts(loaded: &LoadedEmbedder, texts: &[String]) -> Tokenized {
     let inputs = texts
         .iter()
         .map(|t| {
-            // One more than fits tells a cut input from one that fits exactly.
-            let ids = embedder.tokenizer.encode(t, embedder.max_seq_length + 1);
-            truncated |= ids.len() > embedder.max_seq_length;
-            embedder.tokenize(t)
+            // One more than fits tells a cut input from one that fits exactly; cutting that
+            // back (keeping [SEP] last) gives what `Embedder::tokenize` would, in one pass.
+            let limit = embedder.max_seq_length;
+            let mut ids = embedder.tokenizer.encode(t, limit + 1);
+            if ids.len() > limit {
+                truncated = true;
+                ids.truncate(limit - 1);
+                ids.push(embedder.tokenizer.sep);
+            }
+            ids
         })
         .collect();
     Tokenized { inputs, truncated }
