@@ -102,7 +102,8 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def run_symphony(binary, corpus, queries, work):
+def run_symphony(binary, corpus, queries, work, rerank=None, rerank_queries=0, rerank_depth=10,
+                 also_first=0):
     env = dict(os.environ, SYMPHONY_COLLECTIONS=os.path.join(work, "collections"))
     sym = lambda *args: subprocess.run(  # noqa: E731
         [binary, *args], env=env, check=True, capture_output=True, text=True
@@ -122,6 +123,31 @@ def run_symphony(binary, corpus, queries, work):
         ms = [r["ms"] for r in rows]
         out["modes"][mode] = {**scores(ranked, queries), "p50": percentile(ms, 50),
                               "p95": percentile(ms, 95)}
+        if also_first and also_first < len(queries):
+            # The same rankings, scored on the questions the baseline ran.
+            n = also_first
+            out["modes"][f"{mode}, first {n} questions"] = {
+                **scores(ranked[:n], queries[:n]), "p50": percentile(ms[:n], 50),
+                "p95": percentile(ms[:n], 95)}
+    if rerank:
+        # The chat model scores every candidate: seconds a query, so only the first
+        # `rerank_queries` questions, with plain hybrid on the same ones beside it.
+        subset = queries[:rerank_queries]
+        sfile = os.path.join(work, "subset.txt")
+        with open(sfile, "w", encoding="utf-8") as f:
+            f.write("\n".join(q for q, _ in subset) + "\n")
+        for label, extra in [
+            (f"hybrid, first {len(subset)} questions", []),
+            (f"hybrid + rerank ({rerank}, top {rerank_depth}), first {len(subset)} questions",
+             ["--rerank", rerank, "--rerank-depth", str(rerank_depth)]),
+        ]:
+            lines = sym("rag", "query", "squad", "--questions", sfile, "--mode", "hybrid",
+                        "--top-k", str(TOP_K), *extra).splitlines()
+            rows = [json.loads(line) for line in lines]
+            ranked = [[paragraph_of(h["path"]) for h in r["hits"]] for r in rows]
+            ms = [r["ms"] for r in rows]
+            out["modes"][label] = {**scores(ranked, subset), "p50": percentile(ms, 50),
+                                   "p95": percentile(ms, 95)}
     return out
 
 
@@ -182,10 +208,13 @@ def table(results, n_paragraphs, n_queries, commit):
                 f"| {system} | {mode} | {m['r1']:.3f} | {m['r5']:.3f} | {m['r10']:.3f} | "
                 f"{m['mrr10']:.3f} | {m['p50']:.1f} | {m['p95']:.1f} |"
             )
-    lines += ["", "| system | chunks | ingestion s | chunks/s |", "|---|---|---|---|"]
+    lines += ["", "| system | documents | chunks | ingestion s | documents/s | chunks/s | measured at |",
+              "|---|---|---|---|---|---|---|"]
     for system, r in results.items():
         lines.append(
-            f"| {system} | {r['chunks']} | {r['ingest_s']:.1f} | {r['chunks'] / r['ingest_s']:.1f} |"
+            f"| {system} | {n_paragraphs} | {r['chunks']} | {r['ingest_s']:.1f} | "
+            f"{n_paragraphs / r['ingest_s']:.1f} | {r['chunks'] / r['ingest_s']:.1f} | "
+            f"`{r.get('commit', commit)}` |"
         )
     return "\n".join(lines)
 
@@ -197,6 +226,14 @@ def main():
     ap.add_argument("--queries", type=int, default=0, help="use only the first N questions")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--rerank", metavar="MODEL", help="also rerank hybrid's top candidates with this chat model")
+    ap.add_argument("--rerank-queries", type=int, default=100)
+    ap.add_argument("--rerank-depth", type=int, default=10)
+    ap.add_argument("--baseline-queries", type=int, default=0,
+                    help="run the baseline's retrievers on only the first N questions (its ingestion is always whole)")
+    ap.add_argument("--only", choices=["symphony", "baseline"],
+                    help="run one side and keep its results in the cache directory; the other "
+                         "side's kept results (same commit or not) fill the table")
     args = ap.parse_args()
 
     paragraphs, queries = squad(args.cache)
@@ -212,10 +249,29 @@ def main():
         for i, text in enumerate(paragraphs):
             with open(os.path.join(corpus, f"p{i:05}.txt"), "w", encoding="utf-8") as f:
                 f.write(text)
-        results = {"Symphony": run_symphony(args.symphony, corpus, queries, work)}
-        print(json.dumps(results["Symphony"], indent=1), file=sys.stderr)
-        if not args.skip_baseline:
-            results["LlamaIndex"] = run_llamaindex(model_dir, corpus, queries)
+        results = {}
+        for system in ["Symphony", "LlamaIndex"]:
+            kept = os.path.join(args.cache, f"result-{system}.json")
+            skip = (system == "LlamaIndex" and args.skip_baseline) or (
+                args.only and args.only != ("symphony" if system == "Symphony" else "baseline"))
+            if skip:
+                if args.only and os.path.exists(kept):
+                    with open(kept) as f:
+                        results[system] = json.load(f)
+                continue
+            if system == "Symphony":
+                r = run_symphony(args.symphony, corpus, queries, work, args.rerank,
+                                 args.rerank_queries, args.rerank_depth, args.baseline_queries)
+            else:
+                n = args.baseline_queries or len(queries)
+                r = run_llamaindex(model_dir, corpus, queries[:n])
+                if n < len(queries):
+                    r["modes"] = {f"{m}, first {n} questions": v for m, v in r["modes"].items()}
+            r["commit"] = commit
+            results[system] = r
+            print(json.dumps(r, indent=1), file=sys.stderr)
+            with open(kept, "w") as f:
+                json.dump(r, f)
     text = table(results, len(paragraphs), len(queries), commit)
     print(text)
     if args.write:

@@ -954,6 +954,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         preload: args.preload,
         otlp_endpoint: args.otlp_endpoint,
+        collections: crate::rag::collections_root()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -7,21 +7,18 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use symphony_engine::{chat_prompt, GenerationParams, SamplingParams, Session};
 use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
-use symphony_models::kernels::dot_f32;
+use symphony_models::Model;
+use symphony_rag::answer::{answer_messages, citations, is_relevant, DONT_KNOW};
 use symphony_rag::chunking::Chunking;
+use symphony_rag::rerank::LlmReranker;
 use symphony_rag::{Collection, CollectionConfig, Filter, Hit, IngestEvent, Mode, QueryOptions};
 use symphony_store::Store;
-use symphony_types::ChatMessage;
 
 use crate::commands::{init_threads, install_interrupt_flag, open_model, resolve_model_path};
 use crate::RagCommand;
 
-/// Below this cosine similarity between the question and the best chunk, the collection is
-/// taken to hold nothing on the question, and `ask` says so without asking the model.
-const RELEVANCE_FLOOR: f32 = 0.25;
-
 /// `$SYMPHONY_COLLECTIONS`, or `collections/` in the store's home.
-fn collections_root() -> Result<PathBuf> {
+pub fn collections_root() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("SYMPHONY_COLLECTIONS") {
         return Ok(PathBuf::from(dir));
     }
@@ -128,13 +125,24 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
             let collection = Collection::open(&root, &name)?;
             let embedder = load_embedder(&collection.config.embedder)?;
             let options = retrieval.options()?;
+            let reranker_model = retrieval.reranker()?;
+            let mut reranker = reranker_model.as_ref().map(LlmReranker::new);
+            let mut search = |question: &str| -> Result<Vec<Hit>> {
+                retrieval.search(
+                    &collection,
+                    &embedder,
+                    reranker.as_mut(),
+                    question,
+                    &options,
+                )
+            };
             if let Some(file) = questions {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
                 let mut out = std::io::stdout().lock();
                 for line in text.lines() {
                     let started = std::time::Instant::now();
-                    let hits = collection.query(&embedder, line, &options)?;
+                    let hits = search(line)?;
                     let ms = started.elapsed().as_secs_f64() * 1e3;
                     let hits: Vec<serde_json::Value> = hits
                         .iter()
@@ -149,7 +157,7 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
                 return Ok(());
             }
             let question = question.expect("clap requires a question or --questions");
-            let hits = collection.query(&embedder, &question, &options)?;
+            let hits = search(&question)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else if hits.is_empty() {
@@ -174,18 +182,21 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
             init_threads(&threads)?;
             let collection = Collection::open(&root, &name)?;
             let embedder = load_embedder(&collection.config.embedder)?;
-            let hits = collection.query(&embedder, &question, &retrieval.options()?)?;
-            let best = hits
-                .iter()
-                .filter_map(|h| h.vector_score)
-                .fold(f32::NEG_INFINITY, f32::max);
-            // Relevance by meaning: embed the question against the hits BM25 alone found.
-            let best = best.max(best_similarity(&embedder, &question, &hits)?);
-            if hits.is_empty() || best < RELEVANCE_FLOOR {
+            let reranker_model = retrieval.reranker()?;
+            let mut reranker = reranker_model.as_ref().map(LlmReranker::new);
+            let options = retrieval.options()?;
+            let hits = retrieval.search(
+                &collection,
+                &embedder,
+                reranker.as_mut(),
+                &question,
+                &options,
+            )?;
+            if !is_relevant(&embedder, &question, &hits)? {
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"answer": "I don't know.", "citations": []})
+                        serde_json::json!({"answer": DONT_KNOW, "citations": []})
                     );
                 } else {
                     println!("I don't know: nothing in '{name}' is about that.");
@@ -217,28 +228,22 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
                 }
             })?;
             let answer = generation.text.trim().to_string();
-            let cited = cited_sources(&answer, hits.len());
+            let cited = citations(&answer, &hits);
             if json {
-                let citations: Vec<serde_json::Value> = cited
-                    .iter()
-                    .map(|&n| {
-                        let h = &hits[n - 1];
-                        serde_json::json!({
-                            "n": n, "path": h.chunk.path, "chunk_id": h.chunk.chunk_id,
-                            "start_char": h.chunk.start_char, "end_char": h.chunk.end_char,
-                        })
-                    })
-                    .collect();
                 writeln!(
                     stdout,
                     "{}",
-                    serde_json::json!({"answer": answer, "citations": citations})
+                    serde_json::json!({"answer": answer, "citations": cited})
                 )?;
             } else {
                 writeln!(stdout, "\n")?;
                 // Every source the model saw, marked when it cited it.
                 for (i, h) in hits.iter().enumerate() {
-                    let mark = if cited.contains(&(i + 1)) { "*" } else { " " };
+                    let mark = if cited.iter().any(|c| c.n == i + 1) {
+                        "*"
+                    } else {
+                        " "
+                    };
                     writeln!(
                         stdout,
                         "{mark}[{}] {} (chunk {}, chars {}..{})",
@@ -299,25 +304,6 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
     Ok(())
 }
 
-fn best_similarity(embedder: &Embedder, question: &str, hits: &[Hit]) -> Result<f32> {
-    let unscored: Vec<&str> = hits
-        .iter()
-        .filter(|h| h.vector_score.is_none())
-        .map(|h| h.chunk.text.as_str())
-        .collect();
-    if unscored.is_empty() {
-        return Ok(f32::NEG_INFINITY);
-    }
-    let mut texts = vec![question];
-    texts.extend(unscored);
-    let vectors = embedder.embed(&texts)?;
-    let q = &vectors[0];
-    Ok(vectors[1..]
-        .iter()
-        .map(|v| dot_f32(v, q))
-        .fold(f32::NEG_INFINITY, f32::max))
-}
-
 fn print_hit(rank: usize, hit: &Hit) {
     let c = &hit.chunk;
     println!(
@@ -344,52 +330,6 @@ fn print_hit(rank: usize, hit: &Hit) {
     );
 }
 
-/// The chat for an answer: the sources numbered, the rules, then the question.
-fn answer_messages(question: &str, hits: &[Hit]) -> Vec<ChatMessage> {
-    let mut sources = String::new();
-    for (i, h) in hits.iter().enumerate() {
-        let name = std::path::Path::new(&h.chunk.path)
-            .file_name()
-            .map_or(h.chunk.path.clone(), |n| n.to_string_lossy().into_owned());
-        sources.push_str(&format!(
-            "[{}] ({name})\n{}\n\n",
-            i + 1,
-            h.chunk.text.trim()
-        ));
-    }
-    vec![
-        ChatMessage::system(
-            "You answer questions from the numbered sources the user gives, and from nothing \
-             else. Write the answer in one to three full sentences and put the number of the \
-             source each fact comes from in brackets after it, like this: Paris is the capital \
-             of France [2]. If the sources do not answer the question, reply exactly: I don't \
-             know.",
-        ),
-        ChatMessage::user(format!(
-            "Sources:\n\n{sources}Question: {question}\nAnswer:"
-        )),
-    ]
-}
-
-/// The source numbers `[n]` the answer cites, in order of first citation, within range.
-fn cited_sources(answer: &str, n_sources: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut rest = answer;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        let Some(close) = rest.find(']') else { break };
-        for part in rest[..close].split(',') {
-            if let Ok(n) = part.trim().parse::<usize>() {
-                if (1..=n_sources).contains(&n) && !out.contains(&n) {
-                    out.push(n);
-                }
-            }
-        }
-        rest = &rest[close + 1..];
-    }
-    out
-}
-
 /// Retrieval settings shared by `query` and `ask`.
 #[derive(Debug, clap::Args)]
 pub struct RetrievalArgs {
@@ -411,6 +351,13 @@ pub struct RetrievalArgs {
     /// Only chunks whose heading path contains this.
     #[arg(long)]
     heading: Option<String>,
+    /// Rerank the candidates with this local chat model, which judges each one against the
+    /// question (slower: one forward pass per candidate).
+    #[arg(long, value_name = "MODEL")]
+    rerank: Option<String>,
+    /// Candidates retrieved for the reranker to order.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    rerank_depth: usize,
 }
 
 impl RetrievalArgs {
@@ -430,18 +377,34 @@ impl RetrievalArgs {
             },
         })
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// The reranking model, loaded, when `--rerank` names one.
+    fn reranker(&self) -> Result<Option<Model>> {
+        self.rerank
+            .as_deref()
+            .map(|name| open_model(name, None, &Default::default()))
+            .transpose()
+    }
 
-    #[test]
-    fn citations_are_read_in_order_and_in_range() {
-        assert_eq!(
-            cited_sources("Paris [2]. It is big [1, 2] [9] [x]", 3),
-            vec![2, 1]
-        );
-        assert_eq!(cited_sources("I don't know.", 3), Vec::<usize>::new());
+    /// The top `options.top_k` hits, reranked from a deeper pool when a reranker is given.
+    fn search(
+        &self,
+        collection: &Collection,
+        embedder: &Embedder,
+        reranker: Option<&mut LlmReranker<'_>>,
+        question: &str,
+        options: &QueryOptions,
+    ) -> Result<Vec<Hit>> {
+        let Some(reranker) = reranker else {
+            return Ok(collection.query(embedder, question, options)?);
+        };
+        let deeper = QueryOptions {
+            top_k: options.top_k.max(self.rerank_depth),
+            ..options.clone()
+        };
+        let candidates = collection.query(embedder, question, &deeper)?;
+        let mut hits = reranker.rerank(question, candidates)?;
+        hits.truncate(options.top_k);
+        Ok(hits)
     }
 }

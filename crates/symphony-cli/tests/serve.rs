@@ -681,3 +681,229 @@ fn models_load_on_demand_within_the_memory_budget_and_unload_when_idle() {
     let small = Server::start(&["--max-memory", "50M", "--kv-cache-tokens", "1024"]);
     assert_eq!(generate(&small, "qwen2.5-coder:0.5b", ""), 503);
 }
+
+/// The chat model that answers from collections in the tests.
+const ASK_MODEL: &str = "qwen2.5-coder:1.5b";
+
+fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, text) = call("POST", url, None, Some(&body.to_string()));
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}"));
+    (status, value)
+}
+
+/// `/v1/collections/...`: create, upload text, Markdown and a PDF, search in each mode,
+/// rerank with a chat model, answer with citations, say "I don't know", remove; and the
+/// errors, each with its status.
+#[test]
+fn collections_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let collections = dir.path().join("collections");
+    let server = Server::start_with(
+        &["--no-auth"],
+        &[],
+        &[("SYMPHONY_COLLECTIONS", collections.to_str().unwrap())],
+    );
+    let base = format!("{}/v1/collections", server.base);
+    let create = serde_json::json!({"name": "kb", "chunking": "markdown", "chunk_tokens": 64});
+    let (status, summary) = post_json(&base, &create);
+    assert_eq!(status, 201, "{summary}");
+    assert_eq!(summary["config"]["embedder"], "all-minilm");
+    let (status, _) = post_json(&base, &create);
+    assert_eq!(status, 409);
+
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/docs/probes.pdf");
+    let out = Command::new("base64")
+        .arg("-w0")
+        .arg(&pdf)
+        .output()
+        .unwrap();
+    let pdf_base64 = String::from_utf8(out.stdout).unwrap();
+    let documents = serde_json::json!({"documents": [
+        {"path": "saturn.md", "text": "# Saturn\n\nSaturn is the sixth planet from the Sun and \
+            has 146 known moons.\n\n## Rings\n\nIts rings are made mostly of water ice.\n"},
+        {"path": "notes/tea.txt", "text": "Green tea is steeped at about 80 degrees Celsius."},
+        {"path": "probes.pdf", "content_base64": pdf_base64},
+    ]});
+    let (status, added) = post_json(&format!("{base}/kb/documents"), &documents);
+    assert_eq!(status, 200, "{added}");
+    let statuses: Vec<&str> = added["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["added", "added", "added"], "{added}");
+    assert_eq!(added["collection"]["documents"], 3);
+    // The same content again changes nothing.
+    let (_, again) = post_json(&format!("{base}/kb/documents"), &documents);
+    assert_eq!(again["documents"][2]["status"], "unchanged", "{again}");
+
+    for (question, path) in [
+        ("How many moons does Saturn have?", "saturn.md"),
+        ("What fuel powers the Voyager probes?", "probes.pdf"),
+    ] {
+        for mode in ["vector", "bm25", "hybrid"] {
+            let (status, hits) = post_json(
+                &format!("{base}/kb/query"),
+                &serde_json::json!({"query": question, "mode": mode, "top_k": 3}),
+            );
+            assert_eq!(status, 200, "{hits}");
+            assert_eq!(hits["data"][0]["path"], path, "{mode}: {hits}");
+        }
+    }
+    let (_, hits) = post_json(
+        &format!("{base}/kb/query"),
+        &serde_json::json!({"query": "plutonium generators", "filter": {"format": "pdf"}}),
+    );
+    assert!(
+        hits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["format"] == "pdf"),
+        "{hits}"
+    );
+    assert!(hits["data"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("plutonium-238"));
+
+    // Reranked by a chat model: every candidate scored, the right one first.
+    let (status, hits) = post_json(
+        &format!("{base}/kb/query"),
+        &serde_json::json!({"query": "When was Voyager 1 launched?", "top_k": 2,
+                            "rerank": "smollm2", "rerank_depth": 5}),
+    );
+    assert_eq!(status, 200, "{hits}");
+    let data = hits["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["path"], "probes.pdf", "{hits}");
+    assert!(data[0]["text"].as_str().unwrap().contains("1977"), "{hits}");
+    assert!(
+        data[0]["rerank_score"].as_f64().unwrap() >= data[1]["rerank_score"].as_f64().unwrap(),
+        "{hits}"
+    );
+
+    // An answer with a citation that points into the source.
+    let (status, answer) = post_json(
+        &format!("{base}/kb/ask"),
+        &serde_json::json!({"question": "How many moons does Saturn have?",
+                            "model": ASK_MODEL, "top_k": 3}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["answer"].as_str().unwrap().contains("146"),
+        "{answer}"
+    );
+    let citation = &answer["citations"][0];
+    assert_eq!(citation["path"], "saturn.md", "{answer}");
+    assert!(citation["end_char"].as_u64() > citation["start_char"].as_u64());
+    // Nothing in the collection is about this.
+    let (status, answer) = post_json(
+        &format!("{base}/kb/ask"),
+        &serde_json::json!({"question": "Who won the 1998 football World Cup?",
+                            "model": ASK_MODEL}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["answer"], "I don't know.", "{answer}");
+    assert_eq!(answer["citations"], serde_json::json!([]));
+
+    // Errors: each with its status and a message that says what is wrong.
+    let cases = [
+        (
+            format!("{base}/nope/query"),
+            serde_json::json!({"query": "x"}),
+            404,
+            "no collection 'nope'",
+        ),
+        (
+            format!("{base}/kb/query"),
+            serde_json::json!({"query": "x", "mode": "fuzzy"}),
+            400,
+            "unknown retrieval mode",
+        ),
+        (
+            format!("{base}/kb/query"),
+            serde_json::json!({"query": "x", "top_k": 0}),
+            400,
+            "top_k",
+        ),
+        (
+            format!("{base}/kb/ask"),
+            serde_json::json!({"question": "x", "model": "nope"}),
+            404,
+            "nope",
+        ),
+        (
+            format!("{base}/kb/documents"),
+            serde_json::json!({"documents": [{"path": "a.txt"}]}),
+            400,
+            "exactly one of",
+        ),
+        (
+            format!("{base}/kb/documents"),
+            serde_json::json!({"documents": [{"path": "b.pdf", "content_base64": "JVBERi0xLjQgbm9wZQ=="}]}),
+            400,
+            "not a readable PDF",
+        ),
+        (
+            base.clone(),
+            serde_json::json!({"name": "../up"}),
+            400,
+            "invalid collection name",
+        ),
+        (
+            base.clone(),
+            serde_json::json!({"name": "big", "chunk_tokens": 4000}),
+            400,
+            "do not fit",
+        ),
+    ];
+    for (url, body, want, needle) in cases {
+        let (status, error) = post_json(&url, &body);
+        assert_eq!(status, want, "{url} {body}: {error}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{url} {body}: {error}");
+    }
+    // The failed upload stored nothing.
+    let (status, body) = call("GET", &format!("{base}/kb"), None, None);
+    assert_eq!(status, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["documents"], 3, "{shown}");
+
+    let (status, _) = call(
+        "DELETE",
+        &format!("{base}/kb/documents?path=notes/tea.txt"),
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        "DELETE",
+        &format!("{base}/kb/documents?path=notes/tea.txt"),
+        None,
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, body) = call("GET", &base, None, None);
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, &listed["data"][0]["documents"]),
+        (200, &serde_json::json!(2))
+    );
+    // The command line sees the same collection.
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["rag", "check", "kb"])
+        .env("SYMPHONY_COLLECTIONS", &collections)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (status, _) = call("DELETE", &format!("{base}/kb"), None, None);
+    assert_eq!(status, 200);
+    let (status, _) = call("GET", &format!("{base}/kb"), None, None);
+    assert_eq!(status, 404);
+}

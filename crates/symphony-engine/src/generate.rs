@@ -154,6 +154,55 @@ impl<'m> Session<'m> {
         self.tokens.clear();
     }
 
+    /// How many of `prompt`'s tokens are cached already; at least the last one is always
+    /// recomputed, for its logits.
+    fn reusable_prefix(&self, prompt: &[TokenId]) -> usize {
+        self.tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len().saturating_sub(1))
+    }
+
+    /// Runs the part of `prompt` not cached yet and returns the logits after its last token.
+    fn prefill(&mut self, prompt: &[TokenId]) -> Result<Vec<f32>> {
+        let common = self.reusable_prefix(prompt);
+        self.cache.truncate(common);
+        self.tokens.truncate(common);
+        let logits = self
+            .model
+            .forward(&prompt[common..], &mut self.cache, Logits::Last);
+        let logits = match logits {
+            Ok(l) => l,
+            Err(e) => {
+                // A failed forward leaves the cache in an unknown state: start clean next time.
+                self.reset();
+                return Err(e.into());
+            }
+        };
+        self.tokens.extend_from_slice(&prompt[common..]);
+        Ok(logits.squeeze(0)?.to_vec1::<f32>()?)
+    }
+
+    /// The logits of the token that would follow `prompt`, without generating. Prompts that
+    /// share a prefix with the previous one (the same instructions, another passage) reuse its
+    /// cached keys and values.
+    pub fn next_token_logits(&mut self, prompt: &[TokenId]) -> Result<Vec<f32>> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        let limit = self.model.context_length();
+        if prompt.len() > limit {
+            return Err(symphony_models::Error::ContextLength {
+                requested: prompt.len(),
+                limit,
+            }
+            .into());
+        }
+        self.prefill(prompt)
+    }
+
     /// Runs `prompt` and generates a reply, calling `on_text` with each new piece of text.
     /// `cancel`, when set, stops generation before the next token.
     pub fn generate(
@@ -176,32 +225,9 @@ impl<'m> Session<'m> {
             .into());
         }
         let tokenizer = &self.model.tokenizer;
-
-        // Reuse the cached prefix; always recompute at least the last prompt token for its logits.
-        let common = self
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
-        self.cache.truncate(common);
-        self.tokens.truncate(common);
-
+        let common = self.reusable_prefix(prompt);
         let start = Instant::now();
-        let logits = self
-            .model
-            .forward(&prompt[common..], &mut self.cache, Logits::Last);
-        let logits = match logits {
-            Ok(l) => l,
-            Err(e) => {
-                // A failed forward leaves the cache in an unknown state: start clean next time.
-                self.reset();
-                return Err(e.into());
-            }
-        };
-        self.tokens.extend_from_slice(&prompt[common..]);
-        let mut logits = logits.squeeze(0)?.to_vec1::<f32>()?;
+        let mut logits = self.prefill(prompt)?;
         let prompt_time = start.elapsed();
 
         let start = Instant::now();

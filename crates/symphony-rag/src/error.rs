@@ -34,8 +34,12 @@ pub enum Error {
     },
     #[error("invalid chunking: {0}")]
     Chunking(String),
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error(transparent)]
     Model(#[from] symphony_models::Error),
+    #[error(transparent)]
+    Engine(#[from] symphony_engine::Error),
 }
 
 impl Error {

@@ -1,5 +1,5 @@
 //! The text of a document file, by its extension: plain text and Markdown as they are,
-//! HTML without its markup, PDF through its text operators.
+//! HTML without its markup, PDF through its text operators (pure Rust, page by page).
 //!
 //! HTML is read by a small tolerant scanner rather than a full parser: chunks need the
 //! visible text in reading order, with block elements as line breaks, not a DOM.
@@ -61,11 +61,65 @@ pub fn extract(path: &Path, format: Format, bytes: &[u8]) -> Result<Extracted> {
             Ok(Extracted { text, title })
         }
         Format::Html => Ok(html_to_text(&String::from_utf8_lossy(bytes))),
-        Format::Pdf => Err(Error::Extract {
-            path: path.to_path_buf(),
-            message: "PDF extraction is not built yet".into(),
-        }),
+        Format::Pdf => pdf_to_text(path, bytes),
     }
+}
+
+/// The text of a PDF, page by page, pages separated by a form feed (as `pdftotext` does) so
+/// that no chunk reads across a page break unnoticed.
+///
+/// The extractor panics on some malformed files instead of failing; a panic is caught and
+/// reported as this file's error so that one bad PDF cannot end an ingest.
+pub fn pdf_to_text(path: &Path, bytes: &[u8]) -> Result<Extracted> {
+    let failed = |message: String| Error::Extract {
+        path: path.to_path_buf(),
+        message: format!("not a readable PDF: {message}"),
+    };
+    let pages = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes))
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the extractor gave up".into());
+            failed(message)
+        })?
+        .map_err(|e| failed(e.to_string()))?;
+    let pages: Vec<String> = pages.iter().map(|p| tidy_pdf_page(p)).collect();
+    let text = pages.join("\n\x0c\n");
+    if text
+        .trim_matches(|c: char| c.is_whitespace() || c == '\x0c')
+        .is_empty()
+    {
+        return Err(Error::Extract {
+            path: path.to_path_buf(),
+            message: "the PDF has no text layer (a scan needs OCR first)".into(),
+        });
+    }
+    let title = pages
+        .first()
+        .and_then(|p| p.lines().map(str::trim).find(|l| !l.is_empty()))
+        .map(|l| l.chars().take(200).collect());
+    Ok(Extracted { text, title })
+}
+
+/// Trailing spaces cut and runs of blank lines folded to one: PDF layout leaves many.
+fn tidy_pdf_page(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    let mut blank = 0;
+    for line in page.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(line);
+    }
+    out
 }
 
 /// Elements whose content is never shown.
@@ -309,6 +363,55 @@ mod tests {
             !t.contains("color") && !t.contains("var x") && !t.contains("comment"),
             "{t}"
         );
+    }
+
+    /// tests/fixtures/docs/probes.pdf, written by fpdf2 (scripts/reference/make_pdf_fixture.py).
+    const PROBES_PDF: &[u8] = include_bytes!("../../../tests/fixtures/docs/probes.pdf");
+
+    /// Whitespace folded, for comparisons that should not depend on how lines were broken.
+    fn folded(s: &str) -> String {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn pdf_text_is_read_page_by_page() {
+        let e = extract(Path::new("probes.pdf"), Format::Pdf, PROBES_PDF).unwrap();
+        assert_eq!(e.title.as_deref(), Some("Deep Space Probes"));
+        let pages: Vec<String> = e.text.split('\x0c').map(folded).collect();
+        assert_eq!(pages.len(), 2, "{:?}", e.text);
+        for sentence in [
+            "Voyager 1 was launched in September 1977 and crossed the heliopause in 2012.",
+            "Its twin, Voyager 2, is the only spacecraft to have visited Uranus and Neptune.",
+        ] {
+            assert!(
+                pages[0].contains(sentence),
+                "{sentence:?} in {:?}",
+                pages[0]
+            );
+        }
+        assert!(pages[1].starts_with("Fuel and power"), "{:?}", pages[1]);
+        assert!(
+            pages[1].contains("radioisotope thermoelectric generators fed by plutonium-238."),
+            "{:?}",
+            pages[1]
+        );
+    }
+
+    #[test]
+    fn broken_pdfs_are_errors_not_panics() {
+        for bytes in [
+            &b"%PDF-1.4 this is not really a pdf"[..],
+            &PROBES_PDF[..PROBES_PDF.len() / 2],
+            b"",
+        ] {
+            let e = extract(Path::new("bad.pdf"), Format::Pdf, bytes);
+            match e {
+                Err(Error::Extract { message, .. }) => {
+                    assert!(message.contains("PDF"), "{message}")
+                }
+                other => panic!("expected an extraction error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

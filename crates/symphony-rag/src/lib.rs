@@ -25,13 +25,16 @@
 //! # Ok::<(), symphony_rag::Error>(())
 //! ```
 
+pub mod answer;
 pub mod bm25;
 pub mod chunking;
 pub mod db;
 mod error;
 pub mod extract;
 pub mod hnsw;
+pub mod rerank;
 mod retrieve;
+pub mod tool;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +57,8 @@ const HNSW_M: usize = 16;
 const HNSW_EF_CONSTRUCTION: usize = 200;
 /// Files between commits of the indexes during an ingest: a crash replays at most these.
 const FLUSH_EVERY_FILES: usize = 64;
+/// Tokens of chunks embedded together during an ingest (several small files at once).
+const EMBED_BATCH_TOKENS: usize = 16384;
 
 /// What a collection is made with, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +204,54 @@ impl TokenCounter for EmbedderTokens<'_> {
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         Ok(self.0.embed(texts)?)
+    }
+}
+
+/// A changed document, read and chunked, waiting for its chunks' embeddings.
+struct Pending {
+    document: NewDocument,
+    replaces: bool,
+    text: String,
+    spans: Vec<chunking::Span>,
+    tokens: Vec<Vec<u32>>,
+}
+
+/// The tally of an ingest under way.
+#[derive(Default)]
+struct IngestRun {
+    report: IngestReport,
+    /// Files stored since the indexes were last committed.
+    since_flush: usize,
+}
+
+impl IngestRun {
+    fn done(
+        &mut self,
+        path: &Path,
+        outcome: FileOutcome,
+        progress: &mut dyn FnMut(IngestEvent<'_>),
+    ) {
+        let r = &mut self.report;
+        match outcome {
+            FileOutcome::Added { chunks } => {
+                r.added += 1;
+                r.chunks += chunks;
+            }
+            FileOutcome::Replaced { chunks } => {
+                r.replaced += 1;
+                r.chunks += chunks;
+            }
+            FileOutcome::Unchanged => r.unchanged += 1,
+        }
+        if outcome != FileOutcome::Unchanged {
+            self.since_flush += 1;
+        }
+        progress(IngestEvent::Done { path, outcome });
+    }
+
+    fn failed(&mut self, path: &Path, error: &Error, progress: &mut dyn FnMut(IngestEvent<'_>)) {
+        self.report.failed += 1;
+        progress(IngestEvent::Failed { path, error });
     }
 }
 
@@ -357,6 +410,11 @@ impl Collection {
     /// Ingests files and directories (recursively; hidden entries and unknown file types are
     /// skipped). A changed file's chunks replace its old ones; an unchanged file (same
     /// sha256) is skipped.
+    ///
+    /// Files are read and chunked one by one, but their chunks are embedded together, up to
+    /// [`EMBED_BATCH_TOKENS`] at a time: a paragraph-sized file alone would leave the
+    /// encoder's matrix products too small to run fast. Each file is still stored in its own
+    /// transaction, so a crash loses at most the files of the batch under way.
     pub fn ingest(
         &mut self,
         paths: &[PathBuf],
@@ -369,69 +427,158 @@ impl Collection {
             collect_files(path, &mut files)?;
         }
         progress(IngestEvent::Found { files: files.len() });
-        let mut report = IngestReport::default();
-        let mut since_flush = 0;
-        for (path, format) in &files {
-            match self.ingest_file(path, *format, embedder) {
-                Ok(outcome) => {
-                    match outcome {
-                        FileOutcome::Added { chunks } => {
-                            report.added += 1;
-                            report.chunks += chunks;
-                        }
-                        FileOutcome::Replaced { chunks } => {
-                            report.replaced += 1;
-                            report.chunks += chunks;
-                        }
-                        FileOutcome::Unchanged => report.unchanged += 1,
-                    }
-                    if outcome != FileOutcome::Unchanged {
-                        since_flush += 1;
-                    }
-                    progress(IngestEvent::Done { path, outcome });
+        let mut run = IngestRun::default();
+        let mut batch: Vec<(usize, Pending)> = Vec::new();
+        let mut batch_tokens = 0;
+        for (i, (path, format)) in files.iter().enumerate() {
+            let prepared = std::fs::read(path)
+                .map_err(|e| Error::io(path, e))
+                .and_then(|bytes| {
+                    self.prepare(&document_key(path), path, *format, &bytes, embedder)
+                });
+            match prepared {
+                Ok(None) => run.done(path, FileOutcome::Unchanged, progress),
+                Ok(Some(pending)) => {
+                    batch_tokens += pending.tokens.iter().map(Vec::len).sum::<usize>();
+                    batch.push((i, pending));
                 }
-                Err(error) => {
-                    report.failed += 1;
-                    progress(IngestEvent::Failed {
-                        path,
-                        error: &error,
-                    });
-                }
+                Err(error) => run.failed(path, &error, progress),
             }
-            if since_flush >= FLUSH_EVERY_FILES {
-                self.flush()?;
-                since_flush = 0;
+            if batch_tokens >= EMBED_BATCH_TOKENS || i + 1 == files.len() {
+                self.store_batch(
+                    std::mem::take(&mut batch),
+                    &files,
+                    embedder,
+                    &mut run,
+                    progress,
+                )?;
+                batch_tokens = 0;
             }
         }
         self.flush()?;
-        Ok(report)
+        Ok(run.report)
     }
 
-    fn ingest_file(
+    /// Embeds the batch's chunks in one go and stores each file.
+    fn store_batch(
         &mut self,
-        path: &Path,
+        batch: Vec<(usize, Pending)>,
+        files: &[(PathBuf, Format)],
+        embedder: &Embedder,
+        run: &mut IngestRun,
+        progress: &mut dyn FnMut(IngestEvent<'_>),
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let tokens: Vec<Vec<u32>> = batch
+            .iter()
+            .flat_map(|(_, p)| p.tokens.iter().cloned())
+            .collect();
+        let mut embeddings = match embedder.embed_tokens(&tokens) {
+            Ok(e) => e.into_iter(),
+            Err(e) => {
+                let error = Error::from(e);
+                for (i, _) in &batch {
+                    run.failed(&files[*i].0, &error, progress);
+                }
+                return Ok(());
+            }
+        };
+        for (i, pending) in batch {
+            let these: Vec<Vec<f32>> = embeddings.by_ref().take(pending.tokens.len()).collect();
+            let path = &files[i].0;
+            match self.store(pending, these) {
+                Ok(outcome) => run.done(path, outcome, progress),
+                Err(error) => run.failed(path, &error, progress),
+            }
+            if run.since_flush >= FLUSH_EVERY_FILES {
+                self.flush()?;
+                run.since_flush = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ingests one document given by its content rather than a file (an upload): `key` is
+    /// the path it is known by, as for files. The same rules apply: unchanged content is
+    /// skipped, changed content replaces the document's chunks. Commits the indexes.
+    pub fn ingest_document(
+        &mut self,
+        key: &str,
         format: Format,
+        bytes: &[u8],
         embedder: &Embedder,
     ) -> Result<FileOutcome> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let sha256 = hex(&Sha256::digest(&bytes));
-        let key = document_key(path);
-        let previous = self.db.document_hash(&key)?;
-        if previous.as_deref() == Some(sha256.as_str()) {
-            return Ok(FileOutcome::Unchanged);
+        self.check_embedder(embedder)?;
+        if key.is_empty() {
+            return Err(Error::Extract {
+                path: PathBuf::new(),
+                message: "a document needs a path".into(),
+            });
         }
-        let extracted = extract::extract(path, format, &bytes)?;
-        let text = &extracted.text;
+        let Some(pending) = self.prepare(key, Path::new(key), format, bytes, embedder)? else {
+            return Ok(FileOutcome::Unchanged);
+        };
+        let embeddings = embedder.embed_tokens(&pending.tokens)?;
+        let outcome = self.store(pending, embeddings)?;
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    /// Reads a document up to its embeddings: `None` when its content is unchanged.
+    fn prepare(
+        &self,
+        key: &str,
+        path: &Path,
+        format: Format,
+        bytes: &[u8],
+        embedder: &Embedder,
+    ) -> Result<Option<Pending>> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let previous = self.db.document_hash(key)?;
+        if previous.as_deref() == Some(sha256.as_str()) {
+            return Ok(None);
+        }
+        let extracted = extract::extract(path, format, bytes)?;
+        let text = extracted.text;
         let counter = EmbedderTokens(embedder);
-        let spans = chunking::chunk(text, &self.config.chunking, &counter)?;
+        let spans = chunking::chunk(&text, &self.config.chunking, &counter)?;
         // What is embedded and indexed: the chunk under its heading path, if it has one.
-        let contents: Vec<String> = spans
+        let tokens = spans
             .iter()
-            .map(|s| db::indexed_text(s.heading.as_deref(), &text[s.start..s.end]))
+            .map(|s| {
+                embedder.tokenize(&db::indexed_text(
+                    s.heading.as_deref(),
+                    &text[s.start..s.end],
+                ))
+            })
             .collect();
-        let tokens: Vec<Vec<u32>> = contents.iter().map(|c| embedder.tokenize(c)).collect();
-        let embeddings = embedder.embed_tokens(&tokens)?;
-        let mut chars = CharOffsets::new(text);
+        Ok(Some(Pending {
+            document: NewDocument {
+                path: key.to_string(),
+                content_sha256: sha256,
+                format: format.name().to_string(),
+                title: extracted.title,
+                bytes: bytes.len() as u64,
+            },
+            replaces: previous.is_some(),
+            text,
+            spans,
+            tokens,
+        }))
+    }
+
+    /// Stores a prepared document with its chunks' embeddings, in one transaction.
+    fn store(&mut self, pending: Pending, embeddings: Vec<Vec<f32>>) -> Result<FileOutcome> {
+        let Pending {
+            document,
+            replaces,
+            text,
+            spans,
+            tokens,
+        } = pending;
+        let mut chars = CharOffsets::new(&text);
         let chunks: Vec<NewChunk> = spans
             .iter()
             .zip(embeddings)
@@ -445,28 +592,23 @@ impl Collection {
                 embedding,
             })
             .collect();
-        let document = NewDocument {
-            path: key,
-            content_sha256: sha256,
-            format: format.name().to_string(),
-            title: extracted.title,
-            bytes: bytes.len() as u64,
-        };
         self.db.replace_document(&document, &chunks)?;
         self.apply_new_ops()?;
-        Ok(match previous {
-            Some(_) => FileOutcome::Replaced {
-                chunks: chunks.len(),
-            },
-            None => FileOutcome::Added {
-                chunks: chunks.len(),
-            },
+        let chunks = chunks.len();
+        Ok(match replaces {
+            true => FileOutcome::Replaced { chunks },
+            false => FileOutcome::Added { chunks },
         })
     }
 
     /// Forgets a document (by the path it was ingested from).
     pub fn remove_document(&mut self, path: &Path) -> Result<bool> {
-        let removed = self.db.remove_document(&document_key(path))?.is_some();
+        self.remove_document_key(&document_key(path))
+    }
+
+    /// Forgets a document by its key, the path as stored (see [`DocumentRecord::path`]).
+    pub fn remove_document_key(&mut self, key: &str) -> Result<bool> {
+        let removed = self.db.remove_document(key)?.is_some();
         if removed {
             self.apply_new_ops()?;
             self.flush()?;

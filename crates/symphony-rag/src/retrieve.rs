@@ -32,7 +32,7 @@ impl std::str::FromStr for Mode {
             "vector" => Ok(Mode::Vector),
             "bm25" => Ok(Mode::Bm25),
             "hybrid" => Ok(Mode::Hybrid),
-            other => Err(Error::Chunking(format!(
+            other => Err(Error::InvalidQuery(format!(
                 "unknown retrieval mode '{other}' (vector, bm25 or hybrid)"
             ))),
         }
@@ -97,6 +97,9 @@ pub struct Hit {
     pub score: f32,
     pub vector_score: Option<f32>,
     pub bm25_score: Option<f32>,
+    /// The reranking model's log-odds that the chunk answers the question, when reranked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f32>,
 }
 
 pub(crate) fn query(
@@ -145,6 +148,7 @@ pub(crate) fn query(
             score: score[&chunk.chunk_id],
             vector_score: vector_score.get(&chunk.chunk_id).copied(),
             bm25_score: bm25_score.get(&chunk.chunk_id).copied(),
+            rerank_score: None,
             chunk,
         })
         .collect();

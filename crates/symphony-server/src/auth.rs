@@ -427,13 +427,15 @@ pub fn required_role(method: &axum::http::Method, route: &str) -> Option<Role> {
         | "/api/embeddings"
         | "/api/generate"
         | "/api/chat"
-        | "/v1/chat/ws" => Some(Role::User),
+        | "/v1/chat/ws"
+        | "/v1/collections/{name}/query"
+        | "/v1/collections/{name}/ask" => Some(Role::User),
         r if r.starts_with("/v1/admin") || r == "/api/delete" || r == "/api/copy" => {
             Some(Role::Admin)
         }
         _ if method == Method::GET || route == "/api/show" => Some(Role::Reader),
-        // Anything else (unknown routes included) needs the highest role: nothing new is
-        // open by accident.
+        // Anything else (unknown routes included, and every change to a collection) needs
+        // the highest role: nothing new is open by accident.
         _ => Some(Role::Admin),
     }
 }
@@ -558,5 +560,30 @@ mod tests {
             required_role(&Method::POST, "/something/new"),
             Some(Role::Admin)
         );
+        // Collections: readers list, users search and ask, admins change.
+        for (method, route, role) in [
+            (Method::GET, "/v1/collections", Role::Reader),
+            (Method::GET, "/v1/collections/{name}", Role::Reader),
+            (Method::POST, "/v1/collections/{name}/query", Role::User),
+            (Method::POST, "/v1/collections/{name}/ask", Role::User),
+            (Method::POST, "/v1/collections", Role::Admin),
+            (
+                Method::POST,
+                "/v1/collections/{name}/documents",
+                Role::Admin,
+            ),
+            (
+                Method::DELETE,
+                "/v1/collections/{name}/documents",
+                Role::Admin,
+            ),
+            (Method::DELETE, "/v1/collections/{name}", Role::Admin),
+        ] {
+            assert_eq!(
+                required_role(&method, route),
+                Some(role),
+                "{method} {route}"
+            );
+        }
     }
 }

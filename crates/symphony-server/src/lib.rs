@@ -9,6 +9,7 @@
 mod admin;
 pub mod auth;
 mod cache;
+mod collections;
 mod embeddings;
 mod error;
 mod generation;
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub preload: Vec<String>,
     /// OTLP/HTTP collector for traces (e.g. `http://127.0.0.1:4318`).
     pub otlp_endpoint: Option<String>,
+    /// Where the document collections live (the directory `symphony rag` uses).
+    pub collections: std::path::PathBuf,
 }
 
 pub struct AppState {
@@ -118,6 +121,20 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/version", get(ollama::version))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/v1/chat/ws", get(ws::chat))
+        .route(
+            "/v1/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/v1/collections/{name}",
+            get(collections::show).delete(collections::remove),
+        )
+        .route(
+            "/v1/collections/{name}/documents",
+            post(collections::add_documents).delete(collections::remove_document),
+        )
+        .route("/v1/collections/{name}/query", post(collections::query))
+        .route("/v1/collections/{name}/ask", post(collections::ask))
         .route(
             "/v1/admin/keys",
             get(admin::list_keys).post(admin::create_key),

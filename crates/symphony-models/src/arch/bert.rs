@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::tokenizer::TokenId;
 
 /// The hyperparameters of a `config.json` with `model_type: bert`.
@@ -89,33 +90,25 @@ impl BertConfig {
 
 #[derive(Debug)]
 struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
 }
 
-impl LayerNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        Ok(normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?)
-    }
-}
-
-/// `y = x · Wᵀ + b`, with `Wᵀ` stored ready for the multiply.
+/// `y = x · Wᵀ + b`, with `Wᵀ` stored ready for the multiply (candle's matmul); the bias is
+/// added by the kernel that follows, fused with what comes next.
 #[derive(Debug)]
 struct Dense {
     weight_t: Tensor,
-    bias: Tensor,
+    bias: Vec<f32>,
 }
 
 impl Dense {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+    /// `x · Wᵀ` for the `(rows, in)` matrix `x`, without the bias.
+    fn product(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let in_dim = self.weight_t.dim(0)?;
+        let x = Tensor::from_slice(x, (rows, in_dim), &Device::Cpu)?;
+        Ok(x.matmul(&self.weight_t)?.flatten_all()?.to_vec1::<f32>()?)
     }
 }
 
@@ -169,19 +162,11 @@ impl Weights<'_> {
         Ok(values)
     }
 
-    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
-        Ok(Tensor::from_vec(
-            self.take(name, &[len])?,
-            len,
-            &Device::Cpu,
-        )?)
-    }
-
     fn norm(&mut self, prefix: &str, len: usize, eps: f64) -> Result<LayerNorm> {
         Ok(LayerNorm {
-            weight: self.vector(&format!("{prefix}.weight"), len)?,
-            bias: self.vector(&format!("{prefix}.bias"), len)?,
-            eps,
+            weight: self.take(&format!("{prefix}.weight"), &[len])?,
+            bias: self.take(&format!("{prefix}.bias"), &[len])?,
+            eps: eps as f32,
         })
     }
 
@@ -197,7 +182,7 @@ impl Weights<'_> {
         let weight = Tensor::from_vec(weight, (rows, in_dim), &Device::Cpu)?;
         Ok(Dense {
             weight_t: weight.t()?.contiguous()?,
-            bias: Tensor::from_vec(bias, rows, &Device::Cpu)?,
+            bias,
         })
     }
 }
@@ -310,48 +295,33 @@ impl Bert {
             rows.push(start..start + tokens.len());
         }
         let n = x.len() / h;
-        let mut x = self
-            .embedding_norm
-            .forward(&Tensor::from_vec(x, (n, h), &Device::Cpu)?)?;
-        for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x)?;
-            let attended = self.attention(&qkv, &rows)?;
-            let x_attn = layer
-                .attention_norm
-                .forward(&(layer.attention_out.forward(&attended)? + &x)?)?;
-            let up = layer.up.forward(&x_attn)?.gelu_erf()?;
-            x = layer
-                .output_norm
-                .forward(&(layer.down.forward(&up)? + &x_attn)?)?;
-        }
-        Ok(x)
-    }
-
-    /// Bidirectional multi-head attention of each input over its own rows.
-    fn attention(&self, qkv: &Tensor, rows: &[std::ops::Range<usize>]) -> Result<Tensor> {
-        let c = &self.config;
-        let (h, n_heads, d) = (c.hidden_size, c.n_heads, c.head_dim());
-        let scale = 1.0 / (d as f64).sqrt();
-        let mut outputs = Vec::with_capacity(rows.len());
-        for range in rows {
-            let len = range.len();
-            let seq = qkv.narrow(0, range.start, len)?;
-            // (len, hidden) -> (heads, len, head_dim)
-            let heads = |i: usize| -> Result<Tensor> {
-                Ok(seq
-                    .narrow(1, i * h, h)?
-                    .reshape((len, n_heads, d))?
-                    .transpose(0, 1)?
-                    .contiguous()?)
+        let norm =
+            |x: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>, ln: &LayerNorm| {
+                kernels::bias_residual_layer_norm(x, bias, residual, &ln.weight, &ln.bias, ln.eps)
             };
-            let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
-            let scores = (q.matmul(&k.transpose(1, 2)?)? * scale)?;
-            let max = scores.max_keepdim(D::Minus1)?;
-            let exp = scores.broadcast_sub(&max)?.exp()?;
-            let probs = exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?;
-            let out = probs.matmul(&v)?.transpose(0, 1)?.reshape((len, h))?;
-            outputs.push(out);
+        norm(&mut x, None, None, &self.embedding_norm);
+        for layer in &self.layers {
+            let mut qkv = layer.qkv.product(&x, n)?;
+            kernels::add_bias_rows(&mut qkv, &layer.qkv.bias);
+            let attended = kernels::packed_attention(&qkv, h, c.head_dim(), &rows);
+            let mut x_attn = layer.attention_out.product(&attended, n)?;
+            norm(
+                &mut x_attn,
+                Some(&layer.attention_out.bias),
+                Some(&x),
+                &layer.attention_norm,
+            );
+            let mut up = layer.up.product(&x_attn, n)?;
+            kernels::bias_gelu_in_place(&mut up, &layer.up.bias);
+            let mut out = layer.down.product(&up, n)?;
+            norm(
+                &mut out,
+                Some(&layer.down.bias),
+                Some(&x_attn),
+                &layer.output_norm,
+            );
+            x = out;
         }
-        Ok(Tensor::cat(&outputs, 0)?)
+        Ok(Tensor::from_vec(x, (n, h), &Device::Cpu)?)
     }
 }
