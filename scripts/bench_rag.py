@@ -234,9 +234,24 @@ def main():
     ap.add_argument("--only", choices=["symphony", "baseline"],
                     help="run one side and keep its results in the cache directory; the other "
                          "side's kept results (same commit or not) fill the table")
+    ap.add_argument("--table-only", action="store_true",
+                    help="run nothing: make the table from the results kept in the cache directory")
     args = ap.parse_args()
 
     paragraphs, queries = squad(args.cache)
+    if args.table_only:
+        results = {}
+        for system in ["Symphony", "LlamaIndex"]:
+            kept = os.path.join(args.cache, f"result-{system}.json")
+            if os.path.exists(kept):
+                with open(kept) as f:
+                    results[system] = json.load(f)
+        commit = results.get("Symphony", {}).get("commit", "?")
+        text = table(results, len(paragraphs), len(queries), commit)
+        print(text)
+        if args.write:
+            write_section("rag", "Retrieval on SQuAD (RAG)", text)
+        return
     if args.queries:
         queries = queries[: args.queries]
     model_dir = subprocess.run([args.symphony, "models", "path", "all-minilm"], check=True,
