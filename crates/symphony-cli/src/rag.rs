@@ -395,16 +395,13 @@ impl RetrievalArgs {
         question: &str,
         options: &QueryOptions,
     ) -> Result<Vec<Hit>> {
-        let Some(reranker) = reranker else {
-            return Ok(collection.query(embedder, question, options)?);
-        };
-        let deeper = QueryOptions {
-            top_k: options.top_k.max(self.rerank_depth),
-            ..options.clone()
-        };
-        let candidates = collection.query(embedder, question, &deeper)?;
-        let mut hits = reranker.rerank(question, candidates)?;
-        hits.truncate(options.top_k);
-        Ok(hits)
+        Ok(symphony_rag::rerank::search(
+            collection,
+            embedder,
+            reranker,
+            question,
+            options,
+            self.rerank_depth,
+        )?)
     }
 }

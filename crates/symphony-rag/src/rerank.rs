@@ -8,8 +8,10 @@ use symphony_models::tokenizer::EncodeOptions;
 use symphony_models::{Model, TokenId};
 use symphony_types::ChatMessage;
 
-use crate::retrieve::Hit;
-use crate::Result;
+use symphony_models::embedding::Embedder;
+
+use crate::retrieve::{Hit, QueryOptions};
+use crate::{Collection, Result};
 
 /// Candidates beyond this many characters are cut: relevance shows early, and a long chunk
 /// would cost a long prefill.
@@ -77,6 +79,29 @@ impl<'m> LlmReranker<'m> {
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         Ok(scored.into_iter().map(|(_, _, hit)| hit).collect())
     }
+}
+
+/// The top `options.top_k` hits of `question`, reranked from a pool of `depth` candidates
+/// (at least `top_k`) when a reranker is given.
+pub fn search(
+    collection: &Collection,
+    embedder: &Embedder,
+    reranker: Option<&mut LlmReranker<'_>>,
+    question: &str,
+    options: &QueryOptions,
+    depth: usize,
+) -> Result<Vec<Hit>> {
+    let Some(reranker) = reranker else {
+        return collection.query(embedder, question, options);
+    };
+    let deeper = QueryOptions {
+        top_k: options.top_k.max(depth),
+        ..options.clone()
+    };
+    let candidates = collection.query(embedder, question, &deeper)?;
+    let mut hits = reranker.rerank(question, candidates)?;
+    hits.truncate(options.top_k);
+    Ok(hits)
 }
 
 fn log_sum_exp(logits: &[f32], ids: &[TokenId]) -> f32 {

@@ -408,23 +408,16 @@ async fn retrieve(
     let for_hits = embedder.clone();
     let hits = blocking(move || {
         let collection = open(&root, &name)?;
-        let Some(loaded) = reranker else {
-            return collection
-                .query(&for_hits, &question, &options)
-                .map_err(rag_error);
-        };
-        let deeper = QueryOptions {
-            top_k: options.top_k.max(depth),
-            ..options.clone()
-        };
-        let candidates = collection
-            .query(&for_hits, &question, &deeper)
-            .map_err(rag_error)?;
-        let mut hits = LlmReranker::new(loaded.model())
-            .rerank(&question, candidates)
-            .map_err(rag_error)?;
-        hits.truncate(options.top_k);
-        Ok(hits)
+        let mut reranker = reranker.as_ref().map(|m| LlmReranker::new(m.model()));
+        symphony_rag::rerank::search(
+            &collection,
+            &for_hits,
+            reranker.as_mut(),
+            &question,
+            &options,
+            depth,
+        )
+        .map_err(rag_error)
     })
     .await?;
     Ok((hits, embedder))
