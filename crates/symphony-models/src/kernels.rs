@@ -167,8 +167,8 @@ fn dot_q4_1_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f32; R] 
 fn unpack_nibbles(packed: &[u8; 16]) -> [u8; QK] {
     #[cfg(all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     ))]
     {
         // SAFETY: the target features are enabled at compile time; loads are unaligned.
@@ -176,8 +176,8 @@ fn unpack_nibbles(packed: &[u8; 16]) -> [u8; QK] {
     }
     #[cfg(not(all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     )))]
     unpack_nibbles_scalar(packed)
 }
@@ -185,8 +185,8 @@ fn unpack_nibbles(packed: &[u8; 16]) -> [u8; QK] {
 #[cfg_attr(
     all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     ),
     allow(dead_code)
 )]
@@ -400,8 +400,8 @@ impl Q4KBlock<'_> {
     fn pair_sums_two(&self, a: &BlockQ8K, b: &BlockQ8K) -> (PairSums, PairSums) {
         #[cfg(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         ))]
         {
             let scales = self.scales.map(|(sc, _)| sc);
@@ -421,8 +421,8 @@ impl Q4KBlock<'_> {
         }
         #[cfg(not(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         )))]
         (self.pair_sums(a), self.pair_sums(b))
     }
@@ -434,8 +434,8 @@ impl Q4KBlock<'_> {
 fn scaled_nibble_dots(packed: &[u8; 32], lo: (&[i8; 32], i32), hi: (&[i8; 32], i32)) -> i32 {
     #[cfg(all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     ))]
     {
         // SAFETY: the target features are enabled at compile time; loads are unaligned.
@@ -443,8 +443,8 @@ fn scaled_nibble_dots(packed: &[u8; 32], lo: (&[i8; 32], i32), hi: (&[i8; 32], i
     }
     #[cfg(not(all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     )))]
     scaled_nibble_dots_scalar(packed, lo, hi)
 }
@@ -452,8 +452,8 @@ fn scaled_nibble_dots(packed: &[u8; 32], lo: (&[i8; 32], i32), hi: (&[i8; 32], i
 #[cfg_attr(
     all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     ),
     allow(dead_code)
 )]
@@ -519,35 +519,93 @@ fn dot_q6_k_rows<const R: usize>(
 /// A Q6_K super-block's 6-bit quants (0..64, in element order) and 16 signed scales.
 struct Q6KBlock {
     quants: [u8; QK_K],
-    scales: [i32; 16],
+    scales: [i8; 16],
 }
 
 impl Q6KBlock {
     #[inline(always)]
     fn unpack(block: &[u8]) -> Self {
-        let (ql, qh) = (&block[..128], &block[128..192]);
-        // Each half of 128 holds four runs of 32; the offset of 32 is applied in
-        // `lane_sums` through the activation sums.
-        let mut q = [0u8; QK_K];
-        for half in 0..2 {
-            let (ql, qh, q) = (&ql[64 * half..], &qh[32 * half..], &mut q[128 * half..]);
-            for l in 0..32 {
-                q[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
-                q[32 + l] = (ql[32 + l] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
-                q[64 + l] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                q[96 + l] = (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4);
-            }
+        let scales = std::array::from_fn(|i| block[192 + i] as i8);
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        {
+            // SAFETY: the target features are enabled at compile time; loads are unaligned.
+            let quants = unsafe { simd::q6_k_unpack(block[..192].try_into().expect("192 bytes")) };
+            Self { quants, scales }
         }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
         Self {
-            quants: q,
-            scales: std::array::from_fn(|i| block[192 + i] as i8 as i32),
+            quants: q6_k_unpack_scalar(block),
+            scales,
         }
     }
 
     /// The eight integer lanes of ggml's x86 Q6_K dot product for one super-block.
     #[inline(always)]
     fn lane_sums(&self, xb: &BlockQ8K) -> [i32; 8] {
-        let scales = &self.scales;
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        // SAFETY: the target features are enabled at compile time; loads are unaligned.
+        unsafe {
+            simd::q6_k_lane_sums(&self.quants, &self.scales, &xb.qs, &xb.bsums)
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        self.lane_sums_scalar(xb)
+    }
+}
+
+/// The 256 quants of a Q6_K super-block (0..64) in element order.
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ),
+    allow(dead_code)
+)]
+fn q6_k_unpack_scalar(block: &[u8]) -> [u8; QK_K] {
+    let (ql, qh) = (&block[..128], &block[128..192]);
+    // Each half of 128 holds four runs of 32; the offset of 32 is applied in
+    // `lane_sums` through the activation sums.
+    let mut q = [0u8; QK_K];
+    for half in 0..2 {
+        let (ql, qh, q) = (&ql[64 * half..], &qh[32 * half..], &mut q[128 * half..]);
+        for l in 0..32 {
+            q[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+            q[32 + l] = (ql[32 + l] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+            q[64 + l] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            q[96 + l] = (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    q
+}
+
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ),
+    allow(dead_code)
+)]
+impl Q6KBlock {
+    /// [`Q6KBlock::lane_sums`] one product at a time: the reference for the SIMD path.
+    fn lane_sums_scalar(&self, xb: &BlockQ8K) -> [i32; 8] {
+        let scales = self.scales.map(|s| s as i32);
         let mut lanes = [0i32; 8];
         for run in 0..8 {
             let w: &[u8; 32] = self.quants[32 * run..32 * run + 32]
@@ -557,7 +615,11 @@ impl Q6KBlock {
                 .try_into()
                 .expect("32 values");
             // Lanes 0-3 cover the run's first 16 elements, lanes 4-7 the second.
-            for (l, (lane, dot)) in lanes.iter_mut().zip(lane_dots_u8_i8(w, x)).enumerate() {
+            for (l, (lane, dot)) in lanes
+                .iter_mut()
+                .zip(lane_dots_u8_i8_scalar(w, x))
+                .enumerate()
+            {
                 *lane += scales[2 * run + l / 4] * dot;
             }
         }
@@ -570,33 +632,13 @@ impl Q6KBlock {
     }
 }
 
-/// `lane[l] = Σ w[i]·x[i]` over `i` in `4l..4l+4`: the eight exact integer sums `vpdpbusd`
-/// forms from 32 unsigned and 32 signed bytes.
-#[inline]
-fn lane_dots_u8_i8(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
-    ))]
-    {
-        // SAFETY: the target features are enabled at compile time; loads are unaligned.
-        unsafe { simd::lane_dots_u8_i8(w, x) }
-    }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
-    )))]
-    lane_dots_u8_i8_scalar(w, x)
-}
-
-/// The portable path, also the reference the SIMD path is tested against.
+/// `lane[l] = Σ w[i]·x[i]` over `i` in `4l..4l+4`: the eight exact integer sums of 32
+/// unsigned by 32 signed bytes, one product at a time.
 #[cfg_attr(
     all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     ),
     allow(dead_code)
 )]
@@ -608,12 +650,12 @@ fn lane_dots_u8_i8_scalar(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
 #[derive(Default)]
 struct Lanes([f32; 8]);
 
-// With AVX512-VNNI compiled in, the scalar methods only serve as the tests' reference.
+// With the SIMD paths compiled in, the scalar methods only serve as the tests' reference.
 #[cfg_attr(
     all(
         target_arch = "x86_64",
-        target_feature = "avx512vnni",
-        target_feature = "avx512vl"
+        target_feature = "avx2",
+        target_feature = "fma"
     ),
     allow(dead_code)
 )]
@@ -623,8 +665,8 @@ impl Lanes {
     fn fma_u8_i8(&mut self, scale: f32, w: &[u8; QK], x: &[i8; QK]) {
         #[cfg(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         ))]
         {
             // SAFETY: the target features are enabled at compile time; loads are unaligned.
@@ -632,8 +674,8 @@ impl Lanes {
         }
         #[cfg(not(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         )))]
         self.fma_u8_i8_scalar(scale, w, x);
     }
@@ -648,8 +690,8 @@ impl Lanes {
     fn fma_i8_i8(&mut self, scale: f32, w: &[u8], x: &[i8; QK]) {
         #[cfg(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         ))]
         {
             // SAFETY: the target features are enabled at compile time; `w` holds 32 bytes.
@@ -657,8 +699,8 @@ impl Lanes {
         }
         #[cfg(not(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         )))]
         self.fma_i8_i8_scalar(scale, w, x);
     }
@@ -668,8 +710,8 @@ impl Lanes {
     fn fma_q5_0(&mut self, scale: f32, block: &[u8], x: &[i8; QK]) {
         #[cfg(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         ))]
         {
             let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
@@ -679,8 +721,8 @@ impl Lanes {
         }
         #[cfg(not(all(
             target_arch = "x86_64",
-            target_feature = "avx512vnni",
-            target_feature = "avx512vl"
+            target_feature = "avx2",
+            target_feature = "fma"
         )))]
         self.fma_q5_0_scalar(scale, block, x);
     }
@@ -712,11 +754,32 @@ impl Lanes {
 
 #[cfg(all(
     target_arch = "x86_64",
-    target_feature = "avx512vnni",
-    target_feature = "avx512vl"
+    target_feature = "avx2",
+    target_feature = "fma"
 ))]
 mod simd {
     use std::arch::x86_64::*;
+
+    /// `acc + Σ u·s` over each group of four bytes: eight exact lane sums of 32 unsigned by
+    /// 32 signed bytes. AVX512-VNNI does it in one instruction (`vpdpbusd`); plain AVX2 forms
+    /// pair sums with `vpmaddubsw`, which saturates at ±32767, then widens them with
+    /// `vpmaddwd`. Every caller keeps a pair below that bound (4- to 6-bit weights, or signed
+    /// bytes within ±127 as Q8_0 quantization writes them), so both paths give the same
+    /// integers, as ggml's AVX2 and VNNI kernels do.
+    #[inline(always)]
+    unsafe fn dpbusd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        // SAFETY: the target features are enabled at compile time.
+        unsafe {
+            _mm256_dpbusd_epi32(acc, u, s)
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        // SAFETY: AVX2 is enabled at compile time (the module's condition).
+        unsafe {
+            let pairs = _mm256_maddubs_epi16(u, s);
+            _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        }
+    }
 
     /// `Lanes::fma_q5_0`: the 5-bit weights unpacked in registers (low nibbles, then high
     /// nibbles; bit `e` of `qh` spread to byte `e` as ggml's `bytes_from_bits_32` does),
@@ -752,7 +815,7 @@ mod simd {
                 _mm256_set1_epi8(16),
             );
             let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = _mm256_dpbusd_epi32(
+            let sums = dpbusd(
                 _mm256_setzero_si256(),
                 _mm256_sign_epi8(w, w),
                 _mm256_sign_epi8(xv, w),
@@ -763,14 +826,34 @@ mod simd {
         }
     }
 
-    /// `Lanes::fma_u8_i8`: one `vpdpbusd`, then the FMA.
+    /// `scale · Σ u·s` over each group of four bytes, exact for `u` up to 15 and `scale` up
+    /// to 63 (a K-quant nibble and its 6-bit scale). Without VNNI, `vpmaddwd` by the scale
+    /// does the widening and the scaling in one instruction (`vpmulld` is slow on AVX2).
+    #[inline(always)]
+    unsafe fn scaled_dot(u: __m256i, s: __m256i, scale: i32) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        // SAFETY: the target features are enabled at compile time.
+        unsafe {
+            _mm256_mullo_epi32(
+                dpbusd(_mm256_setzero_si256(), u, s),
+                _mm256_set1_epi32(scale),
+            )
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        // SAFETY: AVX2 is enabled at compile time (the module's condition).
+        unsafe {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(scale as i16))
+        }
+    }
+
+    /// `Lanes::fma_u8_i8`: one `dpbusd`, then the FMA.
     #[inline]
     pub(super) unsafe fn fma_u8_i8(acc: &mut [f32; 8], scale: f32, w: &[u8; 32], x: &[i8; 32]) {
         // SAFETY: callers guarantee the features; all loads and stores are unaligned.
         unsafe {
             let wv = _mm256_loadu_si256(w.as_ptr().cast());
             let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+            let sums = dpbusd(_mm256_setzero_si256(), wv, xv);
             let a = _mm256_loadu_ps(acc.as_ptr());
             let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
             _mm256_storeu_ps(acc.as_mut_ptr(), a);
@@ -791,7 +874,7 @@ mod simd {
         }
     }
 
-    /// `scaled_nibble_dots`: one `vpdpbusd` per nibble half, scaled in integers, one
+    /// `scaled_nibble_dots`: one `dpbusd` per nibble half, scaled in integers, one
     /// horizontal sum.
     #[inline]
     pub(super) unsafe fn scaled_nibble_dots(
@@ -805,19 +888,9 @@ mod simd {
             let mask = _mm256_set1_epi8(0x0F);
             let lo = _mm256_and_si256(raw, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            let dot_lo = _mm256_dpbusd_epi32(
-                _mm256_setzero_si256(),
-                lo,
-                _mm256_loadu_si256(x_lo.as_ptr().cast()),
-            );
-            let dot_hi = _mm256_dpbusd_epi32(
-                _mm256_setzero_si256(),
-                hi,
-                _mm256_loadu_si256(x_hi.as_ptr().cast()),
-            );
             let v = _mm256_add_epi32(
-                _mm256_mullo_epi32(dot_lo, _mm256_set1_epi32(sc_lo)),
-                _mm256_mullo_epi32(dot_hi, _mm256_set1_epi32(sc_hi)),
+                scaled_dot(lo, _mm256_loadu_si256(x_lo.as_ptr().cast()), sc_lo),
+                scaled_dot(hi, _mm256_loadu_si256(x_hi.as_ptr().cast()), sc_hi),
             );
             let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
             let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
@@ -847,19 +920,12 @@ mod simd {
                 let raw = _mm256_loadu_si256(packed.as_ptr().add(32 * p).cast());
                 let lo = _mm256_and_si256(raw, mask);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-                let (sc_lo, sc_hi) = (
-                    _mm256_set1_epi32(scales[2 * p]),
-                    _mm256_set1_epi32(scales[2 * p + 1]),
-                );
+                let (sc_lo, sc_hi) = (scales[2 * p], scales[2 * p + 1]);
                 for (k, qs) in [(0, a.0), (4, b.0)] {
                     let x_lo = _mm256_loadu_si256(qs.as_ptr().add(64 * p).cast());
                     let x_hi = _mm256_loadu_si256(qs.as_ptr().add(64 * p + 32).cast());
-                    let d_lo = _mm256_dpbusd_epi32(zero, lo, x_lo);
-                    let d_hi = _mm256_dpbusd_epi32(zero, hi, x_hi);
-                    v[k + p] = _mm256_add_epi32(
-                        _mm256_mullo_epi32(d_lo, sc_lo),
-                        _mm256_mullo_epi32(d_hi, sc_hi),
-                    );
+                    v[k + p] =
+                        _mm256_add_epi32(scaled_dot(lo, x_lo, sc_lo), scaled_dot(hi, x_hi, sc_hi));
                 }
             }
             let h01 = _mm256_hadd_epi32(v[0], v[1]);
@@ -889,28 +955,86 @@ mod simd {
         }
     }
 
-    /// `vpdpbusd` of 32 unsigned by 32 signed bytes into eight exact lane sums.
+    /// `Q6KBlock::unpack`: each half of 128 quants from 64 bytes of low nibbles and 32 of
+    /// high bit pairs, four runs of 32 built in registers.
     #[inline]
-    pub(super) unsafe fn lane_dots_u8_i8(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
-        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
+    pub(super) unsafe fn q6_k_unpack(block: &[u8; 192]) -> [u8; 256] {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned and
+        // inside the arrays.
         unsafe {
-            let wv = _mm256_loadu_si256(w.as_ptr().cast());
-            let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
-            let mut out = [0i32; 8];
-            _mm256_storeu_si256(out.as_mut_ptr().cast(), sums);
+            let (m4, m3) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+            let mut out = [0u8; 256];
+            for half in 0..2 {
+                let ql0 = _mm256_loadu_si256(block.as_ptr().add(64 * half).cast());
+                let ql1 = _mm256_loadu_si256(block.as_ptr().add(64 * half + 32).cast());
+                let qh = _mm256_loadu_si256(block.as_ptr().add(128 + 32 * half).cast());
+                let runs = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, m4),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 4), m3),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, m4),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), m3),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                        _mm256_and_si256(qh, m3),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3),
+                    ),
+                ];
+                for (r, run) in runs.into_iter().enumerate() {
+                    _mm256_storeu_si256(out.as_mut_ptr().add(128 * half + 32 * r).cast(), run);
+                }
+            }
             out
         }
     }
 
-    /// Signed × signed through `vpdpbusd` (unsigned × signed): |w| times x with w's sign.
+    /// `Q6KBlock::lane_sums`: per run, `vpmaddubsw` pairs (at most 2·63·127, no saturation)
+    /// times the run's two scales by `vpmaddwd` give each lane its scaled four-element sum;
+    /// the offset of 32 comes off through the activation sums, also by `vpmaddwd`.
+    #[inline]
+    pub(super) unsafe fn q6_k_lane_sums(
+        quants: &[u8; 256],
+        scales: &[i8; 16],
+        qs: &[i8; 256],
+        bsums: &[i16; 16],
+    ) -> [i32; 8] {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned and
+        // inside the arrays.
+        unsafe {
+            let mut acc = _mm256_setzero_si256();
+            for run in 0..8 {
+                let w = _mm256_loadu_si256(quants.as_ptr().add(32 * run).cast());
+                let x = _mm256_loadu_si256(qs.as_ptr().add(32 * run).cast());
+                let sc = _mm256_set_m128i(
+                    _mm_set1_epi16(scales[2 * run + 1] as i16),
+                    _mm_set1_epi16(scales[2 * run] as i16),
+                );
+                let pairs = _mm256_maddubs_epi16(w, x);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc));
+            }
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.as_ptr().cast()));
+            let offsets = _mm256_madd_epi16(_mm256_loadu_si256(bsums.as_ptr().cast()), sc16);
+            let lanes = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 5));
+            let mut out = [0i32; 8];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), lanes);
+            out
+        }
+    }
+
+    /// Signed × signed through `dpbusd` (unsigned × signed): |w| times x with w's sign.
     #[inline]
     pub(super) unsafe fn fma_i8_i8(acc: &mut [f32; 8], scale: f32, w: &[u8; 32], x: &[i8; 32]) {
         // SAFETY: callers guarantee the features; all loads and stores are unaligned.
         unsafe {
             let wv = _mm256_loadu_si256(w.as_ptr().cast());
             let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = _mm256_dpbusd_epi32(
+            let sums = dpbusd(
                 _mm256_setzero_si256(),
                 _mm256_sign_epi8(wv, wv),
                 _mm256_sign_epi8(xv, wv),
@@ -1648,13 +1772,15 @@ mod tests {
             a.fma_i8_i8(scale, &w8, &x);
             b.fma_i8_i8_scalar(scale, &w8, &x);
             assert_eq!(a.0, b.0);
-            assert_eq!(lane_dots_u8_i8(&w8, &x), lane_dots_u8_i8_scalar(&w8, &x));
+            // Q4_1's unsigned weights are nibbles.
+            let w4 = w8.map(|w| w & 15);
+
             let q5_0: [u8; 22] = std::array::from_fn(|_| next());
             a.fma_q5_0(scale, &q5_0, &x);
             b.fma_q5_0_scalar(scale, &q5_0, &x);
             assert_eq!(a.0, b.0);
-            a.fma_u8_i8(scale, &w8, &x);
-            b.fma_u8_i8_scalar(scale, &w8, &x);
+            a.fma_u8_i8(scale, &w4, &x);
+            b.fma_u8_i8_scalar(scale, &w4, &x);
             assert_eq!(a.0, b.0);
             assert_eq!(unpack_nibbles(&packed), unpack_nibbles_scalar(&packed));
             let packed32: [u8; 32] = std::array::from_fn(|_| next());
@@ -1664,6 +1790,29 @@ mod tests {
                 scaled_nibble_dots(&packed32, (&x, sc_lo), (&x2, sc_hi)),
                 scaled_nibble_dots_scalar(&packed32, (&x, sc_lo), (&x2, sc_hi))
             );
+        }
+    }
+
+    #[test]
+    fn q6_k_simd_and_scalar_lanes_agree() {
+        let mut seed = 11u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as u8
+        };
+        for _ in 0..100 {
+            let block: [u8; Q6_K_BLOCK_BYTES] = std::array::from_fn(|_| next());
+            let unpacked = Q6KBlock::unpack(&block);
+            assert_eq!(unpacked.quants, q6_k_unpack_scalar(&block));
+            let mut xb = BlockQ8K {
+                d: 1.0,
+                qs: std::array::from_fn(|_| (next() as i8).max(-127)),
+                bsums: [0; 16],
+            };
+            for (sum, group) in xb.bsums.iter_mut().zip(xb.qs.chunks_exact(16)) {
+                *sum = group.iter().map(|&v| v as i16).sum();
+            }
+            assert_eq!(unpacked.lane_sums(&xb), unpacked.lane_sums_scalar(&xb));
         }
     }
 
