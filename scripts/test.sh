@@ -26,4 +26,16 @@ if ! "$clients/bin/python" -c "import openai, ollama, websockets, jsonschema, la
 fi
 export SYMPHONY_TEST_PYTHON="$PWD/$clients/bin/python"
 
-cargo test --workspace --locked --no-fail-fast "$@"
+# cargo-nextest runs every test in its own process, across all test binaries at once, so the
+# model-bound tests of different crates share the cores instead of queueing binary by binary;
+# plain `cargo test` does the same work where nextest is not installed.
+# Its tests run as many at a time as there are cores, so each one keeps to one thread (its
+# `symphony` processes through SYMPHONY_THREADS, in-process models through rayon's and
+# candle's variables) rather than two tests' thread pools contending for the same cores.
+if cargo nextest --version >/dev/null 2>&1; then
+    SYMPHONY_THREADS=1 RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 \
+        cargo nextest run --workspace --locked --no-fail-fast "$@"
+    cargo test --workspace --locked --doc
+else
+    cargo test --workspace --locked --no-fail-fast "$@"
+fi

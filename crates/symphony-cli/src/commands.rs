@@ -783,7 +783,12 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
     if text.ends_with('\n') {
         text.pop();
     }
-    let tokens = model.tokenizer.encode(&text, EncodeOptions::PLAIN);
+    let mut tokens = model.tokenizer.encode(&text, EncodeOptions::PLAIN);
+    if let Some(chunks) = args.chunks {
+        anyhow::ensure!(chunks > 0, "--chunks must be at least 1");
+        // Windows do not overlap: the first N windows are the first N·ctx tokens.
+        tokens.truncate(chunks.saturating_mul(args.ctx));
+    }
     let n_chunks = tokens.len() / args.ctx.max(1);
     let bar = if args.json {
         ProgressBar::hidden()

@@ -345,7 +345,7 @@ enum ModelsCommand {
 #[derive(Debug, Clone, Args)]
 struct ThreadArgs {
     /// Worker threads (default: all cores).
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', env = "SYMPHONY_THREADS")]
     threads: Option<usize>,
 }
 
@@ -459,6 +459,9 @@ struct PerplexityArgs {
     /// Window size in tokens.
     #[arg(long, default_value_t = 512)]
     ctx: usize,
+    /// Score only the first N windows (llama-perplexity's --chunks).
+    #[arg(long)]
+    chunks: Option<usize>,
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,

@@ -226,14 +226,37 @@ fn perplexity_and_bench_print_json() {
             "/usr/share/common-licenses/GPL-3",
             "--ctx",
             "128",
+            "--chunks",
+            "8",
             "--json",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    // llama.cpp: 24.2385 at -c 128 on this file (SPEC reference figure).
+    assert_eq!(report["n_chunks"], 8);
+    // llama.cpp's perplexity after the first 8 windows of 128 (the golden file's running
+    // figure; over the whole file it is 24.2385, the SPEC reference).
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/golden/smollm2-q4_1/perplexity.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let want = golden
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ctx"] == 128)
+        .unwrap()["running_ppl"][7]
+        .as_f64()
+        .unwrap();
     let ppl = report["ppl"].as_f64().unwrap();
-    assert!((ppl - 24.2385).abs() / 24.2385 < 0.01, "ppl {ppl}");
+    assert!(
+        (ppl - want).abs() / want < 0.01,
+        "ppl {ppl} vs llama.cpp {want}"
+    );
 
     let o = symphony(
         home.path(),

@@ -194,12 +194,20 @@ fn python() -> PathBuf {
 }
 
 fn run_client(server: &Server, script: &str) {
+    run_client_tests(server, script, &[], &[]);
+}
+
+/// Runs the unittest classes or methods `tests` of `script` (all of them when empty), with
+/// `env` added to the client's environment.
+fn run_client_tests(server: &Server, script: &str, tests: &[&str], env: &[(&str, &str)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
     let out = Command::new(python())
         .arg(&path)
+        .args(tests)
         .env("SYMPHONY_BASE_URL", &server.base)
+        .envs(env.iter().copied())
         .output()
         .expect("python runs");
     let report = String::from_utf8_lossy(&out.stderr);
@@ -227,12 +235,45 @@ fn the_official_ollama_client_works() {
     run_client(&server, "ollama_client.py");
 }
 
-/// JSON Schema, regex and grammar constraints and tool calls, through both official clients,
-/// checked with `jsonschema`, `re` and `lark` (tests/clients/structured_client.py).
+// JSON Schema, regex and grammar constraints and tool calls, through both official clients,
+// checked with `jsonschema`, `re` and `lark` (tests/clients/structured_client.py). Three
+// tests, each with its own server, so that the test runner spreads them over the cores.
+
+/// Sampled outputs of every schema validate: SmolLM2's, plus regex, grammar and Ollama's
+/// `format`.
 #[test]
-fn structured_output_and_tool_calls_hold_for_official_clients() {
+fn structured_output_holds_for_official_clients() {
     let server = Server::start(&[]);
-    run_client(&server, "structured_client.py");
+    run_client_tests(
+        &server,
+        "structured_client.py",
+        &["Schemas", "RegexAndGrammar", "Ollama.test_format_schema"],
+        &[("SYMPHONY_STRUCTURED_MODELS", "smollm2")],
+    );
+}
+
+/// Sampled outputs of every schema validate: Qwen2.5-Coder-0.5B's.
+#[test]
+fn structured_output_holds_for_a_second_model() {
+    let server = Server::start(&[]);
+    run_client_tests(
+        &server,
+        "structured_client.py",
+        &["Schemas.test_sampled_outputs_parse_and_validate"],
+        &[("SYMPHONY_STRUCTURED_MODELS", "qwen2.5-coder:0.5b")],
+    );
+}
+
+/// Tool calls and their round trips, through the OpenAI and Ollama clients.
+#[test]
+fn tool_calls_hold_for_official_clients() {
+    let server = Server::start(&[]);
+    run_client_tests(
+        &server,
+        "structured_client.py",
+        &["Tools", "Ollama.test_tools"],
+        &[],
+    );
 }
 
 /// /v1/embeddings and /api/embed with all-MiniLM-L6-v2 through both official clients, the

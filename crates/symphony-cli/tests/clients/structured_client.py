@@ -4,7 +4,8 @@
 
 Run by crates/symphony-cli/tests/serve.rs against a server it started; SYMPHONY_BASE_URL gives
 the server's address. SYMPHONY_STRUCTURED_SAMPLES sets how many samples each schema gets per
-model (scripts/bench_structured.py runs the same schemas with more).
+model (scripts/bench_structured.py runs the same schemas with more), and
+SYMPHONY_STRUCTURED_MODELS (comma-separated) which models the schema samples run on.
 """
 
 import json
@@ -19,7 +20,7 @@ import openai
 
 BASE = os.environ["SYMPHONY_BASE_URL"]
 SAMPLES = int(os.environ.get("SYMPHONY_STRUCTURED_SAMPLES", "8"))
-MODELS = ["smollm2", "qwen2.5-coder:0.5b"]
+MODELS = os.environ.get("SYMPHONY_STRUCTURED_MODELS", "smollm2,qwen2.5-coder:0.5b").split(",")
 client = openai.OpenAI(base_url=f"{BASE}/v1", api_key="unused", max_retries=0, timeout=600)
 
 import sys
