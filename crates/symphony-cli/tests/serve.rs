@@ -482,6 +482,19 @@ fn keys_jwts_and_roles_guard_every_route() {
     assert!(body.contains("signature"), "{body}");
 }
 
+/// Rate limits count in fixed minute windows (`unix_time / 60`, as LiteLLM does), so a test
+/// whose requests straddle a window's turn sees its count reset: wait for a new window when
+/// less than 20 seconds are left of this one (each test's limited requests take a few).
+fn start_in_a_fresh_minute() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 40_000 {
+        std::thread::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 100));
+    }
+}
+
 #[test]
 fn rate_limits_and_the_response_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -498,6 +511,7 @@ fn rate_limits_and_the_response_cache() {
     let server = Server::start_with(&["--api-keys", keys], &[], &[]);
     let chat = format!("{}/v1/chat/completions", server.base);
 
+    start_in_a_fresh_minute();
     assert_eq!(
         call("POST", &chat, Some(&limited), Some(GREEDY_CHAT)).0,
         200
@@ -556,6 +570,7 @@ fn redis_shares_limits_and_cached_replies_between_servers() {
     );
     let chat = |s: &Server| format!("{}/v1/chat/completions", s.base);
     let request = r#"{"model":"smollm2","messages":[{"role":"user","content":"Count to three."}],"max_tokens":6,"seed":11,"temperature":0.9}"#;
+    start_in_a_fresh_minute();
     let (s1, from_a) = call("POST", &chat(&a), Some(&key), Some(request));
     assert_eq!(s1, 200, "{from_a}");
     // B has never run it: its reply comes from Redis, byte for byte A's.
