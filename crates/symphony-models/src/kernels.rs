@@ -1756,13 +1756,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn simd_and_scalar_lanes_agree_bit_for_bit() {
-        let mut seed = 7u32;
-        let mut next = || {
+    /// Pseudo-random bytes (a linear congruential generator) for the SIMD-vs-scalar tests.
+    fn byte_stream(mut seed: u32) -> impl FnMut() -> u8 {
+        move || {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as u8
-        };
+        }
+    }
+
+    #[test]
+    fn simd_and_scalar_lanes_agree_bit_for_bit() {
+        let mut next = byte_stream(7);
         for _ in 0..200 {
             let packed: [u8; 16] = std::array::from_fn(|_| next());
             let w8: [u8; 32] = std::array::from_fn(|_| next());
@@ -1795,11 +1799,7 @@ mod tests {
 
     #[test]
     fn q6_k_simd_and_scalar_lanes_agree() {
-        let mut seed = 11u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as u8
-        };
+        let mut next = byte_stream(11);
         for _ in 0..100 {
             let block: [u8; Q6_K_BLOCK_BYTES] = std::array::from_fn(|_| next());
             let unpacked = Q6KBlock::unpack(&block);
