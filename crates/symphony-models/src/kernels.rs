@@ -165,31 +165,16 @@ fn dot_q4_1_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f32; R] 
 /// 16 bytes of packed nibbles as 32 weights: low nibbles are elements 0..16, high 16..32.
 #[inline]
 fn unpack_nibbles(packed: &[u8; 16]) -> [u8; QK] {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
+    #[cfg(simd_avx2)]
     {
         // SAFETY: the target features are enabled at compile time; loads are unaligned.
         unsafe { simd::unpack_nibbles(packed) }
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
+    #[cfg(not(simd_avx2))]
     unpack_nibbles_scalar(packed)
 }
 
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(simd_avx2, allow(dead_code))]
 fn unpack_nibbles_scalar(packed: &[u8; 16]) -> [u8; QK] {
     std::array::from_fn(|e| {
         if e < QK / 2 {
@@ -398,11 +383,7 @@ impl Q4KBlock<'_> {
     /// [`Q4KBlock::pair_sums`] for two activation rows: the same integers.
     #[inline]
     fn pair_sums_two(&self, a: &BlockQ8K, b: &BlockQ8K) -> (PairSums, PairSums) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
+        #[cfg(simd_avx2)]
         {
             let scales = self.scales.map(|(sc, _)| sc);
             let mins = self.scales.map(|(_, m)| m as i16);
@@ -419,11 +400,7 @@ impl Q4KBlock<'_> {
             let row = |k: usize| std::array::from_fn(|p| (sums[4 * k + p], min_sums[4 * k + p]));
             (row(0), row(1))
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
+        #[cfg(not(simd_avx2))]
         (self.pair_sums(a), self.pair_sums(b))
     }
 }
@@ -432,31 +409,16 @@ impl Q4KBlock<'_> {
 /// exact integer sum of two scaled sub-block dot products.
 #[inline]
 fn scaled_nibble_dots(packed: &[u8; 32], lo: (&[i8; 32], i32), hi: (&[i8; 32], i32)) -> i32 {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
+    #[cfg(simd_avx2)]
     {
         // SAFETY: the target features are enabled at compile time; loads are unaligned.
         unsafe { simd::scaled_nibble_dots(packed, lo, hi) }
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
+    #[cfg(not(simd_avx2))]
     scaled_nibble_dots_scalar(packed, lo, hi)
 }
 
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(simd_avx2, allow(dead_code))]
 fn scaled_nibble_dots_scalar(
     packed: &[u8; 32],
     (x_lo, sc_lo): (&[i8; 32], i32),
@@ -526,21 +488,13 @@ impl Q6KBlock {
     #[inline(always)]
     fn unpack(block: &[u8]) -> Self {
         let scales = std::array::from_fn(|i| block[192 + i] as i8);
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
+        #[cfg(simd_avx2)]
         {
             // SAFETY: the target features are enabled at compile time; loads are unaligned.
             let quants = unsafe { simd::q6_k_unpack(block[..192].try_into().expect("192 bytes")) };
             Self { quants, scales }
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
+        #[cfg(not(simd_avx2))]
         Self {
             quants: q6_k_unpack_scalar(block),
             scales,
@@ -550,33 +504,18 @@ impl Q6KBlock {
     /// The eight integer lanes of ggml's x86 Q6_K dot product for one super-block.
     #[inline(always)]
     fn lane_sums(&self, xb: &BlockQ8K) -> [i32; 8] {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
+        #[cfg(simd_avx2)]
         // SAFETY: the target features are enabled at compile time; loads are unaligned.
         unsafe {
             simd::q6_k_lane_sums(&self.quants, &self.scales, &xb.qs, &xb.bsums)
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
+        #[cfg(not(simd_avx2))]
         self.lane_sums_scalar(xb)
     }
 }
 
 /// The 256 quants of a Q6_K super-block (0..64) in element order.
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(simd_avx2, allow(dead_code))]
 fn q6_k_unpack_scalar(block: &[u8]) -> [u8; QK_K] {
     let (ql, qh) = (&block[..128], &block[128..192]);
     // Each half of 128 holds four runs of 32; the offset of 32 is applied in
@@ -594,14 +533,7 @@ fn q6_k_unpack_scalar(block: &[u8]) -> [u8; QK_K] {
     q
 }
 
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(simd_avx2, allow(dead_code))]
 impl Q6KBlock {
     /// [`Q6KBlock::lane_sums`] one product at a time: the reference for the SIMD path.
     fn lane_sums_scalar(&self, xb: &BlockQ8K) -> [i32; 8] {
@@ -634,14 +566,7 @@ impl Q6KBlock {
 
 /// `lane[l] = Σ w[i]·x[i]` over `i` in `4l..4l+4`: the eight exact integer sums of 32
 /// unsigned by 32 signed bytes, one product at a time.
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(simd_avx2, allow(dead_code))]
 fn lane_dots_u8_i8_scalar(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
     std::array::from_fn(|l| (4 * l..4 * l + 4).map(|i| w[i] as i32 * x[i] as i32).sum())
 }
@@ -651,32 +576,17 @@ fn lane_dots_u8_i8_scalar(w: &[u8; 32], x: &[i8; 32]) -> [i32; 8] {
 struct Lanes([f32; 8]);
 
 // With the SIMD paths compiled in, the scalar methods only serve as the tests' reference.
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
+#[cfg_attr(simd_avx2, allow(dead_code))]
 impl Lanes {
     /// `lanes += scale · (Σ of each group of four w·x)`, w unsigned bytes, x signed.
     #[inline]
     fn fma_u8_i8(&mut self, scale: f32, w: &[u8; QK], x: &[i8; QK]) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
+        #[cfg(simd_avx2)]
         {
             // SAFETY: the target features are enabled at compile time; loads are unaligned.
             unsafe { simd::fma_u8_i8(&mut self.0, scale, w, x) }
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
+        #[cfg(not(simd_avx2))]
         self.fma_u8_i8_scalar(scale, w, x);
     }
 
@@ -688,42 +598,26 @@ impl Lanes {
     /// `lanes += scale · (Σ of each group of four w·x)` for signed bytes.
     #[inline]
     fn fma_i8_i8(&mut self, scale: f32, w: &[u8], x: &[i8; QK]) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
+        #[cfg(simd_avx2)]
         {
             // SAFETY: the target features are enabled at compile time; `w` holds 32 bytes.
             unsafe { simd::fma_i8_i8(&mut self.0, scale, w[..QK].try_into().expect("32 bytes"), x) }
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
+        #[cfg(not(simd_avx2))]
         self.fma_i8_i8_scalar(scale, w, x);
     }
 
     /// `lanes += scale · (Σ of each group of four w·x)` for one Q5_0 block's weights.
     #[inline]
     fn fma_q5_0(&mut self, scale: f32, block: &[u8], x: &[i8; QK]) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
+        #[cfg(simd_avx2)]
         {
             let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
             let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
             // SAFETY: the target features are enabled at compile time; loads are unaligned.
             unsafe { simd::fma_q5_0(&mut self.0, scale, qs, qh, x) }
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
+        #[cfg(not(simd_avx2))]
         self.fma_q5_0_scalar(scale, block, x);
     }
 
@@ -752,11 +646,7 @@ impl Lanes {
     }
 }
 
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
+#[cfg(simd_avx2)]
 mod simd {
     use std::arch::x86_64::*;
 
