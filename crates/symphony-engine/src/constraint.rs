@@ -71,6 +71,11 @@ struct Closers {
     ends: Vec<TokenId>,
     quotes: Vec<TokenId>,
     brackets: Vec<TokenId>,
+    /// The tokens that spell one printable ASCII character alone (but `"` and `\`): the
+    /// alphabet of [`Constraint::shortest_string_end`].
+    chars: Vec<TokenId>,
+    /// The token that spells `"` alone.
+    quote: Option<TokenId>,
 }
 
 impl fmt::Debug for GrammarCompiler {
@@ -95,6 +100,11 @@ impl GrammarCompiler {
                 b.first() == Some(&b'"') && b[1..].iter().all(|c| b"}]".contains(c))
             }),
             brackets: spelled(brackets_only),
+            chars: (b' '..=b'~')
+                .filter(|c| !b"\"\\".contains(c))
+                .filter_map(|c| trie.token_id(&[c]))
+                .collect(),
+            quote: trie.token_id(b"\""),
         };
         let env: TokEnv = Arc::new(vocab);
         let mut factory = ParserFactory::new_simple(&env)
@@ -130,6 +140,11 @@ impl GrammarCompiler {
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).trim().to_string()
 }
+
+/// How far [`Constraint::shortest_string_end`] looks, in characters, and how many nodes it
+/// may visit (each costs one matcher check per printable character).
+const STRING_END_DEPTH: usize = 24;
+const STRING_END_NODES: usize = 400;
 
 /// One sequence's constraint, advanced token by token by the [`crate::Decoder`].
 #[derive(Clone)]
@@ -243,6 +258,11 @@ impl Constraint {
                     allowed(&self.closers.brackets)
                 };
             }
+            if keep.is_empty() && self.json.in_string {
+                // A string that cannot end yet (an e-mail before its `@`, a date half
+                // written): take the first step of the shortest way to its end.
+                keep.extend(self.shortest_string_end(logits)?);
+            }
             if keep.is_empty() {
                 // Nothing closes here yet: go on greedily, which finishes a pattern or a
                 // required key far sooner than sampling from the tail.
@@ -257,6 +277,87 @@ impl Constraint {
             }
         }
         Ok(())
+    }
+
+    /// The first token of the shortest run of printable characters after which the JSON
+    /// string being written may end, or `None` when there is none within
+    /// [`STRING_END_DEPTH`] characters. A breadth-first search over single-character tokens,
+    /// each step checked by the matcher without advancing it; the first character is tried
+    /// in the model's order of preference (`logits`), so among the shortest ways the likeliest
+    /// is taken.
+    ///
+    /// To keep the search small, of the characters allowed after one node only those that
+    /// allow a different set of next characters are followed: in an e-mail's local part `a`,
+    /// `B` and `7` lead to the same place, `.` and `@` each somewhere else. Siblings that
+    /// allow the same next characters are the same state for any pattern whose states differ
+    /// in what they allow next; counting patterns (`[0-9]{3,4}`) stay exact because only
+    /// siblings, which have counted the same, are merged.
+    fn shortest_string_end(&mut self, logits: &[f32]) -> Result<Option<TokenId>> {
+        let closers = Arc::clone(&self.closers);
+        let (Some(quote), chars) = (closers.quote, &closers.chars) else {
+            return Ok(None);
+        };
+        // What may follow `path`: a bit per entry of `chars`, and whether `"` may.
+        let mut probe = Vec::with_capacity(STRING_END_DEPTH + 1);
+        let mut next = |matcher: &mut Matcher, path: &[TokenId]| -> Result<(u128, bool)> {
+            probe.clear();
+            probe.extend_from_slice(path);
+            probe.push(quote);
+            let fits = |matcher: &mut Matcher, probe: &[TokenId]| -> Result<bool> {
+                let n = matcher
+                    .validate_tokens(probe)
+                    .map_err(|e| Error::InvalidGrammar(first_line(&e.to_string())))?;
+                Ok(n == probe.len())
+            };
+            let ends = fits(matcher, &probe)?;
+            let mut allowed = 0u128;
+            for (i, &token) in chars.iter().enumerate() {
+                *probe.last_mut().unwrap() = token;
+                if fits(matcher, &probe)? {
+                    allowed |= 1 << i;
+                }
+            }
+            Ok((allowed, ends))
+        };
+        let (root, _) = next(&mut self.matcher, &[])?;
+        let mut first: Vec<usize> = (0..chars.len()).filter(|i| root >> i & 1 == 1).collect();
+        let score = |i: usize| {
+            logits
+                .get(chars[i] as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY)
+        };
+        first.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
+        let mut level: Vec<(Vec<TokenId>, u128)> = vec![(Vec::new(), root)];
+        let mut order = Some(first);
+        let mut expanded = 0;
+        for _ in 0..STRING_END_DEPTH {
+            let mut below = Vec::new();
+            for (path, allowed) in &level {
+                let candidates = order.take().unwrap_or_else(|| {
+                    (0..chars.len()).filter(|i| allowed >> i & 1 == 1).collect()
+                });
+                let mut seen = Vec::new();
+                for i in candidates {
+                    let mut child = path.clone();
+                    child.push(chars[i]);
+                    let (child_allowed, ends) = next(&mut self.matcher, &child)?;
+                    if ends {
+                        return Ok(child.first().copied());
+                    }
+                    expanded += 1;
+                    if child_allowed != 0 && !seen.contains(&child_allowed) {
+                        seen.push(child_allowed);
+                        below.push((child, child_allowed));
+                    }
+                    if expanded >= STRING_END_NODES {
+                        return Ok(None);
+                    }
+                }
+            }
+            level = below;
+        }
+        Ok(None)
     }
 
     /// Advances past a sampled token. `generated` holds every generated token including this

@@ -68,13 +68,6 @@ ASK = [
 TOOL_MODEL = "qwen2.5-coder:1.5b"
 
 
-# Where sampling at temperature 1.0 can run out of tokens before the output is complete:
-# SmolLM2 writes e-mail local parts that never reach the "@" the format needs, and no
-# closing strategy can end the string before it does (see docs/BENCHMARKS.md). Every output
-# that finishes still validates; only these may end with finish_reason "length".
-KNOWN_UNFINISHED = {("smollm2", "patterns_and_formats")}
-
-
 class Schemas(unittest.TestCase):
     def test_sampled_outputs_parse_and_validate(self):
         checker = jsonschema.FormatChecker()
@@ -82,8 +75,6 @@ class Schemas(unittest.TestCase):
             for schema in SCHEMAS:
                 for text, finish in sample(client, model, schema, SAMPLES, max_tokens=300)[0]:
                     with self.subTest(model=model, schema=schema["name"]):
-                        if finish == "length" and (model, schema["name"]) in KNOWN_UNFINISHED:
-                            continue
                         self.assertEqual(finish, "stop", text)
                         jsonschema.validate(json.loads(text), schema["schema"], format_checker=checker)
 
