@@ -13,6 +13,10 @@ pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
 /// How a reply that calls a tool starts (whitespace aside): the tag, or, as small models
 /// often write it instead, the call's JSON object alone or in a fenced code block.
 pub const TOOL_CALL_TRIGGERS: [&str; 3] = [TOOL_CALL_OPEN, "{\"name\"", "```json{\"name\""];
+/// A regex for any reply that does not open with a tool call: not a tag, not a bare object,
+/// and not a fenced one (small models asked not to call write the call in a code block
+/// instead). With tools in the prompt, it makes the model answer (`tool_choice: none`).
+pub const NO_TOOL_CALL: &str = r"\s*[^\s<{`][\s\S]*";
 
 /// The grammar of the calls a reply may make: each `{"name", "arguments"}` object is held to
 /// its function's parameter schema. `parallel` allows several calls in a row.

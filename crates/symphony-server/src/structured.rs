@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 use symphony_engine::tools::{
-    tool_call_grammar, tool_call_grammar_auto, tool_call_or_json_grammar, TOOL_CALL_TRIGGERS,
+    tool_call_grammar, tool_call_grammar_auto, tool_call_or_json_grammar, NO_TOOL_CALL,
+    TOOL_CALL_TRIGGERS,
 };
 use symphony_engine::{Constraint, Grammar};
 use symphony_types::ToolSpec;
@@ -34,10 +35,6 @@ pub struct Guided {
     guided_regex: Option<String>,
     guided_grammar: Option<String>,
 }
-
-/// Any reply that does not open with a tool call: not a tag, not a bare object, and not a
-/// fenced one (small models asked not to call write the call in a code block instead).
-const NO_CALL: &str = r"\s*[^\s<{`][\s\S]*";
 
 #[derive(Debug, Clone, PartialEq)]
 enum ToolChoice {
@@ -164,7 +161,7 @@ impl OutputRules {
             // The tools stay in the prompt (it is the same prompt as the turns before, so
             // its blocks come from the prefix cache) and the reply cannot start a call.
             ToolChoice::None if !tools.is_empty() => Self {
-                grammar: Some(format.unwrap_or_else(|| Grammar::Regex(NO_CALL.into()))),
+                grammar: Some(format.unwrap_or_else(|| Grammar::Regex(NO_TOOL_CALL.into()))),
                 param: format_param,
                 tools,
                 ..Self::default()

@@ -1,0 +1,48 @@
+//! Agents: a model that reasons, with tools that act.
+//!
+//! This crate holds the action side. A [`Tool`] has a name, a description and its arguments
+//! as a JSON Schema (the [`ToolSpec`](symphony_types::ToolSpec) chat templates and the
+//! engine's tool-call grammar take); a [`TypedTool`] derives that schema from a Rust type and
+//! receives its arguments parsed into it. A [`ToolRegistry`] holds an agent's tools, runs a
+//! call under a time limit and turns any failure into an observation the model reads, so a
+//! bad call is corrected on the next step instead of ending the run.
+//!
+//! Built-in tools ([`tools`]): an exact calculator, files confined to one workspace
+//! directory, and Python run in a sandbox (no network, limited time and memory).
+//!
+//! The reasoning side: a [`ChatModel`] gives one assistant turn at a time ([`EngineChat`]
+//! runs a local model, its calls held to the tools' schemas by constrained decoding), and
+//! [`react`] runs the ReAct loop over it with step limits, loop detection and approvals,
+//! reporting each [`Event`] as it happens.
+//!
+//! ```
+//! use symphony_agents::{tools::Calculator, ToolRegistry};
+//! let mut registry = ToolRegistry::new();
+//! registry.register(Calculator)?;
+//! let out = registry.call("calculator", serde_json::json!({"expression": "1/3 + 1/6"}));
+//! assert_eq!(out.unwrap(), "0.5");
+//! # Ok::<(), symphony_agents::Error>(())
+//! ```
+
+pub mod model;
+pub mod react;
+mod registry;
+mod tool;
+pub mod tools;
+
+pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
+pub use react::{react, AgentConfig, Ending, Event, RunOutcome};
+pub use registry::ToolRegistry;
+pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
+
+/// Errors in setting up tools and in running the model (not in calling tools: those are
+/// [`ToolError`]s, shown to the model).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("a tool named {0:?} is already registered")]
+    Duplicate(String),
+    #[error("{0:?} is not a valid tool name: use letters, digits, '_' and '-' (at most 64)")]
+    InvalidName(String),
+    #[error(transparent)]
+    Engine(#[from] symphony_engine::Error),
+}
