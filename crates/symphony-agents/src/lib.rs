@@ -27,12 +27,14 @@
 pub mod model;
 pub mod react;
 mod registry;
+pub mod spec;
 mod tool;
 pub mod tools;
 
 pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
 pub use react::{react, AgentConfig, Ending, Event, RunOutcome};
 pub use registry::ToolRegistry;
+pub use spec::{AgentSpec, LoopKind};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
 
 /// Errors in setting up tools and in running the model (not in calling tools: those are
@@ -43,6 +45,8 @@ pub enum Error {
     Duplicate(String),
     #[error("{0:?} is not a valid tool name: use letters, digits, '_' and '-' (at most 64)")]
     InvalidName(String),
+    #[error("invalid agent: {0}")]
+    InvalidAgent(String),
     #[error(transparent)]
     Engine(#[from] symphony_engine::Error),
 }

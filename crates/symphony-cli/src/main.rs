@@ -1,6 +1,7 @@
 //! The `symphony` command line: the only place where the store, the models and the engine
 //! are wired together.
 
+mod agent;
 mod commands;
 mod rag;
 
@@ -40,9 +41,30 @@ enum Command {
     /// Collections of your documents: ingest, search, and answer with citations.
     #[command(subcommand)]
     Rag(RagCommand),
+    /// Agents declared in YAML: a model, instructions and tools.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Manage the server's API keys (stored hashed in $SYMPHONY_HOME/keys.json) and sign JWTs.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Run an agent file on a task: its steps stream to stderr, the answer is printed last.
+    Run {
+        /// The agent's YAML file (name, model, instructions, tools, loop, max_steps, ...).
+        file: std::path::PathBuf,
+        task: String,
+        /// Every event as a JSON line on stdout, the answer event and a summary last.
+        #[arg(long)]
+        json: bool,
+        /// Approve every call of tools marked for approval without asking.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        threads: ThreadArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -519,6 +541,7 @@ fn main() {
         Command::Serve(args) => commands::serve(args),
         Command::Embed(args) => commands::embed(args),
         Command::Rag(cmd) => rag::rag(cmd),
+        Command::Agent(cmd) => agent::agent(cmd),
         Command::Keys(cmd) => commands::keys(cmd),
     };
     if let Err(err) = result {

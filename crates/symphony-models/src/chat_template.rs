@@ -35,7 +35,7 @@ impl ChatTemplate {
                 Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
             },
         );
-        env.add_template_owned(TEMPLATE_NAME, source.to_string())
+        env.add_template_owned(TEMPLATE_NAME, fix_known_quirks(source))
             .map_err(|e| Error::ChatTemplate(describe(&e)))?;
         Ok(Self {
             env,
@@ -133,6 +133,18 @@ fn describe(e: &minijinja::Error) -> String {
     out
 }
 
+/// Some Qwen2.5 GGUF files (Qwen2.5-Coder-1.5B-Instruct's among them) describe the tool-call
+/// format with doubled braces, `{{"name": <function-name>, ...}}`, a `str.format` escape left
+/// inside a Jinja string, where it renders as is; the model then copies the doubled braces
+/// and its call is not recognised. Rendered with single braces, as the calls themselves are
+/// written (`<tool_call>\n{"name": ...}`).
+fn fix_known_quirks(source: &str) -> String {
+    source.replace(
+        r#"{{\"name\": <function-name>, \"arguments\": <args-json-object>}}"#,
+        r#"{\"name\": <function-name>, \"arguments\": <args-json-object>}"#,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +161,16 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn doubled_braces_in_a_tool_call_example_render_single() {
+        let source = r#"{{- "<tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>" }}"#;
+        let t = ChatTemplate::new(source, "", "").unwrap();
+        assert_eq!(
+            t.render(&[ChatMessage::user("hi")], false).unwrap(),
+            "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+        );
     }
 
     #[test]

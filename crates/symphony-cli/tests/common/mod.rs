@@ -1,16 +1,23 @@
 //! What the CLI test binaries share.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
-/// The SmolLM2 file: `$SYMPHONY_TEST_SMOLLM2`, or the user's store (`symphony models fetch
-/// smollm2`, which scripts/test.sh runs).
+/// The SmolLM2 file: `$SYMPHONY_TEST_SMOLLM2`, or the user's store.
 pub fn smollm2() -> PathBuf {
     if let Some(path) = std::env::var_os("SYMPHONY_TEST_SMOLLM2") {
         return PathBuf::from(path);
     }
+    stored("smollm2")
+}
+
+/// The file of a model in the user's store (`symphony models fetch NAME`, which
+/// scripts/test.sh runs for the models the tests use).
+pub fn stored(name: &str) -> PathBuf {
     let store = symphony_store::Store::from_env().expect("a data directory for the store");
-    let manifest = store.get("smollm2").unwrap_or_else(|e| {
-        panic!("{e}\nrun `symphony models fetch smollm2` (scripts/test.sh does)")
+    let manifest = store.get(name).unwrap_or_else(|e| {
+        panic!("{e}\nrun `symphony models fetch {name}` (scripts/test.sh does)")
     });
     store.blob_path(&manifest)
 }

@@ -1,0 +1,263 @@
+//! Agents declared in YAML:
+//!
+//! ```yaml
+//! name: bookkeeper
+//! model: qwen2.5-coder:0.5b
+//! instructions: You keep the accounts. Use the calculator for every sum.
+//! tools: [calculator, read_file, list_files]
+//! workspace: books          # the file tools' directory, relative to this file
+//! loop: react               # react | plan | reflect
+//! max_steps: 8
+//! time_budget_secs: 120     # optional
+//! approval: [write_file]    # tools that wait for a person's yes
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use symphony_types::ToolSpec;
+
+use crate::react::{AgentConfig, DEFAULT_INSTRUCTIONS};
+use crate::tools::{Calculator, RunPython, Workspace};
+use crate::{Error, Tool, ToolError, ToolRegistry};
+
+/// The built-in tools an agent file can name.
+pub const BUILTIN_TOOLS: [&str; 5] = [
+    "calculator",
+    "read_file",
+    "list_files",
+    "write_file",
+    "run_python",
+];
+
+/// How an agent reasons.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopKind {
+    /// Think, call tools, read results, answer.
+    #[default]
+    React,
+    /// Plan steps with dependencies, run them, re-plan on failure.
+    Plan,
+    /// Draft, critique, revise.
+    Reflect,
+}
+
+/// One agent file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub name: String,
+    /// A store name or a model file.
+    pub model: String,
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default, rename = "loop")]
+    pub loop_kind: LoopKind,
+    #[serde(default = "default_max_steps")]
+    pub max_steps: usize,
+    #[serde(default)]
+    pub time_budget_secs: Option<u64>,
+    /// The file tools' directory; relative paths are taken from the agent file's directory.
+    #[serde(default)]
+    pub workspace: Option<PathBuf>,
+    /// Tools whose every call waits for approval.
+    #[serde(default)]
+    pub approval: Vec<String>,
+}
+
+fn default_max_steps() -> usize {
+    8
+}
+
+impl AgentSpec {
+    pub fn from_yaml(text: &str) -> Result<Self, Error> {
+        let spec: Self =
+            serde_yaml_ng::from_str(text).map_err(|e| Error::InvalidAgent(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads an agent file; a relative `workspace` is resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::InvalidAgent(format!("{}: {e}", path.display())))?;
+        let mut spec = Self::from_yaml(&text)
+            .map_err(|e| Error::InvalidAgent(format!("{}: {e}", path.display())))?;
+        if let Some(ws) = &spec.workspace {
+            if ws.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                spec.workspace = Some(base.join(ws));
+            }
+        }
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |m: String| Err(Error::InvalidAgent(m));
+        if self.name.trim().is_empty() {
+            return invalid("`name` is empty".into());
+        }
+        if self.max_steps == 0 {
+            return invalid("`max_steps` must be at least 1".into());
+        }
+        for tool in &self.tools {
+            if !BUILTIN_TOOLS.contains(&tool.as_str()) {
+                return invalid(format!(
+                    "unknown tool '{tool}'; the built-in tools are: {}",
+                    BUILTIN_TOOLS.join(", ")
+                ));
+            }
+        }
+        for tool in &self.approval {
+            if !self.tools.contains(tool) {
+                return invalid(format!(
+                    "`approval` names '{tool}', which is not in `tools`"
+                ));
+            }
+        }
+        let files = ["read_file", "list_files", "write_file"];
+        if self.workspace.is_none() && self.tools.iter().any(|t| files.contains(&t.as_str())) {
+            return invalid("the file tools need a `workspace` directory".into());
+        }
+        if self.loop_kind != LoopKind::React {
+            return invalid(format!(
+                "loop '{}' is not available yet; use react",
+                serde_json::to_value(self.loop_kind)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("?")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The loop's settings.
+    pub fn config(&self) -> AgentConfig {
+        AgentConfig {
+            instructions: self
+                .instructions
+                .clone()
+                .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into()),
+            max_steps: self.max_steps,
+            time_budget: self.time_budget_secs.map(Duration::from_secs),
+        }
+    }
+
+    /// The agent's tools, built; those under `approval` are marked so.
+    pub fn registry(&self) -> Result<ToolRegistry, Error> {
+        let workspace =
+            match &self.workspace {
+                Some(dir) => Some(Workspace::new(dir).map_err(|e| {
+                    Error::InvalidAgent(format!("workspace {}: {e}", dir.display()))
+                })?),
+                None => None,
+            };
+        let mut registry = ToolRegistry::new();
+        for name in &self.tools {
+            let tool: Arc<dyn Tool> = match (name.as_str(), &workspace) {
+                ("calculator", _) => Arc::new(Calculator),
+                ("run_python", _) => Arc::new(RunPython::default()),
+                ("read_file", Some(ws)) => Arc::new(ws.tools().0),
+                ("list_files", Some(ws)) => Arc::new(ws.tools().1),
+                ("write_file", Some(ws)) => Arc::new(ws.tools().2),
+                _ => unreachable!("validated: {name}"),
+            };
+            let tool = if self.approval.contains(name) {
+                Arc::new(Approved(tool))
+            } else {
+                tool
+            };
+            registry.register_shared(tool)?;
+        }
+        Ok(registry)
+    }
+}
+
+/// A tool whose calls wait for approval, whatever the tool itself says.
+struct Approved(Arc<dyn Tool>);
+
+impl Tool for Approved {
+    fn spec(&self) -> ToolSpec {
+        self.0.spec()
+    }
+
+    fn call(&self, arguments: Value) -> Result<String, ToolError> {
+        self.0.call(arguments)
+    }
+
+    fn needs_approval(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_file_gives_its_tools_and_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.yaml");
+        std::fs::write(
+            &file,
+            "name: clerk\nmodel: qwen2.5-coder:0.5b\ninstructions: Be brief.\n\
+             tools: [calculator, read_file, write_file]\nworkspace: files\nloop: react\n\
+             max_steps: 5\ntime_budget_secs: 60\napproval: [write_file]\n",
+        )
+        .unwrap();
+        let spec = AgentSpec::load(&file).unwrap();
+        assert_eq!(
+            spec.workspace.as_deref(),
+            Some(dir.path().join("files").as_path())
+        );
+        let config = spec.config();
+        assert_eq!(
+            (config.instructions.as_str(), config.max_steps),
+            ("Be brief.", 5)
+        );
+        assert_eq!(config.time_budget, Some(Duration::from_secs(60)));
+        let tools = spec.registry().unwrap();
+        assert_eq!(
+            tools.names().collect::<Vec<_>>(),
+            ["calculator", "read_file", "write_file"]
+        );
+        assert!(tools.get("write_file").unwrap().needs_approval());
+        assert!(!tools.get("read_file").unwrap().needs_approval());
+        assert!(dir.path().join("files").is_dir());
+    }
+
+    #[test]
+    fn mistakes_in_an_agent_file_are_named() {
+        let cases = [
+            (
+                "name: a\nmodel: m\ntools: [browser]\n",
+                "unknown tool 'browser'",
+            ),
+            (
+                "name: a\nmodel: m\ntools: [read_file]\n",
+                "need a `workspace`",
+            ),
+            (
+                "name: a\nmodel: m\napproval: [calculator]\n",
+                "not in `tools`",
+            ),
+            (
+                "name: a\nmodel: m\nloop: plan\n",
+                "loop 'plan' is not available yet",
+            ),
+            ("name: a\nmodel: m\nsteps: 3\n", "unknown field `steps`"),
+            ("name: a\n", "missing field `model`"),
+            ("name: a\nmodel: m\nmax_steps: 0\n", "at least 1"),
+        ];
+        for (yaml, expected) in cases {
+            let e = AgentSpec::from_yaml(yaml).unwrap_err().to_string();
+            assert!(e.contains(expected), "{yaml:?}: {e}");
+        }
+    }
+}
