@@ -27,13 +27,15 @@
 pub mod model;
 pub mod react;
 mod registry;
+pub mod runs;
 pub mod spec;
 mod tool;
 pub mod tools;
 
 pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
-pub use react::{react, AgentConfig, Ending, Event, RunOutcome};
+pub use react::{react, run_react, AgentConfig, Checkpoint, Ending, Event, RunOutcome, RunState};
 pub use registry::ToolRegistry;
+pub use runs::{RunStore, RunSummary, StoredRun};
 pub use spec::{AgentSpec, LoopKind};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
 
@@ -47,6 +49,8 @@ pub enum Error {
     InvalidName(String),
     #[error("invalid agent: {0}")]
     InvalidAgent(String),
+    #[error("agent runs: {0}")]
+    Runs(String),
     #[error(transparent)]
     Engine(#[from] symphony_engine::Error),
 }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use symphony_types::{ChatMessage, Role, ToolCall};
 
@@ -73,7 +73,7 @@ pub enum Event {
 }
 
 /// Why a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ending {
     Answered,
@@ -94,10 +94,114 @@ pub struct RunOutcome {
     pub messages: Vec<ChatMessage>,
 }
 
+/// Where a run stands: the conversation and a few counters. Everything else (which calls
+/// were made, with what result) is read from the conversation, so a run checkpointed as its
+/// messages plus this small state resumes exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub task: String,
+    pub messages: Vec<ChatMessage>,
+    /// Model turns taken.
+    pub step: usize,
+    /// The next turn must answer (a guard stepped in).
+    pub must_answer: bool,
+    /// The request to answer has been added to the conversation.
+    pub answer_asked: bool,
+    pub tool_calls: usize,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Set when the run has ended.
+    pub ending: Option<Ending>,
+}
+
+impl RunState {
+    pub fn new(config: &AgentConfig, task: &str) -> Self {
+        Self {
+            task: task.to_string(),
+            messages: vec![
+                ChatMessage::system(config.instructions.clone()),
+                ChatMessage::user(task),
+            ],
+            step: 0,
+            must_answer: false,
+            answer_asked: false,
+            tool_calls: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            ending: None,
+        }
+    }
+
+    fn outcome(&self) -> RunOutcome {
+        let answer = match self.messages.last() {
+            Some(m) if self.ending.is_some() && m.role == Role::Assistant => m.content.clone(),
+            _ => String::new(),
+        };
+        RunOutcome {
+            answer,
+            ending: self.ending.unwrap_or(Ending::StepLimit),
+            steps: self.step,
+            tool_calls: self.tool_calls,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            messages: self.messages.clone(),
+        }
+    }
+
+    /// The calls of the last assistant turn that have no result yet (a run stopped between
+    /// a turn and its tools' results).
+    fn pending_calls(&self) -> Vec<ToolCall> {
+        let Some(i) = self
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant)
+        else {
+            return Vec::new();
+        };
+        let answered: Vec<&str> = self.messages[i + 1..]
+            .iter()
+            .filter_map(|m| m.tool_call_id.as_deref())
+            .collect();
+        self.messages[i]
+            .tool_calls
+            .iter()
+            .filter(|c| !answered.contains(&c.id.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// The result of an earlier call with the same name and arguments, if any.
+    fn earlier_result(&self, call: &ToolCall) -> Option<String> {
+        let earlier =
+            self.messages.iter().flat_map(|m| &m.tool_calls).find(|c| {
+                c.id != call.id && c.name == call.name && c.arguments == call.arguments
+            })?;
+        self.messages
+            .iter()
+            .find(|m| m.tool_call_id.as_deref() == Some(earlier.id.as_str()))
+            .map(|m| m.content.clone())
+    }
+}
+
+/// Saves a run as it goes: called after every change with the messages added since the last
+/// call, so a store appends them (deltas) and rewrites only the small state.
+pub trait Checkpoint {
+    fn save(&mut self, state: &RunState, new_messages: &[ChatMessage]) -> Result<(), crate::Error>;
+}
+
+/// No saving: the run lives in memory only.
+pub struct InMemory;
+
+impl Checkpoint for InMemory {
+    fn save(&mut self, _: &RunState, _: &[ChatMessage]) -> Result<(), crate::Error> {
+        Ok(())
+    }
+}
+
 /// Asked before a tool marked as needing approval runs; `false` denies the call.
 pub type Approver<'a> = dyn FnMut(&str, &Value) -> bool + 'a;
 
-/// Runs `task` to an answer.
+/// Runs `task` to an answer, in memory.
 pub fn react(
     model: &mut dyn ChatModel,
     tools: &ToolRegistry,
@@ -106,29 +210,56 @@ pub fn react(
     approve: &mut Approver<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<RunOutcome, crate::Error> {
+    let mut state = RunState::new(config, task);
+    run_react(
+        model,
+        tools,
+        config,
+        &mut state,
+        approve,
+        on_event,
+        &mut InMemory,
+    )
+}
+
+/// Runs (or resumes) the loop from `state`, checkpointing after each model turn and each
+/// tool result: a run stopped at any point resumes without repeating a turn or a finished
+/// call (calls that had not finished are run on resuming).
+pub fn run_react(
+    model: &mut dyn ChatModel,
+    tools: &ToolRegistry,
+    config: &AgentConfig,
+    state: &mut RunState,
+    approve: &mut Approver<'_>,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<RunOutcome, crate::Error> {
     let started = Instant::now();
     let specs = tools.specs();
-    let mut messages = vec![
-        ChatMessage::system(config.instructions.clone()),
-        ChatMessage::user(task),
-    ];
-    let mut done_calls: Vec<(String, String)> = Vec::new();
-    let mut must_answer = false;
-    let mut answer_asked = false;
-    let mut outcome = RunOutcome {
-        answer: String::new(),
-        ending: Ending::StepLimit,
-        steps: 0,
-        tool_calls: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        messages: Vec::new(),
-    };
     let max_steps = config.max_steps.max(1);
-    for step in 1..=max_steps {
+    if state.step == 0 {
+        checkpoint.save(state, &state.messages.clone())?;
+    }
+    loop {
+        if state.ending.is_some() {
+            return Ok(state.outcome());
+        }
+        let pending = state.pending_calls();
+        if !pending.is_empty() {
+            run_calls(tools, state, pending, approve, on_event, checkpoint)?;
+            continue;
+        }
+        if state.step >= max_steps {
+            // Only reached by a state saved by an older, larger limit.
+            state.ending = Some(Ending::StepLimit);
+            checkpoint.save(state, &[])?;
+            continue;
+        }
+        let step = state.step + 1;
         let out_of_time = config.time_budget.is_some_and(|b| started.elapsed() >= b);
-        if (step == max_steps || out_of_time) && !must_answer {
-            must_answer = true;
+        let mut added = Vec::new();
+        if (step == max_steps || out_of_time) && !state.must_answer {
+            state.must_answer = true;
             let why = if out_of_time {
                 "time budget spent"
             } else {
@@ -139,117 +270,126 @@ pub fn react(
                 text: format!("{why}: the model must answer now"),
             });
         }
-        let mode = if must_answer {
-            if !answer_asked {
-                // Small models answer a direct request far more reliably than they stop
-                // calling on their own; the request stays in the transcript.
-                messages.push(ChatMessage::user(format!(
-                    "Using the results above, answer my question now, without calling \
-                     tools: {task}"
-                )));
-                answer_asked = true;
-            }
+        if state.must_answer && !state.answer_asked {
+            // Small models answer a direct request far more reliably than they stop
+            // calling on their own; the request stays in the transcript.
+            added.push(ChatMessage::user(format!(
+                "Using the results above, answer my question now, without calling tools: {}",
+                state.task
+            )));
+            state.answer_asked = true;
+        }
+        let mode = if state.must_answer {
             CallMode::Answer
         } else {
             CallMode::Auto
         };
-        let turn = model.turn(&messages, &specs, mode)?;
-        outcome.steps = step;
-        outcome.prompt_tokens += turn.prompt_tokens;
-        outcome.completion_tokens += turn.completion_tokens;
+        let mut context = state.messages.clone();
+        context.extend(added.iter().cloned());
+        let turn = model.turn(&context, &specs, mode)?;
+        state.step = step;
+        state.prompt_tokens += turn.prompt_tokens;
+        state.completion_tokens += turn.completion_tokens;
+        let mut events = Vec::new();
         if turn.calls.is_empty() {
-            outcome.answer = turn.content.clone();
-            outcome.ending = if turn.content.is_empty() && must_answer {
+            state.ending = Some(if turn.content.is_empty() && state.must_answer {
                 Ending::StepLimit
             } else {
                 Ending::Answered
-            };
-            on_event(&Event::Answer {
+            });
+            events.push(Event::Answer {
                 step,
                 text: turn.content.clone(),
             });
-            messages.push(ChatMessage::assistant(turn.content));
-            break;
-        }
-        if !turn.content.is_empty() {
-            on_event(&Event::Thought {
-                step,
-                text: turn.content.clone(),
-            });
-        }
-        let calls: Vec<ToolCall> = turn
-            .calls
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, arguments))| ToolCall {
-                id: format!("call_{step}_{i}"),
-                name,
-                arguments,
-            })
-            .collect();
-        let mut assistant = ChatMessage::assistant(turn.content);
-        assistant.tool_calls = calls.clone();
-        messages.push(assistant);
-        for call in calls {
-            on_event(&Event::ToolCall {
-                step,
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            });
-            let key = (call.name.clone(), call.arguments.to_string());
-            let (output, error) = if let Some(i) = done_calls.iter().position(|k| *k == key) {
-                // The same call again: its answer is in the conversation already.
-                must_answer = true;
-                let earlier = tool_output(&messages, i);
-                on_event(&Event::Notice {
+            added.push(ChatMessage::assistant(turn.content));
+        } else {
+            if !turn.content.is_empty() {
+                events.push(Event::Thought {
                     step,
-                    text: format!("repeated call to {}: not run again", call.name),
+                    text: turn.content.clone(),
                 });
-                (
-                    format!(
-                        "This exact call was already made; its result was: {earlier}\n\
-                         Use that result to answer the user now."
-                    ),
-                    false,
-                )
-            } else if tools.get(&call.name).is_some_and(|t| t.needs_approval())
-                && !approve(&call.name, &call.arguments)
-            {
-                ("Error: a person denied this call.".to_string(), true)
-            } else {
-                outcome.tool_calls += 1;
-                match tools.call(&call.name, call.arguments.clone()) {
-                    Ok(text) => (text, false),
-                    Err(e) => (format!("Error: {e}"), true),
-                }
-            };
-            done_calls.push(key);
-            on_event(&Event::ToolResult {
-                step,
-                id: call.id.clone(),
-                name: call.name.clone(),
-                output: output.clone(),
-                error,
-            });
-            let mut result = ChatMessage::new(Role::Tool, output);
-            result.tool_call_id = Some(call.id);
-            result.name = Some(call.name);
-            messages.push(result);
+            }
+            let mut assistant = ChatMessage::assistant(turn.content);
+            assistant.tool_calls = turn
+                .calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, arguments))| ToolCall {
+                    id: format!("call_{step}_{i}"),
+                    name,
+                    arguments,
+                })
+                .collect();
+            for call in &assistant.tool_calls {
+                events.push(Event::ToolCall {
+                    step,
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+            }
+            added.push(assistant);
+        }
+        state.messages.extend(added.iter().cloned());
+        // Saved before it is reported: whatever a reader has seen survives a crash.
+        checkpoint.save(state, &added)?;
+        for e in &events {
+            on_event(e);
         }
     }
-    outcome.messages = messages;
-    Ok(outcome)
 }
 
-/// The output of the `i`-th call of the run, read back from its `tool` message.
-fn tool_output(messages: &[ChatMessage], i: usize) -> String {
-    messages
-        .iter()
-        .filter(|m| m.role == Role::Tool)
-        .nth(i)
-        .map(|m| m.content.clone())
-        .unwrap_or_default()
+/// Runs the calls of the last turn, one checkpoint per result.
+fn run_calls(
+    tools: &ToolRegistry,
+    state: &mut RunState,
+    calls: Vec<ToolCall>,
+    approve: &mut Approver<'_>,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<(), crate::Error> {
+    let step = state.step;
+    for call in calls {
+        let (output, error) = if let Some(earlier) = state.earlier_result(&call) {
+            // The same call again: its answer is in the conversation already.
+            state.must_answer = true;
+            on_event(&Event::Notice {
+                step,
+                text: format!("repeated call to {}: not run again", call.name),
+            });
+            (
+                format!(
+                    "This exact call was already made; its result was: {earlier}\n\
+                     Use that result to answer the user now."
+                ),
+                false,
+            )
+        } else if tools.get(&call.name).is_some_and(|t| t.needs_approval())
+            && !approve(&call.name, &call.arguments)
+        {
+            ("Error: a person denied this call.".to_string(), true)
+        } else {
+            state.tool_calls += 1;
+            match tools.call(&call.name, call.arguments.clone()) {
+                Ok(text) => (text, false),
+                Err(e) => (format!("Error: {e}"), true),
+            }
+        };
+        let mut result = ChatMessage::new(Role::Tool, output.clone());
+        result.tool_call_id = Some(call.id.clone());
+        result.name = Some(call.name.clone());
+        state.messages.push(result.clone());
+        // Saved before it is reported: whatever a reader has seen survives a crash.
+        checkpoint.save(state, &[result])?;
+        on_event(&Event::ToolResult {
+            step,
+            id: call.id,
+            name: call.name,
+            output,
+            error,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,19 @@
-//! `symphony agent ...`: agents declared in YAML, run in the terminal.
+//! `symphony agent ...`: agents declared in YAML, run in the terminal, their runs kept in
+//! `$SYMPHONY_HOME/agents/runs.sqlite` so a stopped run can be resumed.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result};
-use symphony_agents::{react, AgentSpec, Ending, EngineChat, Event};
+use symphony_agents::{run_react, AgentSpec, Ending, EngineChat, Event, RunState, RunStore};
+use symphony_store::Store;
 
 use crate::commands::{init_threads, open_model};
-use crate::{AgentCommand, LoadArgs};
+use crate::{AgentCommand, LoadArgs, ThreadArgs};
+
+fn run_store() -> Result<RunStore> {
+    let path = Store::from_env()?.home().join("agents").join("runs.sqlite");
+    Ok(RunStore::open(&path)?)
+}
 
 pub fn agent(cmd: AgentCommand) -> Result<()> {
     match cmd {
@@ -18,84 +25,168 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             threads,
         } => {
             let spec = AgentSpec::load(&file)?;
-            let tools = spec.registry()?;
-            init_threads(&threads)?;
-            let model = open_model(&spec.model, None, &LoadArgs::default())?;
-            let mut chat = EngineChat::new(&model)?;
-            let mut approve = |name: &str, arguments: &serde_json::Value| -> bool {
-                if yes {
-                    return true;
-                }
-                if !std::io::stdin().is_terminal() {
-                    eprintln!(
-                        "denied {name} {arguments}: it needs approval (run with --yes to allow)"
-                    );
-                    return false;
-                }
-                eprint!("allow {name} {arguments}? [y/N] ");
-                let _ = std::io::stderr().flush();
-                let mut line = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut line);
-                matches!(line.trim(), "y" | "Y" | "yes")
-            };
-            let mut stdout = std::io::stdout().lock();
-            let mut show = |e: &Event| {
-                if json {
-                    let _ = writeln!(stdout, "{}", serde_json::to_string(e).unwrap_or_default());
-                    return;
-                }
-                // The answer goes to stdout last; the steps before it to stderr.
-                match e {
-                    Event::Thought { step, text } => eprintln!("[{step}] thought: {text}"),
-                    Event::ToolCall {
-                        step,
-                        name,
-                        arguments,
-                        ..
-                    } => eprintln!("[{step}] call {name} {arguments}"),
-                    Event::ToolResult {
-                        step,
-                        output,
-                        error,
-                        ..
-                    } => {
-                        let tag = if *error { "error" } else { "result" };
-                        eprintln!(
-                            "[{step}] {tag}: {}",
-                            output.trim_end().replace('\n', "\n    ")
-                        );
-                    }
-                    Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
-                    Event::Answer { .. } => {}
-                }
-            };
-            let outcome = react(
-                &mut chat,
-                &tools,
-                &spec.config(),
-                &task,
-                &mut approve,
-                &mut show,
-            )
-            .with_context(|| format!("running agent '{}'", spec.name))?;
-            if json {
-                let summary = serde_json::json!({
-                    "type": "summary",
-                    "agent": spec.name,
-                    "ending": outcome.ending,
-                    "steps": outcome.steps,
-                    "tool_calls": outcome.tool_calls,
-                    "prompt_tokens": outcome.prompt_tokens,
-                    "completion_tokens": outcome.completion_tokens,
-                });
-                println!("{summary}");
-            } else {
-                println!("{}", outcome.answer);
+            let state = RunState::new(&spec.config(), &task);
+            let mut store = run_store()?;
+            let id = store.create(&spec, &state)?;
+            drive(&mut store, &id, spec, state, json, yes, &threads)
+        }
+        AgentCommand::Resume {
+            run,
+            json,
+            yes,
+            threads,
+        } => {
+            let mut store = run_store()?;
+            let stored = store.load(&run)?;
+            if let Some(ending) = stored.state.ending {
+                anyhow::bail!("run {run} has already ended ({ending:?}); nothing to resume");
             }
-            if outcome.ending != Ending::Answered {
-                anyhow::bail!("the agent stopped without an answer ({:?})", outcome.ending);
+            drive(
+                &mut store,
+                &run,
+                stored.spec,
+                stored.state,
+                json,
+                yes,
+                &threads,
+            )
+        }
+        AgentCommand::Ls { json } => {
+            let runs = run_store()?.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                for r in runs {
+                    println!(
+                        "{}  {:<10} {:>2} steps  {:<12} {}",
+                        r.id, r.status, r.steps, r.agent, r.task
+                    );
+                }
+            }
+            Ok(())
+        }
+        AgentCommand::Show { run, json } => {
+            let stored = run_store()?.load(&run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stored.state)?);
+                return Ok(());
+            }
+            println!(
+                "run {} of agent {} ({} steps)",
+                stored.id, stored.spec.name, stored.state.step
+            );
+            for m in &stored.state.messages {
+                let role = m.role.as_str();
+                for c in &m.tool_calls {
+                    println!("{role}: call {} {}", c.name, c.arguments);
+                }
+                if !m.content.is_empty() {
+                    println!("{role}: {}", m.content.trim_end());
+                }
             }
             Ok(())
         }
     }
+}
+
+/// Runs the loop for run `id` from `state`, checkpointing into the store.
+fn drive(
+    store: &mut RunStore,
+    id: &str,
+    spec: AgentSpec,
+    mut state: RunState,
+    json: bool,
+    yes: bool,
+    threads: &ThreadArgs,
+) -> Result<()> {
+    let tools = spec.registry()?;
+    init_threads(threads)?;
+    let model = open_model(&spec.model, None, &LoadArgs::default())?;
+    let mut chat = EngineChat::new(&model)?;
+    let mut approve = |name: &str, arguments: &serde_json::Value| -> bool {
+        if yes {
+            return true;
+        }
+        if !std::io::stdin().is_terminal() {
+            eprintln!("denied {name} {arguments}: it needs approval (run with --yes to allow)");
+            return false;
+        }
+        eprint!("allow {name} {arguments}? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        matches!(line.trim(), "y" | "Y" | "yes")
+    };
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({"type": "run", "id": id, "agent": spec.name})
+        )?;
+        stdout.flush()?;
+    } else {
+        eprintln!("run {id} (resume it with `symphony agent resume {id}` if it stops)");
+    }
+    let mut show = |e: &Event| {
+        if json {
+            let _ = writeln!(stdout, "{}", serde_json::to_string(e).unwrap_or_default());
+            // Line by line, so that a reader sees each step as it happens.
+            let _ = stdout.flush();
+            return;
+        }
+        // The answer goes to stdout last; the steps before it to stderr.
+        match e {
+            Event::Thought { step, text } => eprintln!("[{step}] thought: {text}"),
+            Event::ToolCall {
+                step,
+                name,
+                arguments,
+                ..
+            } => eprintln!("[{step}] call {name} {arguments}"),
+            Event::ToolResult {
+                step,
+                output,
+                error,
+                ..
+            } => {
+                let tag = if *error { "error" } else { "result" };
+                eprintln!(
+                    "[{step}] {tag}: {}",
+                    output.trim_end().replace('\n', "\n    ")
+                );
+            }
+            Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
+            Event::Answer { .. } => {}
+        }
+    };
+    let outcome = run_react(
+        &mut chat,
+        &tools,
+        &spec.config(),
+        &mut state,
+        &mut approve,
+        &mut show,
+        &mut store.checkpoint(id),
+    )
+    .with_context(|| format!("running agent '{}'", spec.name))?;
+    if json {
+        let summary = serde_json::json!({
+            "type": "summary",
+            "id": id,
+            "agent": spec.name,
+            "ending": outcome.ending,
+            "steps": outcome.steps,
+            "tool_calls": outcome.tool_calls,
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+        });
+        println!("{summary}");
+    } else {
+        println!("{}", outcome.answer);
+    }
+    if outcome.ending != Ending::Answered {
+        anyhow::bail!("the agent stopped without an answer ({:?})", outcome.ending);
+    }
+    Ok(())
 }

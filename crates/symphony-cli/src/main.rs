@@ -52,6 +52,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// Run an agent file on a task: its steps stream to stderr, the answer is printed last.
+    /// Every step is checkpointed, so a stopped run can be resumed.
     Run {
         /// The agent's YAML file (name, model, instructions, tools, loop, max_steps, ...).
         file: std::path::PathBuf,
@@ -64,6 +65,27 @@ enum AgentCommand {
         yes: bool,
         #[command(flatten)]
         threads: ThreadArgs,
+    },
+    /// Continue a run that stopped (killed, crashed, interrupted) from its last checkpoint.
+    Resume {
+        run: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        threads: ThreadArgs,
+    },
+    /// The runs, newest first, with their status (running ones stopped mid-way can resume).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's conversation: messages, tool calls and results.
+    Show {
+        run: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -39,10 +39,14 @@ fn an_agent_file_runs_to_an_answer_with_its_events_as_json() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let events: Vec<serde_json::Value> = stdout
+    let mut events: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    // First the run's id, under which it is stored and can be resumed.
+    let run = events.remove(0);
+    assert_eq!(run["type"], "run", "{stdout}");
+    assert!(run["id"].as_str().unwrap().starts_with("run_"));
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds[0], "tool_call", "{stdout}");
     assert_eq!(events[0]["name"], "calculator");
@@ -74,4 +78,131 @@ fn a_bad_agent_file_is_refused_with_the_reason() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("unknown tool 'browser'"), "{stderr}");
     assert!(stderr.contains("calculator, read_file"), "{stderr}");
+}
+
+/// A run killed (SIGKILL) right after its first tool result resumes from its checkpoint:
+/// the finished call is not run again, no turn is lost or repeated, and it answers.
+#[test]
+fn a_killed_run_resumes_without_losing_or_repeating_a_step() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(dir.path().join("office/notes")).unwrap();
+    std::fs::write(
+        dir.path().join("office/notes/wifi.txt"),
+        "Office wifi\nnetwork: symphony-guest\npassword: tulip-4721\n",
+    )
+    .unwrap();
+    let file = dir.path().join("clerk.yaml");
+    let model = common::stored("qwen2.5-coder:0.5b");
+    std::fs::write(
+        &file,
+        format!(
+            "name: clerk\nmodel: {}\ntools: [read_file, list_files]\nworkspace: office\nmax_steps: 6\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let task = "What is the office wifi password? It is written in notes/wifi.txt.";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["agent", "run", file.to_str().unwrap(), task, "--json"])
+        .env("SYMPHONY_HOME", &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = String::new();
+    let mut before = Vec::new();
+    for line in lines.by_ref() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["type"] == "run" {
+            id = event["id"].as_str().unwrap().to_string();
+        }
+        let done = event["type"] == "tool_result";
+        before.push(event);
+        if done {
+            break;
+        }
+    }
+    // SIGKILL: no chance to clean up, as in a crash.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(id.starts_with("run_"), "{before:?}");
+    assert_eq!(
+        before.last().unwrap()["output"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .last(),
+        Some("password: tulip-4721")
+    );
+
+    let ls = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["agent", "ls", "--json"])
+        .env("SYMPHONY_HOME", &home)
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(runs[0]["id"], id.as_str());
+    assert_eq!(runs[0]["status"], "running");
+    assert_eq!(runs[0]["steps"], 1);
+
+    let o = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["agent", "resume", &id, "--json"])
+        .env("SYMPHONY_HOME", &home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The resumed run starts at step 2: step 1 and its result are not redone.
+    let first_step = after.iter().find_map(|e| e["step"].as_u64()).unwrap();
+    assert_eq!(first_step, 2, "{stdout}");
+    let summary = after.last().unwrap();
+    assert_eq!(summary["ending"], "answered");
+    assert_eq!(
+        summary["tool_calls"], 1,
+        "read_file ran once in all: {stdout}"
+    );
+    let answer = &after[after.len() - 2];
+    assert!(
+        answer["text"].as_str().unwrap().contains("tulip-4721"),
+        "{stdout}"
+    );
+
+    let show = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["agent", "show", &id, "--json"])
+        .env("SYMPHONY_HOME", &home)
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let messages = state["messages"].as_array().unwrap();
+    let call_ids: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| m["tool_calls"].as_array().into_iter().flatten())
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let mut unique = call_ids.clone();
+    unique.dedup();
+    assert_eq!(call_ids, unique, "a turn was repeated: {call_ids:?}");
+    let results: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["tool_call_id"].as_str())
+        .collect();
+    assert_eq!(
+        results.len(),
+        call_ids.len(),
+        "every call has exactly one result"
+    );
+    assert_eq!(state["step"], summary["steps"]);
 }
