@@ -183,17 +183,17 @@ impl RunState {
     }
 }
 
-/// Saves a run as it goes: called after every change with the messages added since the last
-/// call, so a store appends them (deltas) and rewrites only the small state.
+/// Saves a run as it goes: called after every change. A conversation only grows, so a store
+/// appends the messages past those it holds (deltas) and rewrites only the small state.
 pub trait Checkpoint {
-    fn save(&mut self, state: &RunState, new_messages: &[ChatMessage]) -> Result<(), crate::Error>;
+    fn save(&mut self, state: &RunState) -> Result<(), crate::Error>;
 }
 
 /// No saving: the run lives in memory only.
 pub struct InMemory;
 
 impl Checkpoint for InMemory {
-    fn save(&mut self, _: &RunState, _: &[ChatMessage]) -> Result<(), crate::Error> {
+    fn save(&mut self, _: &RunState) -> Result<(), crate::Error> {
         Ok(())
     }
 }
@@ -238,7 +238,7 @@ pub fn run_react(
     let specs = tools.specs();
     let max_steps = config.max_steps.max(1);
     if state.step == 0 {
-        checkpoint.save(state, &state.messages.clone())?;
+        checkpoint.save(state)?;
     }
     loop {
         if state.ending.is_some() {
@@ -252,7 +252,7 @@ pub fn run_react(
         if state.step >= max_steps {
             // Only reached by a state saved by an older, larger limit.
             state.ending = Some(Ending::StepLimit);
-            checkpoint.save(state, &[])?;
+            checkpoint.save(state)?;
             continue;
         }
         let step = state.step + 1;
@@ -330,9 +330,9 @@ pub fn run_react(
             }
             added.push(assistant);
         }
-        state.messages.extend(added.iter().cloned());
+        state.messages.extend(added);
         // Saved before it is reported: whatever a reader has seen survives a crash.
-        checkpoint.save(state, &added)?;
+        checkpoint.save(state)?;
         for e in &events {
             on_event(e);
         }
@@ -378,9 +378,9 @@ fn run_calls(
         let mut result = ChatMessage::new(Role::Tool, output.clone());
         result.tool_call_id = Some(call.id.clone());
         result.name = Some(call.name.clone());
-        state.messages.push(result.clone());
+        state.messages.push(result);
         // Saved before it is reported: whatever a reader has seen survives a crash.
-        checkpoint.save(state, &[result])?;
+        checkpoint.save(state)?;
         on_event(&Event::ToolResult {
             step,
             id: call.id,

@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use symphony_types::ChatMessage;
 
 use crate::react::{Checkpoint, RunState};
 use crate::spec::AgentSpec;
@@ -225,7 +224,7 @@ pub struct RunCheckpoint<'a> {
 }
 
 impl Checkpoint for RunCheckpoint<'_> {
-    fn save(&mut self, state: &RunState, _new_messages: &[ChatMessage]) -> Result<(), Error> {
+    fn save(&mut self, state: &RunState) -> Result<(), Error> {
         self.store.save(self.id, state)
     }
 }
@@ -234,6 +233,7 @@ impl Checkpoint for RunCheckpoint<'_> {
 mod tests {
     use super::*;
     use crate::react::{AgentConfig, RunState};
+    use symphony_types::ChatMessage;
 
     #[test]
     fn checkpoints_append_messages_and_a_run_loads_back_whole() {
@@ -242,15 +242,11 @@ mod tests {
         let spec = AgentSpec::from_yaml("name: a\nmodel: m\ntools: [calculator]\n").unwrap();
         let mut state = RunState::new(&AgentConfig::default(), "What is 2 + 2?");
         let id = store.create(&spec, &state).unwrap();
-        store
-            .checkpoint(&id)
-            .save(&state, &state.messages.clone())
-            .unwrap();
-        let reply = ChatMessage::assistant("4");
-        state.messages.push(reply.clone());
+        store.checkpoint(&id).save(&state).unwrap();
+        state.messages.push(ChatMessage::assistant("4"));
         state.step = 1;
         state.ending = Some(crate::Ending::Answered);
-        store.checkpoint(&id).save(&state, &[reply]).unwrap();
+        store.checkpoint(&id).save(&state).unwrap();
 
         let loaded = store.load(&id).unwrap();
         assert_eq!(loaded.state, state);

@@ -8,7 +8,7 @@ use symphony_agents::{run_react, AgentSpec, Ending, EngineChat, Event, RunState,
 use symphony_store::Store;
 
 use crate::commands::{init_threads, open_model};
-use crate::{AgentCommand, LoadArgs, ThreadArgs};
+use crate::{AgentCommand, AgentRunFlags, LoadArgs};
 
 fn run_store() -> Result<RunStore> {
     let path = Store::from_env()?.home().join("agents").join("runs.sqlite");
@@ -17,39 +17,20 @@ fn run_store() -> Result<RunStore> {
 
 pub fn agent(cmd: AgentCommand) -> Result<()> {
     match cmd {
-        AgentCommand::Run {
-            file,
-            task,
-            json,
-            yes,
-            threads,
-        } => {
+        AgentCommand::Run { file, task, flags } => {
             let spec = AgentSpec::load(&file)?;
             let state = RunState::new(&spec.config(), &task);
             let mut store = run_store()?;
             let id = store.create(&spec, &state)?;
-            drive(&mut store, &id, spec, state, json, yes, &threads)
+            drive(&mut store, &id, spec, state, &flags)
         }
-        AgentCommand::Resume {
-            run,
-            json,
-            yes,
-            threads,
-        } => {
+        AgentCommand::Resume { run, flags } => {
             let mut store = run_store()?;
             let stored = store.load(&run)?;
             if let Some(ending) = stored.state.ending {
                 anyhow::bail!("run {run} has already ended ({ending:?}); nothing to resume");
             }
-            drive(
-                &mut store,
-                &run,
-                stored.spec,
-                stored.state,
-                json,
-                yes,
-                &threads,
-            )
+            drive(&mut store, &run, stored.spec, stored.state, &flags)
         }
         AgentCommand::Ls { json } => {
             let runs = run_store()?.list()?;
@@ -95,12 +76,11 @@ fn drive(
     id: &str,
     spec: AgentSpec,
     mut state: RunState,
-    json: bool,
-    yes: bool,
-    threads: &ThreadArgs,
+    flags: &AgentRunFlags,
 ) -> Result<()> {
+    let (json, yes) = (flags.json, flags.yes);
     let tools = spec.registry()?;
-    init_threads(threads)?;
+    init_threads(&flags.threads)?;
     let model = open_model(&spec.model, None, &LoadArgs::default())?;
     let mut chat = EngineChat::new(&model)?;
     let mut approve = |name: &str, arguments: &serde_json::Value| -> bool {

@@ -49,6 +49,19 @@ enum Command {
     Keys(KeysCommand),
 }
 
+/// How `agent run` and `agent resume` report and approve.
+#[derive(Debug, Args)]
+struct AgentRunFlags {
+    /// Every event as a JSON line on stdout, the answer event and a summary last.
+    #[arg(long)]
+    json: bool,
+    /// Approve every call of tools marked for approval without asking.
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// Run an agent file on a task: its steps stream to stderr, the answer is printed last.
@@ -57,24 +70,14 @@ enum AgentCommand {
         /// The agent's YAML file (name, model, instructions, tools, loop, max_steps, ...).
         file: std::path::PathBuf,
         task: String,
-        /// Every event as a JSON line on stdout, the answer event and a summary last.
-        #[arg(long)]
-        json: bool,
-        /// Approve every call of tools marked for approval without asking.
-        #[arg(long)]
-        yes: bool,
         #[command(flatten)]
-        threads: ThreadArgs,
+        flags: AgentRunFlags,
     },
     /// Continue a run that stopped (killed, crashed, interrupted) from its last checkpoint.
     Resume {
         run: String,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        yes: bool,
         #[command(flatten)]
-        threads: ThreadArgs,
+        flags: AgentRunFlags,
     },
     /// The runs, newest first, with their status (running ones stopped mid-way can resume).
     Ls {

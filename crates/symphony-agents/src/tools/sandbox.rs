@@ -120,7 +120,7 @@ impl TypedTool for RunPython {
                 "cannot start a sandboxed python3 (the sandbox needs network namespaces): {e}"
             ))
         })?;
-        let limit = self.output_limit();
+        let limit = self.limits.output;
         let stdout = child.stdout.take().map(|s| read_capped(s, limit));
         let stderr = child.stderr.take().map(|s| read_capped(s, limit));
         let deadline = Instant::now() + self.limits.time;
@@ -165,12 +165,6 @@ impl TypedTool for RunPython {
             out = "(the program printed nothing)".into();
         }
         Ok(out)
-    }
-}
-
-impl RunPython {
-    fn output_limit(&self) -> usize {
-        self.limits.output
     }
 }
 
