@@ -26,6 +26,19 @@ if ! "$clients/bin/python" -c "import openai, ollama, websockets, jsonschema, la
 fi
 export SYMPHONY_TEST_PYTHON="$PWD/$clients/bin/python"
 
+# The agent tests connect to real MCP servers from npm (pinned by the lock file), run with node.
+if ! command -v npm >/dev/null; then
+    sudo=""
+    [[ "$(id -u)" -eq 0 ]] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+mcp=scripts/mcp-servers
+if ! [[ -x "$mcp/node_modules/.bin/mcp-server-filesystem" && -x "$mcp/node_modules/.bin/mcp-server-everything" ]]; then
+    (cd "$mcp" && npm ci --silent)
+fi
+export SYMPHONY_TEST_MCP_SERVERS="$PWD/$mcp/node_modules/.bin"
+
 # cargo-nextest runs every test in its own process, across all test binaries at once, so the
 # model-bound tests of different crates share the cores instead of queueing binary by binary;
 # plain `cargo test` does the same work where nextest is not installed.

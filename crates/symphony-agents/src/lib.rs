@@ -8,7 +8,8 @@
 //! bad call is corrected on the next step instead of ending the run.
 //!
 //! Built-in tools ([`tools`]): an exact calculator, files confined to one workspace
-//! directory, and Python run in a sandbox (no network, limited time and memory).
+//! directory, and Python run in a sandbox (no network, limited time and memory). The tools
+//! of any Model Context Protocol server join them through the [`mcp`] client.
 //!
 //! The reasoning side: a [`ChatModel`] gives one assistant turn at a time ([`EngineChat`]
 //! runs a local model, its calls held to the tools' schemas by constrained decoding), and
@@ -24,6 +25,7 @@
 //! # Ok::<(), symphony_agents::Error>(())
 //! ```
 
+pub mod mcp;
 pub mod model;
 pub mod react;
 mod registry;
@@ -32,6 +34,7 @@ pub mod spec;
 mod tool;
 pub mod tools;
 
+pub use mcp::{McpClient, McpServerConfig, McpTool};
 pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
 pub use react::{react, run_react, AgentConfig, Checkpoint, Ending, Event, RunOutcome, RunState};
 pub use registry::ToolRegistry;
@@ -51,6 +54,8 @@ pub enum Error {
     InvalidAgent(String),
     #[error("agent runs: {0}")]
     Runs(String),
+    #[error(transparent)]
+    Mcp(#[from] mcp::McpError),
     #[error(transparent)]
     Engine(#[from] symphony_engine::Error),
 }

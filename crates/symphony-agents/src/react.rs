@@ -4,7 +4,8 @@
 //! limits, errors turned into observations) and feeds each result back as a `tool` message;
 //! a turn without calls is the answer. Guards: a step limit (the last step must answer), a
 //! wall-clock budget, and loop detection: a call identical to an earlier one is not run
-//! again; the model is shown the earlier result and must answer on the next turn.
+//! again; the model is shown the earlier result and must answer on the next turn (a call
+//! that failed gets one chance to be corrected first).
 
 use std::time::{Duration, Instant};
 
@@ -170,16 +171,19 @@ impl RunState {
             .collect()
     }
 
-    /// The result of an earlier call with the same name and arguments, if any.
-    fn earlier_result(&self, call: &ToolCall) -> Option<String> {
-        let earlier =
-            self.messages.iter().flat_map(|m| &m.tool_calls).find(|c| {
-                c.id != call.id && c.name == call.name && c.arguments == call.arguments
-            })?;
+    /// The results of earlier calls with the same name and arguments, oldest first.
+    fn earlier_results(&self, call: &ToolCall) -> Vec<String> {
         self.messages
             .iter()
-            .find(|m| m.tool_call_id.as_deref() == Some(earlier.id.as_str()))
-            .map(|m| m.content.clone())
+            .flat_map(|m| &m.tool_calls)
+            .filter(|c| c.id != call.id && c.name == call.name && c.arguments == call.arguments)
+            .filter_map(|earlier| {
+                self.messages
+                    .iter()
+                    .find(|m| m.tool_call_id.as_deref() == Some(earlier.id.as_str()))
+                    .map(|m| m.content.clone())
+            })
+            .collect()
     }
 }
 
@@ -350,20 +354,31 @@ fn run_calls(
 ) -> Result<(), crate::Error> {
     let step = state.step;
     for call in calls {
-        let (output, error) = if let Some(earlier) = state.earlier_result(&call) {
-            // The same call again: its answer is in the conversation already.
-            state.must_answer = true;
+        let earlier = state.earlier_results(&call);
+        // The first result is the call's real one; later ones are this guard's replies.
+        let (output, error) = if let Some(first) = earlier.first() {
+            // The same call again is not run: its answer is in the conversation already. A
+            // call that failed once gets one chance to be corrected; otherwise the model
+            // must answer now.
+            let correctable = first.starts_with("Error:") && earlier.len() == 1;
+            state.must_answer |= !correctable;
             on_event(&Event::Notice {
                 step,
                 text: format!("repeated call to {}: not run again", call.name),
             });
-            (
+            let output = if correctable {
                 format!(
-                    "This exact call was already made; its result was: {earlier}\n\
+                    "This exact call already failed: {first}\nDo not repeat it: call the tool \
+                     with other arguments (leave out the optional ones you do not need), or \
+                     answer the user."
+                )
+            } else {
+                format!(
+                    "This exact call was already made; its result was: {first}\n\
                      Use that result to answer the user now."
-                ),
-                false,
-            )
+                )
+            };
+            (output, correctable)
         } else if tools.get(&call.name).is_some_and(|t| t.needs_approval())
             && !approve(&call.name, &call.arguments)
         {
@@ -571,6 +586,42 @@ mod tests {
             ask.content
         );
         assert_eq!(outcome.answer, "It is 42.");
+    }
+
+    #[test]
+    fn a_failed_call_repeated_gets_one_chance_to_be_corrected() {
+        let bad = json!({"expression": "1 / 0"});
+        let mut model = Scripted::new(vec![
+            call("calculator", bad.clone()),
+            call("calculator", bad.clone()),
+            call("calculator", bad),
+            say("It cannot be computed."),
+        ]);
+        let (outcome, _) = run(&mut model, &calculator(), 8);
+        assert_eq!(outcome.tool_calls, 1);
+        // The first repeat is answered with the failure and a hint, the model may call
+        // again; the second repeat ends the calling.
+        assert_eq!(
+            model.modes,
+            [
+                CallMode::Auto,
+                CallMode::Auto,
+                CallMode::Auto,
+                CallMode::Answer
+            ]
+        );
+        let first_repeat = &model.seen[2].last().unwrap().content;
+        assert!(
+            first_repeat.starts_with("This exact call already failed: Error:")
+                && first_repeat.contains("call the tool with other arguments"),
+            "{first_repeat}"
+        );
+        let second_repeat = &model.seen[3][model.seen[3].len() - 2].content;
+        assert!(
+            second_repeat.starts_with("This exact call was already made; its result was: Error:"),
+            "{second_repeat}"
+        );
+        assert_eq!(outcome.answer, "It cannot be computed.");
     }
 
     #[test]

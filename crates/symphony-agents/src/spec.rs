@@ -10,6 +10,10 @@
 //! max_steps: 8
 //! time_budget_secs: 120     # optional
 //! approval: [write_file]    # tools that wait for a person's yes
+//! mcp_servers:              # tools of MCP servers join the built-in ones
+//!   - name: docs
+//!     command: [npx, "@modelcontextprotocol/server-filesystem", "docs"]
+//!     tools: [read_text_file, list_directory]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -20,9 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use symphony_types::ToolSpec;
 
+use crate::mcp::McpServerConfig;
 use crate::react::{AgentConfig, DEFAULT_INSTRUCTIONS};
 use crate::tools::{Calculator, RunPython, Workspace};
-use crate::{Error, Tool, ToolError, ToolRegistry};
+use crate::{Error, McpClient, Tool, ToolError, ToolRegistry};
 
 /// The built-in tools an agent file can name.
 pub const BUILTIN_TOOLS: [&str; 5] = [
@@ -66,9 +71,13 @@ pub struct AgentSpec {
     /// The file tools' directory; relative paths are taken from the agent file's directory.
     #[serde(default)]
     pub workspace: Option<PathBuf>,
-    /// Tools whose every call waits for approval.
+    /// Tools whose every call waits for approval (built-in or from an MCP server).
     #[serde(default)]
     pub approval: Vec<String>,
+    /// MCP servers whose tools the agent may use; a stdio server runs in the agent file's
+    /// directory unless it names a `cwd`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServerConfig>,
 }
 
 fn default_max_steps() -> usize {
@@ -89,10 +98,20 @@ impl AgentSpec {
             .map_err(|e| Error::InvalidAgent(format!("{}: {e}", path.display())))?;
         let mut spec = Self::from_yaml(&text)
             .map_err(|e| Error::InvalidAgent(format!("{}: {e}", path.display())))?;
+        // Resolved now, so a run resumed from another directory finds the same places.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
         if let Some(ws) = &spec.workspace {
             if ws.is_relative() {
-                let base = path.parent().unwrap_or(Path::new("."));
                 spec.workspace = Some(base.join(ws));
+            }
+        }
+        for server in &mut spec.mcp_servers {
+            if server.command.is_some() {
+                server.cwd = Some(match &server.cwd {
+                    Some(dir) => base.join(dir),
+                    None => base.clone(),
+                });
             }
         }
         Ok(spec)
@@ -114,8 +133,17 @@ impl AgentSpec {
                 ));
             }
         }
+        let mut servers: Vec<&str> = Vec::new();
+        for server in &self.mcp_servers {
+            server.validate().map_err(Error::InvalidAgent)?;
+            if servers.contains(&server.name.as_str()) {
+                return invalid(format!("two MCP servers are named '{}'", server.name));
+            }
+            servers.push(&server.name);
+        }
         for tool in &self.approval {
-            if !self.tools.contains(tool) {
+            // An MCP server's tools are known once it runs: checked in `registry`.
+            if !self.tools.contains(tool) && self.mcp_servers.is_empty() {
                 return invalid(format!(
                     "`approval` names '{tool}', which is not in `tools`"
                 ));
@@ -149,7 +177,8 @@ impl AgentSpec {
         }
     }
 
-    /// The agent's tools, built; those under `approval` are marked so.
+    /// The agent's tools, built (MCP servers started or reached); those under `approval`
+    /// are marked so.
     pub fn registry(&self) -> Result<ToolRegistry, Error> {
         let workspace =
             match &self.workspace {
@@ -174,6 +203,32 @@ impl AgentSpec {
                 tool
             };
             registry.register_shared(tool)?;
+        }
+        for server in &self.mcp_servers {
+            let client = Arc::new(McpClient::connect(server)?);
+            for tool in client.tools(server.tools.as_deref())? {
+                let name = tool.spec().name;
+                let tool: Arc<dyn Tool> = if self.approval.contains(&name) {
+                    Arc::new(Approved(Arc::new(tool)))
+                } else {
+                    Arc::new(tool)
+                };
+                registry.register_shared(tool).map_err(|e| match e {
+                    Error::Duplicate(name) => Error::InvalidAgent(format!(
+                        "MCP server '{}' has a tool named '{name}', as another tool does; \
+                         list the ones to use under its `tools`",
+                        server.name
+                    )),
+                    e => e,
+                })?;
+            }
+        }
+        for tool in &self.approval {
+            if registry.get(tool).is_none() {
+                return Err(Error::InvalidAgent(format!(
+                    "`approval` names '{tool}', which is not one of the agent's tools"
+                )));
+            }
         }
         Ok(registry)
     }
@@ -253,6 +308,18 @@ mod tests {
             ),
             ("name: a\nmodel: m\nsteps: 3\n", "unknown field `steps`"),
             ("name: a\n", "missing field `model`"),
+            (
+                "name: a\nmodel: m\nmcp_servers:\n  - name: x\n",
+                "needs either `command` (stdio) or `url` (HTTP)",
+            ),
+            (
+                "name: a\nmodel: m\nmcp_servers:\n  - {name: x, url: ftp://h}\n",
+                "must be http:// or https://",
+            ),
+            (
+                "name: a\nmodel: m\nmcp_servers:\n  - {name: x, url: http://h}\n  - {name: x, command: [y]}\n",
+                "two MCP servers are named 'x'",
+            ),
             ("name: a\nmodel: m\nmax_steps: 0\n", "at least 1"),
         ];
         for (yaml, expected) in cases {
