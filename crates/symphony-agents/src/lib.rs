@@ -36,7 +36,9 @@ pub mod tools;
 
 pub use mcp::{McpClient, McpServerConfig, McpTool};
 pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
-pub use react::{react, run_react, AgentConfig, Checkpoint, Ending, Event, RunOutcome, RunState};
+pub use react::{
+    react, run_react, AgentConfig, Approval, Checkpoint, Ending, Event, RunOutcome, RunState,
+};
 pub use registry::ToolRegistry;
 pub use runs::{RunStore, RunSummary, StoredRun};
 pub use spec::{AgentSpec, LoopKind};

@@ -7,6 +7,7 @@
 //! again; the model is shown the earlier result and must answer on the next turn (a call
 //! that failed gets one chance to be corrected first).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,14 @@ pub enum Event {
         output: String,
         error: bool,
     },
+    /// A call needs a person's approval and none could be asked now: the run pauses until
+    /// it is approved or denied (`symphony agent approve RUN [--deny]`).
+    ApprovalNeeded {
+        step: usize,
+        id: String,
+        name: String,
+        arguments: Value,
+    },
     /// A guard stepped in (loop caught, step limit or budget near); the model must answer.
     Notice {
         step: usize,
@@ -80,6 +89,8 @@ pub enum Ending {
     Answered,
     /// The last allowed turn still did not answer (the model wrote nothing).
     StepLimit,
+    /// Not an end: the run waits for a call to be approved or denied, and resumes then.
+    AwaitingApproval,
 }
 
 /// A finished run.
@@ -113,6 +124,13 @@ pub struct RunState {
     pub completion_tokens: usize,
     /// Set when the run has ended.
     pub ending: Option<Ending>,
+    /// People's decisions on calls that needed approval, by call id (`true`: approved).
+    /// Recorded before the call runs, so a resumed run never asks twice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub approvals: BTreeMap<String, bool>,
+    /// The call the run is paused on, waiting for a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_approval: Option<String>,
 }
 
 impl RunState {
@@ -130,7 +148,26 @@ impl RunState {
             prompt_tokens: 0,
             completion_tokens: 0,
             ending: None,
+            approvals: BTreeMap::new(),
+            awaiting_approval: None,
         }
+    }
+
+    /// Records a person's decision on the call the run waits for, so that resuming it
+    /// runs (or refuses) that call. Fails when the run waits for no decision.
+    pub fn decide(&mut self, approve: bool) -> Result<ToolCall, crate::Error> {
+        let Some(id) = self.awaiting_approval.take() else {
+            return Err(crate::Error::Runs(
+                "the run is not waiting for an approval".into(),
+            ));
+        };
+        let call = self
+            .pending_calls()
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| crate::Error::Runs(format!("call {id} is not pending")))?;
+        self.approvals.insert(id, approve);
+        Ok(call)
     }
 
     fn outcome(&self) -> RunOutcome {
@@ -138,9 +175,14 @@ impl RunState {
             Some(m) if self.ending.is_some() && m.role == Role::Assistant => m.content.clone(),
             _ => String::new(),
         };
+        let ending = match (self.ending, &self.awaiting_approval) {
+            (Some(e), _) => e,
+            (None, Some(_)) => Ending::AwaitingApproval,
+            (None, None) => Ending::StepLimit,
+        };
         RunOutcome {
             answer,
-            ending: self.ending.unwrap_or(Ending::StepLimit),
+            ending,
             steps: self.step,
             tool_calls: self.tool_calls,
             prompt_tokens: self.prompt_tokens,
@@ -202,8 +244,28 @@ impl Checkpoint for InMemory {
     }
 }
 
-/// Asked before a tool marked as needing approval runs; `false` denies the call.
-pub type Approver<'a> = dyn FnMut(&str, &Value) -> bool + 'a;
+/// A decision on a call that needs approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Allow,
+    Deny,
+    /// No one can decide now: the run is checkpointed and pauses; a decision recorded later
+    /// with [`RunState::decide`] lets it resume.
+    Pause,
+}
+
+impl From<bool> for Approval {
+    fn from(allow: bool) -> Self {
+        if allow {
+            Approval::Allow
+        } else {
+            Approval::Deny
+        }
+    }
+}
+
+/// Asked before a tool marked as needing approval runs.
+pub type Approver<'a> = dyn FnMut(&str, &Value) -> Approval + 'a;
 
 /// Runs `task` to an answer, in memory.
 pub fn react(
@@ -245,7 +307,7 @@ pub fn run_react(
         checkpoint.save(state)?;
     }
     loop {
-        if state.ending.is_some() {
+        if state.ending.is_some() || state.awaiting_approval.is_some() {
             return Ok(state.outcome());
         }
         let pending = state.pending_calls();
@@ -380,8 +442,11 @@ fn run_calls(
             };
             (output, correctable)
         } else if tools.get(&call.name).is_some_and(|t| t.needs_approval())
-            && !approve(&call.name, &call.arguments)
+            && !approved(state, &call, approve, on_event, checkpoint)?
         {
+            if state.awaiting_approval.is_some() {
+                return Ok(());
+            }
             ("Error: a person denied this call.".to_string(), true)
         } else {
             state.tool_calls += 1;
@@ -405,6 +470,39 @@ fn run_calls(
         });
     }
     Ok(())
+}
+
+/// Whether a call that needs approval may run: a decision recorded earlier stands;
+/// otherwise the approver is asked, and its decision recorded before the call runs. On
+/// [`Approval::Pause`] the run is marked as waiting and `false` returned.
+fn approved(
+    state: &mut RunState,
+    call: &ToolCall,
+    approve: &mut Approver<'_>,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<bool, crate::Error> {
+    if let Some(&decided) = state.approvals.get(&call.id) {
+        return Ok(decided);
+    }
+    let allow = match approve(&call.name, &call.arguments) {
+        Approval::Allow => true,
+        Approval::Deny => false,
+        Approval::Pause => {
+            state.awaiting_approval = Some(call.id.clone());
+            checkpoint.save(state)?;
+            on_event(&Event::ApprovalNeeded {
+                step: state.step,
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
+            return Ok(false);
+        }
+    };
+    state.approvals.insert(call.id.clone(), allow);
+    checkpoint.save(state)?;
+    Ok(allow)
 }
 
 #[cfg(test)]
@@ -489,7 +587,7 @@ mod tests {
             tools,
             &config,
             "What is 6 * 7?",
-            &mut |_, _| true,
+            &mut |_, _| Approval::Allow,
             &mut |e| events.push(e.clone()),
         )
         .unwrap();
@@ -676,7 +774,7 @@ mod tests {
             "Clean up.",
             &mut |name, _| {
                 asked.push(name.to_string());
-                false
+                Approval::Deny
             },
             &mut |_| {},
         )
@@ -687,5 +785,91 @@ mod tests {
             model.seen[1].last().unwrap().content,
             "Error: a person denied this call."
         );
+    }
+
+    /// Keeps every checkpoint, as a store would.
+    struct Saved(Vec<RunState>);
+
+    impl Checkpoint for Saved {
+        fn save(&mut self, state: &RunState) -> Result<(), crate::Error> {
+            self.0.push(state.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_call_waiting_for_approval_pauses_the_run_until_a_decision() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Transfer(Arc<AtomicUsize>);
+        impl crate::Tool for Transfer {
+            fn spec(&self) -> symphony_types::ToolSpec {
+                symphony_types::ToolSpec {
+                    name: "transfer".into(),
+                    description: None,
+                    parameters: json!({"type": "object"}),
+                }
+            }
+            fn call(&self, _: Value) -> Result<String, crate::ToolError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok("sent".into())
+            }
+            fn needs_approval(&self) -> bool {
+                true
+            }
+        }
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut tools = ToolRegistry::new();
+        tools.register(Transfer(Arc::clone(&runs))).unwrap();
+        let config = AgentConfig::default();
+        let mut model = Scripted::new(vec![
+            call("transfer", json!({"amount": 10})),
+            say("Sent 10."),
+        ]);
+        let mut state = RunState::new(&config, "Send 10.");
+        let mut saved = Saved(Vec::new());
+        let mut events = Vec::new();
+        let outcome = run_react(
+            &mut model,
+            &tools,
+            &config,
+            &mut state,
+            &mut |_, _| Approval::Pause,
+            &mut |e| events.push(e.clone()),
+            &mut saved,
+        )
+        .unwrap();
+        assert_eq!(outcome.ending, Ending::AwaitingApproval);
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        assert_eq!(model.seen.len(), 1);
+        assert!(matches!(
+            events.last(),
+            Some(Event::ApprovalNeeded { name, id, .. }) if name == "transfer" && id == "call_1_0"
+        ));
+        // What a store holds at the pause says so: another process can decide.
+        let mut stored = saved.0.last().unwrap().clone();
+        assert_eq!(stored.awaiting_approval.as_deref(), Some("call_1_0"));
+        assert_eq!(stored.ending, None);
+
+        let decided = stored.decide(true).unwrap();
+        assert_eq!(decided.name, "transfer");
+        assert!(
+            stored.decide(true).is_err(),
+            "a second decision has no call"
+        );
+        let outcome = run_react(
+            &mut model,
+            &tools,
+            &config,
+            &mut stored,
+            &mut |_, _| panic!("a decided call is not asked about again"),
+            &mut |_| {},
+            &mut InMemory,
+        )
+        .unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(outcome.ending, Ending::Answered);
+        assert_eq!(outcome.answer, "Sent 10.");
+        assert_eq!(model.seen[1].last().unwrap().content, "sent");
     }
 }

@@ -26,7 +26,8 @@ pub struct RunSummary {
     pub id: String,
     pub agent: String,
     pub task: String,
-    /// `running` (or stopped mid-way: resumable), `answered` or `step_limit`.
+    /// `running` (or stopped mid-way: resumable), `awaiting_approval` (paused until a call
+    /// is approved or denied), `answered` or `step_limit`.
     pub status: String,
     pub steps: usize,
     pub created_at: u64,
@@ -126,6 +127,7 @@ impl RunStore {
             .map_err(db_error)?;
         }
         let status = match state.ending {
+            None if state.awaiting_approval.is_some() => "awaiting_approval".to_string(),
             None => "running".to_string(),
             Some(e) => serde_json::to_value(e)
                 .ok()

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use symphony_agents::mcp::McpError;
 use symphony_agents::{
-    react, AgentConfig, AgentSpec, Ending, EngineChat, Event, McpClient, McpServerConfig,
+    react, AgentConfig, AgentSpec, Approval, Ending, EngineChat, Event, McpClient, McpServerConfig,
 };
 use symphony_models::Model;
 
@@ -274,7 +274,7 @@ fn the_model_answers_from_a_file_read_through_the_mcp_filesystem_server() {
             "What is the visitor parking access code? It is in the file {}.",
             root.join("parking.txt").display()
         ),
-        &mut |_, _| true,
+        &mut |_, _| Approval::Allow,
         &mut |e| {
             eprintln!("{}", serde_json::to_string(e).unwrap());
             if let Event::ToolCall {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use symphony_agents::tools::{Calculator, Workspace};
-use symphony_agents::{react, AgentConfig, Ending, EngineChat, Event, ToolRegistry};
+use symphony_agents::{react, AgentConfig, Approval, Ending, EngineChat, Event, ToolRegistry};
 use symphony_models::Model;
 
 fn qwen() -> Model {
@@ -30,7 +30,7 @@ fn run(model: &Model, tools: &ToolRegistry, task: &str) -> (String, Vec<(String,
         tools,
         &AgentConfig::default(),
         task,
-        &mut |_, _| true,
+        &mut |_, _| Approval::Allow,
         &mut |e| {
             eprintln!("{}", serde_json::to_string(e).unwrap());
             if let Event::ToolCall {

@@ -4,7 +4,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result};
-use symphony_agents::{run_react, AgentSpec, Ending, EngineChat, Event, RunState, RunStore};
+use symphony_agents::{
+    run_react, AgentSpec, Approval, Checkpoint, Ending, EngineChat, Event, RunState, RunStore,
+};
 use symphony_store::Store;
 
 use crate::commands::{init_threads, open_model};
@@ -30,6 +32,26 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             if let Some(ending) = stored.state.ending {
                 anyhow::bail!("run {run} has already ended ({ending:?}); nothing to resume");
             }
+            if stored.state.awaiting_approval.is_some() {
+                anyhow::bail!(
+                    "run {run} waits for a call to be approved: `symphony agent approve {run}` \
+                     (or `--deny`)"
+                );
+            }
+            drive(&mut store, &run, stored.spec, stored.state, &flags)
+        }
+        AgentCommand::Approve { run, deny, flags } => {
+            let mut store = run_store()?;
+            let mut stored = store.load(&run)?;
+            let call = stored
+                .state
+                .decide(!deny)
+                .with_context(|| format!("run {run}"))?;
+            // The decision is stored before anything runs: if this process dies, resuming
+            // the run carries it out without asking again.
+            store.checkpoint(&run).save(&stored.state)?;
+            let verb = if deny { "denied" } else { "approved" };
+            eprintln!("{verb} {} {}", call.name, call.arguments);
             drive(&mut store, &run, stored.spec, stored.state, &flags)
         }
         AgentCommand::Ls { json } => {
@@ -83,19 +105,19 @@ fn drive(
     init_threads(&flags.threads)?;
     let model = open_model(&spec.model, None, &LoadArgs::default())?;
     let mut chat = EngineChat::new(&model)?;
-    let mut approve = |name: &str, arguments: &serde_json::Value| -> bool {
+    let mut approve = |name: &str, arguments: &serde_json::Value| -> Approval {
         if yes {
-            return true;
+            return Approval::Allow;
         }
         if !std::io::stdin().is_terminal() {
-            eprintln!("denied {name} {arguments}: it needs approval (run with --yes to allow)");
-            return false;
+            // No one to ask here: the run waits, checkpointed, for `agent approve`.
+            return Approval::Pause;
         }
         eprint!("allow {name} {arguments}? [y/N] ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
-        matches!(line.trim(), "y" | "Y" | "yes")
+        matches!(line.trim(), "y" | "Y" | "yes").into()
     };
     let mut stdout = std::io::stdout().lock();
     if json {
@@ -137,6 +159,12 @@ fn drive(
                 );
             }
             Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
+            Event::ApprovalNeeded {
+                step,
+                name,
+                arguments,
+                ..
+            } => eprintln!("[{step}] waiting for approval: {name} {arguments}"),
             Event::Answer { .. } => {}
         }
     };
@@ -164,6 +192,13 @@ fn drive(
         println!("{summary}");
     } else {
         println!("{}", outcome.answer);
+    }
+    if outcome.ending == Ending::AwaitingApproval {
+        eprintln!(
+            "run {id} is paused: approve the call with `symphony agent approve {id}`, or \
+             refuse it with `symphony agent approve {id} --deny`"
+        );
+        return Ok(());
     }
     if outcome.ending != Ending::Answered {
         anyhow::bail!("the agent stopped without an answer ({:?})", outcome.ending);

@@ -55,7 +55,8 @@ struct AgentRunFlags {
     /// Every event as a JSON line on stdout, the answer event and a summary last.
     #[arg(long)]
     json: bool,
-    /// Approve every call of tools marked for approval without asking.
+    /// Approve every call of tools marked for approval without asking. Without it, a
+    /// terminal is asked; with no terminal the run pauses until `agent approve`.
     #[arg(long)]
     yes: bool,
     #[command(flatten)]
@@ -79,7 +80,18 @@ enum AgentCommand {
         #[command(flatten)]
         flags: AgentRunFlags,
     },
-    /// The runs, newest first, with their status (running ones stopped mid-way can resume).
+    /// Decide on the call a paused run waits for (approve, or deny with --deny), then
+    /// continue the run.
+    Approve {
+        run: String,
+        /// Refuse the call: the model is told a person denied it.
+        #[arg(long)]
+        deny: bool,
+        #[command(flatten)]
+        flags: AgentRunFlags,
+    },
+    /// The runs, newest first, with their status (running ones stopped mid-way can resume;
+    /// awaiting_approval ones wait for `agent approve`).
     Ls {
         #[arg(long)]
         json: bool,

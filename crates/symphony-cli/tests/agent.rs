@@ -206,3 +206,96 @@ fn a_killed_run_resumes_without_losing_or_repeating_a_step() {
     );
     assert_eq!(state["step"], summary["steps"]);
 }
+
+/// A call of a tool marked for approval, with no one at a terminal to ask: the run pauses
+/// (checkpointed, status `awaiting_approval`), nothing is written; another process approves
+/// it with `agent approve`, and the run continues from there to its answer.
+#[test]
+fn a_call_needing_approval_pauses_the_run_until_agent_approve() {
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let file = dir.path().join("secretary.yaml");
+    let model = common::stored("qwen2.5-coder:0.5b");
+    std::fs::write(
+        &file,
+        format!(
+            "name: secretary\nmodel: {}\ntools: [write_file]\nworkspace: desk\n\
+             approval: [write_file]\nmax_steps: 4\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let symphony = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .args(args)
+            .env("SYMPHONY_HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let events = |o: &Output| -> Vec<serde_json::Value> {
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let o = symphony(&[
+        "agent",
+        "run",
+        file.to_str().unwrap(),
+        "Write the text 'Meeting moved to 3pm' into the file meeting.txt.",
+        "--json",
+    ]);
+    let before = events(&o);
+    let id = before[0]["id"].as_str().unwrap().to_string();
+    let waiting = before
+        .iter()
+        .find(|e| e["type"] == "approval_needed")
+        .unwrap_or_else(|| panic!("no approval asked: {before:?}"));
+    assert_eq!(waiting["name"], "write_file");
+    assert!(
+        !before.iter().any(|e| e["type"] == "tool_result"),
+        "{before:?}"
+    );
+    assert_eq!(before.last().unwrap()["ending"], "awaiting_approval");
+    let written = dir.path().join("desk/meeting.txt");
+    assert!(!written.exists(), "the call ran before it was approved");
+
+    let ls = symphony(&["agent", "ls", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "awaiting_approval");
+    let resumed = symphony(&["agent", "resume", &id]);
+    assert!(!resumed.status.success());
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("agent approve"),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+
+    let after = events(&symphony(&["agent", "approve", &id, "--json"]));
+    let result = after
+        .iter()
+        .find(|e| e["type"] == "tool_result")
+        .unwrap_or_else(|| panic!("{after:?}"));
+    assert_eq!(result["error"], false, "{after:?}");
+    assert!(
+        std::fs::read_to_string(&written)
+            .unwrap()
+            .contains("Meeting moved to 3pm"),
+        "{after:?}"
+    );
+    assert_eq!(after.last().unwrap()["ending"], "answered", "{after:?}");
+    let again = symphony(&["agent", "approve", &id]);
+    assert!(
+        !again.status.success(),
+        "a finished run has nothing to approve"
+    );
+}
