@@ -28,6 +28,7 @@
 pub mod mcp;
 pub mod model;
 pub mod react;
+pub mod reflect;
 mod registry;
 pub mod runs;
 pub mod spec;
@@ -39,10 +40,34 @@ pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
 pub use react::{
     react, run_react, AgentConfig, Approval, Checkpoint, Ending, Event, RunOutcome, RunState,
 };
+pub use reflect::run_reflect;
 pub use registry::ToolRegistry;
 pub use runs::{RunStore, RunSummary, StoredRun};
 pub use spec::{AgentSpec, LoopKind};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
+
+/// Runs (or resumes) `state` with the loop `kind`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_loop(
+    kind: LoopKind,
+    model: &mut dyn ChatModel,
+    tools: &ToolRegistry,
+    config: &AgentConfig,
+    state: &mut RunState,
+    approve: &mut react::Approver<'_>,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<RunOutcome, Error> {
+    match kind {
+        LoopKind::React => run_react(model, tools, config, state, approve, on_event, checkpoint),
+        LoopKind::Reflect => {
+            run_reflect(model, tools, config, state, approve, on_event, checkpoint)
+        }
+        LoopKind::Plan => Err(Error::InvalidAgent(
+            "loop 'plan' is not available yet".into(),
+        )),
+    }
+}
 
 /// Errors in setting up tools and in running the model (not in calling tools: those are
 /// [`ToolError`]s, shown to the model).

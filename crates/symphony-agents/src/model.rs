@@ -38,6 +38,14 @@ pub trait ChatModel {
         tools: &[ToolSpec],
         mode: CallMode,
     ) -> Result<ModelTurn, crate::Error>;
+
+    /// One turn held to a JSON Schema (a plan, a critique), without tools: its content is
+    /// JSON that fits `schema`.
+    fn structured(
+        &mut self,
+        messages: &[ChatMessage],
+        schema: &Value,
+    ) -> Result<ModelTurn, crate::Error>;
 }
 
 /// A model run in-process by the engine, with calls in the model's own format held to the
@@ -110,6 +118,29 @@ impl ChatModel for EngineChat<'_> {
         Ok(ModelTurn {
             content,
             calls,
+            prompt_tokens: g.prompt_tokens,
+            completion_tokens: g.tokens.len(),
+        })
+    }
+
+    fn structured(
+        &mut self,
+        messages: &[ChatMessage],
+        schema: &Value,
+    ) -> Result<ModelTurn, crate::Error> {
+        let model = self.session.model();
+        let prompt = chat_prompt_with_tools(model, messages, &[])?;
+        let params = GenerationParams {
+            constraint: Some(
+                self.compiler
+                    .compile(&Grammar::JsonSchema(schema.clone()))?,
+            ),
+            ..self.params.clone()
+        };
+        let g = self.session.generate(&prompt, &params, None, |_| {})?;
+        Ok(ModelTurn {
+            content: g.text.trim().to_string(),
+            calls: Vec::new(),
             prompt_tokens: g.prompt_tokens,
             completion_tokens: g.tokens.len(),
         })

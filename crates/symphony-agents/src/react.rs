@@ -26,6 +26,10 @@ pub struct AgentConfig {
     pub max_steps: usize,
     /// Wall-clock time for the whole run; once spent, the next turn must answer.
     pub time_budget: Option<Duration>,
+    /// Reflection: what a good answer must meet (the critic's yardstick).
+    pub rubric: Option<String>,
+    /// Reflection: revisions after the first draft, at most.
+    pub max_revisions: usize,
 }
 
 impl Default for AgentConfig {
@@ -34,6 +38,8 @@ impl Default for AgentConfig {
             instructions: DEFAULT_INSTRUCTIONS.into(),
             max_steps: 8,
             time_budget: None,
+            rubric: None,
+            max_revisions: 2,
         }
     }
 }
@@ -70,6 +76,13 @@ pub enum Event {
         id: String,
         name: String,
         arguments: Value,
+    },
+    /// Reflection: the critic's verdict on the answer just given.
+    Critique {
+        step: usize,
+        round: usize,
+        pass: bool,
+        feedback: String,
     },
     /// A guard stepped in (loop caught, step limit or budget near); the model must answer.
     Notice {
@@ -131,6 +144,20 @@ pub struct RunState {
     /// The call the run is paused on, waiting for a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_approval: Option<String>,
+    /// Turns taken before the current answer was asked for: the step limit counts from
+    /// here (a reflection's revision gets the same number of steps as its first draft).
+    #[serde(default)]
+    pub step_base: usize,
+    /// Where the current round's messages start (0: the whole conversation). The model
+    /// sees the system prompt and the messages from here: a reflection's revision starts a
+    /// fresh round, so the model is not drawn to repeat its earlier answer word for word.
+    #[serde(default)]
+    pub round_start: usize,
+    /// Reflection: critiques made, and whether the last one passed.
+    #[serde(default)]
+    pub critiques: usize,
+    #[serde(default)]
+    pub passed: bool,
 }
 
 impl RunState {
@@ -150,6 +177,10 @@ impl RunState {
             ending: None,
             approvals: BTreeMap::new(),
             awaiting_approval: None,
+            step_base: 0,
+            round_start: 0,
+            critiques: 0,
+            passed: false,
         }
     }
 
@@ -170,7 +201,7 @@ impl RunState {
         Ok(call)
     }
 
-    fn outcome(&self) -> RunOutcome {
+    pub(crate) fn outcome(&self) -> RunOutcome {
         let answer = match self.messages.last() {
             Some(m) if self.ending.is_some() && m.role == Role::Assistant => m.content.clone(),
             _ => String::new(),
@@ -213,9 +244,26 @@ impl RunState {
             .collect()
     }
 
-    /// The results of earlier calls with the same name and arguments, oldest first.
+    /// What the model sees: the system prompt and the current round.
+    pub(crate) fn context(&self) -> Vec<ChatMessage> {
+        if self.round_start == 0 {
+            return self.messages.clone();
+        }
+        let system = self
+            .messages
+            .iter()
+            .take(1)
+            .filter(|m| m.role == Role::System);
+        system
+            .chain(&self.messages[self.round_start.min(self.messages.len())..])
+            .cloned()
+            .collect()
+    }
+
+    /// The results of earlier calls in this round with the same name and arguments, oldest
+    /// first.
     fn earlier_results(&self, call: &ToolCall) -> Vec<String> {
-        self.messages
+        self.messages[self.round_start.min(self.messages.len())..]
             .iter()
             .flat_map(|m| &m.tool_calls)
             .filter(|c| c.id != call.id && c.name == call.name && c.arguments == call.arguments)
@@ -302,7 +350,8 @@ pub fn run_react(
 ) -> Result<RunOutcome, crate::Error> {
     let started = Instant::now();
     let specs = tools.specs();
-    let max_steps = config.max_steps.max(1);
+    // Counted from the current answer's start (see `step_base`).
+    let max_steps = state.step_base + config.max_steps.max(1);
     if state.step == 0 {
         checkpoint.save(state)?;
     }
@@ -350,7 +399,7 @@ pub fn run_react(
         } else {
             CallMode::Auto
         };
-        let mut context = state.messages.clone();
+        let mut context = state.context();
         context.extend(added.iter().cloned());
         let turn = model.turn(&context, &specs, mode)?;
         state.step = step;
@@ -549,6 +598,10 @@ mod tests {
                 turn.calls.clear();
             }
             Ok(turn)
+        }
+
+        fn structured(&mut self, _: &[ChatMessage], _: &Value) -> Result<ModelTurn, crate::Error> {
+            unreachable!("a ReAct run asks for no structured turn")
         }
     }
 

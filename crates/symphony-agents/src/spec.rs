@@ -7,6 +7,8 @@
 //! tools: [calculator, read_file, list_files]
 //! workspace: books          # the file tools' directory, relative to this file
 //! loop: react               # react | plan | reflect
+//! rubric: Every figure comes from the calculator.   # reflect: the critic's yardstick
+//! max_revisions: 2          # reflect: revisions after the first draft
 //! max_steps: 8
 //! time_budget_secs: 120     # optional
 //! approval: [write_file]    # tools that wait for a person's yes
@@ -74,6 +76,12 @@ pub struct AgentSpec {
     /// Tools whose every call waits for approval (built-in or from an MCP server).
     #[serde(default)]
     pub approval: Vec<String>,
+    /// Reflection: what a good answer must meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<String>,
+    /// Reflection: revisions after the first draft, at most.
+    #[serde(default = "default_max_revisions")]
+    pub max_revisions: usize,
     /// MCP servers whose tools the agent may use; a stdio server runs in the agent file's
     /// directory unless it names a `cwd`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -82,6 +90,10 @@ pub struct AgentSpec {
 
 fn default_max_steps() -> usize {
     8
+}
+
+fn default_max_revisions() -> usize {
+    2
 }
 
 impl AgentSpec {
@@ -153,7 +165,7 @@ impl AgentSpec {
         if self.workspace.is_none() && self.tools.iter().any(|t| files.contains(&t.as_str())) {
             return invalid("the file tools need a `workspace` directory".into());
         }
-        if self.loop_kind != LoopKind::React {
+        if self.loop_kind == LoopKind::Plan {
             return invalid(format!(
                 "loop '{}' is not available yet; use react",
                 serde_json::to_value(self.loop_kind)
@@ -174,6 +186,8 @@ impl AgentSpec {
                 .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into()),
             max_steps: self.max_steps,
             time_budget: self.time_budget_secs.map(Duration::from_secs),
+            rubric: self.rubric.clone(),
+            max_revisions: self.max_revisions,
         }
     }
 

@@ -5,7 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result};
 use symphony_agents::{
-    run_react, AgentSpec, Approval, Checkpoint, Ending, EngineChat, Event, RunState, RunStore,
+    run_loop, AgentSpec, Approval, Checkpoint, Ending, EngineChat, Event, LoopKind, RunState,
+    RunStore,
 };
 use symphony_store::Store;
 
@@ -165,10 +166,27 @@ fn drive(
                 arguments,
                 ..
             } => eprintln!("[{step}] waiting for approval: {name} {arguments}"),
+            Event::Critique {
+                step,
+                round,
+                pass,
+                feedback,
+            } => {
+                let verdict = if *pass { "passes" } else { "fails" };
+                eprintln!("[{step}] critique {round}: {verdict}. {feedback}");
+            }
+            // Drafts before the final answer are shown; the final one is printed last.
+            Event::Answer { step, text } if spec.loop_kind == LoopKind::Reflect => {
+                eprintln!(
+                    "[{step}] draft: {}",
+                    text.trim_end().replace('\n', "\n    ")
+                );
+            }
             Event::Answer { .. } => {}
         }
     };
-    let outcome = run_react(
+    let outcome = run_loop(
+        spec.loop_kind,
         &mut chat,
         &tools,
         &spec.config(),
