@@ -27,6 +27,7 @@
 
 pub mod mcp;
 pub mod model;
+pub mod plan;
 pub mod react;
 pub mod reflect;
 mod registry;
@@ -37,6 +38,7 @@ pub mod tools;
 
 pub use mcp::{McpClient, McpServerConfig, McpTool};
 pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
+pub use plan::{run_plan, ChatFactory, PlanStep};
 pub use react::{
     react, run_react, AgentConfig, Approval, Checkpoint, Ending, Event, RunOutcome, RunState,
 };
@@ -48,9 +50,12 @@ pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
 
 /// Runs (or resumes) `state` with the loop `kind`.
 #[allow(clippy::too_many_arguments)]
+/// `more` opens further sessions of the model, for the steps of a plan that can run at the
+/// same time (other loops do not use it).
 pub fn run_loop(
     kind: LoopKind,
     model: &mut dyn ChatModel,
+    more: Option<&ChatFactory<'_>>,
     tools: &ToolRegistry,
     config: &AgentConfig,
     state: &mut RunState,
@@ -63,9 +68,9 @@ pub fn run_loop(
         LoopKind::Reflect => {
             run_reflect(model, tools, config, state, approve, on_event, checkpoint)
         }
-        LoopKind::Plan => Err(Error::InvalidAgent(
-            "loop 'plan' is not available yet".into(),
-        )),
+        LoopKind::Plan => run_plan(
+            model, more, tools, config, state, approve, on_event, checkpoint,
+        ),
     }
 }
 

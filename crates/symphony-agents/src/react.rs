@@ -84,6 +84,19 @@ pub enum Event {
         pass: bool,
         feedback: String,
     },
+    /// Plan-and-execute: the plan made (again, after a failed step).
+    Plan {
+        step: usize,
+        steps: Vec<crate::plan::PlanStep>,
+    },
+    /// Plan-and-execute: a step of the plan finished (`ok: false`: it failed).
+    StepDone {
+        step: usize,
+        id: u32,
+        task: String,
+        result: String,
+        ok: bool,
+    },
     /// A guard stepped in (loop caught, step limit or budget near); the model must answer.
     Notice {
         step: usize,

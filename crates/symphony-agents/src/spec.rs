@@ -165,15 +165,6 @@ impl AgentSpec {
         if self.workspace.is_none() && self.tools.iter().any(|t| files.contains(&t.as_str())) {
             return invalid("the file tools need a `workspace` directory".into());
         }
-        if self.loop_kind == LoopKind::Plan {
-            return invalid(format!(
-                "loop '{}' is not available yet; use react",
-                serde_json::to_value(self.loop_kind)
-                    .unwrap_or_default()
-                    .as_str()
-                    .unwrap_or("?")
-            ));
-        }
         Ok(())
     }
 
@@ -315,10 +306,6 @@ mod tests {
             (
                 "name: a\nmodel: m\napproval: [calculator]\n",
                 "not in `tools`",
-            ),
-            (
-                "name: a\nmodel: m\nloop: plan\n",
-                "loop 'plan' is not available yet",
             ),
             ("name: a\nmodel: m\nsteps: 3\n", "unknown field `steps`"),
             ("name: a\n", "missing field `model`"),

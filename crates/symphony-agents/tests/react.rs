@@ -1,6 +1,6 @@
-//! The ReAct loop end to end on a real model: Qwen2.5-Coder-0.5B from the store
-//! (scripts/test.sh fetches it), greedy, its calls in its own `<tool_call>` format held to
-//! the tools' schemas by the engine's constrained decoding.
+//! The agent loops end to end on real models: Qwen2.5-Coder-0.5B (1.5B for planning) from
+//! the store (scripts/test.sh fetches them), greedy, their calls in their own `<tool_call>`
+//! format held to the tools' schemas by the engine's constrained decoding.
 
 use std::path::PathBuf;
 
@@ -10,8 +10,11 @@ use symphony_agents::{react, AgentConfig, Approval, Ending, EngineChat, Event, T
 use symphony_models::Model;
 
 fn qwen() -> Model {
+    stored("qwen2.5-coder:0.5b")
+}
+
+fn stored(name: &str) -> Model {
     let store = symphony_store::Store::from_env().expect("a data directory");
-    let name = "qwen2.5-coder:0.5b";
     let path: PathBuf = match store.get(name) {
         Ok(manifest) => store.blob_path(&manifest),
         Err(e) => {
@@ -166,4 +169,68 @@ fn a_reflection_critiques_the_draft_and_revises_within_the_limit() {
         outcome.answer
     );
     assert_eq!(state.critiques, 2);
+}
+
+/// Plan-and-execute on the real model (Qwen2.5-Coder-1.5B: the 0.5B copies the planner's
+/// example instead of planning): two files to read, which do not depend on each other, and a
+/// sum that depends on both. The independent steps run at the same time, each in a session of
+/// its own; the answer is written from the steps' results.
+#[test]
+fn a_plan_runs_independent_steps_and_answers_from_their_results() {
+    use symphony_agents::{run_plan, ChatModel, RunState};
+    let model = stored("qwen2.5-coder:1.5b");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("north.txt"), "apples: 12\npears: 30\n").unwrap();
+    std::fs::write(dir.path().join("south.txt"), "apples: 25\npears: 7\n").unwrap();
+    let workspace = Workspace::new(dir.path()).unwrap();
+    let mut tools = ToolRegistry::new();
+    tools.register(workspace.tools().0).unwrap();
+    tools.register(Calculator).unwrap();
+    let config = AgentConfig {
+        max_steps: 3,
+        ..AgentConfig::default()
+    };
+    let mut state = RunState::new(
+        &config,
+        "How many apples are there in the two shops together? The north shop's stock is in \
+         north.txt and the south shop's in south.txt.",
+    );
+    let open = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
+        Ok(Box::new(EngineChat::new(&model)?))
+    };
+    let mut events = Vec::new();
+    let outcome = run_plan(
+        &mut EngineChat::new(&model).unwrap(),
+        Some(&open),
+        &tools,
+        &config,
+        &mut state,
+        &mut |_, _| Approval::Allow,
+        &mut |e| {
+            eprintln!("{}", serde_json::to_string(e).unwrap());
+            events.push(e.clone());
+        },
+        &mut symphony_agents::react::InMemory,
+    )
+    .unwrap();
+    let plan = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Plan { steps, .. } => Some(steps.clone()),
+            _ => None,
+        })
+        .expect("a plan");
+    let independent = plan.iter().filter(|s| s.after.is_empty()).count();
+    assert!(independent >= 2, "{plan:?}");
+    assert!(plan.iter().any(|s| s.after.len() >= 2), "{plan:?}");
+    let done: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepDone { id, ok: true, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(done.len(), plan.len(), "every step finished: {events:?}");
+    assert_eq!(outcome.ending, Ending::Answered);
+    assert!(outcome.answer.contains("37"), "{}", outcome.answer);
 }

@@ -5,8 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result};
 use symphony_agents::{
-    run_loop, AgentSpec, Approval, Checkpoint, Ending, EngineChat, Event, LoopKind, RunState,
-    RunStore,
+    run_loop, AgentSpec, Approval, ChatModel, Checkpoint, Ending, EngineChat, Event, LoopKind,
+    RunState, RunStore,
 };
 use symphony_store::Store;
 
@@ -160,6 +160,30 @@ fn drive(
                 );
             }
             Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
+            Event::Plan { step, steps } => {
+                eprintln!("[{step}] plan:");
+                for s in steps {
+                    let after = if s.after.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (after {:?})", s.after)
+                    };
+                    eprintln!("    {}. {}{after}", s.id, s.task);
+                }
+            }
+            Event::StepDone {
+                step,
+                id,
+                result,
+                ok,
+                ..
+            } => {
+                let tag = if *ok { "done" } else { "FAILED" };
+                eprintln!(
+                    "[{step}] step {id} {tag}: {}",
+                    result.trim_end().replace('\n', "\n    ")
+                );
+            }
             Event::ApprovalNeeded {
                 step,
                 name,
@@ -185,9 +209,14 @@ fn drive(
             Event::Answer { .. } => {}
         }
     };
+    // Steps of a plan that can run at the same time get sessions of their own.
+    let open = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
+        Ok(Box::new(EngineChat::new(&model)?))
+    };
     let outcome = run_loop(
         spec.loop_kind,
         &mut chat,
+        Some(&open),
         &tools,
         &spec.config(),
         &mut state,

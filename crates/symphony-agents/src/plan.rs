@@ -1,0 +1,747 @@
+//! Plan-and-execute: a plan of steps with dependencies, each step a small ReAct run,
+//! independent steps at the same time, a new plan when a step fails, and an answer written
+//! from the steps' results.
+//!
+//! The planner is one turn held to a JSON Schema: at most six steps, each with an `id`, a
+//! `task` and `after` (the ids it needs the results of). Dependencies on steps that do not
+//! come earlier in the list are dropped, so a plan is always acyclic. A step runs as a ReAct
+//! run of its own (fresh context: the overall task, the results it builds on, its task);
+//! steps whose dependencies are done form a wave, and when the caller can open more than one
+//! model session (a [`ChatFactory`]) and no tool needs approval, a wave's steps run on
+//! threads of their own. A step that ends without an answer, or whose every tool call
+//! failed, fails; the planner then plans the rest again (at most `max_replans` times), told
+//! what is done and what failed.
+//!
+//! Durable like the other loops: the plan and each step's result are assistant messages of
+//! the run's conversation (named `plan` and `step N`), checkpointed as they come. A run
+//! stopped inside a step redoes that step when resumed; finished steps are not redone.
+
+use std::collections::BTreeMap;
+use std::thread;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use symphony_types::{ChatMessage, Role};
+
+use crate::model::{CallMode, ChatModel};
+use crate::react::{
+    run_react, AgentConfig, Approval, Approver, Checkpoint, Ending, Event, InMemory, RunOutcome,
+    RunState,
+};
+use crate::registry::ToolRegistry;
+
+/// Opens another session on the same model, for steps that run at the same time.
+pub type ChatFactory<'m> =
+    dyn Fn() -> Result<Box<dyn ChatModel + Send + 'm>, crate::Error> + Sync + 'm;
+
+/// A plan has at most this many steps.
+pub const MAX_PLAN_STEPS: usize = 6;
+
+/// Plans made again after a failed step, at most.
+pub const MAX_REPLANS: usize = 2;
+
+const PLAN: &str = "plan";
+
+/// One worked example in the planner's prompt: small models copy the shape of a plan far
+/// better than they follow a description of it.
+const PLAN_EXAMPLE: &str = "For example, for the task \"Which quarter sold more, q1.txt or \
+q2.txt, and by how much?\" a good plan is: {\"steps\": [{\"id\": 1, \"task\": \"Read q1.txt \
+and report its sales\", \"after\": []}, {\"id\": 2, \"task\": \"Read q2.txt and report its \
+sales\", \"after\": []}, {\"id\": 3, \"task\": \"Subtract the smaller sales figure from the \
+larger\", \"after\": [1, 2]}]}";
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub id: u32,
+    pub task: String,
+    /// The steps whose results this one needs.
+    #[serde(default)]
+    pub after: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Plan {
+    steps: Vec<PlanStep>,
+}
+
+fn plan_schema() -> Value {
+    let id = json!({"type": "integer", "minimum": 1, "maximum": MAX_PLAN_STEPS});
+    json!({
+        "type": "object",
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_PLAN_STEPS,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": id,
+                        "task": {"type": "string", "maxLength": 300},
+                        "after": {"type": "array", "items": id, "maxItems": MAX_PLAN_STEPS - 1},
+                    },
+                    "required": ["id", "task", "after"],
+                    "additionalProperties": false,
+                },
+            },
+        },
+        "required": ["steps"],
+        "additionalProperties": false,
+        // Spaced as models write JSON; small models lose the thread in compact JSON.
+        "x-guidance": {"whitespace_flexible": false, "key_separator": ": ", "item_separator": ", "},
+    })
+}
+
+/// Makes a plan usable whatever the model wrote: ids unique and numbered 1.., dependencies
+/// only on steps listed earlier (so there is no cycle), empty tasks dropped.
+fn normalise(plan: Plan) -> Vec<PlanStep> {
+    let mut renumbered: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut steps: Vec<PlanStep> = Vec::new();
+    for step in plan.steps {
+        if step.task.trim().is_empty() {
+            continue;
+        }
+        let id = steps.len() as u32 + 1;
+        let mut after: Vec<u32> = step
+            .after
+            .iter()
+            .filter_map(|a| renumbered.get(a).copied())
+            .collect();
+        after.sort_unstable();
+        after.dedup();
+        renumbered.entry(step.id).or_insert(id);
+        steps.push(PlanStep {
+            id,
+            task: step.task.trim().to_string(),
+            after,
+        });
+    }
+    steps
+}
+
+fn step_name(id: u32) -> String {
+    format!("step {id}")
+}
+
+/// What a plan run has done since its last plan: the plan, and each finished step's result
+/// (`Err` for a failed step).
+struct Progress {
+    plan: Vec<PlanStep>,
+    results: BTreeMap<u32, Result<String, String>>,
+    plans_made: usize,
+}
+
+fn progress(state: &RunState) -> Option<Progress> {
+    let plans_made = state
+        .messages
+        .iter()
+        .filter(|m| m.name.as_deref() == Some(PLAN))
+        .count();
+    let at = state
+        .messages
+        .iter()
+        .rposition(|m| m.name.as_deref() == Some(PLAN))?;
+    let plan: Plan = serde_json::from_str(&state.messages[at].content).ok()?;
+    let mut results = BTreeMap::new();
+    for m in &state.messages[at + 1..] {
+        let Some(name) = m.name.as_deref() else {
+            continue;
+        };
+        let Some(id) = name
+            .strip_prefix("step ")
+            .and_then(|n| n.trim_end_matches(" failed").parse().ok())
+        else {
+            continue;
+        };
+        let result = if name.ends_with(" failed") {
+            Err(m.content.clone())
+        } else {
+            Ok(m.content.clone())
+        };
+        results.insert(id, result);
+    }
+    Some(Progress {
+        plan: plan.steps,
+        results,
+        plans_made,
+    })
+}
+
+/// Everything finished so far, in every plan of the run, for prompts.
+fn done_so_far(state: &RunState) -> Vec<String> {
+    let mut tasks: BTreeMap<u32, String> = BTreeMap::new();
+    let mut done = Vec::new();
+    for m in &state.messages {
+        match m.name.as_deref() {
+            Some(PLAN) => {
+                if let Ok(plan) = serde_json::from_str::<Plan>(&m.content) {
+                    tasks = plan.steps.into_iter().map(|s| (s.id, s.task)).collect();
+                }
+            }
+            Some(name) if name.starts_with("step ") => {
+                let failed = name.ends_with(" failed");
+                let id: u32 = name
+                    .trim_start_matches("step ")
+                    .trim_end_matches(" failed")
+                    .parse()
+                    .unwrap_or(0);
+                let task = tasks.get(&id).map_or("?", String::as_str);
+                let outcome = if failed { "FAILED: " } else { "" };
+                done.push(format!("- {task} → {outcome}{}", m.content.trim()));
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+fn tool_list(tools: &ToolRegistry) -> String {
+    tools
+        .specs()
+        .iter()
+        .map(|s| {
+            format!(
+                "- {}: {}",
+                s.name,
+                s.description.as_deref().unwrap_or("(no description)")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs (or resumes) a plan-and-execute run from `state`; see the module's description.
+/// `more` opens further sessions for steps that can run at the same time; without it steps
+/// run one after another.
+#[allow(clippy::too_many_arguments)]
+pub fn run_plan(
+    model: &mut dyn ChatModel,
+    more: Option<&ChatFactory<'_>>,
+    tools: &ToolRegistry,
+    config: &AgentConfig,
+    state: &mut RunState,
+    approve: &mut Approver<'_>,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<RunOutcome, crate::Error> {
+    if state.step == 0 {
+        checkpoint.save(state)?;
+    }
+    let parallel_ok = more.is_some()
+        && !tools
+            .names()
+            .any(|n| tools.get(n).is_some_and(|t| t.needs_approval()));
+    loop {
+        if state.ending.is_some() {
+            return Ok(state.outcome());
+        }
+        let progress = progress(state);
+        let failed = progress
+            .as_ref()
+            .is_some_and(|p| p.results.values().any(Result::is_err));
+        let replan = progress.is_none()
+            || (failed
+                && progress
+                    .as_ref()
+                    .is_some_and(|p| p.plans_made <= MAX_REPLANS));
+        if replan {
+            make_plan(model, tools, config, state, on_event, checkpoint)?;
+            continue;
+        }
+        let progress = progress.expect("planned");
+        let ready: Vec<PlanStep> = if failed {
+            // Out of re-plans: answer from what is done.
+            Vec::new()
+        } else {
+            progress
+                .plan
+                .iter()
+                .filter(|s| !progress.results.contains_key(&s.id))
+                .filter(|s| s.after.iter().all(|a| progress.results.contains_key(a)))
+                .cloned()
+                .collect()
+        };
+        if ready.is_empty() {
+            return answer(model, state, on_event, checkpoint);
+        }
+        let results: BTreeMap<u32, String> = progress
+            .results
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().ok().map(|r| (*id, r.clone())))
+            .collect();
+        let tasks: BTreeMap<u32, &str> = progress
+            .plan
+            .iter()
+            .map(|s| (s.id, s.task.as_str()))
+            .collect();
+        let prompt = |step: &PlanStep| {
+            let needed: Vec<String> = step
+                .after
+                .iter()
+                .filter_map(|a| Some(format!("- {} → {}", tasks.get(a)?, results.get(a)?.trim())))
+                .collect();
+            let needed = if needed.is_empty() {
+                String::new()
+            } else {
+                format!("Results you build on:\n{}\n\n", needed.join("\n"))
+            };
+            format!(
+                "You are doing one step of a larger task.\nThe larger task: {}\n\n{needed}\
+                 Your step: {}\nDo only this step: use a tool only if the step needs it, and \
+                 as soon as you have the step's result, answer with it in one short sentence.",
+                state.task, step.task
+            )
+        };
+        let mut finished: Vec<(PlanStep, StepRun)> = Vec::new();
+        match more {
+            Some(open) if parallel_ok && ready.len() > 1 => {
+                let prompts: Vec<String> = ready.iter().map(prompt).collect();
+                let runs = thread::scope(|scope| {
+                    let handles: Vec<_> = prompts
+                        .iter()
+                        .map(|p| {
+                            scope.spawn(move || -> Result<StepRun, crate::Error> {
+                                let mut chat = open()?;
+                                let mut events = Vec::new();
+                                let outcome = run_step(
+                                    chat.as_mut(),
+                                    tools,
+                                    config,
+                                    p,
+                                    &mut |_, _| Approval::Deny,
+                                    &mut |e| events.push(e.clone()),
+                                )?;
+                                Ok(StepRun { outcome, events })
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a step thread panicked"))
+                        .collect::<Vec<_>>()
+                });
+                for (step, run) in ready.into_iter().zip(runs) {
+                    finished.push((step, run?));
+                }
+            }
+            _ => {
+                // One step at a time, its events live.
+                let step = ready.into_iter().next().expect("not empty");
+                let outcome = run_step(model, tools, config, &prompt(&step), approve, on_event)?;
+                finished.push((
+                    step,
+                    StepRun {
+                        outcome,
+                        events: Vec::new(),
+                    },
+                ));
+            }
+        }
+        for (step, run) in finished {
+            for e in &run.events {
+                on_event(e);
+            }
+            record_step(state, &step, &run.outcome, on_event, checkpoint)?;
+        }
+    }
+}
+
+/// A finished step's run, with the events it had when it ran on another thread.
+struct StepRun {
+    outcome: RunOutcome,
+    events: Vec<Event>,
+}
+
+fn run_step(
+    model: &mut dyn ChatModel,
+    tools: &ToolRegistry,
+    config: &AgentConfig,
+    prompt: &str,
+    approve: &mut Approver<'_>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<RunOutcome, crate::Error> {
+    let mut sub = RunState::new(config, prompt);
+    run_react(
+        model,
+        tools,
+        config,
+        &mut sub,
+        approve,
+        on_event,
+        &mut InMemory,
+    )
+}
+
+fn record_step(
+    state: &mut RunState,
+    step: &PlanStep,
+    outcome: &RunOutcome,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<(), crate::Error> {
+    let results: Vec<&ChatMessage> = outcome
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .collect();
+    let all_failed = !results.is_empty() && results.iter().all(|m| m.content.starts_with("Error:"));
+    let ok = outcome.ending == Ending::Answered && !outcome.answer.trim().is_empty() && !all_failed;
+    let text = if ok {
+        outcome.answer.trim().to_string()
+    } else if all_failed {
+        format!(
+            "every tool call failed; the last error: {}",
+            results.last().map_or("", |m| m.content.as_str())
+        )
+    } else {
+        "the step ended without a result".to_string()
+    };
+    state.step += outcome.steps;
+    state.tool_calls += outcome.tool_calls;
+    state.prompt_tokens += outcome.prompt_tokens;
+    state.completion_tokens += outcome.completion_tokens;
+    let mut message = ChatMessage::assistant(text.clone());
+    message.name = Some(if ok {
+        step_name(step.id)
+    } else {
+        format!("{} failed", step_name(step.id))
+    });
+    state.messages.push(message);
+    checkpoint.save(state)?;
+    on_event(&Event::StepDone {
+        step: state.step,
+        id: step.id,
+        task: step.task.clone(),
+        result: text,
+        ok,
+    });
+    Ok(())
+}
+
+fn make_plan(
+    model: &mut dyn ChatModel,
+    tools: &ToolRegistry,
+    config: &AgentConfig,
+    state: &mut RunState,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<(), crate::Error> {
+    let done = done_so_far(state);
+    let done = if done.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Done so far (plan only what is still missing; a failed step needs another way):\n{}\n\n",
+            done.join("\n")
+        )
+    };
+    let request = format!(
+        "Task: {}\n\nTools the steps can use:\n{}\n\n{done}Break the task into the fewest \
+         steps that do it (at most {MAX_PLAN_STEPS}). Each step is one instruction for an \
+         assistant with these tools. `after` lists the ids of the steps whose results a step \
+         needs; steps that do not need each other's results leave it empty, so they can run \
+         at the same time. Do not repeat a step.\n\n{PLAN_EXAMPLE}\n\nReply in JSON.",
+        state.task,
+        tool_list(tools),
+    );
+    let context = vec![
+        ChatMessage::system(format!(
+            "{}\nYou plan before acting: you write plans, not answers.",
+            config.instructions
+        )),
+        ChatMessage::user(request),
+    ];
+    let turn = model.structured(&context, &plan_schema())?;
+    state.step += 1;
+    state.prompt_tokens += turn.prompt_tokens;
+    state.completion_tokens += turn.completion_tokens;
+    let steps = match serde_json::from_str::<Plan>(&turn.content) {
+        Ok(plan) => normalise(plan),
+        Err(_) => Vec::new(),
+    };
+    // A plan cut off or empty: the task itself is the one step.
+    let steps = if steps.is_empty() {
+        vec![PlanStep {
+            id: 1,
+            task: state.task.clone(),
+            after: Vec::new(),
+        }]
+    } else {
+        steps
+    };
+    let mut message = ChatMessage::assistant(
+        serde_json::to_string(&Plan {
+            steps: steps.clone(),
+        })
+        .expect("a plan serialises"),
+    );
+    message.name = Some(PLAN.to_string());
+    state.messages.push(message);
+    checkpoint.save(state)?;
+    on_event(&Event::Plan {
+        step: state.step,
+        steps,
+    });
+    Ok(())
+}
+
+/// The final answer, written from the steps' results in a fresh round.
+fn answer(
+    model: &mut dyn ChatModel,
+    state: &mut RunState,
+    on_event: &mut dyn FnMut(&Event),
+    checkpoint: &mut dyn Checkpoint,
+) -> Result<RunOutcome, crate::Error> {
+    let request = format!(
+        "Results of the steps:\n{}\n\nUsing these results, answer my question: {}",
+        done_so_far(state).join("\n"),
+        state.task
+    );
+    state.round_start = state.messages.len();
+    state.messages.push(ChatMessage::user(request));
+    let turn = model.turn(&state.context(), &[], CallMode::Answer)?;
+    state.step += 1;
+    state.prompt_tokens += turn.prompt_tokens;
+    state.completion_tokens += turn.completion_tokens;
+    state.ending = Some(if turn.content.is_empty() {
+        Ending::StepLimit
+    } else {
+        Ending::Answered
+    });
+    state
+        .messages
+        .push(ChatMessage::assistant(turn.content.clone()));
+    checkpoint.save(state)?;
+    on_event(&Event::Answer {
+        step: state.step,
+        text: turn.content,
+    });
+    Ok(state.outcome())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::model::ModelTurn;
+    use symphony_types::ToolSpec;
+
+    /// Replays plans (structured turns) and answers (plain turns) in order, recording what it
+    /// was shown. It stands in for the model in these tests of the loop's logic only; the
+    /// end-to-end test runs a real one.
+    struct Scripted {
+        plans: VecDeque<Value>,
+        answers: VecDeque<&'static str>,
+        seen: Vec<String>,
+    }
+
+    impl Scripted {
+        fn new(plans: Vec<Value>, answers: Vec<&'static str>) -> Self {
+            Self {
+                plans: plans.into(),
+                answers: answers.into(),
+                seen: Vec::new(),
+            }
+        }
+    }
+
+    impl ChatModel for Scripted {
+        fn turn(
+            &mut self,
+            messages: &[ChatMessage],
+            _: &[ToolSpec],
+            _: CallMode,
+        ) -> Result<ModelTurn, crate::Error> {
+            self.seen.push(messages.last().unwrap().content.clone());
+            Ok(ModelTurn {
+                content: self.answers.pop_front().expect("an answer").into(),
+                ..ModelTurn::default()
+            })
+        }
+
+        fn structured(
+            &mut self,
+            messages: &[ChatMessage],
+            _: &Value,
+        ) -> Result<ModelTurn, crate::Error> {
+            self.seen.push(messages.last().unwrap().content.clone());
+            Ok(ModelTurn {
+                content: self.plans.pop_front().expect("a plan").to_string(),
+                ..ModelTurn::default()
+            })
+        }
+    }
+
+    fn step(id: u32, task: &str, after: &[u32]) -> Value {
+        json!({"id": id, "task": task, "after": after})
+    }
+
+    /// Keeps every checkpoint; fails (as a crash would stop the run) after `limit` saves.
+    struct Saves {
+        states: Vec<RunState>,
+        limit: usize,
+    }
+
+    impl Checkpoint for Saves {
+        fn save(&mut self, state: &RunState) -> Result<(), crate::Error> {
+            if self.states.len() == self.limit {
+                return Err(crate::Error::Runs("crashed".into()));
+            }
+            self.states.push(state.clone());
+            Ok(())
+        }
+    }
+
+    fn run(
+        model: &mut Scripted,
+        state: &mut RunState,
+        saves: &mut Saves,
+    ) -> (Result<RunOutcome, crate::Error>, Vec<Event>) {
+        let mut events = Vec::new();
+        let outcome = run_plan(
+            model,
+            None,
+            &ToolRegistry::new(),
+            &AgentConfig::default(),
+            state,
+            &mut |_, _| Approval::Allow,
+            &mut |e| events.push(e.clone()),
+            saves,
+        );
+        (outcome, events)
+    }
+
+    #[test]
+    fn any_plan_is_made_acyclic_with_unique_ids() {
+        let plan: Plan = serde_json::from_value(json!({"steps": [
+            step(3, "a", &[2]),
+            step(3, "b", &[3, 3]),
+            step(5, " ", &[]),
+            step(1, "c", &[3, 4, 1]),
+        ]}))
+        .unwrap();
+        let steps = normalise(plan);
+        let shape: Vec<(u32, &str, Vec<u32>)> = steps
+            .iter()
+            .map(|s| (s.id, s.task.as_str(), s.after.clone()))
+            .collect();
+        // 2 is not listed before 'a': dropped. 3 means the first step called 3. The empty
+        // task is dropped; 'c' refers to itself (1 was not listed before it): dropped.
+        assert_eq!(
+            shape,
+            [(1, "a", vec![]), (2, "b", vec![1]), (3, "c", vec![1])]
+        );
+    }
+
+    #[test]
+    fn steps_run_after_what_they_need_and_the_answer_uses_their_results() {
+        let mut model = Scripted::new(
+            vec![json!({"steps": [
+                step(1, "Find the north total", &[]),
+                step(2, "Find the south total", &[]),
+                step(3, "Add the totals", &[1, 2]),
+            ]})],
+            vec!["12", "25", "37", "There are 37."],
+        );
+        let config = AgentConfig::default();
+        let mut state = RunState::new(&config, "How many in all?");
+        let mut saves = Saves {
+            states: Vec::new(),
+            limit: usize::MAX,
+        };
+        let (outcome, events) = run(&mut model, &mut state, &mut saves);
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.answer, "There are 37.");
+        assert_eq!(outcome.ending, Ending::Answered);
+        let done: Vec<(u32, String)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepDone { id, result, ok, .. } => {
+                    assert!(ok);
+                    Some((*id, result.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, [(1, "12".into()), (2, "25".into()), (3, "37".into())]);
+        // The planner saw the task; step 3 saw what it needs; the answer saw every result.
+        assert!(model.seen[0].starts_with("Task: How many in all?"));
+        assert!(!model.seen[1].contains("Results you build on"));
+        assert!(
+            model.seen[3].contains("- Find the north total → 12")
+                && model.seen[3].contains("- Find the south total → 25")
+                && model.seen[3].contains("Your step: Add the totals"),
+            "{}",
+            model.seen[3]
+        );
+        assert!(model.seen[4].contains("- Add the totals → 37"));
+    }
+
+    #[test]
+    fn a_failed_step_is_planned_around() {
+        let mut model = Scripted::new(
+            vec![
+                json!({"steps": [step(1, "Ask the oracle", &[])]}),
+                json!({"steps": [step(1, "Count by hand", &[])]}),
+            ],
+            // The first step answers nothing: it failed.
+            vec!["", "7", "Seven."],
+        );
+        let mut state = RunState::new(&AgentConfig::default(), "How many?");
+        let mut saves = Saves {
+            states: Vec::new(),
+            limit: usize::MAX,
+        };
+        let (outcome, events) = run(&mut model, &mut state, &mut saves);
+        assert_eq!(outcome.unwrap().answer, "Seven.");
+        let plans = events
+            .iter()
+            .filter(|e| matches!(e, Event::Plan { .. }))
+            .count();
+        assert_eq!(plans, 2);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::StepDone {
+                ok: false,
+                id: 1,
+                ..
+            }
+        )));
+        // The second planner was told what failed.
+        assert!(
+            model.seen[2].contains("- Ask the oracle → FAILED: the step ended without a result"),
+            "{}",
+            model.seen[2]
+        );
+    }
+
+    #[test]
+    fn a_resumed_plan_does_not_redo_finished_steps() {
+        let plan = json!({"steps": [step(1, "First", &[]), step(2, "Second", &[1])]});
+        // Step 2's result is lost in the crash.
+        let mut model = Scripted::new(vec![plan], vec!["one", "lost"]);
+        let mut state = RunState::new(&AgentConfig::default(), "Do both.");
+        // Saves: the start, the plan, step 1; the crash comes on saving step 2.
+        let mut saves = Saves {
+            states: Vec::new(),
+            limit: 3,
+        };
+        let (outcome, _) = run(&mut model, &mut state, &mut saves);
+        assert!(outcome.is_err());
+        let mut resumed = saves.states.last().unwrap().clone();
+        let mut model = Scripted::new(Vec::new(), vec!["two", "Both done."]);
+        let mut saves = Saves {
+            states: Vec::new(),
+            limit: usize::MAX,
+        };
+        let (outcome, events) = run(&mut model, &mut resumed, &mut saves);
+        assert_eq!(outcome.unwrap().answer, "Both done.");
+        // No new plan, step 1 not redone: the first thing run is step 2, built on step 1.
+        assert!(!events.iter().any(|e| matches!(e, Event::Plan { .. })));
+        assert!(
+            model.seen[0].contains("- First → one") && model.seen[0].contains("Your step: Second")
+        );
+    }
+}
