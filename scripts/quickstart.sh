@@ -16,7 +16,8 @@ fi
 
 echo "==> building symphony (release)" >&2
 cargo build --release --locked -p symphony-cli
-symphony=target/release/symphony
+# Cargo puts the binary under CARGO_TARGET_DIR when one is set.
+symphony="${CARGO_TARGET_DIR:-target}/release/symphony"
 
 echo "==> fetching the bundled model" >&2
 "$symphony" models fetch smollm2

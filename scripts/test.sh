@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked -p symphony-cli
-target/debug/symphony models fetch smollm2 qwen2.5-coder:0.5b qwen2.5-coder:1.5b gemma3:270m all-minilm
+"${CARGO_TARGET_DIR:-target}/debug/symphony" models fetch smollm2 qwen2.5-coder:0.5b qwen2.5-coder:1.5b gemma3:270m all-minilm
 
 # The server's Redis tests start a real redis-server (Debian's package).
 if ! command -v redis-server >/dev/null; then
