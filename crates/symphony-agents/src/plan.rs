@@ -25,8 +25,7 @@ use symphony_types::{ChatMessage, Role};
 
 use crate::model::{CallMode, ChatModel};
 use crate::react::{
-    run_react, AgentConfig, Approval, Approver, Checkpoint, Ending, Event, InMemory, RunOutcome,
-    RunState,
+    react, AgentConfig, Approval, Approver, Checkpoint, Ending, Event, RunOutcome, RunState,
 };
 use crate::registry::ToolRegistry;
 
@@ -124,6 +123,15 @@ fn step_name(id: u32) -> String {
     format!("step {id}")
 }
 
+/// The step id a message name gives, and whether the step failed (`step 2 failed`).
+fn parse_step_name(name: &str) -> Option<(u32, bool)> {
+    let rest = name.strip_prefix("step ")?;
+    match rest.strip_suffix(" failed") {
+        Some(id) => Some((id.parse().ok()?, true)),
+        None => Some((rest.parse().ok()?, false)),
+    }
+}
+
 /// What a plan run has done since its last plan: the plan, and each finished step's result
 /// (`Err` for a failed step).
 struct Progress {
@@ -145,16 +153,10 @@ fn progress(state: &RunState) -> Option<Progress> {
     let plan: Plan = serde_json::from_str(&state.messages[at].content).ok()?;
     let mut results = BTreeMap::new();
     for m in &state.messages[at + 1..] {
-        let Some(name) = m.name.as_deref() else {
+        let Some((id, failed)) = m.name.as_deref().and_then(parse_step_name) else {
             continue;
         };
-        let Some(id) = name
-            .strip_prefix("step ")
-            .and_then(|n| n.trim_end_matches(" failed").parse().ok())
-        else {
-            continue;
-        };
-        let result = if name.ends_with(" failed") {
+        let result = if failed {
             Err(m.content.clone())
         } else {
             Ok(m.content.clone())
@@ -179,13 +181,10 @@ fn done_so_far(state: &RunState) -> Vec<String> {
                     tasks = plan.steps.into_iter().map(|s| (s.id, s.task)).collect();
                 }
             }
-            Some(name) if name.starts_with("step ") => {
-                let failed = name.ends_with(" failed");
-                let id: u32 = name
-                    .trim_start_matches("step ")
-                    .trim_end_matches(" failed")
-                    .parse()
-                    .unwrap_or(0);
+            Some(name) => {
+                let Some((id, failed)) = parse_step_name(name) else {
+                    continue;
+                };
                 let task = tasks.get(&id).map_or("?", String::as_str);
                 let outcome = if failed { "FAILED: " } else { "" };
                 done.push(format!("- {task} → {outcome}{}", m.content.trim()));
@@ -304,7 +303,7 @@ pub fn run_plan(
                             scope.spawn(move || -> Result<StepRun, crate::Error> {
                                 let mut chat = open()?;
                                 let mut events = Vec::new();
-                                let outcome = run_step(
+                                let outcome = react(
                                     chat.as_mut(),
                                     tools,
                                     config,
@@ -328,7 +327,7 @@ pub fn run_plan(
             _ => {
                 // One step at a time, its events live.
                 let step = ready.into_iter().next().expect("not empty");
-                let outcome = run_step(model, tools, config, &prompt(&step), approve, on_event)?;
+                let outcome = react(model, tools, config, &prompt(&step), approve, on_event)?;
                 finished.push((
                     step,
                     StepRun {
@@ -351,26 +350,6 @@ pub fn run_plan(
 struct StepRun {
     outcome: RunOutcome,
     events: Vec<Event>,
-}
-
-fn run_step(
-    model: &mut dyn ChatModel,
-    tools: &ToolRegistry,
-    config: &AgentConfig,
-    prompt: &str,
-    approve: &mut Approver<'_>,
-    on_event: &mut dyn FnMut(&Event),
-) -> Result<RunOutcome, crate::Error> {
-    let mut sub = RunState::new(config, prompt);
-    run_react(
-        model,
-        tools,
-        config,
-        &mut sub,
-        approve,
-        on_event,
-        &mut InMemory,
-    )
 }
 
 fn record_step(
@@ -453,9 +432,7 @@ fn make_plan(
         ChatMessage::user(request),
     ];
     let turn = model.structured(&context, &plan_schema())?;
-    state.step += 1;
-    state.prompt_tokens += turn.prompt_tokens;
-    state.completion_tokens += turn.completion_tokens;
+    state.count_turn(&turn);
     let steps = match serde_json::from_str::<Plan>(&turn.content) {
         Ok(plan) => normalise(plan),
         Err(_) => Vec::new(),
@@ -501,9 +478,7 @@ fn answer(
     state.round_start = state.messages.len();
     state.messages.push(ChatMessage::user(request));
     let turn = model.turn(&state.context(), &[], CallMode::Answer)?;
-    state.step += 1;
-    state.prompt_tokens += turn.prompt_tokens;
-    state.completion_tokens += turn.completion_tokens;
+    state.count_turn(&turn);
     state.ending = Some(if turn.content.is_empty() {
         Ending::StepLimit
     } else {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use symphony_types::{ChatMessage, Role, ToolCall};
 
-use crate::model::{CallMode, ChatModel};
+use crate::model::{CallMode, ChatModel, ModelTurn};
 use crate::registry::ToolRegistry;
 
 /// How one agent runs.
@@ -257,6 +257,13 @@ impl RunState {
             .collect()
     }
 
+    /// Counts one model turn: a step and its tokens.
+    pub(crate) fn count_turn(&mut self, turn: &ModelTurn) {
+        self.step += 1;
+        self.prompt_tokens += turn.prompt_tokens;
+        self.completion_tokens += turn.completion_tokens;
+    }
+
     /// What the model sees: the system prompt and the current round.
     pub(crate) fn context(&self) -> Vec<ChatMessage> {
         if self.round_start == 0 {
@@ -415,9 +422,7 @@ pub fn run_react(
         let mut context = state.context();
         context.extend(added.iter().cloned());
         let turn = model.turn(&context, &specs, mode)?;
-        state.step = step;
-        state.prompt_tokens += turn.prompt_tokens;
-        state.completion_tokens += turn.completion_tokens;
+        state.count_turn(&turn);
         let mut events = Vec::new();
         if turn.calls.is_empty() {
             state.ending = Some(if turn.content.is_empty() && state.must_answer {

@@ -109,9 +109,7 @@ pub fn run_reflect(
             ChatMessage::user(review_prompt(state, &outcome.answer, rubric)),
         ];
         let turn = model.structured(&context, &critique_schema())?;
-        state.step += 1;
-        state.prompt_tokens += turn.prompt_tokens;
-        state.completion_tokens += turn.completion_tokens;
+        state.count_turn(&turn);
         // The grammar guarantees the shape; a reply cut by the token limit is a failed review.
         let critique: Critique = serde_json::from_str(&turn.content).unwrap_or(Critique {
             feedback: "The review was cut off; check the answer again.".into(),

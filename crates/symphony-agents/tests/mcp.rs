@@ -5,6 +5,8 @@
 //! `SYMPHONY_TEST_MCP_SERVERS`. The last test gives the filesystem server's tools to the real
 //! Qwen2.5-Coder-0.5B.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -224,15 +226,7 @@ fn streamable_http_everything_server_keeps_a_session() {
 }
 
 fn qwen() -> Model {
-    let store = symphony_store::Store::from_env().expect("a data directory");
-    let name = "qwen2.5-coder:0.5b";
-    let path = match store.get(name) {
-        Ok(manifest) => store.blob_path(&manifest),
-        Err(e) => {
-            panic!("{e}\nrun `symphony models fetch {name}` (the README's test command does)")
-        }
-    };
-    Model::load(path).expect("Qwen loads")
+    common::stored("qwen2.5-coder:0.5b")
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! the store (scripts/test.sh fetches them), greedy, their calls in their own `<tool_call>`
 //! format held to the tools' schemas by the engine's constrained decoding.
 
-use std::path::PathBuf;
+mod common;
 
+use common::stored;
 use serde_json::Value;
 use symphony_agents::tools::{Calculator, Workspace};
 use symphony_agents::{react, AgentConfig, Approval, Ending, EngineChat, Event, ToolRegistry};
@@ -11,17 +12,6 @@ use symphony_models::Model;
 
 fn qwen() -> Model {
     stored("qwen2.5-coder:0.5b")
-}
-
-fn stored(name: &str) -> Model {
-    let store = symphony_store::Store::from_env().expect("a data directory");
-    let path: PathBuf = match store.get(name) {
-        Ok(manifest) => store.blob_path(&manifest),
-        Err(e) => {
-            panic!("{e}\nrun `symphony models fetch {name}` (the README's test command does)")
-        }
-    };
-    Model::load(path).expect("Qwen loads")
 }
 
 /// Runs `task`, returning the answer and the tool calls made, in order.
