@@ -8,7 +8,8 @@
 //! bad call is corrected on the next step instead of ending the run.
 //!
 //! Built-in tools ([`tools`]): an exact calculator, files confined to one workspace
-//! directory, and Python run in a sandbox (no network, limited time and memory). The tools
+//! directory, Python run in a sandbox (no network, limited time and memory), web pages from
+//! an allowlist (off by default) and search over a RAG collection. The tools
 //! of any Model Context Protocol server join them through the [`mcp`] client.
 //!
 //! The reasoning side: a [`ChatModel`] gives one assistant turn at a time ([`EngineChat`]
@@ -45,7 +46,7 @@ pub use react::{
 pub use reflect::run_reflect;
 pub use registry::ToolRegistry;
 pub use runs::{RunStore, RunSummary, StoredRun};
-pub use spec::{AgentSpec, LoopKind};
+pub use spec::{AgentSpec, LoopKind, OpenCollection, ToolEnv};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
 
 /// Runs (or resumes) `state` with the loop `kind`.

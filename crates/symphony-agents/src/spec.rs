@@ -12,6 +12,8 @@
 //! max_steps: 8
 //! time_budget_secs: 120     # optional
 //! approval: [write_file]    # tools that wait for a person's yes
+//! http_allow: [docs.rs]     # http_fetch: hosts or URL prefixes it may reach (none by default)
+//! collection: handbook      # search_documents: the RAG collection it searches
 //! mcp_servers:              # tools of MCP servers join the built-in ones
 //!   - name: docs
 //!     command: [npx, "@modelcontextprotocol/server-filesystem", "docs"]
@@ -28,17 +30,35 @@ use symphony_types::ToolSpec;
 
 use crate::mcp::McpServerConfig;
 use crate::react::{AgentConfig, DEFAULT_INSTRUCTIONS};
-use crate::tools::{Calculator, RunPython, Workspace};
+use symphony_models::embedding::Embedder;
+use symphony_rag::Collection;
+
+use crate::tools::{Calculator, HttpFetch, RunPython, SearchDocuments, Workspace};
 use crate::{Error, McpClient, Tool, ToolError, ToolRegistry};
 
 /// The built-in tools an agent file can name.
-pub const BUILTIN_TOOLS: [&str; 5] = [
+pub const BUILTIN_TOOLS: [&str; 7] = [
     "calculator",
     "read_file",
     "list_files",
     "write_file",
     "run_python",
+    "http_fetch",
+    "search_documents",
 ];
+
+/// How long one `http_fetch` may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Opens a RAG collection by name, with the embedder it was built with.
+pub type OpenCollection<'a> = dyn Fn(&str) -> Result<(Collection, Embedder), String> + 'a;
+
+/// What building an agent's tools takes from the program that runs it.
+#[derive(Default, Clone, Copy)]
+pub struct ToolEnv<'a> {
+    /// For `search_documents`; without it, an agent that names the tool is refused.
+    pub open_collection: Option<&'a OpenCollection<'a>>,
+}
 
 /// How an agent reasons.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +106,13 @@ pub struct AgentSpec {
     /// directory unless it names a `cwd`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_servers: Vec<McpServerConfig>,
+    /// `http_fetch`: the hosts (`example.com`, `*.example.com`, `host:port`) or URL prefixes
+    /// (`https://example.com/docs/`) it may reach. Empty: the tool cannot be used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allow: Vec<String>,
+    /// `search_documents`: the RAG collection it searches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
 }
 
 fn default_max_steps() -> usize {
@@ -161,6 +188,13 @@ impl AgentSpec {
                 ));
             }
         }
+        let uses = |tool: &str| self.tools.iter().any(|t| t == tool);
+        if uses("http_fetch") {
+            HttpFetch::new(&self.http_allow, HTTP_TIMEOUT).map_err(Error::InvalidAgent)?;
+        }
+        if uses("search_documents") && self.collection.is_none() {
+            return invalid("search_documents needs a `collection` to search".into());
+        }
         let files = ["read_file", "list_files", "write_file"];
         if self.workspace.is_none() && self.tools.iter().any(|t| files.contains(&t.as_str())) {
             return invalid("the file tools need a `workspace` directory".into());
@@ -182,9 +216,9 @@ impl AgentSpec {
         }
     }
 
-    /// The agent's tools, built (MCP servers started or reached); those under `approval`
-    /// are marked so.
-    pub fn registry(&self) -> Result<ToolRegistry, Error> {
+    /// The agent's tools, built (MCP servers started or reached, the collection opened);
+    /// those under `approval` are marked so.
+    pub fn registry(&self, env: ToolEnv<'_>) -> Result<ToolRegistry, Error> {
         let workspace =
             match &self.workspace {
                 Some(dir) => Some(Workspace::new(dir).map_err(|e| {
@@ -197,6 +231,22 @@ impl AgentSpec {
             let tool: Arc<dyn Tool> = match (name.as_str(), &workspace) {
                 ("calculator", _) => Arc::new(Calculator),
                 ("run_python", _) => Arc::new(RunPython::default()),
+                ("http_fetch", _) => Arc::new(
+                    HttpFetch::new(&self.http_allow, HTTP_TIMEOUT).map_err(Error::InvalidAgent)?,
+                ),
+                ("search_documents", _) => {
+                    let name = self.collection.as_deref().unwrap_or_default();
+                    let open = env.open_collection.ok_or_else(|| {
+                        Error::InvalidAgent(
+                            "search_documents cannot be used here: no collections are open \
+                             to this program"
+                                .into(),
+                        )
+                    })?;
+                    let (collection, embedder) = open(name)
+                        .map_err(|e| Error::InvalidAgent(format!("collection '{name}': {e}")))?;
+                    Arc::new(SearchDocuments::new(collection, embedder))
+                }
                 ("read_file", Some(ws)) => Arc::new(ws.tools().0),
                 ("list_files", Some(ws)) => Arc::new(ws.tools().1),
                 ("write_file", Some(ws)) => Arc::new(ws.tools().2),
@@ -282,7 +332,7 @@ mod tests {
             ("Be brief.", 5)
         );
         assert_eq!(config.time_budget, Some(Duration::from_secs(60)));
-        let tools = spec.registry().unwrap();
+        let tools = spec.registry(ToolEnv::default()).unwrap();
         assert_eq!(
             tools.names().collect::<Vec<_>>(),
             ["calculator", "read_file", "write_file"]
@@ -322,6 +372,18 @@ mod tests {
                 "two MCP servers are named 'x'",
             ),
             ("name: a\nmodel: m\nmax_steps: 0\n", "at least 1"),
+            (
+                "name: a\nmodel: m\ntools: [http_fetch]\n",
+                "http_fetch needs `http_allow`",
+            ),
+            (
+                "name: a\nmodel: m\ntools: [http_fetch]\nhttp_allow: [\"ftp://x\"]\n",
+                "only http:// and https://",
+            ),
+            (
+                "name: a\nmodel: m\ntools: [search_documents]\n",
+                "needs a `collection`",
+            ),
         ];
         for (yaml, expected) in cases {
             let e = AgentSpec::from_yaml(yaml).unwrap_err().to_string();

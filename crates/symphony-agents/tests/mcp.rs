@@ -251,7 +251,7 @@ fn the_model_answers_from_a_file_read_through_the_mcp_filesystem_server() {
     )
     .unwrap();
     let spec = AgentSpec::load(&file).unwrap();
-    let tools = spec.registry().unwrap();
+    let tools = spec.registry(symphony_agents::ToolEnv::default()).unwrap();
     assert_eq!(
         tools.names().collect::<Vec<_>>(),
         ["list_directory", "read_multiple_files"]

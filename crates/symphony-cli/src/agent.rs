@@ -6,11 +6,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result};
 use symphony_agents::{
     run_loop, AgentSpec, Approval, ChatModel, Checkpoint, Ending, EngineChat, Event, LoopKind,
-    RunState, RunStore,
+    RunState, RunStore, ToolEnv,
 };
 use symphony_store::Store;
 
 use crate::commands::{init_threads, open_model};
+use crate::rag::{collections_root, load_embedder};
 use crate::{AgentCommand, AgentRunFlags, LoadArgs};
 
 fn run_store() -> Result<RunStore> {
@@ -102,7 +103,16 @@ fn drive(
     flags: &AgentRunFlags,
 ) -> Result<()> {
     let (json, yes) = (flags.json, flags.yes);
-    let tools = spec.registry()?;
+    let open_collection = |name: &str| -> Result<_, String> {
+        let collection =
+            symphony_rag::Collection::open(&collections_root().map_err(|e| e.to_string())?, name)
+                .map_err(|e| e.to_string())?;
+        let embedder = load_embedder(&collection.config.embedder).map_err(|e| format!("{e:#}"))?;
+        Ok((collection, embedder))
+    };
+    let tools = spec.registry(ToolEnv {
+        open_collection: Some(&open_collection),
+    })?;
     init_threads(&flags.threads)?;
     let model = open_model(&spec.model, None, &LoadArgs::default())?;
     let mut chat = EngineChat::new(&model)?;

@@ -25,7 +25,7 @@ pub fn collections_root() -> Result<PathBuf> {
     Ok(Store::from_env()?.home().join("collections"))
 }
 
-fn load_embedder(name: &str) -> Result<Embedder> {
+pub fn load_embedder(name: &str) -> Result<Embedder> {
     let path = resolve_model_path(name)?;
     if !is_embedding_checkpoint(&path) {
         bail!("'{name}' is not an embedding model (try all-minilm)");

@@ -259,8 +259,12 @@ fn push_text(out: &mut String, raw: &str, preformatted: bool) {
         out.push_str(&decoded);
         return;
     }
-    for word in decoded.split_whitespace() {
-        if !out.is_empty() && !out.ends_with(['\n', ' ', '\t']) {
+    // A tag between two pieces of text separates them only where the text has whitespace:
+    // `<b>5813</b>.` reads "5813.", `Sym<i>phony</i>` reads "Symphony".
+    let joined_to_before = !decoded.starts_with(char::is_whitespace);
+    for (i, word) in decoded.split_whitespace().enumerate() {
+        let separate = i > 0 || !joined_to_before;
+        if separate && !out.is_empty() && !out.ends_with(['\n', ' ', '\t']) {
             out.push(' ');
         }
         out.push_str(word);
@@ -345,7 +349,7 @@ mod tests {
     fn html_keeps_visible_text_in_reading_order() {
         let html = r#"<!DOCTYPE html><html><head><title>Moons &amp; Rings</title>
             <style>p { color: red }</style><script>var x = "<p>no</p>";</script></head>
-            <body><h1>Saturn</h1><p>Saturn has <b>146</b> known moons.<br>Titan is the largest.</p>
+            <body><h1>Saturn</h1><p>Saturn has <b>146</b>&nbsp;known <i>moon</i>s.<br>Titan is the largest.</p>
             <!-- a comment --><ul><li>Rings: ice</li><li>Day: 10.7&nbsp;h</li></ul>
             <pre>  keep   spacing</pre><p>caf&#233; &#x263A; &unknown; AT&T</p></body></html>"#;
         let e = html_to_text(html);

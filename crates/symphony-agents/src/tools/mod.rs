@@ -2,8 +2,12 @@
 
 mod calculator;
 mod files;
+mod http;
 mod sandbox;
+mod search;
 
 pub use calculator::{evaluate, Calculator, Ratio};
 pub use files::{ListFiles, ReadFile, Workspace, WriteFile};
+pub use http::{AllowRule, HttpFetch};
 pub use sandbox::{RunPython, SandboxLimits};
+pub use search::SearchDocuments;

@@ -1,0 +1,222 @@
+//! The built-in tools that reach outside the process: `http_fetch` against a real HTTP
+//! server on a local port, `search_documents` over a real collection embedded with
+//! all-MiniLM-L6-v2.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use symphony_agents::tools::HttpFetch;
+use symphony_agents::{AgentSpec, Tool, ToolEnv, ToolError};
+use symphony_models::embedding::Embedder;
+use symphony_rag::chunking::Chunking;
+use symphony_rag::{Collection, CollectionConfig};
+
+/// A small web server: each path answers one fixed response. Returns its port.
+fn serve_pages() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // The rest of the head, up to the blank line.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+            let big = "word ".repeat(5000);
+            let (status, headers, body): (&str, String, Vec<u8>) = match path {
+                "/docs/page" => (
+                    "200 OK",
+                    "Content-Type: text/html; charset=utf-8\r\n".into(),
+                    b"<html><head><title>Garage</title><script>var x = 1;</script></head>\
+                      <body><h1>Garage</h1><p>The parking access code is <b>5813</b>.</p></body></html>"
+                        .to_vec(),
+                ),
+                "/docs/notes.txt" => ("200 OK", "Content-Type: text/plain\r\n".into(), b"plain notes".to_vec()),
+                "/docs/moved" => ("302 Found", "Location: page\r\n".into(), vec![]),
+                "/docs/away" => (
+                    "301 Moved Permanently",
+                    "Location: http://203.0.113.9/steal\r\n".into(),
+                    vec![],
+                ),
+                "/docs/outside" => ("302 Found", "Location: /private\r\n".into(), vec![]),
+                "/docs/loop" => ("302 Found", "Location: /docs/loop\r\n".into(), vec![]),
+                "/docs/big" => ("200 OK", "Content-Type: text/plain\r\n".into(), big.into_bytes()),
+                "/docs/image" => (
+                    "200 OK",
+                    "Content-Type: image/png\r\n".into(),
+                    vec![0x89, b'P', b'N', b'G', 0, 0, 0],
+                ),
+                _ => ("404 Not Found", "Content-Type: text/plain\r\n".into(), b"no such page".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+fn failure(result: Result<String, ToolError>) -> String {
+    result.expect_err("the call fails").to_string()
+}
+
+#[test]
+fn http_fetch_reads_allowed_pages_and_refuses_the_rest() {
+    let port = serve_pages();
+    let base = format!("http://127.0.0.1:{port}");
+    let fetch = HttpFetch::new(&[format!("{base}/docs/")], Duration::from_secs(10)).unwrap();
+    let call = |path: &str| fetch.call(json!({"url": format!("{base}{path}")}));
+
+    // HTML comes back as its text: no tags, no script.
+    let page = call("/docs/page").unwrap();
+    assert!(page.contains("The parking access code is 5813."), "{page}");
+    assert!(!page.contains('<') && !page.contains("var x"), "{page}");
+    assert_eq!(call("/docs/notes.txt").unwrap(), "plain notes");
+    // A redirect within the allowlist is followed; one out of it is not.
+    assert!(call("/docs/moved").unwrap().contains("5813"));
+    let e = failure(call("/docs/away"));
+    assert!(
+        e.contains("http://203.0.113.9/steal is not on this agent's allowlist"),
+        "{e}"
+    );
+    let e = failure(call("/docs/outside"));
+    assert!(
+        e.contains("/private is not on this agent's allowlist"),
+        "{e}"
+    );
+    assert!(failure(call("/docs/loop")).contains("more than 5 redirects"));
+    // Outside the prefix, or on another port: refused before anything is sent.
+    assert!(failure(call("/private")).contains("not on this agent's allowlist"));
+    let e = failure(fetch.call(json!({"url": format!("http://127.0.0.1:{}/docs/page", port + 1)})));
+    assert!(e.contains("not on this agent's allowlist"), "{e}");
+    // Errors the model can act on.
+    let e = failure(call("/docs/nothing"));
+    assert!(
+        e.contains("answered HTTP 404 Not Found: no such page"),
+        "{e}"
+    );
+    assert!(failure(call("/docs/image")).contains("is not text (image/png"));
+    let big = call("/docs/big").unwrap();
+    assert!(
+        big.ends_with("more characters not shown]"),
+        "{}",
+        &big[big.len() - 80..]
+    );
+    assert!(big.len() < 8100);
+    let e = failure(fetch.call(json!({"url": 42})));
+    assert!(e.starts_with("invalid arguments for http_fetch"), "{e}");
+}
+
+#[test]
+fn an_agent_file_turns_http_fetch_on_with_its_allowlist() {
+    let spec = AgentSpec::from_yaml(
+        "name: reader\nmodel: m\ntools: [http_fetch]\nhttp_allow: [\"127.0.0.1:9\", \"*.example.com\"]\n",
+    )
+    .unwrap();
+    let tools = spec.registry(ToolEnv::default()).unwrap();
+    let description = tools.get("http_fetch").unwrap().spec().description.unwrap();
+    assert!(
+        description.ends_with("reached: 127.0.0.1:9, *.example.com."),
+        "{description}"
+    );
+}
+
+fn handbook(root: &Path, embedder: &Embedder) -> Collection {
+    let docs = root.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("garage.md"),
+        "# Garage\n\nThe parking garage is under building C. The access code for the garage \
+         gate is 5813; it changes every quarter.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("kitchen.md"),
+        "# Kitchen\n\nThe coffee machine on floor two is descaled every Friday. Milk is in the \
+         left fridge.\n",
+    )
+    .unwrap();
+    let config = CollectionConfig::new(
+        Chunking::new("recursive", 64, 8).unwrap(),
+        "all-minilm",
+        embedder,
+    );
+    let mut collection = Collection::create(&root.join("collections"), "handbook", config).unwrap();
+    collection
+        .ingest(std::slice::from_ref(&docs), embedder, &mut |_| {})
+        .unwrap();
+    collection
+}
+
+#[test]
+fn search_documents_answers_from_a_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedder = Embedder::load(common::stored_path("all-minilm")).unwrap();
+    handbook(dir.path(), &embedder);
+    let root = dir.path().join("collections");
+    let open = |name: &str| -> Result<(Collection, Embedder), String> {
+        let collection = Collection::open(&root, name).map_err(|e| e.to_string())?;
+        let embedder = Embedder::load(common::stored_path(&collection.config.embedder))
+            .map_err(|e| e.to_string())?;
+        Ok((collection, embedder))
+    };
+    let spec = AgentSpec::from_yaml(
+        "name: clerk\nmodel: m\ntools: [search_documents]\ncollection: handbook\n",
+    )
+    .unwrap();
+    let tools = spec
+        .registry(ToolEnv {
+            open_collection: Some(&open),
+        })
+        .unwrap();
+    let search = tools.get("search_documents").unwrap();
+    assert!(search
+        .spec()
+        .description
+        .unwrap()
+        .contains("collection 'handbook'"));
+    let out = search
+        .call(json!({"query": "garage gate access code", "top_k": 1}))
+        .unwrap();
+    assert!(out.starts_with("[1] "), "{out}");
+    assert!(out.contains("garage.md") && out.contains("5813"), "{out}");
+    assert!(!out.contains("[2]"), "{out}");
+    let e = failure(search.call(json!({"query": "  "})));
+    assert!(e.contains("the query is empty"), "{e}");
+    let e = failure(search.call(json!({"question": "garage"})));
+    assert!(
+        e.starts_with("invalid arguments for search_documents"),
+        "{e}"
+    );
+
+    // A collection that is not there is named when the agent's tools are built.
+    let spec = AgentSpec::from_yaml(
+        "name: clerk\nmodel: m\ntools: [search_documents]\ncollection: nowhere\n",
+    )
+    .unwrap();
+    let e = spec
+        .registry(ToolEnv {
+            open_collection: Some(&open),
+        })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("collection 'nowhere'"), "{e}");
+    let e = spec.registry(ToolEnv::default()).err().unwrap().to_string();
+    assert!(e.contains("no collections are open"), "{e}");
+}
