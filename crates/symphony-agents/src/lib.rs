@@ -38,7 +38,10 @@ mod tool;
 pub mod tools;
 
 pub use mcp::{McpClient, McpServerConfig, McpTool};
-pub use model::{CallMode, ChatModel, EngineChat, ModelTurn};
+pub use model::{
+    read_turn, structured_request, turn_params, turn_request, CallMode, ChatModel, EngineChat,
+    ModelTurn,
+};
 pub use plan::{run_plan, ChatFactory, PlanStep};
 pub use react::{
     react, run_react, AgentConfig, Approval, Checkpoint, Ending, Event, RunOutcome, RunState,
@@ -91,4 +94,7 @@ pub enum Error {
     Mcp(#[from] mcp::McpError),
     #[error(transparent)]
     Engine(#[from] symphony_engine::Error),
+    /// A model served elsewhere (the server's scheduler) could not give a turn.
+    #[error("the model: {0}")]
+    Model(String),
 }

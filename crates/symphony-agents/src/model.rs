@@ -5,9 +5,10 @@ use symphony_engine::tools::{
     parse_tool_calls, tool_call_grammar_auto, NO_TOOL_CALL, TOOL_CALL_TRIGGERS,
 };
 use symphony_engine::{
-    chat_prompt_with_tools, GenerationParams, Grammar, GrammarCompiler, SamplingParams, Session,
+    chat_prompt_with_tools, Constraint, GenerationParams, Grammar, GrammarCompiler, SamplingParams,
+    Session,
 };
-use symphony_models::Model;
+use symphony_models::{Model, TokenId};
 use symphony_types::{ChatMessage, ToolSpec};
 
 /// Whether a turn may call tools.
@@ -64,11 +65,7 @@ impl<'m> EngineChat<'m> {
         Ok(Self {
             session: Session::new(model),
             compiler,
-            params: GenerationParams {
-                max_tokens: 512,
-                sampling: SamplingParams::greedy(),
-                ..GenerationParams::default()
-            },
+            params: turn_params(),
         })
     }
 
@@ -81,6 +78,19 @@ impl<'m> EngineChat<'m> {
         self.params.max_tokens = max_tokens;
         self
     }
+
+    fn generate(
+        &mut self,
+        prompt: &[TokenId],
+        constraint: Option<Constraint>,
+    ) -> Result<(String, usize, usize), crate::Error> {
+        let params = GenerationParams {
+            constraint,
+            ..self.params.clone()
+        };
+        let g = self.session.generate(prompt, &params, None, |_| {})?;
+        Ok((g.text, g.prompt_tokens, g.tokens.len()))
+    }
 }
 
 impl ChatModel for EngineChat<'_> {
@@ -90,37 +100,16 @@ impl ChatModel for EngineChat<'_> {
         tools: &[ToolSpec],
         mode: CallMode,
     ) -> Result<ModelTurn, crate::Error> {
-        let model = self.session.model();
-        let prompt = chat_prompt_with_tools(model, messages, tools)?;
-        let constraint = match (mode, tools.is_empty()) {
-            (_, true) => None,
-            (CallMode::Auto, false) => Some(
-                self.compiler
-                    .compile(&tool_call_grammar_auto(tools, true))?
-                    .triggered_by(TOOL_CALL_TRIGGERS),
-            ),
-            (CallMode::Answer, false) => Some(
-                self.compiler
-                    .compile(&Grammar::Regex(NO_TOOL_CALL.into()))?,
-            ),
-        };
-        let params = GenerationParams {
-            constraint,
-            ..self.params.clone()
-        };
-        let g = self.session.generate(&prompt, &params, None, |_| {})?;
-        let (content, calls) = if mode == CallMode::Auto && !tools.is_empty() {
-            let parsed = parse_tool_calls(&g.text);
-            (parsed.content, parsed.calls)
-        } else {
-            (g.text.trim().to_string(), Vec::new())
-        };
-        Ok(ModelTurn {
-            content,
-            calls,
-            prompt_tokens: g.prompt_tokens,
-            completion_tokens: g.tokens.len(),
-        })
+        let (prompt, constraint) =
+            turn_request(self.session.model(), &self.compiler, messages, tools, mode)?;
+        let (text, prompt_tokens, completion_tokens) = self.generate(&prompt, constraint)?;
+        Ok(read_turn(
+            &text,
+            tools,
+            mode,
+            prompt_tokens,
+            completion_tokens,
+        ))
     }
 
     fn structured(
@@ -128,21 +117,81 @@ impl ChatModel for EngineChat<'_> {
         messages: &[ChatMessage],
         schema: &Value,
     ) -> Result<ModelTurn, crate::Error> {
-        let model = self.session.model();
-        let prompt = chat_prompt_with_tools(model, messages, &[])?;
-        let params = GenerationParams {
-            constraint: Some(
-                self.compiler
-                    .compile(&Grammar::JsonSchema(schema.clone()))?,
-            ),
-            ..self.params.clone()
-        };
-        let g = self.session.generate(&prompt, &params, None, |_| {})?;
-        Ok(ModelTurn {
-            content: g.text.trim().to_string(),
-            calls: Vec::new(),
-            prompt_tokens: g.prompt_tokens,
-            completion_tokens: g.tokens.len(),
-        })
+        let (prompt, constraint) =
+            structured_request(self.session.model(), &self.compiler, messages, schema)?;
+        let (text, prompt_tokens, completion_tokens) = self.generate(&prompt, Some(constraint))?;
+        Ok(read_turn(
+            &text,
+            &[],
+            CallMode::Answer,
+            prompt_tokens,
+            completion_tokens,
+        ))
+    }
+}
+
+/// How agent turns are generated unless said otherwise: greedily, up to 512 tokens.
+pub fn turn_params() -> GenerationParams {
+    GenerationParams {
+        max_tokens: 512,
+        sampling: SamplingParams::greedy(),
+        ..GenerationParams::default()
+    }
+}
+
+/// The prompt of one turn and what holds its output: with tools, calls in the model's
+/// format that fit their schemas (or, when the turn must answer, no call at all).
+/// Other engines (the server's scheduler) generate from it, then [`read_turn`].
+pub fn turn_request(
+    model: &Model,
+    compiler: &GrammarCompiler,
+    messages: &[ChatMessage],
+    tools: &[ToolSpec],
+    mode: CallMode,
+) -> Result<(Vec<TokenId>, Option<Constraint>), crate::Error> {
+    let prompt = chat_prompt_with_tools(model, messages, tools)?;
+    let constraint = match (mode, tools.is_empty()) {
+        (_, true) => None,
+        (CallMode::Auto, false) => Some(
+            compiler
+                .compile(&tool_call_grammar_auto(tools, true))?
+                .triggered_by(TOOL_CALL_TRIGGERS),
+        ),
+        (CallMode::Answer, false) => Some(compiler.compile(&Grammar::Regex(NO_TOOL_CALL.into()))?),
+    };
+    Ok((prompt, constraint))
+}
+
+/// The prompt of a turn held to a JSON Schema, and its constraint.
+pub fn structured_request(
+    model: &Model,
+    compiler: &GrammarCompiler,
+    messages: &[ChatMessage],
+    schema: &Value,
+) -> Result<(Vec<TokenId>, Constraint), crate::Error> {
+    let prompt = chat_prompt_with_tools(model, messages, &[])?;
+    let constraint = compiler.compile(&Grammar::JsonSchema(schema.clone()))?;
+    Ok((prompt, constraint))
+}
+
+/// A generated turn read: the calls split from the text when tools were offered.
+pub fn read_turn(
+    text: &str,
+    tools: &[ToolSpec],
+    mode: CallMode,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+) -> ModelTurn {
+    let (content, calls) = if mode == CallMode::Auto && !tools.is_empty() {
+        let parsed = parse_tool_calls(text);
+        (parsed.content, parsed.calls)
+    } else {
+        (text.trim().to_string(), Vec::new())
+    };
+    ModelTurn {
+        content,
+        calls,
+        prompt_tokens,
+        completion_tokens,
     }
 }

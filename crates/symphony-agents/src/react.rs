@@ -214,7 +214,8 @@ impl RunState {
         Ok(call)
     }
 
-    pub(crate) fn outcome(&self) -> RunOutcome {
+    /// The run as it stands, as a finished run reports it.
+    pub fn outcome(&self) -> RunOutcome {
         let answer = match self.messages.last() {
             Some(m) if self.ending.is_some() && m.role == Role::Assistant => m.content.clone(),
             _ => String::new(),
@@ -233,6 +234,12 @@ impl RunState {
             completion_tokens: self.completion_tokens,
             messages: self.messages.clone(),
         }
+    }
+
+    /// The call the run is paused on, waiting for a person's decision.
+    pub fn awaiting_call(&self) -> Option<ToolCall> {
+        let id = self.awaiting_approval.as_ref()?;
+        self.pending_calls().into_iter().find(|c| &c.id == id)
     }
 
     /// The calls of the last assistant turn that have no result yet (a run stopped between

@@ -1,5 +1,6 @@
 //! `symphony agent ...`: agents declared in YAML, run in the terminal, their runs kept in
-//! `$SYMPHONY_HOME/agents/runs.sqlite` so a stopped run can be resumed.
+//! `$SYMPHONY_HOME/agents/runs.sqlite` (or `$SYMPHONY_AGENT_RUNS`) so a stopped run can be
+//! resumed. `symphony serve` keeps its agents' runs in the same store.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -14,9 +15,17 @@ use crate::commands::{init_threads, open_model};
 use crate::rag::{collections_root, load_embedder};
 use crate::{AgentCommand, AgentRunFlags, LoadArgs};
 
+/// The run store, shared with `symphony serve`: `$SYMPHONY_AGENT_RUNS`, or
+/// `agents/runs.sqlite` in the store's home.
+pub fn runs_path() -> Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("SYMPHONY_AGENT_RUNS") {
+        return Ok(path.into());
+    }
+    Ok(Store::from_env()?.home().join("agents").join("runs.sqlite"))
+}
+
 fn run_store() -> Result<RunStore> {
-    let path = Store::from_env()?.home().join("agents").join("runs.sqlite");
-    Ok(RunStore::open(&path)?)
+    Ok(RunStore::open(&runs_path()?)?)
 }
 
 pub fn agent(cmd: AgentCommand) -> Result<()> {

@@ -960,6 +960,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         preload: args.preload,
         otlp_endpoint: args.otlp_endpoint,
         collections: crate::rag::collections_root()?,
+        agents: match args.agents {
+            Some(dir) => dir,
+            None => store.home().join("agents"),
+        },
+        agent_runs: crate::agent::runs_path()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -277,6 +277,9 @@ struct ServeArgs {
     /// OTLP/HTTP collector to send request traces to (default: $OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// The directory of agent files `/v1/agents` runs (default: $SYMPHONY_HOME/agents).
+    #[arg(long)]
+    agents: Option<std::path::PathBuf>,
     /// Requests waiting per model beyond which new ones are refused with 503.
     #[arg(long, default_value_t = 256)]
     max_waiting: usize,

@@ -963,3 +963,240 @@ fn collections_over_http() {
     let (status, _) = call("GET", &format!("{base}/kb"), None, None);
     assert_eq!(status, 404);
 }
+
+/// The `data:` payloads of a server-sent event stream, as JSON.
+fn sse_events(body: &str) -> Vec<serde_json::Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect()
+}
+
+fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let (status, text) = curl(&[url]);
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}"));
+    (status, value)
+}
+
+/// `/v1/agents/...` with Qwen2.5-Coder-0.5B: a run streamed as server-sent events, a run
+/// started in the background and followed, a pause for approval decided over HTTP, the
+/// same runs seen by `symphony agent ls`, and the errors, each with its status.
+#[test]
+fn agents_run_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(
+        agents.join("accountant.yaml"),
+        "name: accountant\nmodel: qwen2.5-coder:0.5b\ntools: [calculator]\nmax_steps: 5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        agents.join("secretary.yaml"),
+        "name: secretary\nmodel: qwen2.5-coder:0.5b\ntools: [write_file]\nworkspace: desk\n\
+         approval: [write_file]\nmax_steps: 4\n",
+    )
+    .unwrap();
+    std::fs::write(
+        agents.join("broken.yaml"),
+        "name: broken\ntools: [browser]\n",
+    )
+    .unwrap();
+    let runs = dir.path().join("runs.sqlite");
+    let runs_env = [("SYMPHONY_AGENT_RUNS", runs.to_str().unwrap())];
+    let server = Server::start_with(
+        &["--no-auth"],
+        &["--agents", agents.to_str().unwrap()],
+        &runs_env,
+    );
+    let url = |path: &str| format!("{}{path}", server.base);
+
+    let (status, list) = get_json(&url("/v1/agents"));
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["accountant", "secretary"], "{list}");
+    let broken = &list["data"][1];
+    assert_eq!(broken["file"], "broken.yaml");
+    assert!(
+        broken["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `model`"),
+        "{list}"
+    );
+
+    // A run streamed: the events as they happen, the summary last.
+    let start = serde_json::json!({
+        "agent": "accountant",
+        "task": "A warehouse holds 1234 boxes of 5678 screws each, plus 91011 loose screws. \
+                 How many screws is that in all? Use the calculator.",
+        "stream": true,
+    });
+    let (status, body) = call(
+        "POST",
+        &url("/v1/agents/runs"),
+        None,
+        Some(&start.to_string()),
+    );
+    assert_eq!(status, 200, "{body}\n{}", server.log());
+    let events = sse_events(&body);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "run", "{body}");
+    let id = events[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(kinds[1..3], ["tool_call", "tool_result"], "{body}");
+    assert_eq!(events[2]["output"], "7097663", "{body}");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["type"], "summary", "{body}");
+    assert_eq!(summary["ending"], "answered", "{body}");
+    let answer = summary["answer"].as_str().unwrap().replace(',', "");
+    assert!(answer.contains("7097663"), "{body}");
+    let (status, run) = get_json(&url(&format!("/v1/agents/runs/{id}")));
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        (run["status"].as_str(), run["live"].as_bool()),
+        (Some("answered"), Some(false))
+    );
+    assert!(run["tool_calls"].as_u64().unwrap() >= 1, "{run}");
+    assert_eq!(run["messages"][3]["content"], "7097663", "{run}");
+    // A run that has ended: its events are its state.
+    let (_, body) = curl(&[&url(&format!("/v1/agents/runs/{id}/events"))]);
+    assert_eq!(sse_events(&body)[0]["status"], "answered", "{body}");
+
+    // A run in the background, followed; the call that needs approval pauses it.
+    let start = serde_json::json!({
+        "agent": "secretary",
+        "task": "Write the text 'Meeting moved to 3pm' into the file meeting.txt.",
+    });
+    let (status, started) = post_json(&url("/v1/agents/runs"), &start);
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    let (_, body) = curl(&[&url(started["events"].as_str().unwrap())]);
+    let events = sse_events(&body);
+    let waiting = events
+        .iter()
+        .find(|e| e["type"] == "approval_needed")
+        .unwrap_or_else(|| panic!("no approval asked: {body}"));
+    assert_eq!(waiting["name"], "write_file");
+    assert!(!events.iter().any(|e| e["type"] == "tool_result"), "{body}");
+    assert_eq!(
+        events.last().unwrap()["ending"],
+        "awaiting_approval",
+        "{body}"
+    );
+    let written = agents.join("desk/meeting.txt");
+    assert!(!written.exists(), "the call ran before it was approved");
+    let (_, run) = get_json(&url(&format!("/v1/agents/runs/{id}")));
+    assert_eq!(run["status"], "awaiting_approval", "{run}");
+    assert_eq!(run["awaiting_approval"]["name"], "write_file", "{run}");
+    let (status, e) = post_json(
+        &url(&format!("/v1/agents/runs/{id}/resume")),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 409, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("/approve"),
+        "{e}"
+    );
+
+    // The command line sees the server's runs: one store.
+    let ls = symphony(&["agent", "ls", "--json"], &runs_env);
+    let listed: serde_json::Value = serde_json::from_str(&ls).unwrap();
+    let statuses: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["agent"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("secretary", "awaiting_approval"),
+            ("accountant", "answered")
+        ],
+        "{ls}"
+    );
+
+    // Approved over HTTP, the call runs and the run goes on to its answer.
+    let approve = serde_json::json!({"approve": true, "stream": true});
+    let (status, body) = call(
+        "POST",
+        &url(&format!("/v1/agents/runs/{id}/approve")),
+        None,
+        Some(&approve.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let events = sse_events(&body);
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "tool_result")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(result["error"], false, "{body}");
+    assert!(std::fs::read_to_string(&written)
+        .unwrap()
+        .contains("Meeting moved to 3pm"));
+    assert_eq!(events.last().unwrap()["ending"], "answered", "{body}");
+
+    // Errors, each with its status.
+    let cases = [
+        (
+            "POST",
+            "/v1/agents/runs",
+            r#"{"agent":"nobody","task":"x"}"#,
+            404,
+            "no agent 'nobody'",
+        ),
+        (
+            "POST",
+            "/v1/agents/runs",
+            r#"{"agent":"accountant","task":" "}"#,
+            400,
+            "`task` is empty",
+        ),
+        (
+            "POST",
+            "/v1/agents/runs",
+            r#"{"agent":"accountant"}"#,
+            400,
+            "missing field `task`",
+        ),
+        (
+            "POST",
+            "/v1/agents/runs",
+            r#"{"agent":"broken","task":"x"}"#,
+            500,
+            "missing field `model`",
+        ),
+        (
+            "POST",
+            &format!("/v1/agents/runs/{id}/approve"),
+            "{}",
+            409,
+            "not waiting for an approval",
+        ),
+        (
+            "POST",
+            &format!("/v1/agents/runs/{id}/resume"),
+            "",
+            409,
+            "has ended",
+        ),
+        (
+            "GET",
+            "/v1/agents/runs/run_none",
+            "",
+            404,
+            "no run 'run_none'",
+        ),
+    ];
+    for (method, path, body, expected, message) in cases {
+        let body = (!body.is_empty()).then_some(body);
+        let (status, text) = call(method, &url(path), None, body);
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(text.contains(message), "{method} {path}: {text}");
+    }
+}

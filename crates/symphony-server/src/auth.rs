@@ -430,6 +430,12 @@ pub fn required_role(method: &axum::http::Method, route: &str) -> Option<Role> {
         | "/v1/chat/ws"
         | "/v1/collections/{name}/query"
         | "/v1/collections/{name}/ask" => Some(Role::User),
+        // Runs an agent: its model, and the tools its operator declared.
+        "/v1/agents/runs" | "/v1/agents/runs/{id}/approve" | "/v1/agents/runs/{id}/resume"
+            if method == Method::POST =>
+        {
+            Some(Role::User)
+        }
         r if r.starts_with("/v1/admin") || r == "/api/delete" || r == "/api/copy" => {
             Some(Role::Admin)
         }
@@ -567,6 +573,12 @@ mod tests {
             (Method::POST, "/v1/collections/{name}/query", Role::User),
             (Method::POST, "/v1/collections/{name}/ask", Role::User),
             (Method::POST, "/v1/collections", Role::Admin),
+            // Agents: readers watch runs, users start, approve and resume them.
+            (Method::GET, "/v1/agents", Role::Reader),
+            (Method::GET, "/v1/agents/runs/{id}/events", Role::Reader),
+            (Method::POST, "/v1/agents/runs", Role::User),
+            (Method::POST, "/v1/agents/runs/{id}/approve", Role::User),
+            (Method::POST, "/v1/agents/runs/{id}/resume", Role::User),
             (
                 Method::POST,
                 "/v1/collections/{name}/documents",

@@ -7,6 +7,7 @@
 //! detail stays behind the engine.
 
 mod admin;
+pub mod agents;
 pub mod auth;
 mod cache;
 mod collections;
@@ -61,6 +62,10 @@ pub struct ServerConfig {
     pub otlp_endpoint: Option<String>,
     /// Where the document collections live (the directory `symphony rag` uses).
     pub collections: std::path::PathBuf,
+    /// Where the agent files are (`/v1/agents`).
+    pub agents: std::path::PathBuf,
+    /// The agent run store, shared with `symphony agent`.
+    pub agent_runs: std::path::PathBuf,
 }
 
 pub struct AppState {
@@ -68,6 +73,7 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub config: ServerConfig,
     pub auth: Auth,
+    pub agents: agents::Agents,
     limiter: limits::RateLimiter,
     cache: cache::ResponseCache,
     otel: Option<otel::Exporter>,
@@ -90,6 +96,7 @@ impl AppState {
             registry: Arc::new(Registry::new(store, config.registry.clone())),
             metrics: metrics::Metrics::default(),
             auth,
+            agents: agents::Agents::new(config.agents.clone(), config.agent_runs.clone()),
             limiter: limits::RateLimiter::new(redis.clone()),
             cache: cache::ResponseCache::new(config.response_cache.clone(), redis),
             otel: config.otlp_endpoint.as_deref().map(otel::Exporter::start),
@@ -135,6 +142,15 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/collections/{name}/query", post(collections::query))
         .route("/v1/collections/{name}/ask", post(collections::ask))
+        .route("/v1/agents", get(agents::list_agents))
+        .route(
+            "/v1/agents/runs",
+            get(agents::list_runs).post(agents::start_run),
+        )
+        .route("/v1/agents/runs/{id}", get(agents::get_run))
+        .route("/v1/agents/runs/{id}/events", get(agents::run_events))
+        .route("/v1/agents/runs/{id}/approve", post(agents::approve_run))
+        .route("/v1/agents/runs/{id}/resume", post(agents::resume_run))
         .route(
             "/v1/admin/keys",
             get(admin::list_keys).post(admin::create_key),

@@ -47,19 +47,20 @@ impl LoadedModel {
         param: &'static str,
     ) -> Result<Constraint, ApiError> {
         let this = self.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
-            let compiler = match this.grammars.get() {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(GrammarCompiler::new(&this.model().tokenizer)?);
-                    this.grammars.get_or_init(|| c).clone()
-                }
-            };
-            compiler.compile(&grammar)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("grammar compilation failed: {e}")))?;
+        let compiled = tokio::task::spawn_blocking(move || this.grammars()?.compile(&grammar))
+            .await
+            .map_err(|e| ApiError::internal(format!("grammar compilation failed: {e}")))?;
         compiled.map_err(|e| ApiError::invalid_param(param, e.to_string()))
+    }
+
+    /// The model's grammar compiler, built on first use (blocks: indexing the vocabulary
+    /// takes a moment).
+    pub fn grammars(&self) -> Result<Arc<GrammarCompiler>, symphony_engine::Error> {
+        if let Some(c) = self.grammars.get() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(GrammarCompiler::new(&self.model().tokenizer)?);
+        Ok(self.grammars.get_or_init(|| c).clone())
     }
 
     /// Marks a use: the keep-alive counts from now, with this request's keep-alive if given.

@@ -1,0 +1,694 @@
+//! Agents over HTTP: the agent files of one directory (`symphony serve --agents DIR`, by
+//! default `$SYMPHONY_HOME/agents`), with their runs in the same store as `symphony agent`,
+//! so a run started over HTTP is listed, shown, resumed or approved from the command line
+//! too, and the other way round.
+//!
+//! - `GET /v1/agents`: the agents the directory declares
+//! - `POST /v1/agents/runs` `{"agent", "task", "stream"?}`: starts a run; 202 with its id, or
+//!   with `"stream": true` its events as server-sent events
+//! - `GET /v1/agents/runs`, `GET /v1/agents/runs/{id}`: runs, and one run whole
+//! - `GET /v1/agents/runs/{id}/events`: a run's events as server-sent events (a run in
+//!   progress from its first event on; one that is not, its state)
+//! - `POST /v1/agents/runs/{id}/approve` `{"approve"?, "stream"?}`: decides the call a run
+//!   waits on and continues it
+//! - `POST /v1/agents/runs/{id}/resume` `{"stream"?}`: continues a run that was stopped
+//!
+//! Only the directory's agents run: a request names one and cannot bring tools of its own,
+//! so a client never starts a process or reaches a file the server's operator did not name.
+//! A call that needs approval always pauses the run (there is no one to ask on the server).
+//! A run goes on when its client goes away; every step is checkpointed, so a run the server
+//! stopped in the middle of is continued with `resume`. The model's turns go through the
+//! model's scheduler, batched with the server's other requests.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Extension, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use symphony_agents::{
+    read_turn, run_loop, structured_request, turn_params, turn_request, AgentSpec, Approval,
+    CallMode, ChatModel, Checkpoint, Event, ModelTurn, RunOutcome, RunState, RunStore, ToolEnv,
+    ToolRegistry,
+};
+use symphony_engine::{Constraint, GenerationParams, GrammarCompiler, Output};
+use symphony_models::embedding::Embedder;
+use symphony_models::TokenId;
+use symphony_rag::Collection;
+use symphony_types::{ChatMessage, ToolSpec};
+use tokio::sync::watch;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, JsonBody};
+use crate::generation::{self, Job};
+use crate::openai::from_value;
+use crate::registry::LoadedModel;
+use crate::SharedState;
+
+/// Longest task accepted, in bytes.
+const MAX_TASK_BYTES: usize = 32 * 1024;
+
+/// The agents a server runs, and the runs it is driving now.
+pub struct Agents {
+    /// Where the agent files are.
+    pub dir: PathBuf,
+    /// The run store (`runs.sqlite`).
+    pub runs: PathBuf,
+    live: Mutex<HashMap<String, Arc<LiveRun>>>,
+}
+
+impl Agents {
+    pub fn new(dir: PathBuf, runs: PathBuf) -> Self {
+        Self {
+            dir,
+            runs,
+            live: Mutex::default(),
+        }
+    }
+
+    fn live(&self, id: &str) -> Option<Arc<LiveRun>> {
+        self.live.lock().expect("live runs").get(id).cloned()
+    }
+}
+
+/// A run this server is driving: its events so far, and how many there are (watched by
+/// the streams that follow it).
+struct LiveRun {
+    events: Mutex<Vec<String>>,
+    /// (events so far, whether the run has stopped).
+    progress: watch::Sender<(usize, bool)>,
+}
+
+impl LiveRun {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            events: Mutex::default(),
+            progress: watch::Sender::new((0, false)),
+        })
+    }
+
+    fn push(&self, event: Value) {
+        let mut events = self.events.lock().expect("run events");
+        events.push(event.to_string());
+        self.progress.send_replace((events.len(), false));
+    }
+
+    fn finish(&self) {
+        let n = self.events.lock().expect("run events").len();
+        self.progress.send_replace((n, true));
+    }
+}
+
+fn agent_error(e: symphony_agents::Error) -> ApiError {
+    use symphony_agents::Error as E;
+    match e {
+        E::Runs(m) if m.starts_with("no run") => ApiError::new(StatusCode::NOT_FOUND, m),
+        e @ E::InvalidAgent(_) => ApiError::bad_request(e.to_string()),
+        e => ApiError::internal(e.to_string()),
+    }
+}
+
+/// Runs `work` on a blocking thread (the run store, agent files and MCP servers block).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the agent task stopped: {e}")))?
+}
+
+fn open_store(state: &SharedState) -> Result<RunStore, ApiError> {
+    RunStore::open(&state.agents.runs).map_err(agent_error)
+}
+
+/// The agent files of `dir`, each loaded (or the reason it does not load).
+fn agent_files(dir: &Path) -> Vec<(PathBuf, Result<AgentSpec, String>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let spec = AgentSpec::load(&p).map_err(|e| e.to_string());
+            (p, spec)
+        })
+        .collect()
+}
+
+fn find_agent(dir: &Path, name: &str) -> Result<AgentSpec, ApiError> {
+    let files = agent_files(dir);
+    for (_, spec) in &files {
+        if let Ok(spec) = spec {
+            if spec.name == name {
+                return Ok(spec.clone());
+            }
+        }
+    }
+    // A file named after the agent that does not load: say why, not "no such agent".
+    for (path, spec) in files {
+        if let Err(e) = spec {
+            if path.file_stem().is_some_and(|s| s == name) {
+                return Err(ApiError::internal(e));
+            }
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no agent '{name}' in {} (see GET /v1/agents)",
+            dir.display()
+        ),
+    ))
+}
+
+pub async fn list_agents(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let dir = state.agents.dir.clone();
+    let agents = blocking(move || {
+        Ok(agent_files(&dir)
+            .into_iter()
+            .map(|(path, spec)| {
+                let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+                match spec {
+                    Ok(s) => json!({
+                        "name": s.name,
+                        "file": file,
+                        "model": s.model,
+                        "loop": s.loop_kind,
+                        "tools": s.tools,
+                        "mcp_servers": s.mcp_servers.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                        "approval": s.approval,
+                        "max_steps": s.max_steps,
+                    }),
+                    Err(e) => json!({"file": file, "error": e}),
+                }
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(json!({"object": "list", "data": agents})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    agent: String,
+    task: String,
+    #[serde(default)]
+    stream: bool,
+}
+
+pub async fn start_run(
+    State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let req: StartRequest = from_value(&body)?;
+    if req.task.trim().is_empty() {
+        return Err(ApiError::invalid_param("task", "`task` is empty"));
+    }
+    if req.task.len() > MAX_TASK_BYTES {
+        return Err(ApiError::invalid_param(
+            "task",
+            format!("`task` is longer than {MAX_TASK_BYTES} bytes"),
+        ));
+    }
+    let dir = state.agents.dir.clone();
+    let name = req.agent.clone();
+    let spec = blocking(move || find_agent(&dir, &name)).await?;
+    let run_state = RunState::new(&spec.config(), &req.task);
+    let id = {
+        let (state, spec, run_state) = (state.clone(), spec.clone(), run_state.clone());
+        blocking(move || {
+            open_store(&state)?
+                .create(&spec, &run_state)
+                .map_err(agent_error)
+        })
+        .await?
+    };
+    let live = launch(&state, &principal, &id, spec, run_state).await?;
+    respond(&id, live, req.stream, json!({"status": "running"}))
+}
+
+/// Starts (or continues) driving run `id` on a thread of its own, once its model is loaded
+/// and its tools are built; either failing is the request's error.
+async fn launch(
+    state: &SharedState,
+    principal: &Principal,
+    id: &str,
+    spec: AgentSpec,
+    run_state: RunState,
+) -> Result<Arc<LiveRun>, ApiError> {
+    let model =
+        state.registry.get(&spec.model, None).await.map_err(|e| {
+            ApiError::new(e.status, format!("agent '{}': {}", spec.name, e.message))
+        })?;
+    let tools = {
+        let (spec, collections) = (spec.clone(), state.config.collections.clone());
+        let store = state.registry.store().clone();
+        blocking(move || build_tools(&spec, &collections, &store)).await?
+    };
+    let live = LiveRun::new();
+    {
+        let mut runs = state.agents.live.lock().expect("live runs");
+        if runs.contains_key(id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("run {id} is running already"),
+            ));
+        }
+        runs.insert(id.to_string(), live.clone());
+    }
+    live.push(json!({"type": "run", "id": id, "agent": spec.name}));
+    let driver = Driver {
+        app: state.clone(),
+        principal: principal.clone(),
+        model,
+        handle: tokio::runtime::Handle::current(),
+    };
+    let (id, follow) = (id.to_string(), live.clone());
+    std::thread::Builder::new()
+        .name(format!("agent {id}"))
+        .spawn(move || driver.drive(&id, spec, tools, run_state, &follow))
+        .map_err(|e| ApiError::internal(format!("cannot start the run: {e}")))?;
+    Ok(live)
+}
+
+fn build_tools(
+    spec: &AgentSpec,
+    collections: &Path,
+    store: &symphony_store::Store,
+) -> Result<ToolRegistry, ApiError> {
+    let open_collection = |name: &str| -> Result<(Collection, Embedder), String> {
+        let collection = Collection::open(collections, name).map_err(|e| e.to_string())?;
+        let manifest = store
+            .get(&collection.config.embedder)
+            .map_err(|e| e.to_string())?;
+        let embedder = Embedder::load(store.blob_path(&manifest)).map_err(|e| e.to_string())?;
+        Ok((collection, embedder))
+    };
+    spec.registry(ToolEnv {
+        open_collection: Some(&open_collection),
+    })
+    .map_err(|e| ApiError::internal(format!("agent '{}': {e}", spec.name)))
+}
+
+/// 202 with the run's id and where to follow it, or its events as they come.
+fn respond(id: &str, live: Arc<LiveRun>, stream: bool, extra: Value) -> Result<Response, ApiError> {
+    if stream {
+        return Ok(sse(follow(live)));
+    }
+    let mut body = json!({
+        "id": id,
+        "object": "agent.run",
+        "events": format!("/v1/agents/runs/{id}/events"),
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn sse(events: impl futures_util::Stream<Item = String> + Send + 'static) -> Response {
+    use futures_util::StreamExt;
+    let events = events.map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)));
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// A live run's events from the first, then each as it comes, until the run stops.
+fn follow(live: Arc<LiveRun>) -> impl futures_util::Stream<Item = String> + Send + 'static {
+    let progress = live.progress.subscribe();
+    futures_util::stream::unfold(
+        (live, progress, 0usize),
+        |(live, mut progress, next)| async move {
+            loop {
+                let (count, stopped) = *progress.borrow_and_update();
+                if next < count {
+                    let event = live.events.lock().expect("run events")[next].clone();
+                    return Some((event, (live, progress, next + 1)));
+                }
+                if stopped || progress.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    )
+}
+
+pub async fn list_runs(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let app = state.clone();
+    let runs = blocking(move || open_store(&app)?.list().map_err(agent_error)).await?;
+    let data: Vec<Value> = runs
+        .into_iter()
+        .map(|r| {
+            let live = state.agents.live(&r.id).is_some();
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["live"] = json!(live);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// A run as the API shows it.
+fn run_view(id: &str, spec: &AgentSpec, run: &RunState, live: bool) -> Value {
+    let outcome = run.outcome();
+    let status = match (run.ending, &run.awaiting_approval) {
+        (Some(ending), _) => serde_json::to_value(ending).unwrap_or_default(),
+        (None, Some(_)) => json!("awaiting_approval"),
+        (None, None) if live => json!("running"),
+        // Stopped mid-way (the server or process that drove it stopped): resumable.
+        (None, None) => json!("stopped"),
+    };
+    json!({
+        "id": id,
+        "object": "agent.run",
+        "agent": spec.name,
+        "task": run.task,
+        "status": status,
+        "live": live,
+        "answer": (run.ending.is_some()).then_some(outcome.answer),
+        "awaiting_approval": run.awaiting_call().map(|c| json!({
+            "id": c.id, "name": c.name, "arguments": c.arguments,
+        })),
+        "steps": run.step,
+        "tool_calls": run.tool_calls,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
+        "messages": run.messages,
+    })
+}
+
+pub async fn get_run(
+    State(state): State<SharedState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let app = state.clone();
+    let key = id.clone();
+    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
+    let live = state.agents.live(&id).is_some();
+    Ok(Json(run_view(&id, &stored.spec, &stored.state, live)).into_response())
+}
+
+pub async fn run_events(
+    State(state): State<SharedState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    if let Some(live) = state.agents.live(&id) {
+        return Ok(sse(follow(live)));
+    }
+    let app = state.clone();
+    let key = id.clone();
+    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
+    let mut view = run_view(&id, &stored.spec, &stored.state, false);
+    view["type"] = json!("state");
+    Ok(sse(futures_util::stream::iter([view.to_string()])))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveRequest {
+    #[serde(default = "yes")]
+    approve: bool,
+    #[serde(default)]
+    stream: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResumeRequest {
+    #[serde(default)]
+    stream: bool,
+}
+
+fn conflict(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, message)
+}
+
+pub async fn approve_run(
+    State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
+    UrlPath(id): UrlPath<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let req: ApproveRequest = from_value(&body)?;
+    if state.agents.live(&id).is_some() {
+        return Err(conflict(format!(
+            "run {id} is running; it waits for no approval"
+        )));
+    }
+    let (app, key, approve) = (state.clone(), id.clone(), req.approve);
+    let (stored, call) = blocking(move || {
+        let mut store = open_store(&app)?;
+        let mut stored = store.load(&key).map_err(agent_error)?;
+        let call = stored
+            .state
+            .decide(approve)
+            .map_err(|e| conflict(format!("run {key}: {e}")))?;
+        // Stored before anything runs: a run stopped now carries the decision out when
+        // resumed, without asking again.
+        store
+            .checkpoint(&key)
+            .save(&stored.state)
+            .map_err(agent_error)?;
+        Ok((stored, call))
+    })
+    .await?;
+    let decision = if req.approve { "approved" } else { "denied" };
+    let live = launch(&state, &principal, &id, stored.spec, stored.state).await?;
+    respond(
+        &id,
+        live,
+        req.stream,
+        json!({
+            "status": "running",
+            "decision": decision,
+            "call": {"id": call.id, "name": call.name, "arguments": call.arguments},
+        }),
+    )
+}
+
+pub async fn resume_run(
+    State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional here.
+    let req: ResumeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResumeRequest::default()
+    } else {
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+        from_value(&body)?
+    };
+    if state.agents.live(&id).is_some() {
+        return Err(conflict(format!("run {id} is running already")));
+    }
+    let (app, key) = (state.clone(), id.clone());
+    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
+    if let Some(ending) = stored.state.ending {
+        let ending = serde_json::to_value(ending).unwrap_or_default();
+        return Err(conflict(format!(
+            "run {id} has ended ({ending}); nothing to resume"
+        )));
+    }
+    if stored.state.awaiting_approval.is_some() {
+        return Err(conflict(format!(
+            "run {id} waits for a call to be approved: POST /v1/agents/runs/{id}/approve"
+        )));
+    }
+    let live = launch(&state, &principal, &id, stored.spec, stored.state).await?;
+    respond(&id, live, req.stream, json!({"status": "running"}))
+}
+
+/// What a run's thread needs to reach the model.
+struct Driver {
+    app: SharedState,
+    principal: Principal,
+    model: Arc<LoadedModel>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Driver {
+    fn chat(&self) -> Result<SchedulerChat, symphony_agents::Error> {
+        Ok(SchedulerChat {
+            compiler: self
+                .model
+                .grammars()
+                .map_err(symphony_agents::Error::Engine)?,
+            app: self.app.clone(),
+            principal: self.principal.clone(),
+            model: self.model.clone(),
+            handle: self.handle.clone(),
+            params: turn_params(),
+        })
+    }
+
+    fn drive(
+        self,
+        id: &str,
+        spec: AgentSpec,
+        tools: ToolRegistry,
+        mut run: RunState,
+        live: &LiveRun,
+    ) {
+        let result = (|| -> Result<RunOutcome, symphony_agents::Error> {
+            let mut store = RunStore::open(&self.app.agents.runs)?;
+            let mut chat = self.chat()?;
+            let more = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
+                Ok(Box::new(self.chat()?))
+            };
+            // No one to ask on the server: the run waits for POST .../approve.
+            let mut approve = |_: &str, _: &Value| Approval::Pause;
+            let mut on_event = |e: &Event| live.push(serde_json::to_value(e).unwrap_or_default());
+            run_loop(
+                spec.loop_kind,
+                &mut chat,
+                Some(&more),
+                &tools,
+                &spec.config(),
+                &mut run,
+                &mut approve,
+                &mut on_event,
+                &mut store.checkpoint(id),
+            )
+        })();
+        match result {
+            Ok(outcome) => live.push(json!({
+                "type": "summary",
+                "id": id,
+                "agent": spec.name,
+                "ending": outcome.ending,
+                "answer": outcome.answer,
+                "steps": outcome.steps,
+                "tool_calls": outcome.tool_calls,
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.completion_tokens,
+            })),
+            Err(e) => {
+                crate::log_json(
+                    json!({"event": "agent_run_failed", "run": id, "error": e.to_string()}),
+                );
+                live.push(json!({"type": "error", "id": id, "message": e.to_string()}));
+            }
+        }
+        self.app.agents.live.lock().expect("live runs").remove(id);
+        live.finish();
+    }
+}
+
+/// An agent's model turns through the model's scheduler.
+struct SchedulerChat {
+    app: SharedState,
+    principal: Principal,
+    model: Arc<LoadedModel>,
+    compiler: Arc<GrammarCompiler>,
+    handle: tokio::runtime::Handle,
+    params: GenerationParams,
+}
+
+impl SchedulerChat {
+    /// One completion, waited for on this (non-async) thread. A full queue is waited out:
+    /// an agent's turn is not a request its client can retry.
+    fn generate(
+        &self,
+        prompt: Vec<TokenId>,
+        constraint: Option<Constraint>,
+    ) -> Result<(String, usize, usize), symphony_agents::Error> {
+        let _runtime = self.handle.enter();
+        self.model.touch(None);
+        let (tx, mut rx) = generation::channel(&self.app, &self.principal);
+        loop {
+            let job = Job {
+                prompt: prompt.clone(),
+                params: GenerationParams {
+                    constraint: constraint.clone(),
+                    ..self.params.clone()
+                },
+                logprobs: None,
+                prompt_logprobs: false,
+                n: 1,
+            };
+            match generation::submit(&self.app, &self.model, job, &tx, 0) {
+                Ok(()) => break,
+                Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(symphony_agents::Error::Model(e.message)),
+            }
+        }
+        drop(tx);
+        let mut out = Output::default();
+        loop {
+            let Some((_, event)) = rx.blocking_recv() else {
+                return Err(symphony_agents::Error::Model(
+                    "the model's scheduler stopped".into(),
+                ));
+            };
+            if out.record(event).map_err(symphony_agents::Error::Model)? {
+                break;
+            }
+        }
+        let (prompt_tokens, completion_tokens) = out
+            .completion
+            .as_ref()
+            .map_or((prompt.len(), out.tokens.len()), |c| {
+                (c.prompt_tokens, c.completion_tokens)
+            });
+        Ok((out.text, prompt_tokens, completion_tokens))
+    }
+}
+
+impl ChatModel for SchedulerChat {
+    fn turn(
+        &mut self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        mode: CallMode,
+    ) -> Result<ModelTurn, symphony_agents::Error> {
+        let (prompt, constraint) =
+            turn_request(self.model.model(), &self.compiler, messages, tools, mode)?;
+        let (text, prompt_tokens, completion_tokens) = self.generate(prompt, constraint)?;
+        Ok(read_turn(
+            &text,
+            tools,
+            mode,
+            prompt_tokens,
+            completion_tokens,
+        ))
+    }
+
+    fn structured(
+        &mut self,
+        messages: &[ChatMessage],
+        schema: &Value,
+    ) -> Result<ModelTurn, symphony_agents::Error> {
+        let (prompt, constraint) =
+            structured_request(self.model.model(), &self.compiler, messages, schema)?;
+        let (text, prompt_tokens, completion_tokens) = self.generate(prompt, Some(constraint))?;
+        Ok(read_turn(
+            &text,
+            &[],
+            CallMode::Answer,
+            prompt_tokens,
+            completion_tokens,
+        ))
+    }
+}
