@@ -26,6 +26,7 @@
 //! # Ok::<(), symphony_agents::Error>(())
 //! ```
 
+pub mod context;
 pub mod mcp;
 pub mod model;
 pub mod plan;
@@ -94,6 +95,9 @@ pub enum Error {
     Mcp(#[from] mcp::McpError),
     #[error(transparent)]
     Engine(#[from] symphony_engine::Error),
+    /// The prompt does not fit its token budget, even with older turns summarised.
+    #[error("context: {0}")]
+    Context(String),
     /// A model served elsewhere (the server's scheduler) could not give a turn.
     #[error("the model: {0}")]
     Model(String),

@@ -47,6 +47,21 @@ pub trait ChatModel {
         messages: &[ChatMessage],
         schema: &Value,
     ) -> Result<ModelTurn, crate::Error>;
+
+    /// The exact length in tokens of the prompt `messages` with `tools` make; `None` where
+    /// it cannot be known (then no budget is kept).
+    fn count_tokens(
+        &self,
+        _messages: &[ChatMessage],
+        _tools: &[ToolSpec],
+    ) -> Result<Option<usize>, crate::Error> {
+        Ok(None)
+    }
+
+    /// The model's context length in tokens, where known.
+    fn context_length(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A model run in-process by the engine, with calls in the model's own format held to the
@@ -127,6 +142,19 @@ impl ChatModel for EngineChat<'_> {
             prompt_tokens,
             completion_tokens,
         ))
+    }
+    fn count_tokens(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+    ) -> Result<Option<usize>, crate::Error> {
+        Ok(Some(
+            chat_prompt_with_tools(self.session.model(), messages, tools)?.len(),
+        ))
+    }
+
+    fn context_length(&self) -> Option<usize> {
+        Some(self.session.model().context_length())
     }
 }
 

@@ -30,6 +30,9 @@ pub struct AgentConfig {
     pub rubric: Option<String>,
     /// Reflection: revisions after the first draft, at most.
     pub max_revisions: usize,
+    /// The prompt's budget in tokens; older turns are summarised beyond it. `None`: the
+    /// model's context length less room for the reply.
+    pub context_tokens: Option<usize>,
 }
 
 impl Default for AgentConfig {
@@ -40,6 +43,7 @@ impl Default for AgentConfig {
             time_budget: None,
             rubric: None,
             max_revisions: 2,
+            context_tokens: None,
         }
     }
 }
@@ -96,6 +100,15 @@ pub enum Event {
         task: String,
         result: String,
         ok: bool,
+    },
+    /// Older turns were summarised to keep the prompt within its token budget.
+    Summary {
+        step: usize,
+        /// Messages the summary stands for (this time).
+        messages: usize,
+        tokens_before: usize,
+        tokens_after: usize,
+        text: String,
     },
     /// A guard stepped in (loop caught, step limit or budget near); the model must answer.
     Notice {
@@ -171,6 +184,10 @@ pub struct RunState {
     pub critiques: usize,
     #[serde(default)]
     pub passed: bool,
+    /// The older turns of the round as the model now sees them, summarised to keep the
+    /// prompt within its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::context::Summary>,
 }
 
 impl RunState {
@@ -194,6 +211,7 @@ impl RunState {
             round_start: 0,
             critiques: 0,
             passed: false,
+            summary: None,
         }
     }
 
@@ -271,20 +289,34 @@ impl RunState {
         self.completion_tokens += turn.completion_tokens;
     }
 
-    /// What the model sees: the system prompt and the current round.
+    /// What the model sees: the system prompt and the current round, its older turns
+    /// replaced by their summary when one was written (see [`crate::context`]).
     pub(crate) fn context(&self) -> Vec<ChatMessage> {
-        if self.round_start == 0 {
-            return self.messages.clone();
+        let start = self.round_start.min(self.messages.len());
+        let mut out: Vec<ChatMessage> = Vec::new();
+        if start > 0 {
+            out.extend(
+                self.messages
+                    .iter()
+                    .take(1)
+                    .filter(|m| m.role == Role::System)
+                    .cloned(),
+            );
         }
-        let system = self
-            .messages
-            .iter()
-            .take(1)
-            .filter(|m| m.role == Role::System);
-        system
-            .chain(&self.messages[self.round_start.min(self.messages.len())..])
-            .cloned()
-            .collect()
+        match crate::context::current_summary(self) {
+            Some(summary) => {
+                let head = crate::context::head_end(self);
+                out.extend(self.messages[start..head].iter().cloned());
+                out.push(crate::context::summary_message(&summary.text));
+                out.extend(
+                    self.messages[summary.upto.min(self.messages.len())..]
+                        .iter()
+                        .cloned(),
+                );
+            }
+            None => out.extend(self.messages[start..].iter().cloned()),
+        }
+        out
     }
 
     /// The results of earlier calls in this round with the same name and arguments, oldest
@@ -426,8 +458,12 @@ pub fn run_react(
         } else {
             CallMode::Auto
         };
-        let mut context = state.context();
-        context.extend(added.iter().cloned());
+        let budget = config.context_tokens.or_else(|| {
+            model
+                .context_length()
+                .map(|n| n.saturating_sub(crate::context::REPLY_RESERVE))
+        });
+        let context = crate::context::fit(model, state, &added, &specs, budget, on_event)?;
         let turn = model.turn(&context, &specs, mode)?;
         state.count_turn(&turn);
         let mut events = Vec::new();

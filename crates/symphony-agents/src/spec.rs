@@ -11,6 +11,7 @@
 //! max_revisions: 2          # reflect: revisions after the first draft
 //! max_steps: 8
 //! time_budget_secs: 120     # optional
+//! context_tokens: 4096      # the prompt's budget: older turns are summarised beyond it
 //! approval: [write_file]    # tools that wait for a person's yes
 //! http_allow: [docs.rs]     # http_fetch: hosts or URL prefixes it may reach (none by default)
 //! collection: handbook      # search_documents: the RAG collection it searches
@@ -110,6 +111,10 @@ pub struct AgentSpec {
     /// (`https://example.com/docs/`) it may reach. Empty: the tool cannot be used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http_allow: Vec<String>,
+    /// The prompt's budget in tokens: older turns are summarised beyond it (default: the
+    /// model's context length less room for the reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<usize>,
     /// `search_documents`: the RAG collection it searches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
@@ -213,6 +218,7 @@ impl AgentSpec {
             time_budget: self.time_budget_secs.map(Duration::from_secs),
             rubric: self.rubric.clone(),
             max_revisions: self.max_revisions,
+            context_tokens: self.context_tokens,
         }
     }
 

@@ -224,3 +224,71 @@ fn a_plan_runs_independent_steps_and_answers_from_their_results() {
     assert_eq!(outcome.ending, Ending::Answered);
     assert!(outcome.answer.contains("37"), "{}", outcome.answer);
 }
+
+/// A budget far smaller than the work: the prompt is measured with the model's own
+/// tokenizer before every turn, and the early turns are summarised by the model itself,
+/// keeping the facts they found.
+#[test]
+fn older_turns_are_summarised_within_a_small_token_budget() {
+    let model = qwen();
+    let dir = tempfile::tempdir().unwrap();
+    for (file, manager, street, count) in [
+        ("north.txt", "Ada Moreno", "12 Quarry Lane", 418),
+        ("south.txt", "Ben Okafor", "7 Harbour Road", 273),
+        ("east.txt", "Cleo Varga", "90 Mill Street", 156),
+    ] {
+        std::fs::write(
+            dir.path().join(file),
+            format!(
+                "Depot report\nManager: {manager}\nAddress: {street}\nOpen: Monday to Friday, \
+                 7am to 6pm\nItems in stock: {count}\nLast audit: March, no findings.\n"
+            ),
+        )
+        .unwrap();
+    }
+    let workspace = Workspace::new(dir.path()).unwrap();
+    let mut tools = ToolRegistry::new();
+    tools.register(workspace.tools().0).unwrap();
+    let budget = 480;
+    let config = AgentConfig {
+        max_steps: 6,
+        context_tokens: Some(budget),
+        ..AgentConfig::default()
+    };
+    let mut chat = EngineChat::new(&model).unwrap();
+    let mut summaries = Vec::new();
+    let outcome = react(
+        &mut chat,
+        &tools,
+        &config,
+        "Three depot reports: north.txt, south.txt and east.txt. Read them one at a time \
+         (one read_file call per file), then tell me how many items in stock the three \
+         depots have in all.",
+        &mut |_, _| Approval::Allow,
+        &mut |e| {
+            eprintln!("{}", serde_json::to_string(e).unwrap());
+            if let Event::Summary {
+                tokens_before,
+                tokens_after,
+                text,
+                ..
+            } = e
+            {
+                summaries.push((*tokens_before, *tokens_after, text.clone()));
+            }
+        },
+    )
+    .unwrap();
+    assert!(!summaries.is_empty(), "the budget never made a summary");
+    for (before, after, _) in &summaries {
+        assert!(*before > budget && *after <= budget, "{summaries:?}");
+    }
+    // The notes keep what the summarised reports said.
+    assert!(
+        summaries[0].2.contains("418") && summaries[0].2.contains("273"),
+        "{summaries:?}"
+    );
+    // The run still ends in an answer. (Its content is not checked: after the turns are
+    // summarised the 0.5B re-reads a file, then tends to answer with its notes.)
+    assert_eq!(outcome.ending, Ending::Answered);
+}

@@ -179,6 +179,17 @@ fn drive(
                 );
             }
             Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
+            Event::Summary {
+                step,
+                messages,
+                tokens_before,
+                tokens_after,
+                text,
+            } => eprintln!(
+                "[{step}] summarised {messages} earlier messages ({tokens_before} -> \
+                 {tokens_after} prompt tokens): {}",
+                text.replace('\n', "\n    ")
+            ),
             Event::Plan { step, steps } => {
                 eprintln!("[{step}] plan:");
                 for s in steps {

@@ -691,4 +691,18 @@ impl ChatModel for SchedulerChat {
             completion_tokens,
         ))
     }
+
+    fn count_tokens(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+    ) -> Result<Option<usize>, symphony_agents::Error> {
+        Ok(Some(
+            symphony_engine::chat_prompt_with_tools(self.model.model(), messages, tools)?.len(),
+        ))
+    }
+
+    fn context_length(&self) -> Option<usize> {
+        Some(self.model.model().context_length())
+    }
 }
