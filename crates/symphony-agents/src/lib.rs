@@ -35,6 +35,7 @@ pub mod reflect;
 mod registry;
 pub mod runs;
 pub mod spec;
+pub mod suite;
 mod tool;
 pub mod tools;
 

@@ -79,6 +79,17 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             }
             Ok(())
         }
+        AgentCommand::Bench {
+            model,
+            loop_kind,
+            suite,
+            tasks,
+            max_steps,
+            json,
+            threads,
+        } => bench(
+            &model, &loop_kind, &suite, &tasks, max_steps, json, &threads,
+        ),
         AgentCommand::Show { run, json } => {
             let stored = run_store()?.load(&run)?;
             if json {
@@ -279,6 +290,111 @@ fn drive(
     }
     if outcome.ending != Ending::Answered {
         anyhow::bail!("the agent stopped without an answer ({:?})", outcome.ending);
+    }
+    Ok(())
+}
+
+/// `symphony agent bench`: the task suite with one loop and model.
+fn bench(
+    model_name: &str,
+    loop_kind: &str,
+    suite: &std::path::Path,
+    only: &[String],
+    max_steps: usize,
+    json: bool,
+    threads: &crate::ThreadArgs,
+) -> Result<()> {
+    use symphony_agents::suite::{run_task, Suite};
+    let kind: LoopKind = serde_json::from_value(serde_json::json!(loop_kind))
+        .with_context(|| format!("--loop {loop_kind}: react, plan or reflect"))?;
+    let mut suite = Suite::load(suite)?;
+    if !only.is_empty() {
+        suite.tasks.retain(|t| only.contains(&t.id));
+    }
+    init_threads(threads)?;
+    let model = open_model(model_name, None, &LoadArgs::default())?;
+    let open = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
+        Ok(Box::new(EngineChat::new(&model)?))
+    };
+    let mut results = Vec::new();
+    for task in &suite.tasks {
+        let mut chat = EngineChat::new(&model)?;
+        let r = run_task(task, kind, &mut chat, Some(&open), max_steps);
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            let verdict = if r.passed { "pass" } else { "FAIL" };
+            let answer: String = r.answer.split_whitespace().collect::<Vec<_>>().join(" ");
+            let answer: String = answer.chars().take(80).collect();
+            eprintln!(
+                "{verdict} {:<12} {:<10} {:>2} steps {:>2} calls {:>5} tokens {:>6.1}s  {}",
+                r.id,
+                r.kind,
+                r.steps,
+                r.tool_calls,
+                r.prompt_tokens + r.completion_tokens,
+                r.seconds,
+                r.error.as_deref().unwrap_or(&answer)
+            );
+        }
+        results.push(r);
+    }
+    let mut rows = Vec::new();
+    let mut kinds: Vec<&str> = results.iter().map(|r| r.kind.as_str()).collect();
+    kinds.dedup();
+    kinds.push("all");
+    for k in kinds {
+        let of: Vec<_> = results
+            .iter()
+            .filter(|r| k == "all" || r.kind == k)
+            .collect();
+        if of.is_empty() {
+            continue;
+        }
+        let n = of.len() as f64;
+        let mean = |f: &dyn Fn(&&symphony_agents::suite::TaskResult) -> f64| {
+            of.iter().map(f).sum::<f64>() / n
+        };
+        rows.push(serde_json::json!({
+            "kind": k,
+            "tasks": of.len(),
+            "passed": of.iter().filter(|r| r.passed).count(),
+            "success_rate": mean(&|r| f64::from(u8::from(r.passed))),
+            "mean_steps": mean(&|r| r.steps as f64),
+            "mean_tool_calls": mean(&|r| r.tool_calls as f64),
+            "mean_prompt_tokens": mean(&|r| r.prompt_tokens as f64),
+            "mean_completion_tokens": mean(&|r| r.completion_tokens as f64),
+            "mean_seconds": mean(&|r| r.seconds),
+        }));
+    }
+    let summary = serde_json::json!({
+        "type": "summary",
+        "model": model_name,
+        "loop": kind,
+        "max_steps": max_steps,
+        "rows": rows,
+    });
+    if json {
+        println!("{summary}");
+    } else {
+        println!(
+            "| kind | passed | steps | tool calls | prompt tokens | completion tokens | s/task |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for r in &rows {
+            println!(
+                "| {} | {}/{} ({:.0}%) | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} |",
+                r["kind"].as_str().unwrap_or_default(),
+                r["passed"],
+                r["tasks"],
+                r["success_rate"].as_f64().unwrap_or(0.0) * 100.0,
+                r["mean_steps"].as_f64().unwrap_or(0.0),
+                r["mean_tool_calls"].as_f64().unwrap_or(0.0),
+                r["mean_prompt_tokens"].as_f64().unwrap_or(0.0),
+                r["mean_completion_tokens"].as_f64().unwrap_or(0.0),
+                r["mean_seconds"].as_f64().unwrap_or(0.0),
+            );
+        }
     }
     Ok(())
 }
