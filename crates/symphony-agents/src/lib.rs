@@ -28,6 +28,7 @@
 
 pub mod context;
 pub mod mcp;
+pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod react;

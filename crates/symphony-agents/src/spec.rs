@@ -15,6 +15,13 @@
 //! approval: [write_file]    # tools that wait for a person's yes
 //! http_allow: [docs.rs]     # http_fetch: hosts or URL prefixes it may reach (none by default)
 //! collection: handbook      # search_documents: the RAG collection it searches
+//! memory:                   # long-term facts (remember/recall) and past runs
+//!   facts: true
+//!   episodes: 2
+//! vars: {company: Acme}     # {{company}} in the instructions (runs may give their own)
+//! examples:                 # few-shot: the `few_shot` nearest the task are shown
+//!   - {task: "What is 2 + 2?", answer: "4"}
+//! few_shot: 2
 //! mcp_servers:              # tools of MCP servers join the built-in ones
 //!   - name: docs
 //!     command: [npx, "@modelcontextprotocol/server-filesystem", "docs"]
@@ -25,17 +32,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use symphony_types::ToolSpec;
 
 use crate::mcp::McpServerConfig;
+use crate::memory::{fill_template, Example, Memory, MemoryConfig, Preamble, Recall, Remember};
 use crate::react::{AgentConfig, DEFAULT_INSTRUCTIONS};
 use symphony_models::embedding::Embedder;
 use symphony_rag::Collection;
 
 use crate::tools::{Calculator, HttpFetch, RunPython, SearchDocuments, Workspace};
-use crate::{Error, McpClient, Tool, ToolError, ToolRegistry};
+use crate::{Error, McpClient, RunState, Tool, ToolError, ToolRegistry};
 
 /// The built-in tools an agent file can name.
 pub const BUILTIN_TOOLS: [&str; 7] = [
@@ -55,10 +65,12 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 pub type OpenCollection<'a> = dyn Fn(&str) -> Result<(Collection, Embedder), String> + 'a;
 
 /// What building an agent's tools takes from the program that runs it.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 pub struct ToolEnv<'a> {
     /// For `search_documents`; without it, an agent that names the tool is refused.
     pub open_collection: Option<&'a OpenCollection<'a>>,
+    /// The agent's memory, for `remember` and `recall` (agents with `memory`).
+    pub memory: Option<Arc<Memory>>,
 }
 
 /// How an agent reasons.
@@ -118,6 +130,21 @@ pub struct AgentSpec {
     /// `search_documents`: the RAG collection it searches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
+    /// Long-term and episodic memory; none without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryConfig>,
+    /// Values for `{{name}}` in the instructions (a run's own values come first).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// Worked examples; the `few_shot` nearest the task in meaning are shown with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<Example>,
+    #[serde(default = "default_few_shot")]
+    pub few_shot: usize,
+}
+
+fn default_few_shot() -> usize {
+    2
 }
 
 fn default_max_steps() -> usize {
@@ -207,19 +234,48 @@ impl AgentSpec {
         Ok(())
     }
 
-    /// The loop's settings.
+    /// The loop's settings, the instructions' `{{name}}`s filled from the file's `vars`
+    /// (those it has no value for stay as written; [`AgentSpec::start`] refuses them).
     pub fn config(&self) -> AgentConfig {
+        let instructions = self.instructions.as_deref().unwrap_or(DEFAULT_INSTRUCTIONS);
         AgentConfig {
-            instructions: self
-                .instructions
-                .clone()
-                .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into()),
+            instructions: fill_template(instructions, &self.vars)
+                .unwrap_or_else(|_| instructions.to_string()),
             max_steps: self.max_steps,
             time_budget: self.time_budget_secs.map(Duration::from_secs),
             rubric: self.rubric.clone(),
             max_revisions: self.max_revisions,
             context_tokens: self.context_tokens,
         }
+    }
+
+    /// A new run of `task`: its system prompt is the instructions (`vars` over the file's
+    /// own filled in), then the remembered facts and past runs nearest the task, then the
+    /// examples nearest it. `embedder` chooses examples when there is no memory.
+    pub fn start(
+        &self,
+        task: &str,
+        vars: &BTreeMap<String, String>,
+        memory: Option<&Memory>,
+        embedder: Option<&Embedder>,
+    ) -> Result<(AgentConfig, RunState), Error> {
+        let mut all = self.vars.clone();
+        all.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut config = self.config();
+        let instructions = self.instructions.as_deref().unwrap_or(DEFAULT_INSTRUCTIONS);
+        config.instructions = fill_template(instructions, &all)?;
+        let preamble = Preamble {
+            instructions: &config.instructions,
+            vars: &all,
+            examples: &self.examples,
+            few_shot: self.few_shot,
+            memory: memory.zip(self.memory.as_ref()),
+            embedder,
+        };
+        let system = preamble.system_prompt(task)?;
+        let mut state = RunState::new(&config, task);
+        state.messages[0].content = system;
+        Ok((config, state))
     }
 
     /// The agent's tools, built (MCP servers started or reached, the collection opened);
@@ -264,6 +320,13 @@ impl AgentSpec {
                 tool
             };
             registry.register_shared(tool)?;
+        }
+        if self.memory.as_ref().is_some_and(|m| m.facts) {
+            let memory = env.memory.clone().ok_or_else(|| {
+                Error::InvalidAgent("`memory` cannot be used here: no memory store is open".into())
+            })?;
+            registry.register(Remember(memory.clone()))?;
+            registry.register(Recall(memory))?;
         }
         for server in &self.mcp_servers {
             let client = Arc::new(McpClient::connect(server)?);

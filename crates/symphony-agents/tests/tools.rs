@@ -182,6 +182,7 @@ fn search_documents_answers_from_a_collection() {
     let tools = spec
         .registry(ToolEnv {
             open_collection: Some(&open),
+            ..ToolEnv::default()
         })
         .unwrap();
     let search = tools.get("search_documents").unwrap();
@@ -212,6 +213,7 @@ fn search_documents_answers_from_a_collection() {
     let e = spec
         .registry(ToolEnv {
             open_collection: Some(&open),
+            ..ToolEnv::default()
         })
         .err()
         .unwrap()
@@ -219,4 +221,135 @@ fn search_documents_answers_from_a_collection() {
     assert!(e.contains("collection 'nowhere'"), "{e}");
     let e = spec.registry(ToolEnv::default()).err().unwrap().to_string();
     assert!(e.contains("no collections are open"), "{e}");
+}
+
+fn minilm() -> std::sync::Arc<Embedder> {
+    std::sync::Arc::new(Embedder::load(common::stored_path("all-minilm")).unwrap())
+}
+
+/// Long-term memory: facts kept, found again by meaning, through the agent's own tools.
+#[test]
+fn memory_keeps_facts_and_finds_them_by_meaning() {
+    use symphony_agents::memory::{Kind, Memory};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.sqlite");
+    let memory = std::sync::Arc::new(Memory::open(&path, "clerk", minilm()).unwrap());
+    for fact in [
+        "The office wifi password is tulip-4721.",
+        "The chief executive is called Ada Moreno.",
+        "Bicycles are parked in the basement of building C.",
+    ] {
+        memory.remember(Kind::Fact, fact).unwrap();
+    }
+    memory
+        .remember(Kind::Fact, "The office wifi password is tulip-4721.")
+        .unwrap();
+    assert_eq!(memory.count(Kind::Fact).unwrap(), 3);
+    assert_eq!(memory.count(Kind::Episode).unwrap(), 0);
+    let found = memory
+        .recall(Kind::Fact, "how do I get on the wireless network", 2, 0.0)
+        .unwrap();
+    assert_eq!(
+        found[0].text, "The office wifi password is tulip-4721.",
+        "{found:?}"
+    );
+    assert!(found[0].score > found[1].score);
+    let found = memory
+        .recall(Kind::Fact, "who runs the company?", 1, 0.0)
+        .unwrap();
+    assert_eq!(found[0].text, "The chief executive is called Ada Moreno.");
+    // Another agent's memories are its own.
+    let other = Memory::open(&path, "other", minilm()).unwrap();
+    assert!(other.recall(Kind::Fact, "wifi", 3, 0.0).unwrap().is_empty());
+
+    // The same memory through the tools an agent with `memory` gets.
+    let spec = AgentSpec::from_yaml("name: clerk\nmodel: m\nmemory: {episodes: 0}\n").unwrap();
+    let tools = spec
+        .registry(ToolEnv {
+            memory: Some(memory.clone()),
+            ..ToolEnv::default()
+        })
+        .unwrap();
+    assert_eq!(tools.names().collect::<Vec<_>>(), ["recall", "remember"]);
+    let remember = tools.get("remember").unwrap();
+    assert_eq!(
+        remember
+            .call(json!({"fact": "The printer on floor 2 is called Gutenberg."}))
+            .unwrap(),
+        "Remembered."
+    );
+    let out = tools
+        .get("recall")
+        .unwrap()
+        .call(json!({"query": "name of the printer"}))
+        .unwrap();
+    assert!(
+        out.starts_with("- The printer on floor 2 is called Gutenberg."),
+        "{out}"
+    );
+    let e = spec.registry(ToolEnv::default()).err().unwrap().to_string();
+    assert!(e.contains("no memory store is open"), "{e}");
+}
+
+/// A run's first prompt: the instructions with their variables, the remembered facts and
+/// past runs nearest the task, and the examples nearest it.
+#[test]
+fn a_run_starts_from_its_instructions_memories_and_nearest_examples() {
+    use std::collections::BTreeMap;
+    use symphony_agents::memory::{episode, Kind, Memory};
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::open(&dir.path().join("memory.sqlite"), "clerk", minilm()).unwrap();
+    memory
+        .remember(Kind::Fact, "Invoices are due 30 days after they are sent.")
+        .unwrap();
+    memory
+        .remember(Kind::Fact, "The cat is called Miso.")
+        .unwrap();
+    memory
+        .remember(
+            Kind::Episode,
+            &episode("When is invoice 17 due? It was sent on 1 May.", "31 May."),
+        )
+        .unwrap();
+    let spec = AgentSpec::from_yaml(
+        "name: clerk\nmodel: m\ninstructions: You keep the books of {{company}} for {{owner}}.\n\
+         vars: {company: Acme, owner: nobody}\nmemory: {episodes: 1}\nfew_shot: 1\n\
+         examples:\n\
+         \x20 - {task: What is 15% of 80?, answer: '12'}\n\
+         \x20 - {task: When is an invoice sent on 3 March due?, answer: 2 April.}\n\
+         \x20 - {task: Spell the word necessary., answer: n-e-c-e-s-s-a-r-y}\n",
+    )
+    .unwrap();
+    let vars: BTreeMap<String, String> = [("owner".to_string(), "Rita".to_string())].into();
+    let task = "An invoice went out on 10 June. When must it be paid?";
+    let (config, state) = spec.start(task, &vars, Some(&memory), None).unwrap();
+    assert_eq!(config.instructions, "You keep the books of Acme for Rita.");
+    let system = &state.messages[0].content;
+    assert!(
+        system.starts_with("You keep the books of Acme for Rita."),
+        "{system}"
+    );
+    assert!(
+        system.contains("- Invoices are due 30 days after they are sent."),
+        "{system}"
+    );
+    assert!(!system.contains("Miso"), "{system}");
+    assert!(system.contains("Task: When is invoice 17 due?"), "{system}");
+    assert!(
+        system.contains("Task: When is an invoice sent on 3 March due?\nAnswer: 2 April."),
+        "{system}"
+    );
+    assert!(
+        !system.contains("15% of 80") && !system.contains("necessary"),
+        "{system}"
+    );
+    assert_eq!(state.messages[1].content, task);
+
+    let spec = AgentSpec::from_yaml("name: a\nmodel: m\ninstructions: Hi {{user}}.\n").unwrap();
+    let e = spec
+        .start("x", &BTreeMap::new(), None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("{{user}} with no value"), "{e}");
 }

@@ -5,10 +5,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
 use symphony_agents::{
     run_loop, AgentSpec, Approval, ChatModel, Checkpoint, Ending, EngineChat, Event, LoopKind,
     RunState, RunStore, ToolEnv,
 };
+
+use symphony_agents::memory::{episode, Kind, Memory};
 use symphony_store::Store;
 
 use crate::commands::{init_threads, open_model};
@@ -28,11 +31,41 @@ fn run_store() -> Result<RunStore> {
     Ok(RunStore::open(&runs_path()?)?)
 }
 
+/// The agent's memory (`memory.sqlite` beside the run store), for agents with `memory`.
+fn open_memory(spec: &AgentSpec) -> Result<Option<Arc<Memory>>> {
+    let Some(config) = &spec.memory else {
+        return Ok(None);
+    };
+    let embedder = Arc::new(load_embedder(&config.embedder)?);
+    let path = runs_path()?.with_file_name("memory.sqlite");
+    Ok(Some(Arc::new(Memory::open(&path, &spec.name, embedder)?)))
+}
+
+/// `KEY=VALUE` for `--var`.
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
 pub fn agent(cmd: AgentCommand) -> Result<()> {
     match cmd {
-        AgentCommand::Run { file, task, flags } => {
+        AgentCommand::Run {
+            file,
+            task,
+            vars,
+            flags,
+        } => {
             let spec = AgentSpec::load(&file)?;
-            let state = RunState::new(&spec.config(), &task);
+            let memory = open_memory(&spec)?;
+            // Examples are chosen by meaning: without memory, that needs an encoder of its own.
+            let embedder = match (&memory, spec.examples.len() > spec.few_shot) {
+                (None, true) => Some(load_embedder(&symphony_agents::memory::default_embedder())?),
+                _ => None,
+            };
+            let vars = vars.into_iter().collect();
+            let (_, state) = spec.start(&task, &vars, memory.as_deref(), embedder.as_ref())?;
             let mut store = run_store()?;
             let id = store.create(&spec, &state)?;
             drive(&mut store, &id, spec, state, &flags)
@@ -130,8 +163,10 @@ fn drive(
         let embedder = load_embedder(&collection.config.embedder).map_err(|e| format!("{e:#}"))?;
         Ok((collection, embedder))
     };
+    let memory = open_memory(&spec)?;
     let tools = spec.registry(ToolEnv {
         open_collection: Some(&open_collection),
+        memory: memory.clone(),
     })?;
     init_threads(&flags.threads)?;
     let model = open_model(&spec.model, None, &LoadArgs::default())?;
@@ -266,6 +301,10 @@ fn drive(
         &mut store.checkpoint(id),
     )
     .with_context(|| format!("running agent '{}'", spec.name))?;
+    if let (Some(memory), Ending::Answered) = (&memory, outcome.ending) {
+        // The run becomes an episode later runs of like tasks are shown.
+        memory.remember(Kind::Episode, &episode(&state.task, &outcome.answer))?;
+    }
     if json {
         let summary = serde_json::json!({
             "type": "summary",

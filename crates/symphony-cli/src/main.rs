@@ -71,6 +71,9 @@ enum AgentCommand {
         /// The agent's YAML file (name, model, instructions, tools, loop, max_steps, ...).
         file: std::path::PathBuf,
         task: String,
+        /// A value for `{{KEY}}` in the instructions (over the file's `vars`); repeatable.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = agent::parse_var)]
+        vars: Vec<(String, String)>,
         #[command(flatten)]
         flags: AgentRunFlags,
     },

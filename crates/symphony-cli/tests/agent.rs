@@ -299,3 +299,49 @@ fn a_call_needing_approval_pauses_the_run_until_agent_approve() {
         "a finished run has nothing to approve"
     );
 }
+
+/// `symphony agent bench`: the shipped suite, one task, scored; and its usage errors.
+#[test]
+fn the_task_suite_runs_and_scores_a_task() {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/agent-tasks.yaml");
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .args(["agent", "bench", "--suite", suite.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("symphony runs")
+    };
+    let o = bench(&["--tasks", "wifi", "--json"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let task = &lines[0];
+    assert_eq!(task["id"], "wifi");
+    assert_eq!(task["passed"], true, "{stdout}");
+    assert!(task["tool_calls"].as_u64().unwrap() >= 1, "{stdout}");
+    assert!(task["answer"].as_str().unwrap().contains("tulip-4721"));
+    let summary = &lines[1];
+    assert_eq!(summary["loop"], "react");
+    let all = summary["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "all")
+        .unwrap();
+    assert_eq!(
+        (all["passed"].as_u64(), all["tasks"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let o = bench(&["--loop", "debate", "--tasks", "wifi"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--loop debate: react, plan or reflect"));
+}

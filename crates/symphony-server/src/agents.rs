@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use symphony_agents::memory::{episode, Kind, Memory};
 use symphony_agents::{
     read_turn, run_loop, structured_request, turn_params, turn_request, AgentSpec, Approval,
     CallMode, ChatModel, Checkpoint, Event, ModelTurn, RunOutcome, RunState, RunStore, ToolEnv,
@@ -204,6 +205,9 @@ pub async fn list_agents(State(state): State<SharedState>) -> Result<Response, A
 struct StartRequest {
     agent: String,
     task: String,
+    /// Values for `{{name}}` in the agent's instructions.
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     stream: bool,
 }
@@ -226,7 +230,25 @@ pub async fn start_run(
     let dir = state.agents.dir.clone();
     let name = req.agent.clone();
     let spec = blocking(move || find_agent(&dir, &name)).await?;
-    let run_state = RunState::new(&spec.config(), &req.task);
+    let (memory, run_state) = {
+        let (app, spec, task, vars) = (state.clone(), spec.clone(), req.task.clone(), req.vars);
+        blocking(move || {
+            let memory = open_memory(&app, &spec)?;
+            // Examples are chosen by meaning: without memory, that needs an encoder.
+            let embedder = match (&memory, spec.examples.len() > spec.few_shot) {
+                (None, true) => Some(load_embedder(
+                    app.registry.store(),
+                    &symphony_agents::memory::default_embedder(),
+                )?),
+                _ => None,
+            };
+            let (_, run_state) = spec
+                .start(&task, &vars, memory.as_deref(), embedder.as_ref())
+                .map_err(agent_error)?;
+            Ok((memory, run_state))
+        })
+        .await?
+    };
     let id = {
         let (state, spec, run_state) = (state.clone(), spec.clone(), run_state.clone());
         blocking(move || {
@@ -236,8 +258,28 @@ pub async fn start_run(
         })
         .await?
     };
-    let live = launch(&state, &principal, &id, spec, run_state).await?;
+    let live = launch(&state, &principal, &id, spec, run_state, memory).await?;
     respond(&id, live, req.stream, json!({"status": "running"}))
+}
+
+fn load_embedder(store: &symphony_store::Store, name: &str) -> Result<Embedder, ApiError> {
+    let manifest = store
+        .get(name)
+        .map_err(|e| ApiError::internal(format!("the encoder '{name}': {e}")))?;
+    Embedder::load(store.blob_path(&manifest))
+        .map_err(|e| ApiError::internal(format!("the encoder '{name}': {e}")))
+}
+
+/// The agent's memory (`memory.sqlite` beside the run store), for agents with `memory`.
+fn open_memory(state: &SharedState, spec: &AgentSpec) -> Result<Option<Arc<Memory>>, ApiError> {
+    let Some(config) = &spec.memory else {
+        return Ok(None);
+    };
+    let embedder = Arc::new(load_embedder(state.registry.store(), &config.embedder)?);
+    let path = state.agents.runs.with_file_name("memory.sqlite");
+    Memory::open(&path, &spec.name, embedder)
+        .map(|m| Some(Arc::new(m)))
+        .map_err(agent_error)
 }
 
 /// Starts (or continues) driving run `id` on a thread of its own, once its model is loaded
@@ -248,6 +290,7 @@ async fn launch(
     id: &str,
     spec: AgentSpec,
     run_state: RunState,
+    memory: Option<Arc<Memory>>,
 ) -> Result<Arc<LiveRun>, ApiError> {
     let model =
         state.registry.get(&spec.model, None).await.map_err(|e| {
@@ -255,8 +298,8 @@ async fn launch(
         })?;
     let tools = {
         let (spec, collections) = (spec.clone(), state.config.collections.clone());
-        let store = state.registry.store().clone();
-        blocking(move || build_tools(&spec, &collections, &store)).await?
+        let (store, memory) = (state.registry.store().clone(), memory.clone());
+        blocking(move || build_tools(&spec, &collections, &store, memory)).await?
     };
     let live = LiveRun::new();
     {
@@ -275,6 +318,7 @@ async fn launch(
         principal: principal.clone(),
         model,
         handle: tokio::runtime::Handle::current(),
+        memory,
     };
     let (id, follow) = (id.to_string(), live.clone());
     std::thread::Builder::new()
@@ -288,6 +332,7 @@ fn build_tools(
     spec: &AgentSpec,
     collections: &Path,
     store: &symphony_store::Store,
+    memory: Option<Arc<Memory>>,
 ) -> Result<ToolRegistry, ApiError> {
     let open_collection = |name: &str| -> Result<(Collection, Embedder), String> {
         let collection = Collection::open(collections, name).map_err(|e| e.to_string())?;
@@ -299,6 +344,7 @@ fn build_tools(
     };
     spec.registry(ToolEnv {
         open_collection: Some(&open_collection),
+        memory,
     })
     .map_err(|e| ApiError::internal(format!("agent '{}': {e}", spec.name)))
 }
@@ -471,7 +517,11 @@ pub async fn approve_run(
     })
     .await?;
     let decision = if req.approve { "approved" } else { "denied" };
-    let live = launch(&state, &principal, &id, stored.spec, stored.state).await?;
+    let memory = {
+        let (app, spec) = (state.clone(), stored.spec.clone());
+        blocking(move || open_memory(&app, &spec)).await?
+    };
+    let live = launch(&state, &principal, &id, stored.spec, stored.state, memory).await?;
     respond(
         &id,
         live,
@@ -514,7 +564,11 @@ pub async fn resume_run(
             "run {id} waits for a call to be approved: POST /v1/agents/runs/{id}/approve"
         )));
     }
-    let live = launch(&state, &principal, &id, stored.spec, stored.state).await?;
+    let memory = {
+        let (app, spec) = (state.clone(), stored.spec.clone());
+        blocking(move || open_memory(&app, &spec)).await?
+    };
+    let live = launch(&state, &principal, &id, stored.spec, stored.state, memory).await?;
     respond(&id, live, req.stream, json!({"status": "running"}))
 }
 
@@ -524,6 +578,8 @@ struct Driver {
     principal: Principal,
     model: Arc<LoadedModel>,
     handle: tokio::runtime::Handle,
+    /// Where an answered run is kept as an episode.
+    memory: Option<Arc<Memory>>,
 }
 
 impl Driver {
@@ -570,6 +626,16 @@ impl Driver {
                 &mut store.checkpoint(id),
             )
         })();
+        if let (Some(memory), Ok(outcome)) = (&self.memory, &result) {
+            if outcome.ending == symphony_agents::Ending::Answered {
+                let kept = memory.remember(Kind::Episode, &episode(&run.task, &outcome.answer));
+                if let Err(e) = kept {
+                    crate::log_json(
+                        json!({"event": "agent_memory_failed", "run": id, "error": e.to_string()}),
+                    );
+                }
+            }
+        }
         match result {
             Ok(outcome) => live.push(json!({
                 "type": "summary",
