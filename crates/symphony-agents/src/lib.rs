@@ -42,8 +42,8 @@ pub mod tools;
 
 pub use mcp::{McpClient, McpServerConfig, McpTool};
 pub use model::{
-    read_turn, structured_request, turn_params, turn_request, CallMode, ChatModel, EngineChat,
-    ModelTurn,
+    read_turn, structured_request, turn_params, turn_request, CallMode, ChatModel, Completed,
+    Completer, EngineChat, ModelTurn,
 };
 pub use plan::{run_plan, ChatFactory, PlanStep};
 pub use react::{

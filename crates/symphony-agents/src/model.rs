@@ -93,22 +93,61 @@ impl<'m> EngineChat<'m> {
         self.params.max_tokens = max_tokens;
         self
     }
+}
 
-    fn generate(
+/// A completion of a prompt: its text and token counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completed {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+/// An engine that completes a prompt under a constraint: all a [`ChatModel`] needs of one.
+/// Every `Completer` is a `ChatModel` whose turns are built and read the same way (the
+/// chat template with the tools, the tool-call grammar, the calls parsed back), whether it
+/// generates in-process ([`EngineChat`]) or elsewhere (the server's scheduler).
+pub trait Completer {
+    fn model(&self) -> &Model;
+
+    /// The model's grammar compiler.
+    fn grammars(&self) -> &GrammarCompiler;
+
+    fn complete(
         &mut self,
-        prompt: &[TokenId],
+        prompt: Vec<TokenId>,
         constraint: Option<Constraint>,
-    ) -> Result<(String, usize, usize), crate::Error> {
+    ) -> Result<Completed, crate::Error>;
+}
+
+impl Completer for EngineChat<'_> {
+    fn model(&self) -> &Model {
+        self.session.model()
+    }
+
+    fn grammars(&self) -> &GrammarCompiler {
+        &self.compiler
+    }
+
+    fn complete(
+        &mut self,
+        prompt: Vec<TokenId>,
+        constraint: Option<Constraint>,
+    ) -> Result<Completed, crate::Error> {
         let params = GenerationParams {
             constraint,
             ..self.params.clone()
         };
-        let g = self.session.generate(prompt, &params, None, |_| {})?;
-        Ok((g.text, g.prompt_tokens, g.tokens.len()))
+        let g = self.session.generate(&prompt, &params, None, |_| {})?;
+        Ok(Completed {
+            text: g.text,
+            prompt_tokens: g.prompt_tokens,
+            completion_tokens: g.tokens.len(),
+        })
     }
 }
 
-impl ChatModel for EngineChat<'_> {
+impl<C: Completer> ChatModel for C {
     fn turn(
         &mut self,
         messages: &[ChatMessage],
@@ -116,14 +155,14 @@ impl ChatModel for EngineChat<'_> {
         mode: CallMode,
     ) -> Result<ModelTurn, crate::Error> {
         let (prompt, constraint) =
-            turn_request(self.session.model(), &self.compiler, messages, tools, mode)?;
-        let (text, prompt_tokens, completion_tokens) = self.generate(&prompt, constraint)?;
+            turn_request(self.model(), self.grammars(), messages, tools, mode)?;
+        let c = self.complete(prompt, constraint)?;
         Ok(read_turn(
-            &text,
+            &c.text,
             tools,
             mode,
-            prompt_tokens,
-            completion_tokens,
+            c.prompt_tokens,
+            c.completion_tokens,
         ))
     }
 
@@ -133,28 +172,29 @@ impl ChatModel for EngineChat<'_> {
         schema: &Value,
     ) -> Result<ModelTurn, crate::Error> {
         let (prompt, constraint) =
-            structured_request(self.session.model(), &self.compiler, messages, schema)?;
-        let (text, prompt_tokens, completion_tokens) = self.generate(&prompt, Some(constraint))?;
+            structured_request(self.model(), self.grammars(), messages, schema)?;
+        let c = self.complete(prompt, Some(constraint))?;
         Ok(read_turn(
-            &text,
+            &c.text,
             &[],
             CallMode::Answer,
-            prompt_tokens,
-            completion_tokens,
+            c.prompt_tokens,
+            c.completion_tokens,
         ))
     }
+
     fn count_tokens(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
     ) -> Result<Option<usize>, crate::Error> {
         Ok(Some(
-            chat_prompt_with_tools(self.session.model(), messages, tools)?.len(),
+            chat_prompt_with_tools(self.model(), messages, tools)?.len(),
         ))
     }
 
     fn context_length(&self) -> Option<usize> {
-        Some(self.session.model().context_length())
+        Some(self.model().context_length())
     }
 }
 

@@ -104,7 +104,7 @@ impl Suite {
     }
 }
 
-/// Whether `answer` holds one of the expected strings.
+/// Whether `answer` holds one of the expected strings, as a whole word or number.
 pub fn answer_passes(answer: &str, expect: &[String]) -> bool {
     let normal = |s: &str| {
         // "7,097,663" and "7097663" alike; "$1,250.00" holds "1250".
@@ -122,7 +122,18 @@ pub fn answer_passes(answer: &str, expect: &[String]) -> bool {
         out
     };
     let answer = normal(answer);
-    expect.iter().any(|e| answer.contains(&normal(e)))
+    expect.iter().any(|e| {
+        let e = normal(e);
+        // A whole word or number: "5" is not found in "2026-05.pdf", nor "12" in "120".
+        answer.match_indices(&e).any(|(at, _)| {
+            let before = answer[..at].chars().next_back();
+            let after = answer[at + e.len()..].chars().next();
+            let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+            let starts_word = e.chars().next().is_some_and(char::is_alphanumeric);
+            let ends_word = e.chars().next_back().is_some_and(char::is_alphanumeric);
+            !(starts_word && joined(before)) && !(ends_word && joined(after))
+        })
+    })
 }
 
 /// Runs one task with `loop_kind` on `model` (a fresh conversation), in a temporary
@@ -223,6 +234,14 @@ mod tests {
         assert!(!answer_passes("About 7 million.", &expect(&["7097663"])));
         // A list "1, 2" is not the number 12.
         assert!(!answer_passes("Totals: 1, 2", &expect(&["12"])));
+        // Whole numbers and words only: a file name holding the digit is no answer.
+        assert!(!answer_passes(
+            "2026-05.pdf (1 bytes)",
+            &expect(&["5", "five"])
+        ));
+        assert!(!answer_passes("It holds 120 items.", &expect(&["12"])));
+        assert!(answer_passes("There are 5 files.", &expect(&["5", "five"])));
+        assert!(answer_passes("It costs 2315.25.", &expect(&["2315.25"])));
     }
 
     #[test]

@@ -34,15 +34,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_agents::memory::{episode, Kind, Memory};
 use symphony_agents::{
-    read_turn, run_loop, structured_request, turn_params, turn_request, AgentSpec, Approval,
-    CallMode, ChatModel, Checkpoint, Event, ModelTurn, RunOutcome, RunState, RunStore, ToolEnv,
-    ToolRegistry,
+    run_loop, turn_params, AgentSpec, Approval, ChatModel, Checkpoint, Completed, Completer, Event,
+    RunOutcome, RunState, RunStore, ToolEnv, ToolRegistry,
 };
 use symphony_engine::{Constraint, GenerationParams, GrammarCompiler, Output};
 use symphony_models::embedding::Embedder;
-use symphony_models::TokenId;
+use symphony_models::{Model, TokenId};
 use symphony_rag::Collection;
-use symphony_types::{ChatMessage, ToolSpec};
 use tokio::sync::watch;
 
 use crate::auth::Principal;
@@ -670,14 +668,22 @@ struct SchedulerChat {
     params: GenerationParams,
 }
 
-impl SchedulerChat {
+impl Completer for SchedulerChat {
+    fn model(&self) -> &Model {
+        self.model.model()
+    }
+
+    fn grammars(&self) -> &GrammarCompiler {
+        &self.compiler
+    }
+
     /// One completion, waited for on this (non-async) thread. A full queue is waited out:
     /// an agent's turn is not a request its client can retry.
-    fn generate(
-        &self,
+    fn complete(
+        &mut self,
         prompt: Vec<TokenId>,
         constraint: Option<Constraint>,
-    ) -> Result<(String, usize, usize), symphony_agents::Error> {
+    ) -> Result<Completed, symphony_agents::Error> {
         let _runtime = self.handle.enter();
         self.model.touch(None);
         let (tx, mut rx) = generation::channel(&self.app, &self.principal);
@@ -718,57 +724,10 @@ impl SchedulerChat {
             .map_or((prompt.len(), out.tokens.len()), |c| {
                 (c.prompt_tokens, c.completion_tokens)
             });
-        Ok((out.text, prompt_tokens, completion_tokens))
-    }
-}
-
-impl ChatModel for SchedulerChat {
-    fn turn(
-        &mut self,
-        messages: &[ChatMessage],
-        tools: &[ToolSpec],
-        mode: CallMode,
-    ) -> Result<ModelTurn, symphony_agents::Error> {
-        let (prompt, constraint) =
-            turn_request(self.model.model(), &self.compiler, messages, tools, mode)?;
-        let (text, prompt_tokens, completion_tokens) = self.generate(prompt, constraint)?;
-        Ok(read_turn(
-            &text,
-            tools,
-            mode,
+        Ok(Completed {
+            text: out.text,
             prompt_tokens,
             completion_tokens,
-        ))
-    }
-
-    fn structured(
-        &mut self,
-        messages: &[ChatMessage],
-        schema: &Value,
-    ) -> Result<ModelTurn, symphony_agents::Error> {
-        let (prompt, constraint) =
-            structured_request(self.model.model(), &self.compiler, messages, schema)?;
-        let (text, prompt_tokens, completion_tokens) = self.generate(prompt, Some(constraint))?;
-        Ok(read_turn(
-            &text,
-            &[],
-            CallMode::Answer,
-            prompt_tokens,
-            completion_tokens,
-        ))
-    }
-
-    fn count_tokens(
-        &self,
-        messages: &[ChatMessage],
-        tools: &[ToolSpec],
-    ) -> Result<Option<usize>, symphony_agents::Error> {
-        Ok(Some(
-            symphony_engine::chat_prompt_with_tools(self.model.model(), messages, tools)?.len(),
-        ))
-    }
-
-    fn context_length(&self) -> Option<usize> {
-        Some(self.model.model().context_length())
+        })
     }
 }
