@@ -62,14 +62,9 @@ fn db_error(e: rusqlite::Error) -> Error {
 impl Memory {
     /// The memories of `agent` in the file `path` (made if missing).
     pub fn open(path: &Path, agent: &str, embedder: Arc<Embedder>) -> Result<Self, Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Runs(format!("memory: {e}")))?;
-        }
-        let conn = Connection::open(path).map_err(db_error)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS memories (
+        let conn = crate::runs::open_sqlite(
+            path,
+            "CREATE TABLE IF NOT EXISTS memories (
                  id INTEGER PRIMARY KEY,
                  agent TEXT NOT NULL,
                  kind TEXT NOT NULL,
@@ -78,8 +73,7 @@ impl Memory {
                  created_at INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS memories_by_agent ON memories (agent, kind);",
-        )
-        .map_err(db_error)?;
+        )?;
         Ok(Self {
             conn: Mutex::new(conn),
             embedder,

@@ -42,6 +42,20 @@ pub struct StoredRun {
     pub state: RunState,
 }
 
+/// An agents' database at `path` (made, with its directory, if missing), in WAL mode with a
+/// busy timeout, `schema` applied. WAL: a committed write survives the process being killed
+/// at any moment; the timeout: the CLI and a server take turns at the same file.
+pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Runs(format!("{}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path).map_err(db_error)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+        .map_err(db_error)?;
+    conn.execute_batch(schema).map_err(db_error)?;
+    Ok(conn)
+}
+
 fn db_error(e: rusqlite::Error) -> Error {
     Error::Runs(e.to_string())
 }
@@ -54,15 +68,9 @@ fn now() -> i64 {
 
 impl RunStore {
     pub fn open(path: &Path) -> Result<Self, Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Runs(e.to_string()))?;
-        }
-        let conn = Connection::open(path).map_err(db_error)?;
-        // WAL: a committed checkpoint survives the process being killed at any moment.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS runs (
+        let conn = open_sqlite(
+            path,
+            "CREATE TABLE IF NOT EXISTS runs (
                  id TEXT PRIMARY KEY,
                  agent TEXT NOT NULL,
                  spec TEXT NOT NULL,
@@ -79,8 +87,7 @@ impl RunStore {
                  message TEXT NOT NULL,
                  PRIMARY KEY (run_id, seq)
              );",
-        )
-        .map_err(db_error)?;
+        )?;
         Ok(Self { conn })
     }
 

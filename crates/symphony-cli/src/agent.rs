@@ -68,7 +68,7 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             let (_, state) = spec.start(&task, &vars, memory.as_deref(), embedder.as_ref())?;
             let mut store = run_store()?;
             let id = store.create(&spec, &state)?;
-            drive(&mut store, &id, spec, state, &flags)
+            drive(&mut store, &id, spec, state, memory, &flags)
         }
         AgentCommand::Resume { run, flags } => {
             let mut store = run_store()?;
@@ -82,7 +82,8 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
                      (or `--deny`)"
                 );
             }
-            drive(&mut store, &run, stored.spec, stored.state, &flags)
+            let memory = open_memory(&stored.spec)?;
+            drive(&mut store, &run, stored.spec, stored.state, memory, &flags)
         }
         AgentCommand::Approve { run, deny, flags } => {
             let mut store = run_store()?;
@@ -96,7 +97,8 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             store.checkpoint(&run).save(&stored.state)?;
             let verb = if deny { "denied" } else { "approved" };
             eprintln!("{verb} {} {}", call.name, call.arguments);
-            drive(&mut store, &run, stored.spec, stored.state, &flags)
+            let memory = open_memory(&stored.spec)?;
+            drive(&mut store, &run, stored.spec, stored.state, memory, &flags)
         }
         AgentCommand::Ls { json } => {
             let runs = run_store()?.list()?;
@@ -153,6 +155,7 @@ fn drive(
     id: &str,
     spec: AgentSpec,
     mut state: RunState,
+    memory: Option<Arc<Memory>>,
     flags: &AgentRunFlags,
 ) -> Result<()> {
     let (json, yes) = (flags.json, flags.yes);
@@ -163,7 +166,6 @@ fn drive(
         let embedder = load_embedder(&collection.config.embedder).map_err(|e| format!("{e:#}"))?;
         Ok((collection, embedder))
     };
-    let memory = open_memory(&spec)?;
     let tools = spec.registry(ToolEnv {
         open_collection: Some(&open_collection),
         memory: memory.clone(),

@@ -48,6 +48,7 @@ use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, Job};
 use crate::openai::from_value;
 use crate::registry::LoadedModel;
+use crate::util::blocking;
 use crate::SharedState;
 
 /// Longest task accepted, in bytes.
@@ -111,15 +112,6 @@ fn agent_error(e: symphony_agents::Error) -> ApiError {
         e @ E::InvalidAgent(_) => ApiError::bad_request(e.to_string()),
         e => ApiError::internal(e.to_string()),
     }
-}
-
-/// Runs `work` on a blocking thread (the run store, agent files and MCP servers block).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(format!("the agent task stopped: {e}")))?
 }
 
 fn open_store(state: &SharedState) -> Result<RunStore, ApiError> {
@@ -334,10 +326,7 @@ fn build_tools(
 ) -> Result<ToolRegistry, ApiError> {
     let open_collection = |name: &str| -> Result<(Collection, Embedder), String> {
         let collection = Collection::open(collections, name).map_err(|e| e.to_string())?;
-        let manifest = store
-            .get(&collection.config.embedder)
-            .map_err(|e| e.to_string())?;
-        let embedder = Embedder::load(store.blob_path(&manifest)).map_err(|e| e.to_string())?;
+        let embedder = load_embedder(store, &collection.config.embedder).map_err(|e| e.message)?;
         Ok((collection, embedder))
     };
     spec.registry(ToolEnv {

@@ -34,6 +34,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, Job};
 use crate::openai::from_value;
+use crate::util::blocking;
 use crate::SharedState;
 
 /// Documents one request may add.
@@ -61,15 +62,6 @@ fn rag_error(e: symphony_rag::Error) -> ApiError {
         | E::Dimension { .. }) => ApiError::bad_request(e.to_string()),
         e => ApiError::internal(e.to_string()),
     }
-}
-
-/// Runs `work` on a blocking thread (collections do file and CPU work).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(format!("the collection task stopped: {e}")))?
 }
 
 fn root(state: &SharedState) -> PathBuf {

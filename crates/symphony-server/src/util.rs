@@ -75,3 +75,12 @@ mod tests {
         assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
     }
 }
+
+/// Runs `work` on a blocking thread (file, SQLite and CPU work kept off the async runtime).
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::ApiError> + Send + 'static,
+) -> Result<T, crate::ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| crate::ApiError::internal(format!("a blocking task stopped: {e}")))?
+}
