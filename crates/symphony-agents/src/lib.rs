@@ -48,6 +48,7 @@ pub use model::{
 pub use plan::{run_plan, ChatFactory, PlanStep};
 pub use react::{
     react, run_react, AgentConfig, Approval, Checkpoint, Ending, Event, RunOutcome, RunState,
+    ToolChoice,
 };
 pub use reflect::run_reflect;
 pub use registry::ToolRegistry;

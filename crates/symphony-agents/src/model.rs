@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use symphony_engine::tools::{
-    parse_tool_calls, tool_call_grammar_auto, NO_TOOL_CALL, TOOL_CALL_TRIGGERS,
+    parse_tool_calls, tool_call_grammar, tool_call_grammar_auto, NO_TOOL_CALL, TOOL_CALL_TRIGGERS,
 };
 use symphony_engine::{
     chat_prompt_with_tools, Constraint, GenerationParams, Grammar, GrammarCompiler, SamplingParams,
@@ -16,6 +16,8 @@ use symphony_types::{ChatMessage, ToolSpec};
 pub enum CallMode {
     /// The model chooses: call tools or answer.
     Auto,
+    /// The model must call at least one tool (`tool_choice: required`).
+    Required,
     /// The model must answer in words (the last step, or after a loop was caught). The tools
     /// stay in the prompt so the conversation reads the same.
     Answer,
@@ -225,6 +227,7 @@ pub fn turn_request(
                 .compile(&tool_call_grammar_auto(tools, true))?
                 .triggered_by(TOOL_CALL_TRIGGERS),
         ),
+        (CallMode::Required, false) => Some(compiler.compile(&tool_call_grammar(tools, true))?),
         (CallMode::Answer, false) => Some(compiler.compile(&Grammar::Regex(NO_TOOL_CALL.into()))?),
     };
     Ok((prompt, constraint))
@@ -250,7 +253,7 @@ pub fn read_turn(
     prompt_tokens: usize,
     completion_tokens: usize,
 ) -> ModelTurn {
-    let (content, calls) = if mode == CallMode::Auto && !tools.is_empty() {
+    let (content, calls) = if mode != CallMode::Answer && !tools.is_empty() {
         let parsed = parse_tool_calls(text);
         (parsed.content, parsed.calls)
     } else {

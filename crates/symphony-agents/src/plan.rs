@@ -26,6 +26,7 @@ use symphony_types::{ChatMessage, Role};
 use crate::model::{CallMode, ChatModel};
 use crate::react::{
     react, AgentConfig, Approval, Approver, Checkpoint, Ending, Event, RunOutcome, RunState,
+    ToolChoice,
 };
 use crate::registry::ToolRegistry;
 
@@ -292,6 +293,12 @@ pub fn run_plan(
                 state.task, step.task
             )
         };
+        // A step decides for itself whether it needs a tool ("add the two results" does not).
+        let step_config = AgentConfig {
+            tool_choice: ToolChoice::Auto,
+            ..config.clone()
+        };
+        let config = &step_config;
         let mut finished: Vec<(PlanStep, StepRun)> = Vec::new();
         match more {
             Some(open) if parallel_ok && ready.len() > 1 => {

@@ -33,6 +33,22 @@ pub struct AgentConfig {
     /// The prompt's budget in tokens; older turns are summarised beyond it. `None`: the
     /// model's context length less room for the reply.
     pub context_tokens: Option<usize>,
+    /// Whether the model may answer before it has called a tool.
+    pub tool_choice: ToolChoice,
+}
+
+/// OpenAI's `tool_choice` for a run: whether the first turn may answer without a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model calls tools or answers, as it sees fit.
+    #[default]
+    Auto,
+    /// Until the run has called a tool, every turn must call one; from then on, `auto`.
+    /// For agents whose every task needs a tool: small models otherwise answer a question
+    /// about a file without reading it. Falling back to `auto` after the first call (as
+    /// OpenAI's Agents SDK does) keeps the model from calling for ever.
+    Required,
 }
 
 impl Default for AgentConfig {
@@ -44,6 +60,7 @@ impl Default for AgentConfig {
             rubric: None,
             max_revisions: 2,
             context_tokens: None,
+            tool_choice: ToolChoice::Auto,
         }
     }
 }
@@ -447,6 +464,8 @@ pub fn run_react(
         if state.must_answer && !state.answer_asked {
             // Small models answer a direct request far more reliably than they stop
             // calling on their own; the request stays in the transcript.
+            // The task is restated: a plan step's run must answer its step, not the larger
+            // task its prompt also names (the 1.5B did, with the task left out or put first).
             added.push(ChatMessage::user(format!(
                 "Using the results above, answer my question now, without calling tools: {}",
                 state.task
@@ -455,6 +474,8 @@ pub fn run_react(
         }
         let mode = if state.must_answer {
             CallMode::Answer
+        } else if config.tool_choice == ToolChoice::Required && state.tool_calls == 0 {
+            CallMode::Required
         } else {
             CallMode::Auto
         };
@@ -854,6 +875,32 @@ mod tests {
         );
         assert_eq!((outcome.steps, outcome.tool_calls), (3, 2));
         assert_eq!(outcome.answer, "Enough: 4.");
+    }
+
+    #[test]
+    fn a_required_tool_choice_holds_until_the_first_call() {
+        let mut model = Scripted::new(vec![
+            call("calculator", json!({"expression": "6 * 7"})),
+            say("42."),
+        ]);
+        let config = AgentConfig {
+            tool_choice: ToolChoice::Required,
+            ..AgentConfig::default()
+        };
+        let outcome = react(
+            &mut model,
+            &calculator(),
+            &config,
+            "What is 6 * 7?",
+            &mut |_, _| Approval::Allow,
+            &mut |_| {},
+        )
+        .unwrap();
+        // Required before any call, then the model may answer; the spec key reads the same.
+        assert_eq!(model.modes, [CallMode::Required, CallMode::Auto]);
+        assert_eq!(outcome.answer, "42.");
+        let choice: ToolChoice = serde_json::from_value(json!("required")).unwrap();
+        assert_eq!(choice, ToolChoice::Required);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! rubric: Every figure comes from the calculator.   # reflect: the critic's yardstick
 //! max_revisions: 2          # reflect: revisions after the first draft
 //! max_steps: 8
+//! tool_choice: required     # auto (default) | required: call a tool before answering
 //! time_budget_secs: 120     # optional
 //! context_tokens: 4096      # the prompt's budget: older turns are summarised beyond it
 //! approval: [write_file]    # tools that wait for a person's yes
@@ -40,7 +41,7 @@ use symphony_types::ToolSpec;
 
 use crate::mcp::McpServerConfig;
 use crate::memory::{fill_template, Example, Memory, MemoryConfig, Preamble, Recall, Remember};
-use crate::react::{AgentConfig, DEFAULT_INSTRUCTIONS};
+use crate::react::{AgentConfig, ToolChoice, DEFAULT_INSTRUCTIONS};
 use symphony_models::embedding::Embedder;
 use symphony_rag::Collection;
 
@@ -101,6 +102,9 @@ pub struct AgentSpec {
     pub loop_kind: LoopKind,
     #[serde(default = "default_max_steps")]
     pub max_steps: usize,
+    /// `required`: the model calls a tool before it may answer.
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
     #[serde(default)]
     pub time_budget_secs: Option<u64>,
     /// The file tools' directory; relative paths are taken from the agent file's directory.
@@ -246,6 +250,7 @@ impl AgentSpec {
             rubric: self.rubric.clone(),
             max_revisions: self.max_revisions,
             context_tokens: self.context_tokens,
+            tool_choice: self.tool_choice,
         }
     }
 

@@ -137,13 +137,13 @@ pub fn answer_passes(answer: &str, expect: &[String]) -> bool {
 }
 
 /// Runs one task with `loop_kind` on `model` (a fresh conversation), in a temporary
-/// workspace holding the task's files.
+/// workspace holding the task's files, under `config` (the task's own `max_steps` first).
 pub fn run_task(
     task: &SuiteTask,
     loop_kind: LoopKind,
     model: &mut dyn ChatModel,
     more: Option<&crate::ChatFactory<'_>>,
-    max_steps: usize,
+    config: &AgentConfig,
 ) -> TaskResult {
     let started = Instant::now();
     let mut result = TaskResult {
@@ -180,8 +180,8 @@ pub fn run_task(
             tools.register_shared(tool)?;
         }
         let config = AgentConfig {
-            max_steps: task.max_steps.unwrap_or(max_steps),
-            ..AgentConfig::default()
+            max_steps: task.max_steps.unwrap_or(config.max_steps),
+            ..config.clone()
         };
         let mut state = RunState::new(&config, &task.task);
         run_loop(

@@ -7,8 +7,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use symphony_agents::{
-    run_loop, AgentSpec, Approval, ChatModel, Checkpoint, Ending, EngineChat, Event, LoopKind,
-    RunState, RunStore, ToolEnv,
+    run_loop, AgentConfig, AgentSpec, Approval, ChatModel, Checkpoint, Ending, EngineChat, Event,
+    LoopKind, RunState, RunStore, ToolChoice, ToolEnv,
 };
 
 use symphony_agents::memory::{episode, Kind, Memory};
@@ -114,17 +114,7 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             }
             Ok(())
         }
-        AgentCommand::Bench {
-            model,
-            loop_kind,
-            suite,
-            tasks,
-            max_steps,
-            json,
-            threads,
-        } => bench(
-            &model, &loop_kind, &suite, &tasks, max_steps, json, &threads,
-        ),
+        AgentCommand::Bench(args) => bench(&args),
         AgentCommand::Show { run, json } => {
             let stored = run_store()?.load(&run)?;
             if json {
@@ -336,23 +326,25 @@ fn drive(
 }
 
 /// `symphony agent bench`: the task suite with one loop and model.
-fn bench(
-    model_name: &str,
-    loop_kind: &str,
-    suite: &std::path::Path,
-    only: &[String],
-    max_steps: usize,
-    json: bool,
-    threads: &crate::ThreadArgs,
-) -> Result<()> {
+fn bench(args: &crate::AgentBenchArgs) -> Result<()> {
     use symphony_agents::suite::{run_task, Suite};
+    let json = args.json;
+    let loop_kind = &args.loop_kind;
     let kind: LoopKind = serde_json::from_value(serde_json::json!(loop_kind))
         .with_context(|| format!("--loop {loop_kind}: react, plan or reflect"))?;
-    let mut suite = Suite::load(suite)?;
-    if !only.is_empty() {
-        suite.tasks.retain(|t| only.contains(&t.id));
+    let tool_choice: ToolChoice = serde_json::from_value(serde_json::json!(args.tool_choice))
+        .with_context(|| format!("--tool-choice {}: auto or required", args.tool_choice))?;
+    let config = AgentConfig {
+        max_steps: args.max_steps,
+        tool_choice,
+        ..AgentConfig::default()
+    };
+    let mut suite = Suite::load(&args.suite)?;
+    if !args.tasks.is_empty() {
+        suite.tasks.retain(|t| args.tasks.contains(&t.id));
     }
-    init_threads(threads)?;
+    init_threads(&args.threads)?;
+    let model_name = &args.model;
     let model = open_model(model_name, None, &LoadArgs::default())?;
     let open = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
         Ok(Box::new(EngineChat::new(&model)?))
@@ -360,7 +352,7 @@ fn bench(
     let mut results = Vec::new();
     for task in &suite.tasks {
         let mut chat = EngineChat::new(&model)?;
-        let r = run_task(task, kind, &mut chat, Some(&open), max_steps);
+        let r = run_task(task, kind, &mut chat, Some(&open), &config);
         if json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
@@ -412,7 +404,8 @@ fn bench(
         "type": "summary",
         "model": model_name,
         "loop": kind,
-        "max_steps": max_steps,
+        "max_steps": args.max_steps,
+        "tool_choice": tool_choice,
         "rows": rows,
     });
     if json {

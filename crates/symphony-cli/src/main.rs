@@ -107,26 +107,34 @@ enum AgentCommand {
     },
     /// Run the agent task suite (tests/agent-tasks.yaml: arithmetic, file lookups, multi-step)
     /// with one loop and model: success rate, steps, tokens and time per task.
-    Bench {
-        /// A store name or a model file.
-        #[arg(long, default_value = "qwen2.5-coder:0.5b")]
-        model: String,
-        #[arg(long = "loop", default_value = "react")]
-        loop_kind: String,
-        /// The suite file.
-        #[arg(long, default_value = "tests/agent-tasks.yaml")]
-        suite: std::path::PathBuf,
-        /// Only these task ids (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        tasks: Vec<String>,
-        #[arg(long, default_value_t = 6)]
-        max_steps: usize,
-        /// Every task's result as a JSON line, then the summary.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        threads: ThreadArgs,
-    },
+    Bench(AgentBenchArgs),
+}
+
+/// `symphony agent bench`: the suite, one loop and one model.
+#[derive(Debug, Args)]
+struct AgentBenchArgs {
+    /// A store name or a model file.
+    #[arg(long, default_value = "qwen2.5-coder:0.5b")]
+    model: String,
+    #[arg(long = "loop", default_value = "react")]
+    loop_kind: String,
+    /// The suite file.
+    #[arg(long, default_value = "tests/agent-tasks.yaml")]
+    suite: std::path::PathBuf,
+    /// Only these task ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    #[arg(long, default_value_t = 6)]
+    max_steps: usize,
+    /// `required` (every task of the suite needs a tool): the model calls one before it
+    /// may answer; `auto`: it may answer at once.
+    #[arg(long, default_value = "required")]
+    tool_choice: String,
+    /// Every task's result as a JSON line, then the summary.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
 }
 
 #[derive(Debug, Subcommand)]
