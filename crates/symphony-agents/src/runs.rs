@@ -6,6 +6,7 @@
 //! with each checkpoint, in the same transaction as the messages it follows.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -88,26 +89,91 @@ impl RunStore {
                  PRIMARY KEY (run_id, seq)
              );",
         )?;
+        // Stores made before runs had drivers get the column.
+        let has_driver: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('runs') WHERE name = 'driver')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_error)?;
+        if !has_driver {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN driver TEXT")
+                .map_err(db_error)?;
+        }
         Ok(Self { conn })
+    }
+
+    /// Takes run `id` for this caller to drive, so that two processes (the server and `agent
+    /// resume`, say) or two threads never append to one run at once. Refused while the
+    /// holder lives; a holder that died (killed mid-run) holds nothing. Returns the claim,
+    /// for [`RunStore::release`].
+    pub fn claim(&mut self, id: &str) -> Result<String, Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        let holder: Option<Option<String>> = tx
+            .query_row("SELECT driver FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db_error)?;
+        let Some(holder) = holder else {
+            return Err(Error::Runs(format!(
+                "no run '{id}' (see `symphony agent ls`)"
+            )));
+        };
+        if let Some(holder) = holder.filter(|h| driver_alive(h)) {
+            let pid = holder.split(':').next().unwrap_or_default();
+            return Err(Error::Runs(format!(
+                "run {id} is being driven by process {pid} already"
+            )));
+        }
+        let claim = new_driver();
+        tx.execute(
+            "UPDATE runs SET driver = ?2 WHERE id = ?1",
+            params![id, claim],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(claim)
+    }
+
+    /// Gives run `id` up, if `claim` still holds it.
+    pub fn release(&self, id: &str, claim: &str) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE runs SET driver = NULL WHERE id = ?1 AND driver = ?2",
+                params![id, claim],
+            )
+            .map_err(db_error)?;
+        Ok(())
     }
 
     /// Records a new run of `spec` on `state` (its first messages are saved by the loop's
     /// first checkpoint). Returns its id.
     pub fn create(&self, spec: &AgentSpec, state: &RunState) -> Result<String, Error> {
-        let id = format!(
-            "run_{:x}{:04x}",
-            now(),
-            std::process::id() as u16 ^ rand_u16()
-        );
         let spec_json = serde_json::to_string(spec).map_err(|e| Error::Runs(e.to_string()))?;
-        self.conn
-            .execute(
+        let state_json = state_json(state)?;
+        // Ids are the second and 32 mixed bits; the server and several CLI processes may
+        // start runs in the same second, so an id already taken is drawn again.
+        let mut attempts = 0;
+        loop {
+            let id = format!("run_{:x}{:08x}", now(), id_bits());
+            let inserted = self.conn.execute(
                 "INSERT INTO runs (id, agent, spec, task, state, status, steps, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'running', 0, ?6, ?6)",
-                params![id, spec.name, spec_json, state.task, state_json(state)?, now()],
-            )
-            .map_err(db_error)?;
-        Ok(id)
+                params![id, spec.name, spec_json, state.task, state_json, now()],
+            );
+            match inserted {
+                Ok(_) => return Ok(id),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation && attempts < 16 =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(db_error(e)),
+            }
+        }
     }
 
     /// The checkpoint sink for run `id`.
@@ -219,11 +285,51 @@ fn state_json(state: &RunState) -> Result<String, Error> {
     Ok(v.to_string())
 }
 
-/// A little randomness for run ids, from the clock's nanoseconds.
-fn rand_u16() -> u16 {
-    SystemTime::now()
+/// A claim on a run: this process (its pid and start time, so that a later process given
+/// the same pid is not taken for it) and a number of its own.
+fn new_driver() -> String {
+    static CLAIMS: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let started = process_start(pid).unwrap_or_default();
+    format!("{pid}:{started}:{}", CLAIMS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Whether the process that made `claim` still runs. Where processes cannot be looked at
+/// (no `/proc`), only this process's own claims count as alive.
+fn driver_alive(claim: &str) -> bool {
+    let mut parts = claim.split(':');
+    let (Some(Ok(pid)), Some(started)) = (parts.next().map(str::parse::<u32>), parts.next()) else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return true;
+    }
+    process_start(pid).is_some_and(|s| s == started)
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22), if it runs.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// 32 bits for a run id: the clock's nanoseconds, the process and a counter, mixed, so two
+/// runs started at once in one process, or in two, differ.
+fn id_bits() -> u32 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u16)
+        .map_or(0, |d| d.subsec_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut x = nanos ^ std::process::id().rotate_left(16) ^ count.wrapping_mul(0x9e37_79b9);
+    // A 32-bit finaliser (murmur3's): nearby inputs give unrelated ids.
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0xc2b2_ae35);
+    x ^ (x >> 16)
 }
 
 /// Saves one run's checkpoints into its store.
@@ -274,6 +380,88 @@ mod tests {
         assert_eq!((runs[0].status.as_str(), runs[0].steps), ("answered", 1));
         assert!(store
             .load("run_missing")
+            .unwrap_err()
+            .to_string()
+            .contains("no run"));
+    }
+
+    #[test]
+    fn runs_started_at_once_from_two_stores_get_ids_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        // Two handles on one file, as the server and a CLI process have.
+        let (a, b) = (
+            RunStore::open(&path).unwrap(),
+            RunStore::open(&path).unwrap(),
+        );
+        let spec = AgentSpec::from_yaml("name: a\nmodel: m\ntools: [calculator]\n").unwrap();
+        let state = RunState::new(&AgentConfig::default(), "What is 2 + 2?");
+        let mut ids = std::collections::BTreeSet::new();
+        for _ in 0..300 {
+            assert!(ids.insert(a.create(&spec, &state).unwrap()));
+            assert!(ids.insert(b.create(&spec, &state).unwrap()));
+        }
+        assert_eq!(a.list().unwrap().len(), 600);
+        assert!(ids.iter().all(|id| id.starts_with("run_")));
+    }
+
+    #[test]
+    fn a_run_is_driven_by_one_claim_at_a_time_and_a_dead_driver_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let mut store = RunStore::open(&path).unwrap();
+        let spec = AgentSpec::from_yaml("name: a\nmodel: m\n").unwrap();
+        let id = store
+            .create(&spec, &RunState::new(&AgentConfig::default(), "x"))
+            .unwrap();
+        let claim = store.claim(&id).unwrap();
+        // Another claim, here or from another handle on the file, waits for the release.
+        let mut other = RunStore::open(&path).unwrap();
+        let e = other.claim(&id).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("driven by process {}", std::process::id())),
+            "{e}"
+        );
+        store.release(&id, &claim).unwrap();
+        let claim = other.claim(&id).unwrap();
+        // A stale release (of a claim given up already) frees nothing.
+        store.release(&id, "1:1:1").unwrap();
+        assert!(store.claim(&id).is_err());
+        other.release(&id, &claim).unwrap();
+
+        let admin = RunStore::open(&path).unwrap();
+        let set_driver = |driver: &str| {
+            admin
+                .conn
+                .execute(
+                    "UPDATE runs SET driver = ?2 WHERE id = ?1",
+                    params![id, driver],
+                )
+                .unwrap();
+        };
+        if std::path::Path::new("/proc/self/stat").exists() {
+            // A live process of another pid holds the run until it is gone.
+            let mut child = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let started = process_start(child.id()).unwrap();
+            set_driver(&format!("{}:{started}:0", child.id()));
+            let e = store.claim(&id).unwrap_err().to_string();
+            assert!(e.contains(&format!("process {}", child.id())), "{e}");
+            child.kill().unwrap();
+            child.wait().unwrap();
+            store.claim(&id).unwrap();
+            // A live pid with another start time: the pid was given to another process.
+            assert!(process_start(1).is_some());
+            set_driver("1:99999999999:0");
+            store.claim(&id).unwrap();
+        }
+        // A process that is gone (killed mid-run) holds nothing.
+        set_driver("4294967295:1:0");
+        store.claim(&id).unwrap();
+        assert!(store
+            .claim("run_missing")
             .unwrap_err()
             .to_string()
             .contains("no run"));

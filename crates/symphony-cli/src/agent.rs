@@ -50,6 +50,13 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn agent(cmd: AgentCommand) -> Result<()> {
+    if let AgentCommand::Run { flags, .. }
+    | AgentCommand::Resume { flags, .. }
+    | AgentCommand::Approve { flags, .. } = &cmd
+    {
+        // First: the encoder of an agent's memory or examples starts the pool too.
+        init_threads(&flags.threads)?;
+    }
     match cmd {
         AgentCommand::Run {
             file,
@@ -144,6 +151,21 @@ fn drive(
     store: &mut RunStore,
     id: &str,
     spec: AgentSpec,
+    state: RunState,
+    memory: Option<Arc<Memory>>,
+    flags: &AgentRunFlags,
+) -> Result<()> {
+    // Not while another process (a server, another `resume`) drives the same run.
+    let claim = store.claim(id)?;
+    let result = drive_claimed(store, id, spec, state, memory, flags);
+    store.release(id, &claim)?;
+    result
+}
+
+fn drive_claimed(
+    store: &mut RunStore,
+    id: &str,
+    spec: AgentSpec,
     mut state: RunState,
     memory: Option<Arc<Memory>>,
     flags: &AgentRunFlags,
@@ -160,7 +182,6 @@ fn drive(
         open_collection: Some(&open_collection),
         memory: memory.clone(),
     })?;
-    init_threads(&flags.threads)?;
     let model = open_model(&spec.model, None, &LoadArgs::default())?;
     let mut chat = EngineChat::new(&model)?;
     let mut approve = |name: &str, arguments: &serde_json::Value| -> Approval {

@@ -330,6 +330,7 @@ fn the_task_suite_runs_and_scores_a_task() {
     assert!(task["answer"].as_str().unwrap().contains("tulip-4721"));
     let summary = &lines[1];
     assert_eq!(summary["loop"], "react");
+    assert_eq!(summary["tool_choice"], "required");
     let all = summary["rows"]
         .as_array()
         .unwrap()
@@ -344,4 +345,64 @@ fn the_task_suite_runs_and_scores_a_task() {
     let o = bench(&["--loop", "debate", "--tasks", "wifi"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--loop debate: react, plan or reflect"));
+    let o = bench(&["--tool-choice", "always", "--tasks", "wifi"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tool-choice always: auto or required"));
+}
+
+/// Long-term memory through the binary: one run keeps a fact with `remember`; a later run,
+/// another process with a new conversation and no episodes shown, answers from it.
+#[test]
+fn a_fact_remembered_in_one_run_answers_a_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let file = dir.path().join("clerk.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: clerk\nmodel: {}\ntool_choice: required\nmax_steps: 3\n\
+             memory: {{episodes: 0, embedder: {}}}\n",
+            common::stored("qwen2.5-coder:0.5b").display(),
+            common::stored("all-minilm").display()
+        ),
+    )
+    .unwrap();
+    let events = |o: &Output| -> Vec<serde_json::Value> {
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let first = events(&agent_run(
+        &home,
+        &file,
+        "Remember this for later: the storeroom door code is 4417.",
+    ));
+    assert!(
+        first.iter().any(|e| e["type"] == "tool_call"
+            && e["name"] == "remember"
+            && e["arguments"].to_string().contains("4417")),
+        "{first:?}"
+    );
+    assert!(home.join("agents/memory.sqlite").exists());
+    let second = events(&agent_run(
+        &home,
+        &file,
+        "What is the code of the storeroom door?",
+    ));
+    let answer = second
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "answer")
+        .unwrap_or_else(|| panic!("no answer: {second:?}"));
+    assert!(
+        answer["text"].as_str().unwrap().contains("4417"),
+        "{second:?}"
+    );
 }

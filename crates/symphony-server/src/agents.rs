@@ -302,6 +302,23 @@ async fn launch(
         }
         runs.insert(id.to_string(), live.clone());
     }
+    // Not while another process (`symphony agent resume`, another server) drives it.
+    let claim = {
+        let (app, key) = (state.clone(), id.to_string());
+        blocking(move || {
+            open_store(&app)?
+                .claim(&key)
+                .map_err(|e| conflict(e.to_string()))
+        })
+        .await
+    };
+    let claim = match claim {
+        Ok(claim) => claim,
+        Err(e) => {
+            state.agents.live.lock().expect("live runs").remove(id);
+            return Err(e);
+        }
+    };
     live.push(json!({"type": "run", "id": id, "agent": spec.name}));
     let driver = Driver {
         app: state.clone(),
@@ -313,7 +330,7 @@ async fn launch(
     let (id, follow) = (id.to_string(), live.clone());
     std::thread::Builder::new()
         .name(format!("agent {id}"))
-        .spawn(move || driver.drive(&id, spec, tools, run_state, &follow))
+        .spawn(move || driver.drive(&id, &claim, spec, tools, run_state, &follow))
         .map_err(|e| ApiError::internal(format!("cannot start the run: {e}")))?;
     Ok(live)
 }
@@ -587,6 +604,7 @@ impl Driver {
     fn drive(
         self,
         id: &str,
+        claim: &str,
         spec: AgentSpec,
         tools: ToolRegistry,
         mut run: RunState,
@@ -594,24 +612,29 @@ impl Driver {
     ) {
         let result = (|| -> Result<RunOutcome, symphony_agents::Error> {
             let mut store = RunStore::open(&self.app.agents.runs)?;
-            let mut chat = self.chat()?;
-            let more = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
-                Ok(Box::new(self.chat()?))
-            };
-            // No one to ask on the server: the run waits for POST .../approve.
-            let mut approve = |_: &str, _: &Value| Approval::Pause;
-            let mut on_event = |e: &Event| live.push(serde_json::to_value(e).unwrap_or_default());
-            run_loop(
-                spec.loop_kind,
-                &mut chat,
-                Some(&more),
-                &tools,
-                &spec.config(),
-                &mut run,
-                &mut approve,
-                &mut on_event,
-                &mut store.checkpoint(id),
-            )
+            let outcome = (|| {
+                let mut chat = self.chat()?;
+                let more = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
+                    Ok(Box::new(self.chat()?))
+                };
+                // No one to ask on the server: the run waits for POST .../approve.
+                let mut approve = |_: &str, _: &Value| Approval::Pause;
+                let mut on_event =
+                    |e: &Event| live.push(serde_json::to_value(e).unwrap_or_default());
+                run_loop(
+                    spec.loop_kind,
+                    &mut chat,
+                    Some(&more),
+                    &tools,
+                    &spec.config(),
+                    &mut run,
+                    &mut approve,
+                    &mut on_event,
+                    &mut store.checkpoint(id),
+                )
+            })();
+            store.release(id, claim)?;
+            outcome
         })();
         if let (Some(memory), Ok(outcome)) = (&self.memory, &result) {
             if outcome.ending == symphony_agents::Ending::Answered {
