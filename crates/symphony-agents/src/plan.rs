@@ -228,6 +228,18 @@ pub fn run_plan(
     if state.step == 0 {
         checkpoint.save(state)?;
     }
+    // The run's own system prompt (its vars filled, memories and examples chosen when it
+    // started) is what the planner and the steps are told, resumed or not: the caller's
+    // config may only know the agent file's defaults.
+    let own = state
+        .messages
+        .first()
+        .filter(|m| m.role == Role::System)
+        .map(|m| AgentConfig {
+            instructions: m.content.clone(),
+            ..config.clone()
+        });
+    let config = own.as_ref().unwrap_or(config);
     let parallel_ok = more.is_some()
         && !tools
             .names()
@@ -517,6 +529,8 @@ mod tests {
         plans: VecDeque<Value>,
         answers: VecDeque<&'static str>,
         seen: Vec<String>,
+        /// Each turn's first message (its system prompt).
+        systems: Vec<String>,
     }
 
     impl Scripted {
@@ -525,6 +539,7 @@ mod tests {
                 plans: plans.into(),
                 answers: answers.into(),
                 seen: Vec::new(),
+                systems: Vec::new(),
             }
         }
     }
@@ -537,6 +552,7 @@ mod tests {
             _: CallMode,
         ) -> Result<ModelTurn, crate::Error> {
             self.seen.push(messages.last().unwrap().content.clone());
+            self.systems.push(messages[0].content.clone());
             Ok(ModelTurn {
                 content: self.answers.pop_front().expect("an answer").into(),
                 ..ModelTurn::default()
@@ -549,6 +565,7 @@ mod tests {
             _: &Value,
         ) -> Result<ModelTurn, crate::Error> {
             self.seen.push(messages.last().unwrap().content.clone());
+            self.systems.push(messages[0].content.clone());
             Ok(ModelTurn {
                 content: self.plans.pop_front().expect("a plan").to_string(),
                 ..ModelTurn::default()
@@ -593,6 +610,35 @@ mod tests {
             saves,
         );
         (outcome, events)
+    }
+
+    #[test]
+    fn the_planner_and_the_steps_are_told_the_runs_own_instructions() {
+        let mut model = Scripted::new(
+            vec![json!({"steps": [step(1, "Count them", &[])]})],
+            vec!["3", "There are 3."],
+        );
+        // The run started with its vars filled; the loop is given only the file's defaults.
+        let started = AgentConfig {
+            instructions: "You keep the books of Acme.".into(),
+            ..AgentConfig::default()
+        };
+        let mut state = RunState::new(&started, "How many?");
+        let mut saves = Saves {
+            states: Vec::new(),
+            limit: usize::MAX,
+        };
+        let (outcome, _) = run(&mut model, &mut state, &mut saves);
+        assert_eq!(outcome.unwrap().answer, "There are 3.");
+        assert_eq!(model.systems.len(), 3, "{:?}", model.systems);
+        assert!(
+            model
+                .systems
+                .iter()
+                .all(|s| s.starts_with("You keep the books of Acme.")),
+            "{:?}",
+            model.systems
+        );
     }
 
     #[test]

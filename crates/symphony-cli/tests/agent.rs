@@ -14,6 +14,20 @@ fn agent_run(home: &Path, file: &Path, task: &str) -> Output {
         .expect("symphony runs")
 }
 
+/// The JSON lines of a `--json` run that succeeded.
+fn json_events(o: &Output) -> Vec<serde_json::Value> {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 #[test]
 fn an_agent_file_runs_to_an_answer_with_its_events_as_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,18 +249,6 @@ fn a_call_needing_approval_pauses_the_run_until_agent_approve() {
             .output()
             .unwrap()
     };
-    let events = |o: &Output| -> Vec<serde_json::Value> {
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    };
     let o = symphony(&[
         "agent",
         "run",
@@ -254,7 +256,7 @@ fn a_call_needing_approval_pauses_the_run_until_agent_approve() {
         "Write the text 'Meeting moved to 3pm' into the file meeting.txt.",
         "--json",
     ]);
-    let before = events(&o);
+    let before = json_events(&o);
     let id = before[0]["id"].as_str().unwrap().to_string();
     let waiting = before
         .iter()
@@ -280,7 +282,7 @@ fn a_call_needing_approval_pauses_the_run_until_agent_approve() {
         String::from_utf8_lossy(&resumed.stderr)
     );
 
-    let after = events(&symphony(&["agent", "approve", &id, "--json"]));
+    let after = json_events(&symphony(&["agent", "approve", &id, "--json"]));
     let result = after
         .iter()
         .find(|e| e["type"] == "tool_result")
@@ -367,19 +369,7 @@ fn a_fact_remembered_in_one_run_answers_a_later_one() {
         ),
     )
     .unwrap();
-    let events = |o: &Output| -> Vec<serde_json::Value> {
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    };
-    let first = events(&agent_run(
+    let first = json_events(&agent_run(
         &home,
         &file,
         "Remember this for later: the storeroom door code is 4417.",
@@ -391,7 +381,7 @@ fn a_fact_remembered_in_one_run_answers_a_later_one() {
         "{first:?}"
     );
     assert!(home.join("agents/memory.sqlite").exists());
-    let second = events(&agent_run(
+    let second = json_events(&agent_run(
         &home,
         &file,
         "What is the code of the storeroom door?",
