@@ -714,8 +714,8 @@ mod tests {
                 json!({"steps": [step(1, "Ask the oracle", &[])]}),
                 json!({"steps": [step(1, "Count by hand", &[])]}),
             ],
-            // The first step answers nothing: it failed.
-            vec!["", "7", "Seven."],
+            // The first step answers nothing, also when asked again: it failed.
+            vec!["", "", "7", "Seven."],
         );
         let mut state = RunState::new(&AgentConfig::default(), "How many?");
         let mut saves = Saves {
@@ -737,11 +737,11 @@ mod tests {
                 ..
             }
         )));
-        // The second planner was told what failed.
+        // The second planner (after the step's two turns) was told what failed.
         assert!(
-            model.seen[2].contains("- Ask the oracle → FAILED: the step ended without a result"),
+            model.seen[3].contains("- Ask the oracle → FAILED: the step ended without a result"),
             "{}",
-            model.seen[2]
+            model.seen[3]
         );
     }
 

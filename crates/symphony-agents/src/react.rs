@@ -492,6 +492,22 @@ pub fn run_react(
         let turn = model.turn(&context, &specs, mode)?;
         state.count_turn(&turn);
         let mut events = Vec::new();
+        if turn.calls.is_empty()
+            && turn.content.is_empty()
+            && !state.must_answer
+            && step < max_steps
+        {
+            // An empty reply is no answer (the 1.5B sometimes stops right after a tool
+            // result): the model is asked for one, as on its last step.
+            state.must_answer = true;
+            on_event(&Event::Notice {
+                step,
+                text: "the model replied with nothing; asked for the answer".into(),
+            });
+            state.messages.extend(added);
+            checkpoint.save(state)?;
+            continue;
+        }
         if turn.calls.is_empty() && step < max_steps && !state.echo_refused {
             if echoes(&turn.content, &state.task) {
                 // Small models asked for an answer often copy the question back. Once, and
@@ -959,6 +975,31 @@ mod tests {
             "A train runs 96 kilometres an hour for 7.5 hours."
         );
         assert_eq!(outcome.steps, 2);
+    }
+
+    #[test]
+    fn an_empty_reply_is_no_answer() {
+        let mut model = Scripted::new(vec![
+            call("calculator", json!({"expression": "6 * 7"})),
+            say(""),
+            say("It is 42."),
+        ]);
+        let (outcome, events) = run(&mut model, &calculator(), 6);
+        assert_eq!(outcome.answer, "It is 42.");
+        assert_eq!(outcome.ending, Ending::Answered);
+        assert_eq!(
+            model.modes,
+            [CallMode::Auto, CallMode::Auto, CallMode::Answer]
+        );
+        assert!(events.iter().any(
+            |e| matches!(e, Event::Notice { text, .. } if text.contains("replied with nothing"))
+        ));
+        let asked = model.seen[2].last().unwrap();
+        assert!(
+            asked.content.starts_with("Using the results above"),
+            "{}",
+            asked.content
+        );
     }
 
     #[test]
