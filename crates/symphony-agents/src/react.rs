@@ -175,9 +175,6 @@ pub struct RunState {
     pub must_answer: bool,
     /// The request to answer has been added to the conversation.
     pub answer_asked: bool,
-    /// An answer that only repeated the task was sent back once.
-    #[serde(default)]
-    pub echo_refused: bool,
     pub tool_calls: usize,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -221,7 +218,6 @@ impl RunState {
             step: 0,
             must_answer: false,
             answer_asked: false,
-            echo_refused: false,
             tool_calls: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
@@ -508,28 +504,6 @@ pub fn run_react(
             checkpoint.save(state)?;
             continue;
         }
-        if turn.calls.is_empty() && step < max_steps && !state.echo_refused {
-            if echoes(&turn.content, &state.task) {
-                // Small models asked for an answer often copy the question back. Once, and
-                // only while steps are left, the echo goes back to the model.
-                state.echo_refused = true;
-                state.must_answer = true;
-                state.answer_asked = true;
-                on_event(&Event::Notice {
-                    step,
-                    text: "the answer only repeated the task; asked again".into(),
-                });
-                added.push(ChatMessage::assistant(turn.content));
-                added.push(ChatMessage::user(
-                    "That repeats my question. What is the answer? Give the result from the \
-                     tool results above in one sentence, without calling tools."
-                        .to_string(),
-                ));
-                state.messages.extend(added);
-                checkpoint.save(state)?;
-                continue;
-            }
-        }
         if turn.calls.is_empty() {
             state.ending = Some(if turn.content.is_empty() && state.must_answer {
                 Ending::StepLimit
@@ -576,21 +550,6 @@ pub fn run_react(
             on_event(e);
         }
     }
-}
-
-/// Whether `answer` only repeats `task`: four words or more, nine in ten of them the task's.
-/// A short answer made of the task's own words ("5", "the north shop") may be right.
-fn echoes(answer: &str, task: &str) -> bool {
-    let words = |s: &str| -> Vec<String> {
-        s.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let answer = words(answer);
-    let task: std::collections::HashSet<String> = words(task).into_iter().collect();
-    let shared = answer.iter().filter(|w| task.contains(*w)).count();
-    answer.len() >= 4 && shared * 10 >= answer.len() * 9
 }
 
 /// Runs the calls of the last turn, one checkpoint per result.
@@ -912,69 +871,6 @@ mod tests {
             "{second_repeat}"
         );
         assert_eq!(outcome.answer, "It cannot be computed.");
-    }
-
-    #[test]
-    fn an_answer_that_repeats_the_task_is_sent_back_once() {
-        let task = "A train runs 96 kilometres an hour for 7.5 hours. How many kilometres?";
-        assert!(echoes(
-            "The train runs 96 kilometres an hour for 7.5 hours.",
-            task
-        ));
-        assert!(!echoes("It runs 720 kilometres.", task));
-        assert!(!echoes("96 kilometres", task));
-        let mut model = Scripted::new(vec![
-            call("calculator", json!({"expression": "96 * 7.5"})),
-            say("A train runs 96 kilometres an hour for 7.5 hours."),
-            say("A train runs 96 kilometres an hour for 7.5 hours, so 720."),
-        ]);
-        let mut events = Vec::new();
-        let outcome = react(
-            &mut model,
-            &calculator(),
-            &AgentConfig::default(),
-            task,
-            &mut |_, _| Approval::Allow,
-            &mut |e| events.push(e.clone()),
-        )
-        .unwrap();
-        assert_eq!(
-            outcome.answer,
-            "A train runs 96 kilometres an hour for 7.5 hours, so 720."
-        );
-        assert_eq!(
-            model.modes,
-            [CallMode::Auto, CallMode::Auto, CallMode::Answer]
-        );
-        assert!(events.iter().any(
-            |e| matches!(e, Event::Notice { text, .. } if text.contains("repeated the task"))
-        ));
-        let asked = model.seen[2].last().unwrap();
-        assert!(
-            asked.content.starts_with("That repeats my question."),
-            "{}",
-            asked.content
-        );
-
-        // Only once: a second echo is the answer.
-        let mut model = Scripted::new(vec![
-            say("A train runs 96 kilometres an hour for 7.5 hours."),
-            say("A train runs 96 kilometres an hour for 7.5 hours."),
-        ]);
-        let outcome = react(
-            &mut model,
-            &calculator(),
-            &AgentConfig::default(),
-            task,
-            &mut |_, _| Approval::Allow,
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(
-            outcome.answer,
-            "A train runs 96 kilometres an hour for 7.5 hours."
-        );
-        assert_eq!(outcome.steps, 2);
     }
 
     #[test]
