@@ -324,6 +324,20 @@ impl Parser {
                 Ok(value)
             }
             Some(c) if c.is_ascii_digit() || c == '.' => self.number(),
+            Some(c) if c.is_alphabetic() || c == '_' => {
+                // Small models write `apples * 2` or `read_file('a.txt') * 2`: say what to
+                // do instead, not just where parsing stopped.
+                let start = self.pos;
+                let word: String = self.chars[start..]
+                    .iter()
+                    .take_while(|c| c.is_alphanumeric() || **c == '_')
+                    .collect();
+                Err(format!(
+                    "'{word}' at position {} is not a number: the calculator knows no names \
+                     or functions, so write the figures themselves",
+                    start + 1
+                ))
+            }
             Some(c) => Err(format!("unexpected {c:?} at position {}", self.pos + 1)),
             None => Err("the expression ends where a number was expected".into()),
         }
@@ -441,7 +455,12 @@ mod tests {
             "error: the expression ends where a number was expected"
         );
         assert_eq!(eval("2 3"), "error: unexpected '3' at position 3");
-        assert_eq!(eval("import os"), "error: unexpected 'i' at position 1");
+        assert_eq!(
+            eval("import os"),
+            "error: 'import' at position 1 is not a number: the calculator knows no names or \
+             functions, so write the figures themselves"
+        );
+        assert!(eval("(apples + 2) * 3").starts_with("error: 'apples' at position 2 is not"));
         assert_eq!(eval("10^40"), format!("error: {OVERFLOW}"));
         assert_eq!(
             eval("170141183460469231731687303715884105727 + 1"),
