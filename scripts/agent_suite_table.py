@@ -7,6 +7,7 @@
 Each file holds one JSON line per task and a summary line last (model, loop, tool choice).
 A file whose run was stopped early has no summary: its rows say how many tasks it holds,
 and the loop and model are taken from its file name (`LOOP-MODEL.jsonl`).
+`--subset-of FILE` keeps only the tasks FILE holds, to set a full run beside a partial one.
 """
 
 import json
@@ -48,7 +49,7 @@ def row(label, kind, tasks):
     )
 
 
-def main(paths):
+def main(paths, subset=None):
     print(
         "| loop, model | kind | passed | steps | tool calls | prompt tokens "
         "| completion tokens | s/task |"
@@ -56,11 +57,14 @@ def main(paths):
     print("|---|---|---|---|---|---|---|---|")
     for path in paths:
         tasks, summary = load(path)
+        label = f"{summary['loop']}, {short(summary['model'])}"
+        if subset is not None:
+            tasks = [t for t in tasks if t["id"] in subset]
+            label += f" ({len(tasks)} tasks)"
+        elif summary.get("partial"):
+            label += f" (first {len(tasks)} tasks)"
         if not tasks:
             continue
-        label = f"{summary['loop']}, {short(summary['model'])}"
-        if summary.get("partial"):
-            label += f" (first {len(tasks)} tasks)"
         for kind in KINDS:
             of_kind = [t for t in tasks if t["kind"] == kind]
             if of_kind:
@@ -69,6 +73,11 @@ def main(paths):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    subset = None
+    if args[:1] == ["--subset-of"] and len(args) >= 2:
+        subset = {t["id"] for t in load(args[1])[0]}
+        args = args[2:]
+    if not args:
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    main(args, subset)
