@@ -52,7 +52,7 @@ pub use react::{
 };
 pub use reflect::run_reflect;
 pub use registry::ToolRegistry;
-pub use runs::{RunStore, RunSummary, StoredRun};
+pub use runs::{Claim, RunStore, RunSummary, StoredRun};
 pub use spec::{AgentSpec, LoopKind, OpenCollection, ToolEnv};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
 
@@ -94,6 +94,9 @@ pub enum Error {
     InvalidAgent(String),
     #[error("agent runs: {0}")]
     Runs(String),
+    /// The run is driven by another process or thread (see [`RunStore::claim`]).
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Mcp(#[from] mcp::McpError),
     #[error(transparent)]

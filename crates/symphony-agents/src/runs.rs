@@ -5,7 +5,7 @@
 //! message, not a copy of the conversation per step); the state row is small and rewritten
 //! with each checkpoint, in the same transaction as the messages it follows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,45 @@ use crate::Error;
 /// The runs of one user (`$SYMPHONY_HOME/agents/runs.sqlite`).
 pub struct RunStore {
     conn: Connection,
+    path: PathBuf,
+}
+
+/// This process's hold on one run (from [`RunStore::claim`]). Dropping it gives the run up,
+/// so that a driver that fails or panics part-way never keeps its run from being resumed.
+#[derive(Debug)]
+pub struct Claim {
+    path: PathBuf,
+    id: String,
+    token: Option<String>,
+}
+
+impl Claim {
+    /// Gives the run up now, saying whether that worked (a drop gives it up silently).
+    pub fn release(mut self) -> Result<(), Error> {
+        self.give_up()
+    }
+
+    fn give_up(&mut self) -> Result<(), Error> {
+        let Some(token) = self.token.take() else {
+            return Ok(());
+        };
+        let conn = Connection::open(&self.path).map_err(db_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_error)?;
+        // Only if this claim still holds it: a stale claim frees nothing.
+        conn.execute(
+            "UPDATE runs SET driver = NULL WHERE id = ?1 AND driver = ?2",
+            params![self.id, token],
+        )
+        .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = self.give_up();
+    }
 }
 
 /// A run as listed.
@@ -101,14 +140,16 @@ impl RunStore {
             conn.execute_batch("ALTER TABLE runs ADD COLUMN driver TEXT")
                 .map_err(db_error)?;
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Takes run `id` for this caller to drive, so that two processes (the server and `agent
     /// resume`, say) or two threads never append to one run at once. Refused while the
-    /// holder lives; a holder that died (killed mid-run) holds nothing. Returns the claim,
-    /// for [`RunStore::release`].
-    pub fn claim(&mut self, id: &str) -> Result<String, Error> {
+    /// holder lives ([`Error::Busy`]); a holder that died (killed mid-run) holds nothing.
+    pub fn claim(&mut self, id: &str) -> Result<Claim, Error> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -124,7 +165,7 @@ impl RunStore {
         };
         if let Some(holder) = holder.filter(|h| driver_alive(h)) {
             let pid = holder.split(':').next().unwrap_or_default();
-            return Err(Error::Runs(format!(
+            return Err(Error::Busy(format!(
                 "run {id} is being driven by process {pid} already"
             )));
         }
@@ -135,18 +176,11 @@ impl RunStore {
         )
         .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
-        Ok(claim)
-    }
-
-    /// Gives run `id` up, if `claim` still holds it.
-    pub fn release(&self, id: &str, claim: &str) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "UPDATE runs SET driver = NULL WHERE id = ?1 AND driver = ?2",
-                params![id, claim],
-            )
-            .map_err(db_error)?;
-        Ok(())
+        Ok(Claim {
+            path: self.path.clone(),
+            id: id.to_string(),
+            token: Some(claim),
+        })
     }
 
     /// Records a new run of `spec` on `state` (its first messages are saved by the loop's
@@ -422,14 +456,29 @@ mod tests {
             e.contains(&format!("driven by process {}", std::process::id())),
             "{e}"
         );
-        store.release(&id, &claim).unwrap();
+        assert!(matches!(other.claim(&id), Err(Error::Busy(_))));
+        claim.release().unwrap();
         let claim = other.claim(&id).unwrap();
-        // A stale release (of a claim given up already) frees nothing.
-        store.release(&id, "1:1:1").unwrap();
         assert!(store.claim(&id).is_err());
-        other.release(&id, &claim).unwrap();
+        // A driver that fails or panics part-way gives the run up as its claim drops.
+        std::thread::spawn(move || {
+            let _held = claim;
+            panic!("the driver failed");
+        })
+        .join()
+        .unwrap_err();
+        let claim = store.claim(&id).unwrap();
 
         let admin = RunStore::open(&path).unwrap();
+        // A stale claim (given up, the run taken by another since) frees nothing.
+        let stale = Claim {
+            path: path.clone(),
+            id: id.clone(),
+            token: Some("1:1:1".into()),
+        };
+        stale.release().unwrap();
+        assert!(other.claim(&id).is_err());
+        drop(claim);
         let set_driver = |driver: &str| {
             admin
                 .conn

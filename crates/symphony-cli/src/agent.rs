@@ -158,7 +158,7 @@ fn drive(
     // Not while another process (a server, another `resume`) drives the same run.
     let claim = store.claim(id)?;
     let result = drive_claimed(store, id, spec, state, memory, flags);
-    store.release(id, &claim)?;
+    claim.release()?;
     result
 }
 

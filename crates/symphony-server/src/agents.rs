@@ -306,9 +306,10 @@ async fn launch(
     let claim = {
         let (app, key) = (state.clone(), id.to_string());
         blocking(move || {
-            open_store(&app)?
-                .claim(&key)
-                .map_err(|e| conflict(e.to_string()))
+            open_store(&app)?.claim(&key).map_err(|e| match e {
+                symphony_agents::Error::Busy(message) => conflict(message),
+                e => ApiError::internal(e.to_string()),
+            })
         })
         .await
     };
@@ -330,7 +331,7 @@ async fn launch(
     let (id, follow) = (id.to_string(), live.clone());
     std::thread::Builder::new()
         .name(format!("agent {id}"))
-        .spawn(move || driver.drive(&id, &claim, spec, tools, run_state, &follow))
+        .spawn(move || driver.drive(&id, claim, spec, tools, run_state, &follow))
         .map_err(|e| ApiError::internal(format!("cannot start the run: {e}")))?;
     Ok(live)
 }
@@ -604,7 +605,7 @@ impl Driver {
     fn drive(
         self,
         id: &str,
-        claim: &str,
+        claim: symphony_agents::Claim,
         spec: AgentSpec,
         tools: ToolRegistry,
         mut run: RunState,
@@ -633,7 +634,7 @@ impl Driver {
                     &mut store.checkpoint(id),
                 )
             })();
-            store.release(id, claim)?;
+            claim.release()?;
             outcome
         })();
         if let (Some(memory), Ok(outcome)) = (&self.memory, &result) {
