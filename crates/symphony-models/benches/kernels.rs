@@ -18,17 +18,40 @@ use symphony_models::kernels::{
 };
 
 /// Calls `f` until `budget` has passed (after a warm-up) and returns seconds per call.
-fn time_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
+fn time_per_call(budget: Duration, f: impl FnMut()) -> f64 {
+    times_per_call(budget, f).0
+}
+
+/// Wall-clock and CPU seconds per call (CPU: all the process's threads, from
+/// `/proc/self/stat`; NaN where there is none). On a machine busy with other work the CPU
+/// time still compares two kernels, where the wall clock does not.
+fn times_per_call(budget: Duration, mut f: impl FnMut()) -> (f64, f64) {
     for _ in 0..3 {
         f();
     }
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     let mut calls = 0u64;
     while start.elapsed() < budget {
         f();
         calls += 1;
     }
-    start.elapsed().as_secs_f64() / calls as f64
+    let cpu = cpu_seconds()
+        .zip(cpu_start)
+        .map_or(f64::NAN, |(b, a)| b - a);
+    (
+        start.elapsed().as_secs_f64() / calls as f64,
+        cpu / calls as f64,
+    )
+}
+
+/// User and system time of this process so far, in seconds (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields 14 and 15, counted after the parenthesised command name.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let ticks: f64 = fields.next()?.parse::<f64>().ok()? + fields.next()?.parse::<f64>().ok()?;
+    // In USER_HZ, which Linux fixes at 100 for what it shows user space.
+    Some(ticks / 100.0)
 }
 
 /// Deterministic noise bytes: valid for every block type (f16 scales may be anything finite
@@ -95,8 +118,8 @@ fn main() {
     );
     println!();
     println!(
-        "{:<8} {:>5} {:>6} {:>6} {:>10} {:>9} {:>10}",
-        "kernel", "m", "n", "k", "µs/call", "GFLOP/s", "weight GB/s"
+        "{:<8} {:>5} {:>6} {:>6} {:>10} {:>9} {:>10} {:>12}",
+        "kernel", "m", "n", "k", "µs/call", "GFLOP/s", "weight GB/s", "cpu µs/call"
     );
     let (n, k) = (1536, 576);
     let kernels: Vec<(&str, MatmulKernel, Vec<u8>)> = vec![
@@ -107,23 +130,36 @@ fn main() {
         ("f32", matmul_f32, float_weights(n, k, false)),
         ("bf16", matmul_bf16, float_weights(n, k, true)),
     ];
+    // `BENCH_ONLY=q4_k,q6_k` and `BENCH_ROWS=1,4,16,64` narrow or widen the table.
+    let list = |var: &str| -> Option<Vec<String>> {
+        let v = std::env::var(var).ok()?;
+        Some(v.split(',').map(|s| s.trim().to_string()).collect())
+    };
+    let only = list("BENCH_ONLY");
+    let rows: Vec<usize> = list("BENCH_ROWS")
+        .map(|r| r.iter().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 64]);
     for (name, kernel, w) in &kernels {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|n| n == name)) {
+            continue;
+        }
         // K-quants need whole 256-element super-blocks: 768 columns.
         let k = if name.ends_with("_k") { 768 } else { k };
-        for m in [1usize, 64] {
+        for &m in &rows {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
                 .collect();
             let mut out = vec![0f32; m * n];
-            let secs = time_per_call(budget, || {
+            let (secs, cpu) = times_per_call(budget, || {
                 kernel(black_box(w), (m, k, n), black_box(&x), &mut out);
                 black_box(&out);
             });
             let gflops = 2.0 * (m * n * k) as f64 / secs / 1e9;
             let gbs = w.len() as f64 / secs / 1e9;
             println!(
-                "{name:<8} {m:>5} {n:>6} {k:>6} {:>10.1} {gflops:>9.1} {gbs:>10.1}",
-                secs * 1e6
+                "{name:<8} {m:>5} {n:>6} {k:>6} {:>10.1} {gflops:>9.1} {gbs:>10.1} {:>12.1}",
+                secs * 1e6,
+                cpu * 1e6
             );
         }
     }

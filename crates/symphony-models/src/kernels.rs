@@ -405,6 +405,74 @@ impl Q4KBlock<'_> {
     }
 }
 
+/// Bytes of one packed Q4_K super-block of a tile: per weight row `d` and `dmin` as f32,
+/// each sub-block's scale and each pair's two mins as i16 lanes for `vpmaddwd`, then the
+/// quants, four bytes of each row per 32 (see [`pack_q4_k_tile`]).
+const Q4_K_TILE_BLOCK: usize = 4 * TILE_COLS * 2 + 8 * 32 + 4 * 32 + 4 * 8 * 32;
+
+/// Offsets inside a packed super-block.
+const Q4_K_TILE_SCALES: usize = 64;
+const Q4_K_TILE_MINS: usize = Q4_K_TILE_SCALES + 8 * 32;
+const Q4_K_TILE_QUANTS: usize = Q4_K_TILE_MINS + 4 * 32;
+
+#[cfg(simd_avx2)]
+static Q4_K_TILE_KERNEL: Tile<BlockQ8K> = Tile {
+    pack: pack_q4_k_tile,
+    dot: dot_q4_k_tile,
+};
+
+/// The tiled Q4_K kernel where the machine has it (AVX2).
+#[cfg(simd_avx2)]
+const Q4_K_TILE: Option<&Tile<BlockQ8K>> = Some(&Q4_K_TILE_KERNEL);
+#[cfg(not(simd_avx2))]
+const Q4_K_TILE: Option<&Tile<BlockQ8K>> = None;
+
+/// Eight Q4_K rows rearranged by super-block. For pair `p` of sub-blocks, 32-byte chunk `c`
+/// holds bytes `4c..4c+4` of the pair's 32 packed bytes from each row in turn: their low
+/// nibbles are elements `64p+4c..` (sub-block `2p`), their high nibbles elements
+/// `64p+32+4c..` (sub-block `2p+1`), so one register meets four activations of each.
+#[cfg_attr(not(simd_avx2), allow(dead_code))]
+fn pack_q4_k_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
+    let blocks = row_bytes / Q4_K_BLOCK_BYTES;
+    out.clear();
+    out.resize(blocks * Q4_K_TILE_BLOCK, 0);
+    for (b, o) in out.chunks_exact_mut(Q4_K_TILE_BLOCK).enumerate() {
+        for j in 0..TILE_COLS {
+            let at = j * row_bytes + b * Q4_K_BLOCK_BYTES;
+            let block = &rows[at..at + Q4_K_BLOCK_BYTES];
+            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
+            o[4 * j..4 * j + 4].copy_from_slice(&d.to_le_bytes());
+            o[32 + 4 * j..32 + 4 * j + 4].copy_from_slice(&dmin.to_le_bytes());
+            let mut put_i16 = |at: usize, v: u8| {
+                o[at..at + 2].copy_from_slice(&(v as i16).to_le_bytes());
+            };
+            for sub in 0..8 {
+                let (scale, min) = scale_min_k4(sub, &block[4..16]);
+                let lanes = Q4_K_TILE_SCALES + 32 * sub + 4 * j;
+                put_i16(lanes, scale);
+                put_i16(lanes + 2, scale);
+                put_i16(Q4_K_TILE_MINS + 32 * (sub / 2) + 4 * j + 2 * (sub % 2), min);
+            }
+            for p in 0..4 {
+                for c in 0..8 {
+                    let to = Q4_K_TILE_QUANTS + 32 * (8 * p + c) + 4 * j;
+                    let from = 16 + 32 * p + 4 * c;
+                    o[to..to + 4].copy_from_slice(&block[from..from + 4]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(simd_avx2)]
+fn dot_q4_k_tile(packed: &[u8], xs: [&[BlockQ8K]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP] {
+    assert!(xs.iter().all(|x| x.len() * Q4_K_TILE_BLOCK == packed.len()));
+    // SAFETY: the target features are enabled at compile time; the lengths are checked
+    // above and every load is unaligned.
+    unsafe { simd::q4_k_tile_dot(packed, xs) }
+}
+
 /// `sc_lo · (low nibbles · x_lo) + sc_hi · (high nibbles · x_hi)` over 32 packed bytes: the
 /// exact integer sum of two scaled sub-block dot products.
 #[inline]
@@ -845,6 +913,86 @@ mod simd {
         }
     }
 
+    /// `dot_q4_k_tile`: the eight weight rows of a packed tile in the eight lanes. Per pair
+    /// of sub-blocks each activation row gets the exact scaled integer sum in every lane
+    /// (`vpmaddubsw` of four nibbles by four broadcast activations, `vpmaddwd` by the row's
+    /// scale), then one FMA by `d · d_x`; the mins form their own chain, as in the grouped
+    /// kernel, so each lane repeats that kernel's arithmetic for its row.
+    #[inline]
+    pub(super) unsafe fn q4_k_tile_dot(
+        packed: &[u8],
+        xs: [&[super::BlockQ8K]; super::ROW_GROUP],
+    ) -> [[f32; 8]; super::ROW_GROUP] {
+        use super::{Q4_K_TILE_BLOCK, Q4_K_TILE_MINS, Q4_K_TILE_QUANTS, Q4_K_TILE_SCALES};
+        const R: usize = super::ROW_GROUP;
+        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
+        // each activation block; all loads and stores are unaligned and inside the slices.
+        unsafe {
+            let mask = _mm256_set1_epi8(0x0F);
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut acc_min = [_mm256_setzero_ps(); R];
+            for (b, tile) in packed.chunks_exact(Q4_K_TILE_BLOCK).enumerate() {
+                let t = tile.as_ptr();
+                let d = _mm256_loadu_ps(t.cast());
+                let dmin = _mm256_loadu_ps(t.add(32).cast());
+                let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs[r][b].d));
+                let scale: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(d, xd[r]));
+                let qs: [*const u8; R] = std::array::from_fn(|r| xs[r][b].qs.as_ptr().cast());
+                for p in 0..4 {
+                    let sc_lo = _mm256_loadu_si256(t.add(Q4_K_TILE_SCALES + 64 * p).cast());
+                    let sc_hi = _mm256_loadu_si256(t.add(Q4_K_TILE_SCALES + 64 * p + 32).cast());
+                    // Pair sums stay in 16 bits across the eight chunks: each is at most
+                    // 2·15·128 = 3840 in magnitude, eight of them 30720 < 32767.
+                    let mut lo_sums = [_mm256_setzero_si256(); R];
+                    let mut hi_sums = [_mm256_setzero_si256(); R];
+                    for c in 0..8 {
+                        let raw =
+                            _mm256_loadu_si256(t.add(Q4_K_TILE_QUANTS + 32 * (8 * p + c)).cast());
+                        let lo = _mm256_and_si256(raw, mask);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                        for r in 0..R {
+                            let at = qs[r].add(64 * p + 4 * c);
+                            let x_lo = _mm256_set1_epi32(at.cast::<i32>().read_unaligned());
+                            let x_hi = _mm256_set1_epi32(at.add(32).cast::<i32>().read_unaligned());
+                            lo_sums[r] =
+                                _mm256_add_epi16(lo_sums[r], _mm256_maddubs_epi16(lo, x_lo));
+                            hi_sums[r] =
+                                _mm256_add_epi16(hi_sums[r], _mm256_maddubs_epi16(hi, x_hi));
+                        }
+                    }
+                    for r in 0..R {
+                        let sums = _mm256_add_epi32(
+                            _mm256_madd_epi16(lo_sums[r], sc_lo),
+                            _mm256_madd_epi16(hi_sums[r], sc_hi),
+                        );
+                        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale[r], acc[r]);
+                    }
+                }
+                // Mins: lane j holds row j's two mins of the pair; the activations' two
+                // 32-element sums (each within ±4096) broadcast beside them.
+                for r in 0..R {
+                    let scale_min = _mm256_mul_ps(dmin, xd[r]);
+                    let bsums = &xs[r][b].bsums;
+                    for p in 0..4 {
+                        let lo = bsums[4 * p].wrapping_add(bsums[4 * p + 1]) as u16 as u32;
+                        let hi = bsums[4 * p + 2].wrapping_add(bsums[4 * p + 3]) as u16 as u32;
+                        let mins = _mm256_madd_epi16(
+                            _mm256_loadu_si256(t.add(Q4_K_TILE_MINS + 32 * p).cast()),
+                            _mm256_set1_epi32((hi << 16 | lo) as i32),
+                        );
+                        acc_min[r] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), scale_min, acc_min[r]);
+                    }
+                }
+            }
+            let mut out = [[0f32; 8]; R];
+            for r in 0..R {
+                _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_sub_ps(acc[r], acc_min[r]));
+            }
+            out
+        }
+    }
+
     /// `Q6KBlock::unpack`: each half of 128 quants from 64 bytes of low nibbles and 32 of
     /// high bit pairs, four runs of 32 built in registers.
     #[inline]
@@ -951,9 +1099,12 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        |x, _, out| quantize_q8_1(x, out),
-        |w, x, _| dot_q4_1_q8_1(w, x),
-        |w, xs, _| dot_q4_1_rows(w, xs),
+        Kernels {
+            quantize: |x, _, out| quantize_q8_1(x, out),
+            dot: |w, x, _| dot_q4_1_q8_1(w, x),
+            dot_group: |w, xs, _| dot_q4_1_rows(w, xs),
+            tile: None,
+        },
     )
 }
 
@@ -965,9 +1116,12 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        |x, _, out| quantize_q8_0(x, out),
-        |w, x, _| dot_q8_0_q8_0(w, x),
-        |w, xs, _| dot_q8_0_rows(w, xs),
+        Kernels {
+            quantize: |x, _, out| quantize_q8_0(x, out),
+            dot: |w, x, _| dot_q8_0_q8_0(w, x),
+            dot_group: |w, xs, _| dot_q8_0_rows(w, xs),
+            tile: None,
+        },
     )
 }
 
@@ -979,9 +1133,12 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        |x, _, out| quantize_q8_0(x, out),
-        |w, x, _| dot_q5_0_q8_0(w, x),
-        |w, xs, _| dot_q5_0_rows(w, xs),
+        Kernels {
+            quantize: |x, _, out| quantize_q8_0(x, out),
+            dot: |w, x, _| dot_q5_0_q8_0(w, x),
+            dot_group: |w, xs, _| dot_q5_0_rows(w, xs),
+            tile: None,
+        },
     )
 }
 
@@ -993,9 +1150,12 @@ pub fn matmul_q4_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        quantize_q8_k_rows,
-        dot_q4_k_q8_k,
-        dot_q4_k_rows,
+        Kernels {
+            quantize: quantize_q8_k_rows,
+            dot: dot_q4_k_q8_k,
+            dot_group: dot_q4_k_rows,
+            tile: Q4_K_TILE,
+        },
     )
 }
 
@@ -1007,9 +1167,12 @@ pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         mkn,
         lhs,
         dst,
-        |x, _, out| quantize_q8_k(x, out),
-        dot_q6_k_q8_k,
-        dot_q6_k_rows,
+        Kernels {
+            quantize: |x, _, out| quantize_q8_k(x, out),
+            dot: dot_q6_k_q8_k,
+            dot_group: dot_q6_k_rows,
+            tile: None,
+        },
     )
 }
 
@@ -1125,17 +1288,44 @@ const ROW_CHUNK: usize = 64;
 
 type GroupDot<A> = fn(&[u8], [&[A]; ROW_GROUP], [RowPlace; ROW_GROUP]) -> [f32; ROW_GROUP];
 
-#[allow(clippy::too_many_arguments)]
+/// Weight rows a tile holds: one per f32 lane of an AVX2 register.
+const TILE_COLS: usize = 8;
+
+/// A kernel that computes [`TILE_COLS`] weight rows against [`ROW_GROUP`] activation rows
+/// at once, from the weight rows rearranged so that one register holds a few bytes of each
+/// (as ggml repacks Q4_K on x86). Every lane does what the grouped kernel does for its
+/// weight row, in the same order, so the results are the same bit for bit; what goes is
+/// the per-row horizontal reductions and scalar FMAs.
+struct Tile<A> {
+    /// Rearranges [`TILE_COLS`] consecutive weight rows (`row_bytes` each) into `out`.
+    pack: fn(&[u8], usize, &mut Vec<u8>),
+    /// Packed rows · activation rows (all in a group of four): `out[row][col]`.
+    dot: fn(&[u8], [&[A]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP],
+}
+
+/// How one weight type's matmul quantizes its activations and forms its dot products.
+struct Kernels<A: 'static> {
+    quantize: fn(&[f32], RowPlace, &mut Vec<A>),
+    dot: fn(&[u8], &[A], RowPlace) -> f32,
+    dot_group: GroupDot<A>,
+    /// For batches where every activation row of a group is in a group of four.
+    tile: Option<&'static Tile<A>>,
+}
+
 fn matmul<A: Send + Sync>(
     weights: &[u8],
     (block_elems, block_bytes): (usize, usize),
     (m, k, n): (usize, usize, usize),
     lhs: &[f32],
     dst: &mut [f32],
-    quantize: fn(&[f32], RowPlace, &mut Vec<A>),
-    dot: fn(&[u8], &[A], RowPlace) -> f32,
-    dot_group: GroupDot<A>,
+    kernels: Kernels<A>,
 ) {
+    let Kernels {
+        quantize,
+        dot,
+        dot_group,
+        tile,
+    } = kernels;
     let row_bytes = k / block_elems * block_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
     let quantize_row = |(r, row): (usize, &[f32])| {
@@ -1162,9 +1352,41 @@ fn matmul<A: Send + Sync>(
         .for_each(|(task, out)| {
             let first = task * COLS_PER_TASK;
             let cols = out.len() / m;
+            // Whole tiles of weight rows, packed once per task, where there are groups of
+            // four activation rows to meet them.
+            let tile = tile.filter(|_| m >= ROW_GROUP);
+            let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
+            let packed: Vec<Vec<u8>> = (0..tiles)
+                .map(|t| {
+                    let start = (first + t * TILE_COLS) * row_bytes;
+                    let rows = &weights[start..start + TILE_COLS * row_bytes];
+                    let mut out = Vec::new();
+                    (tile.expect("tiled").pack)(rows, row_bytes, &mut out);
+                    out
+                })
+                .collect();
             for start in (0..m).step_by(ROW_CHUNK) {
                 let end = (start + ROW_CHUNK).min(m);
-                for c in 0..cols {
+                for (t, packed) in packed.iter().enumerate() {
+                    let mut r = start;
+                    while r + ROW_GROUP <= end {
+                        let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
+                        let values = (tile.expect("tiled").dot)(packed, xs);
+                        for (i, row) in values.iter().enumerate() {
+                            for (j, v) in row.iter().enumerate() {
+                                out[(t * TILE_COLS + j) * m + r + i] = *v;
+                            }
+                        }
+                        r += ROW_GROUP;
+                    }
+                    for c in t * TILE_COLS..(t + 1) * TILE_COLS {
+                        let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
+                        for r in r..end {
+                            out[c * m + r] = dot(w, &quantized[r].0, quantized[r].1);
+                        }
+                    }
+                }
+                for c in tiles * TILE_COLS..cols {
                     let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
                     let out_col = &mut out[c * m..(c + 1) * m];
                     let mut r = start;
@@ -1711,7 +1933,8 @@ mod tests {
     #[test]
     fn grouped_rows_equal_single_rows_bit_for_bit() {
         use candle_core::quantized::GgmlDType;
-        let (m, k, n) = (11, 512, 5);
+        // 21 weight rows: a task of 16 (two tiles of eight) and one of 5 (no whole tile).
+        let (m, k, n) = (11, 512, 21);
         let lhs: Vec<f32> = (0..m * k)
             .map(|i| ((i * 53 % 113) as f32 - 56.0) / 17.0)
             .collect();
