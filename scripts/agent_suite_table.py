@@ -7,7 +7,10 @@
 Each file holds one JSON line per task and a summary line last (model, loop, tool choice).
 A file whose run was stopped early has no summary: its rows say how many tasks it holds,
 and the loop and model are taken from its file name (`LOOP-MODEL.jsonl`).
-`--subset-of FILE` keeps only the tasks FILE holds, to set a full run beside a partial one.
+Files of the same loop and model are one row: a run stopped early and finished later with
+`--tasks` (the ids it lacks) adds up to the whole suite. A row short of the suite says how
+many tasks it holds. `--subset-of FILE` keeps only the tasks FILE holds, to set a full run
+beside a partial one.
 """
 
 import json
@@ -15,6 +18,11 @@ import sys
 from pathlib import Path
 
 KINDS = ["arithmetic", "lookup", "multi-step"]
+SUITE = Path(__file__).resolve().parent.parent / "tests" / "agent-tasks.yaml"
+
+
+def suite_size():
+    return sum(1 for line in SUITE.read_text().splitlines() if line.strip().startswith("- id:"))
 
 
 def load(path):
@@ -55,14 +63,24 @@ def main(paths, subset=None):
         "| completion tokens | s/task |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    # One row per loop and model, in the order they first appear; a task in two files
+    # counts once (the first file's result).
+    runs = {}
     for path in paths:
         tasks, summary = load(path)
-        label = f"{summary['loop']}, {short(summary['model'])}"
+        key = (summary["loop"], summary["model"])
+        merged = runs.setdefault(key, {})
+        for task in tasks:
+            merged.setdefault(task["id"], task)
+    size = suite_size()
+    for (loop, model), merged in runs.items():
+        tasks = list(merged.values())
+        label = f"{loop}, {short(model)}"
         if subset is not None:
             tasks = [t for t in tasks if t["id"] in subset]
             label += f" ({len(tasks)} tasks)"
-        elif summary.get("partial"):
-            label += f" (first {len(tasks)} tasks)"
+        elif len(tasks) < size:
+            label += f" ({len(tasks)} of {size} tasks)"
         if not tasks:
             continue
         for kind in KINDS:

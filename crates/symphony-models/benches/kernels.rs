@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use symphony_models::kernels::{
-    matmul_bf16, matmul_f32, matmul_q4_1, matmul_q4_k, matmul_q6_k, matmul_q8_0, MatmulKernel,
+    matmul_bf16, matmul_f32, matmul_q4_1, matmul_q4_k, matmul_q5_0, matmul_q6_k, matmul_q8_0,
+    MatmulKernel,
 };
 
 /// Calls `f` until `budget` has passed (after a warm-up) and returns seconds per call.
@@ -125,6 +126,7 @@ fn main() {
     let kernels: Vec<(&str, MatmulKernel, Vec<u8>)> = vec![
         ("q4_1", matmul_q4_1, weights(n, k, 32, 20, &[0, 2])),
         ("q8_0", matmul_q8_0, weights(n, k, 32, 34, &[0])),
+        ("q5_0", matmul_q5_0, weights(n, k, 32, 22, &[0])),
         ("q4_k", matmul_q4_k, weights(n, 768, 256, 144, &[0, 2])),
         ("q6_k", matmul_q6_k, weights(n, 768, 256, 210, &[208])),
         ("f32", matmul_f32, float_weights(n, k, false)),

@@ -79,6 +79,32 @@ pub fn dot_q8_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
 /// [`dot_q8_0_q8_0`] for `R` activation rows at once: each row keeps its own accumulators
 /// (so each result is the one-row result, bit for bit), and the weight block is read once.
 fn dot_q8_0_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
+    #[cfg(simd_avx2)]
+    {
+        let blocks = row.len() / Q8_0_BLOCK_BYTES;
+        assert!(xs.iter().all(|x| x.len() >= blocks));
+        // SAFETY: the target features are enabled at compile time; every block index is
+        // below `blocks`, inside `row` and (checked above) each activation row.
+        let lanes = unsafe {
+            simd::lanes_rows::<R, true>(
+                blocks,
+                |b| {
+                    let block = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
+                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                    (simd::bytes(block[2..34].try_into().expect("32 bytes")), d)
+                },
+                |r, b| (&xs[r][b].qs, xs[r][b].d),
+            )
+        };
+        lanes.map(|l| hsum8(&l))
+    }
+    #[cfg(not(simd_avx2))]
+    dot_q8_0_rows_lanes(row, xs)
+}
+
+/// [`dot_q8_0_rows`] through [`Lanes`]: the portable path and the SIMD path's reference.
+#[cfg_attr(simd_avx2, allow(dead_code))]
+fn dot_q8_0_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
     let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
     for (b, block) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
@@ -117,19 +143,39 @@ pub fn dot_q5_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
 
 /// [`dot_q5_0_q8_0`] for `R` activation rows, the weight block unpacked once.
 fn dot_q5_0_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
+    #[cfg(simd_avx2)]
+    {
+        let blocks = row.len() / Q5_0_BLOCK_BYTES;
+        assert!(xs.iter().all(|x| x.len() >= blocks));
+        // SAFETY: as in `dot_q8_0_rows`.
+        let lanes = unsafe {
+            simd::lanes_rows::<R, true>(
+                blocks,
+                |b| {
+                    let block = &row[b * Q5_0_BLOCK_BYTES..(b + 1) * Q5_0_BLOCK_BYTES];
+                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                    let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
+                    let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
+                    (simd::q5_0_weights(qs, qh), d)
+                },
+                |r, b| (&xs[r][b].qs, xs[r][b].d),
+            )
+        };
+        lanes.map(|l| hsum8(&l))
+    }
+    #[cfg(not(simd_avx2))]
+    dot_q5_0_rows_lanes(row, xs)
+}
+
+/// [`dot_q5_0_rows`] through [`Lanes`]: the portable path and the SIMD path's reference.
+#[cfg_attr(simd_avx2, allow(dead_code))]
+fn dot_q5_0_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
     let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
     for (b, block) in row.chunks_exact(Q5_0_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        if R == 1 {
-            // One row: unpacking in registers is cheaper than through memory.
-            let xb = &xs[0][b];
-            acc[0].fma_q5_0(d * xb.d, block, &xb.qs);
-            continue;
-        }
-        let w = unpack_q5_0(block);
         for (a, x) in acc.iter_mut().zip(&xs) {
             let xb = &x[b];
-            a.fma_i8_i8(d * xb.d, &w, &xb.qs);
+            a.fma_q5_0(d * xb.d, block, &xb.qs);
         }
     }
     acc.map(|a| a.sum())
@@ -147,6 +193,40 @@ pub fn dot_q4_1_q8_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
 
 /// [`dot_q4_1_q8_1`] for `R` activation rows, the nibbles unpacked once per block.
 fn dot_q4_1_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f32; R] {
+    #[cfg(simd_avx2)]
+    {
+        let blocks = row.len() / Q4_1_BLOCK_BYTES;
+        assert!(xs.iter().all(|x| x.len() >= blocks));
+        // SAFETY: as in `dot_q8_0_rows`.
+        let lanes = unsafe {
+            simd::lanes_rows::<R, false>(
+                blocks,
+                |b| {
+                    let block = &row[b * Q4_1_BLOCK_BYTES..(b + 1) * Q4_1_BLOCK_BYTES];
+                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                    let packed: &[u8; 16] = block[4..20].try_into().expect("16 bytes");
+                    (simd::nibbles(packed), d)
+                },
+                |r, b| (&xs[r][b].qs, xs[r][b].d),
+            )
+        };
+        // The `m·s` terms, summed apart in block order as ggml does.
+        let mut mins = [0f32; R];
+        for (b, block) in row.chunks_exact(Q4_1_BLOCK_BYTES).enumerate() {
+            let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
+            for (min, x) in mins.iter_mut().zip(&xs) {
+                *min += m * x[b].s;
+            }
+        }
+        std::array::from_fn(|r| hsum8(&lanes[r]) + mins[r])
+    }
+    #[cfg(not(simd_avx2))]
+    dot_q4_1_rows_lanes(row, xs)
+}
+
+/// [`dot_q4_1_rows`] through [`Lanes`]: the portable path and the SIMD path's reference.
+#[cfg_attr(simd_avx2, allow(dead_code))]
+fn dot_q4_1_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f32; R] {
     let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
     let mut mins = [0f32; R];
     for (b, block) in row.chunks_exact(Q4_1_BLOCK_BYTES).enumerate() {
@@ -752,6 +832,25 @@ mod simd {
     ) {
         // SAFETY: callers guarantee the features; all loads and stores are unaligned.
         unsafe {
+            let w = q5_0_weights(qs, qh);
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let sums = dpbusd(
+                _mm256_setzero_si256(),
+                _mm256_sign_epi8(w, w),
+                _mm256_sign_epi8(xv, w),
+            );
+            let a = _mm256_loadu_ps(acc.as_ptr());
+            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
+            _mm256_storeu_ps(acc.as_mut_ptr(), a);
+        }
+    }
+
+    /// A Q5_0 block's 32 signed weights in a register: the low nibbles, then the high ones,
+    /// bit `e` of `qh` spread to byte `e` as ggml's `bytes_from_bits_32` does, less 16.
+    #[inline(always)]
+    pub(super) unsafe fn q5_0_weights(qs: &[u8; 16], qh: u32) -> __m256i {
+        // SAFETY: callers guarantee the features; the load is unaligned.
+        unsafe {
             let raw = _mm_loadu_si128(qs.as_ptr().cast());
             let nibbles = _mm256_and_si256(
                 _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
@@ -768,19 +867,65 @@ mod simd {
             );
             let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
             let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-            let w = _mm256_sub_epi8(
+            _mm256_sub_epi8(
                 _mm256_or_si256(nibbles, _mm256_and_si256(set, _mm256_set1_epi8(0x10))),
                 _mm256_set1_epi8(16),
-            );
-            let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = dpbusd(
-                _mm256_setzero_si256(),
-                _mm256_sign_epi8(w, w),
-                _mm256_sign_epi8(xv, w),
-            );
-            let a = _mm256_loadu_ps(acc.as_ptr());
-            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
-            _mm256_storeu_ps(acc.as_mut_ptr(), a);
+            )
+        }
+    }
+
+    /// 32 bytes in a register.
+    #[inline(always)]
+    pub(super) unsafe fn bytes(b: &[u8; 32]) -> __m256i {
+        // SAFETY: callers guarantee the features; the load is unaligned.
+        unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    }
+
+    /// 16 bytes of packed nibbles as 32 weights in a register (low nibbles first).
+    #[inline(always)]
+    pub(super) unsafe fn nibbles(packed: &[u8; 16]) -> __m256i {
+        // SAFETY: callers guarantee the features; the load is unaligned.
+        unsafe {
+            let raw = _mm_loadu_si128(packed.as_ptr().cast());
+            _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                _mm256_set1_epi8(0x0F),
+            )
+        }
+    }
+
+    /// `R` activation rows against one weight row of 32-element blocks, each row's eight
+    /// lanes kept in a register from the first block to the last: per block, the weights
+    /// (`weights(b)`: the bytes and `d_w`) are unpacked once, and each row adds
+    /// `d_w·d_x · (Σ of each group of four w·x)` with one FMA, as [`super::Lanes`] does.
+    /// `SIGNED`: the weights are signed bytes (multiplied through `vpsignb`); otherwise
+    /// unsigned. Returns each row's lanes, for `hsum8`.
+    #[inline(always)]
+    pub(super) unsafe fn lanes_rows<'x, const R: usize, const SIGNED: bool>(
+        blocks: usize,
+        weights: impl Fn(usize) -> (__m256i, f32),
+        xs: impl Fn(usize, usize) -> (&'x [i8; 32], f32),
+    ) -> [[f32; 8]; R] {
+        // SAFETY: callers guarantee the features and that `weights` and `xs` may be called
+        // for every block below `blocks`; loads and stores are unaligned.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); R];
+            for b in 0..blocks {
+                let (w, d) = weights(b);
+                let u = if SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let (qs, xd) = xs(r, b);
+                    let xv = _mm256_loadu_si256(qs.as_ptr().cast());
+                    let xv = if SIGNED { _mm256_sign_epi8(xv, w) } else { xv };
+                    let sums = dpbusd(_mm256_setzero_si256(), u, xv);
+                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sums), *acc);
+                }
+            }
+            let mut out = [[0f32; 8]; R];
+            for (o, a) in out.iter_mut().zip(acc) {
+                _mm256_storeu_ps(o.as_mut_ptr(), a);
+            }
+            out
         }
     }
 
@@ -1282,10 +1427,6 @@ fn columns_to_rows(columns: &[f32], (n, m): (usize, usize), dst: &mut [f32]) {
 /// all of them, and their independent FMA chains hide each other's latency.
 const ROW_GROUP: usize = 4;
 
-/// Activation rows one task sweeps its weight rows over before moving on, sized so that
-/// they stay in L2 while every weight row of the task meets them.
-const ROW_CHUNK: usize = 64;
-
 type GroupDot<A> = fn(&[u8], [&[A]; ROW_GROUP], [RowPlace; ROW_GROUP]) -> [f32; ROW_GROUP];
 
 /// Weight rows a tile holds: one per f32 lane of an AVX2 register.
@@ -1365,40 +1506,32 @@ fn matmul<A: Send + Sync>(
                     out
                 })
                 .collect();
-            for start in (0..m).step_by(ROW_CHUNK) {
-                let end = (start + ROW_CHUNK).min(m);
+            // Each group of activation rows meets all the task's weight rows before the
+            // next group comes: the group (a few KB) and the task's weight rows (16 rows)
+            // stay in L1 between uses, where sweeping many rows per weight row would
+            // stream the rows from L2 again for every weight row.
+            let groups = m / ROW_GROUP * ROW_GROUP;
+            for r in (0..groups).step_by(ROW_GROUP) {
+                let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
+                let places = std::array::from_fn(|i| quantized[r + i].1);
                 for (t, packed) in packed.iter().enumerate() {
-                    let mut r = start;
-                    while r + ROW_GROUP <= end {
-                        let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
-                        let values = (tile.expect("tiled").dot)(packed, xs);
-                        for (i, row) in values.iter().enumerate() {
-                            for (j, v) in row.iter().enumerate() {
-                                out[(t * TILE_COLS + j) * m + r + i] = *v;
-                            }
-                        }
-                        r += ROW_GROUP;
-                    }
-                    for c in t * TILE_COLS..(t + 1) * TILE_COLS {
-                        let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                        for r in r..end {
-                            out[c * m + r] = dot(w, &quantized[r].0, quantized[r].1);
+                    let values = (tile.expect("tiled").dot)(packed, xs);
+                    for (i, row) in values.iter().enumerate() {
+                        for (j, v) in row.iter().enumerate() {
+                            out[(t * TILE_COLS + j) * m + r + i] = *v;
                         }
                     }
                 }
                 for c in tiles * TILE_COLS..cols {
                     let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                    let out_col = &mut out[c * m..(c + 1) * m];
-                    let mut r = start;
-                    while r + ROW_GROUP <= end {
-                        let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
-                        let places = std::array::from_fn(|i| quantized[r + i].1);
-                        out_col[r..r + ROW_GROUP].copy_from_slice(&dot_group(w, xs, places));
-                        r += ROW_GROUP;
-                    }
-                    for r in r..end {
-                        out_col[r] = dot(w, &quantized[r].0, quantized[r].1);
-                    }
+                    let values = dot_group(w, xs, places);
+                    out[c * m + r..c * m + r + ROW_GROUP].copy_from_slice(&values);
+                }
+            }
+            for c in 0..cols {
+                let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
+                for r in groups..m {
+                    out[c * m + r] = dot(w, &quantized[r].0, quantized[r].1);
                 }
             }
         });
@@ -1907,6 +2040,59 @@ mod tests {
                 scaled_nibble_dots_scalar(&packed32, (&x, sc_lo), (&x2, sc_hi))
             );
         }
+    }
+
+    /// The register-resident row kernels give what the `Lanes` path gives, bit for bit,
+    /// for one row and for a group.
+    #[test]
+    fn row_kernels_equal_the_lanes_path_bit_for_bit() {
+        use candle_core::quantized::GgmlDType;
+        let k = 256;
+        let rows: Vec<Vec<f32>> = (0..4)
+            .map(|r| {
+                (0..k)
+                    .map(|i| (((i * 31 + r * 7) % 89) as f32 - 44.0) / 13.0)
+                    .collect()
+            })
+            .collect();
+        let q8_0: Vec<Vec<BlockQ8_0>> = rows
+            .iter()
+            .map(|x| {
+                let mut q = Vec::new();
+                quantize_q8_0(x, &mut q);
+                q
+            })
+            .collect();
+        let q8_1: Vec<Vec<BlockQ8_1>> = rows
+            .iter()
+            .map(|x| {
+                let mut q = Vec::new();
+                quantize_q8_1(x, &mut q);
+                q
+            })
+            .collect();
+        let four: [&[BlockQ8_0]; 4] = std::array::from_fn(|r| q8_0[r].as_slice());
+        let (q8w, _) = block_case(GgmlDType::Q8_0, 1, k, &[0]);
+        let (q5w, _) = block_case(GgmlDType::Q5_0, 1, k, &[0]);
+        let (q41w, _) = block_case(GgmlDType::Q4_1, 1, k, &[0, 2]);
+        let bits = |v: [f32; 4]| v.map(f32::to_bits);
+        assert_eq!(
+            bits(dot_q8_0_rows(&q8w, four)),
+            bits(dot_q8_0_rows_lanes(&q8w, four))
+        );
+        assert_eq!(
+            bits(dot_q5_0_rows(&q5w, four)),
+            bits(dot_q5_0_rows_lanes(&q5w, four))
+        );
+        let four1: [&[BlockQ8_1]; 4] = std::array::from_fn(|r| q8_1[r].as_slice());
+        assert_eq!(
+            bits(dot_q4_1_rows(&q41w, four1)),
+            bits(dot_q4_1_rows_lanes(&q41w, four1))
+        );
+        assert_eq!(
+            dot_q5_0_rows(&q5w, [&q8_0[1]])[0].to_bits(),
+            dot_q5_0_rows_lanes(&q5w, [&q8_0[1]])[0].to_bits()
+        );
     }
 
     #[test]
