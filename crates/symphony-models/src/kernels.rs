@@ -81,22 +81,10 @@ pub fn dot_q8_0_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
 fn dot_q8_0_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] {
     #[cfg(simd_avx2)]
     {
-        let blocks = row.len() / Q8_0_BLOCK_BYTES;
-        assert!(xs.iter().all(|x| x.len() >= blocks));
-        // SAFETY: the target features are enabled at compile time; every block index is
-        // below `blocks`, inside `row` and (checked above) each activation row.
-        let lanes = unsafe {
-            simd::lanes_rows::<R, true>(
-                blocks,
-                |b| {
-                    let block = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
-                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-                    (simd::bytes(block[2..34].try_into().expect("32 bytes")), d)
-                },
-                |r, b| (&xs[r][b].qs, xs[r][b].d),
-            )
-        };
-        lanes.map(|l| hsum8(&l))
+        signed_rows(row, Q8_0_BLOCK_BYTES, xs, |block| {
+            // SAFETY: the target features are enabled at compile time.
+            unsafe { simd::bytes(block[2..34].try_into().expect("32 bytes")) }
+        })
     }
     #[cfg(not(simd_avx2))]
     dot_q8_0_rows_lanes(row, xs)
@@ -115,6 +103,34 @@ fn dot_q8_0_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f3
         }
     }
     acc.map(|a| a.sum())
+}
+
+/// `R` activation rows · one row of Q8_0-activated blocks whose weights are signed bytes
+/// (Q8_0, Q5_0: `d` in each block's first two bytes), each row's lanes in registers
+/// throughout (`simd::lanes_rows`). `weights` turns one block into its 32 weights.
+#[cfg(simd_avx2)]
+fn signed_rows<const R: usize>(
+    row: &[u8],
+    block_bytes: usize,
+    xs: [&[BlockQ8_0]; R],
+    weights: impl Fn(&[u8]) -> std::arch::x86_64::__m256i,
+) -> [f32; R] {
+    let blocks = row.len() / block_bytes;
+    assert!(xs.iter().all(|x| x.len() >= blocks));
+    // SAFETY: the target features are enabled at compile time; every block index is below
+    // `blocks`, inside `row` and (checked above) each activation row.
+    let lanes = unsafe {
+        simd::lanes_rows::<R>(
+            blocks,
+            |b| {
+                let block = &row[b * block_bytes..(b + 1) * block_bytes];
+                let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                (weights(block), d)
+            },
+            |r, b| (&xs[r][b].qs, xs[r][b].d),
+        )
+    };
+    lanes.map(|l| hsum8(&l))
 }
 
 const Q5_0_BLOCK_BYTES: usize = 22;
@@ -146,23 +162,12 @@ fn dot_q5_0_rows<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f32; R] 
     #[cfg(simd_avx2)]
     if R > 1 {
         // (One row, in decode, measured no faster this way: it keeps the `Lanes` path.)
-        let blocks = row.len() / Q5_0_BLOCK_BYTES;
-        assert!(xs.iter().all(|x| x.len() >= blocks));
-        // SAFETY: as in `dot_q8_0_rows`.
-        let lanes = unsafe {
-            simd::lanes_rows::<R, true>(
-                blocks,
-                |b| {
-                    let block = &row[b * Q5_0_BLOCK_BYTES..(b + 1) * Q5_0_BLOCK_BYTES];
-                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-                    let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
-                    let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
-                    (simd::q5_0_weights(qs, qh), d)
-                },
-                |r, b| (&xs[r][b].qs, xs[r][b].d),
-            )
-        };
-        return lanes.map(|l| hsum8(&l));
+        return signed_rows(row, Q5_0_BLOCK_BYTES, xs, |block| {
+            let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
+            let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
+            // SAFETY: the target features are enabled at compile time.
+            unsafe { simd::q5_0_weights(qs, qh) }
+        });
     }
     dot_q5_0_rows_lanes(row, xs)
 }
@@ -173,9 +178,16 @@ fn dot_q5_0_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f3
     let mut acc: [Lanes; R] = std::array::from_fn(|_| Lanes::default());
     for (b, block) in row.chunks_exact(Q5_0_BLOCK_BYTES).enumerate() {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        if R == 1 {
+            // One row: unpacking in registers is cheaper than through memory.
+            let xb = &xs[0][b];
+            acc[0].fma_q5_0(d * xb.d, block, &xb.qs);
+            continue;
+        }
+        let w = unpack_q5_0(block);
         for (a, x) in acc.iter_mut().zip(&xs) {
             let xb = &x[b];
-            a.fma_q5_0(d * xb.d, block, &xb.qs);
+            a.fma_i8_i8(d * xb.d, &w, &xb.qs);
         }
     }
     acc.map(|a| a.sum())
@@ -803,9 +815,16 @@ mod simd {
         qh: u32,
         x: &[i8; 32],
     ) {
+        // SAFETY: callers guarantee the features.
+        unsafe { fma_signed(acc, scale, q5_0_weights(qs, qh), x) }
+    }
+
+    /// `acc += scale · (Σ of each group of four w·x)` for signed weights in a register:
+    /// |w| times x with w's sign, through `dpbusd` (unsigned × signed).
+    #[inline(always)]
+    unsafe fn fma_signed(acc: &mut [f32; 8], scale: f32, w: __m256i, x: &[i8; 32]) {
         // SAFETY: callers guarantee the features; all loads and stores are unaligned.
         unsafe {
-            let w = q5_0_weights(qs, qh);
             let xv = _mm256_loadu_si256(x.as_ptr().cast());
             let sums = dpbusd(
                 _mm256_setzero_si256(),
@@ -857,11 +876,11 @@ mod simd {
     /// `R` activation rows against one weight row of 32-element blocks, each row's eight
     /// lanes kept in a register from the first block to the last: per block, the weights
     /// (`weights(b)`: the bytes and `d_w`) are unpacked once, and each row adds
-    /// `d_w·d_x · (Σ of each group of four w·x)` with one FMA, as [`super::Lanes`] does.
-    /// `SIGNED`: the weights are signed bytes (multiplied through `vpsignb`); otherwise
-    /// unsigned. Returns each row's lanes, for `hsum8`.
+    /// `d_w·d_x · (Σ of each group of four w·x)` with one FMA, as [`super::Lanes`] does;
+    /// the weights are signed bytes, multiplied through `vpsignb`. Returns each row's
+    /// lanes, for `hsum8`.
     #[inline(always)]
-    pub(super) unsafe fn lanes_rows<'x, const R: usize, const SIGNED: bool>(
+    pub(super) unsafe fn lanes_rows<'x, const R: usize>(
         blocks: usize,
         weights: impl Fn(usize) -> (__m256i, f32),
         xs: impl Fn(usize, usize) -> (&'x [i8; 32], f32),
@@ -872,11 +891,11 @@ mod simd {
             let mut acc = [_mm256_setzero_ps(); R];
             for b in 0..blocks {
                 let (w, d) = weights(b);
-                let u = if SIGNED { _mm256_sign_epi8(w, w) } else { w };
+                let u = _mm256_sign_epi8(w, w);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let (qs, xd) = xs(r, b);
                     let xv = _mm256_loadu_si256(qs.as_ptr().cast());
-                    let xv = if SIGNED { _mm256_sign_epi8(xv, w) } else { xv };
+                    let xv = _mm256_sign_epi8(xv, w);
                     let sums = dpbusd(_mm256_setzero_si256(), u, xv);
                     *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sums), *acc);
                 }
@@ -1173,19 +1192,8 @@ mod simd {
     /// Signed × signed through `dpbusd` (unsigned × signed): |w| times x with w's sign.
     #[inline]
     pub(super) unsafe fn fma_i8_i8(acc: &mut [f32; 8], scale: f32, w: &[u8; 32], x: &[i8; 32]) {
-        // SAFETY: callers guarantee the features; all loads and stores are unaligned.
-        unsafe {
-            let wv = _mm256_loadu_si256(w.as_ptr().cast());
-            let xv = _mm256_loadu_si256(x.as_ptr().cast());
-            let sums = dpbusd(
-                _mm256_setzero_si256(),
-                _mm256_sign_epi8(wv, wv),
-                _mm256_sign_epi8(xv, wv),
-            );
-            let a = _mm256_loadu_ps(acc.as_ptr());
-            let a = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), a);
-            _mm256_storeu_ps(acc.as_mut_ptr(), a);
-        }
+        // SAFETY: callers guarantee the features; the load is unaligned.
+        unsafe { fma_signed(acc, scale, _mm256_loadu_si256(w.as_ptr().cast()), x) }
     }
 }
 
@@ -1457,15 +1465,17 @@ fn matmul<A: Send + Sync>(
             // four activation rows to meet them.
             let tile = tile.filter(|_| m >= ROW_GROUP);
             let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
-            let packed: Vec<Vec<u8>> = (0..tiles)
-                .map(|t| {
-                    let start = (first + t * TILE_COLS) * row_bytes;
-                    let rows = &weights[start..start + TILE_COLS * row_bytes];
-                    let mut out = Vec::new();
-                    (tile.expect("tiled").pack)(rows, row_bytes, &mut out);
-                    out
-                })
-                .collect();
+            let packed: Vec<Vec<u8>> = tile.map_or_else(Vec::new, |tile| {
+                (0..tiles)
+                    .map(|t| {
+                        let start = (first + t * TILE_COLS) * row_bytes;
+                        let rows = &weights[start..start + TILE_COLS * row_bytes];
+                        let mut out = Vec::new();
+                        (tile.pack)(rows, row_bytes, &mut out);
+                        out
+                    })
+                    .collect()
+            });
             // Each group of activation rows meets all the task's weight rows before the
             // next group comes: the group (a few KB) and the task's weight rows (16 rows)
             // stay in L1 between uses, where sweeping many rows per weight row would
@@ -1474,11 +1484,13 @@ fn matmul<A: Send + Sync>(
             for r in (0..groups).step_by(ROW_GROUP) {
                 let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
                 let places = std::array::from_fn(|i| quantized[r + i].1);
-                for (t, packed) in packed.iter().enumerate() {
-                    let values = (tile.expect("tiled").dot)(packed, xs);
-                    for (i, row) in values.iter().enumerate() {
-                        for (j, v) in row.iter().enumerate() {
-                            out[(t * TILE_COLS + j) * m + r + i] = *v;
+                if let Some(tile) = tile {
+                    for (t, packed) in packed.iter().enumerate() {
+                        let values = (tile.dot)(packed, xs);
+                        for (i, row) in values.iter().enumerate() {
+                            for (j, v) in row.iter().enumerate() {
+                                out[(t * TILE_COLS + j) * m + r + i] = *v;
+                            }
                         }
                     }
                 }

@@ -109,6 +109,7 @@ fn agent_error(e: symphony_agents::Error) -> ApiError {
     use symphony_agents::Error as E;
     match e {
         E::Runs(m) if m.starts_with("no run") => ApiError::new(StatusCode::NOT_FOUND, m),
+        E::Busy(m) => conflict(m),
         e @ E::InvalidAgent(_) => ApiError::bad_request(e.to_string()),
         e => ApiError::internal(e.to_string()),
     }
@@ -305,13 +306,7 @@ async fn launch(
     // Not while another process (`symphony agent resume`, another server) drives it.
     let claim = {
         let (app, key) = (state.clone(), id.to_string());
-        blocking(move || {
-            open_store(&app)?.claim(&key).map_err(|e| match e {
-                symphony_agents::Error::Busy(message) => conflict(message),
-                e => ApiError::internal(e.to_string()),
-            })
-        })
-        .await
+        blocking(move || open_store(&app)?.claim(&key).map_err(agent_error)).await
     };
     let claim = match claim {
         Ok(claim) => claim,
