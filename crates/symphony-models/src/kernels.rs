@@ -193,6 +193,56 @@ fn dot_q5_0_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f3
     acc.map(|a| a.sum())
 }
 
+/// Bytes of one block of a packed Q5_0 tile: the eight rows' `d` as f32, then each row's
+/// 32 weights unpacked to unsigned bytes (`w + 16`, 0..=31).
+const Q5_0_TILE_BLOCK: usize = TILE_COLS * (4 + QK);
+
+/// Eight Q5_0 rows unpacked block by block, once per matmul task instead of once per group
+/// of activation rows: prefill meets every weight row with hundreds of activation rows, and
+/// the 5-bit unpacking cost as much as the dot products it fed.
+#[cfg(simd_avx2)]
+fn pack_q5_0_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
+    let blocks = row_bytes / Q5_0_BLOCK_BYTES;
+    out.clear();
+    out.resize(blocks * Q5_0_TILE_BLOCK, 0);
+    for (b, o) in out.chunks_exact_mut(Q5_0_TILE_BLOCK).enumerate() {
+        for j in 0..TILE_COLS {
+            let at = j * row_bytes + b * Q5_0_BLOCK_BYTES;
+            let block = &rows[at..at + Q5_0_BLOCK_BYTES];
+            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            o[4 * j..4 * j + 4].copy_from_slice(&d.to_le_bytes());
+            let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
+            let qs: &[u8; 16] = block[6..22].try_into().expect("16 bytes");
+            let to: &mut [u8; QK] = (&mut o[4 * TILE_COLS + QK * j..][..QK])
+                .try_into()
+                .expect("32 bytes");
+            // SAFETY: the target features are enabled at compile time.
+            unsafe { simd::q5_0_unsigned_weights(qs, qh, to) };
+        }
+    }
+}
+
+#[cfg(simd_avx2)]
+fn dot_q5_0_tile(packed: &[u8], xs: [&[BlockQ8_0]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP] {
+    assert!(xs.iter().all(|x| x.len() * Q5_0_TILE_BLOCK == packed.len()));
+    // SAFETY: the target features are enabled at compile time; the lengths are checked
+    // above and every load is unaligned.
+    let lanes = unsafe { simd::q5_0_tile_dot(packed, xs) };
+    lanes.map(|row| row.map(|l| hsum8(&l)))
+}
+
+#[cfg(simd_avx2)]
+static Q5_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
+    pack: pack_q5_0_tile,
+    dot: dot_q5_0_tile,
+};
+
+/// The tiled Q5_0 kernel where the machine has it (AVX2).
+#[cfg(simd_avx2)]
+const Q5_0_TILE: Option<&Tile<BlockQ8_0>> = Some(&Q5_0_TILE_KERNEL);
+#[cfg(not(simd_avx2))]
+const Q5_0_TILE: Option<&Tile<BlockQ8_0>> = None;
+
 /// One Q4_1 row (raw bytes: f16 d, f16 m, 16 bytes of nibbles per block) · one Q8_1 row.
 ///
 /// The float arithmetic follows ggml's x86 kernel step for step: eight lanes, each holding
@@ -837,10 +887,17 @@ mod simd {
         }
     }
 
-    /// A Q5_0 block's 32 signed weights in a register: the low nibbles, then the high ones,
-    /// bit `e` of `qh` spread to byte `e` as ggml's `bytes_from_bits_32` does, less 16.
+    /// A Q5_0 block's 32 signed weights in a register: the unsigned ones less 16.
     #[inline(always)]
     pub(super) unsafe fn q5_0_weights(qs: &[u8; 16], qh: u32) -> __m256i {
+        // SAFETY: callers guarantee the features.
+        unsafe { _mm256_sub_epi8(q5_0_unsigned(qs, qh), _mm256_set1_epi8(16)) }
+    }
+
+    /// A Q5_0 block's 32 weights as stored, 0..=31: the low nibbles, then the high ones,
+    /// bit `e` of `qh` spread to byte `e` as ggml's `bytes_from_bits_32` does.
+    #[inline(always)]
+    unsafe fn q5_0_unsigned(qs: &[u8; 16], qh: u32) -> __m256i {
         // SAFETY: callers guarantee the features; the load is unaligned.
         unsafe {
             let raw = _mm_loadu_si128(qs.as_ptr().cast());
@@ -859,10 +916,71 @@ mod simd {
             );
             let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
             let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-            _mm256_sub_epi8(
-                _mm256_or_si256(nibbles, _mm256_and_si256(set, _mm256_set1_epi8(0x10))),
-                _mm256_set1_epi8(16),
-            )
+            _mm256_or_si256(nibbles, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+        }
+    }
+
+    /// [`q5_0_unsigned`] stored: `pack_q5_0_tile`'s unpacking.
+    #[inline]
+    pub(super) unsafe fn q5_0_unsigned_weights(qs: &[u8; 16], qh: u32, out: &mut [u8; 32]) {
+        // SAFETY: callers guarantee the features; the store is unaligned.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), q5_0_unsigned(qs, qh)) }
+    }
+
+    /// `dot_q5_0_tile`'s lanes: for each of the tile's eight weight rows and each activation
+    /// row, the eight lanes `dot_q5_0_rows` keeps for that pair, with the same integers and
+    /// the same FMA per block, so each result is the grouped kernel's bit for bit. The
+    /// weights come unpacked and unsigned (`w + 16`), so a lane's `Σ w·x` is
+    /// `Σ (w+16)·x - 16·Σ x`: one `dpbusd` started from the activations' `-16·Σ x` (formed
+    /// once per block for all the rows) replaces the two sign fixes per pair, and the rows'
+    /// scales are multiplied as vectors. Weight rows go `TILE_ROWS` at a time, so their
+    /// accumulators stay in registers.
+    #[inline]
+    pub(super) unsafe fn q5_0_tile_dot(
+        packed: &[u8],
+        xs: [&[super::BlockQ8_0]; super::ROW_GROUP],
+    ) -> [[[f32; 8]; super::TILE_COLS]; super::ROW_GROUP] {
+        use super::{Q5_0_TILE_BLOCK, QK, ROW_GROUP as R, TILE_COLS};
+        /// Weight rows whose accumulators are live at once: `TILE_ROWS · R` registers.
+        const TILE_ROWS: usize = 4;
+        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
+        // each activation block; all loads and stores are unaligned and inside the slices.
+        unsafe {
+            let mut out = [[[0f32; 8]; TILE_COLS]; R];
+            let ones = _mm256_set1_epi8(1);
+            for first in (0..TILE_COLS).step_by(TILE_ROWS) {
+                let mut acc = [[_mm256_setzero_ps(); R]; TILE_ROWS];
+                for (b, tile) in packed.chunks_exact(Q5_0_TILE_BLOCK).enumerate() {
+                    let t = tile.as_ptr();
+                    let x: [__m256i; R] =
+                        std::array::from_fn(|r| _mm256_loadu_si256(xs[r][b].qs.as_ptr().cast()));
+                    let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs[r][b].d));
+                    // -16 · (Σ of each group of four x), exact: |Σ| <= 4·127.
+                    let offset: [__m256i; R] = std::array::from_fn(|r| {
+                        let sums = dpbusd(_mm256_setzero_si256(), ones, x[r]);
+                        _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 4))
+                    });
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let row = first + i;
+                        let w = _mm256_loadu_si256(t.add(4 * TILE_COLS + QK * row).cast());
+                        let d = _mm256_set1_ps(t.cast::<f32>().add(row).read_unaligned());
+                        for r in 0..R {
+                            let sums = dpbusd(offset[r], w, x[r]);
+                            acc[r] = _mm256_fmadd_ps(
+                                _mm256_mul_ps(d, xd[r]),
+                                _mm256_cvtepi32_ps(sums),
+                                acc[r],
+                            );
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    for r in 0..R {
+                        _mm256_storeu_ps(out[r][first + i].as_mut_ptr(), acc[r]);
+                    }
+                }
+            }
+            out
         }
     }
 
@@ -1250,7 +1368,7 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
             quantize: |x, _, out| quantize_q8_0(x, out),
             dot: |w, x, _| dot_q5_0_q8_0(w, x),
             dot_group: |w, xs, _| dot_q5_0_rows(w, xs),
-            tile: None,
+            tile: Q5_0_TILE,
         },
     )
 }
@@ -1322,25 +1440,19 @@ fn float_matmul(
 ) {
     let row_bytes = k * elem_bytes;
     debug_assert_eq!(weights.len(), n * row_bytes);
-    const COLS_PER_TASK: usize = 16;
-    let mut columns = vec![0f32; n * m]; // (n, m)
-    columns
-        .par_chunks_mut(COLS_PER_TASK * m)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let mut row = vec![0f32; k];
-            for (c, out_col) in out.chunks_exact_mut(m).enumerate() {
-                let col = task * COLS_PER_TASK + c;
-                let w = &weights[col * row_bytes..(col + 1) * row_bytes];
-                for (v, bytes) in row.iter_mut().zip(w.chunks_exact(elem_bytes)) {
-                    *v = widen(bytes);
-                }
-                for (o, x) in out_col.iter_mut().zip(lhs.chunks_exact(k)) {
-                    *o = dot_f32(&row, x);
-                }
+    par_column_tasks(dst, (m, n), |out| {
+        let mut row = vec![0f32; k];
+        for c in 0..out.cols {
+            let col = out.first + c;
+            let w = &weights[col * row_bytes..(col + 1) * row_bytes];
+            for (v, bytes) in row.iter_mut().zip(w.chunks_exact(elem_bytes)) {
+                *v = widen(bytes);
             }
-        });
-    columns_to_rows(&columns, (n, m), dst);
+            for (r, x) in lhs.chunks_exact(k).enumerate() {
+                out.set(r, c, dot_f32(&row, x));
+            }
+        }
+    });
 }
 
 /// The dot product of two f32 slices of equal length, in eight independent lanes.
@@ -1380,13 +1492,60 @@ pub fn kernel_for(ggml_type: crate::quant::GgmlType) -> Option<MatmulKernel> {
     })
 }
 
-/// `dst (m, n)` from the `(n, m)` layout the matmul tasks write (one weight row's outputs
-/// contiguous per task).
-fn columns_to_rows(columns: &[f32], (n, m): (usize, usize), dst: &mut [f32]) {
-    for (col, values) in columns.chunks_exact(m).enumerate() {
-        for (row, v) in values.iter().enumerate() {
-            dst[row * n + col] = *v;
-        }
+/// Weight rows (output columns) per matmul task.
+const COLS_PER_TASK: usize = 16;
+
+/// Runs `task` in parallel for each run of [`COLS_PER_TASK`] output columns of
+/// `dst (m, n)`, each task writing its own columns straight into place. (Writing each
+/// task's columns contiguously and transposing after cost a tenth of Qwen-0.5B's
+/// prefill, all of it memory traffic.)
+fn par_column_tasks(
+    dst: &mut [f32],
+    (m, n): (usize, usize),
+    task: impl Fn(TaskColumns<'_>) + Sync,
+) {
+    assert_eq!(dst.len(), m * n);
+    let shared = SharedDst(dst.as_mut_ptr(), std::marker::PhantomData);
+    (0..n.div_ceil(COLS_PER_TASK))
+        .into_par_iter()
+        .for_each(|t| {
+            let first = t * COLS_PER_TASK;
+            let cols = COLS_PER_TASK.min(n - first);
+            task(TaskColumns {
+                dst: &shared,
+                m,
+                n,
+                first,
+                cols,
+            })
+        });
+}
+
+/// The output of [`par_column_tasks`], shared by its tasks.
+struct SharedDst<'a>(*mut f32, std::marker::PhantomData<&'a mut [f32]>);
+
+// SAFETY: the tasks write disjoint elements: `TaskColumns::set` confines each task to its
+// own columns, and no task reads `dst`.
+unsafe impl Sync for SharedDst<'_> {}
+
+/// One task's columns `first..first + cols` of the output.
+struct TaskColumns<'a> {
+    dst: &'a SharedDst<'a>,
+    m: usize,
+    n: usize,
+    first: usize,
+    cols: usize,
+}
+
+impl TaskColumns<'_> {
+    /// `dst[row][first + col] = v`.
+    #[inline]
+    fn set(&self, row: usize, col: usize, v: f32) {
+        assert!(row < self.m && col < self.cols);
+        // SAFETY: in bounds (`row < m`, `first + col < n`, `dst` holds `m · n` and is
+        // borrowed mutably for the whole `par_column_tasks` call), and only this task
+        // writes its columns.
+        unsafe { self.dst.0.add(row * self.n + self.first + col).write(v) }
     }
 }
 
@@ -1452,62 +1611,57 @@ fn matmul<A: Send + Sync>(
             .collect()
     };
     // Parallel over output columns: each task takes a few weight rows and meets them with
-    // every activation row, a chunk of rows at a time.
-    const COLS_PER_TASK: usize = 16;
-    let mut columns = vec![0f32; n * m]; // (n, m): contiguous per task
-    columns
-        .par_chunks_mut(COLS_PER_TASK * m)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let first = task * COLS_PER_TASK;
-            let cols = out.len() / m;
-            // Whole tiles of weight rows, packed once per task, where there are groups of
-            // four activation rows to meet them.
-            let tile = tile.filter(|_| m >= ROW_GROUP);
-            let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
-            let packed: Vec<Vec<u8>> = tile.map_or_else(Vec::new, |tile| {
-                (0..tiles)
-                    .map(|t| {
-                        let start = (first + t * TILE_COLS) * row_bytes;
-                        let rows = &weights[start..start + TILE_COLS * row_bytes];
-                        let mut out = Vec::new();
-                        (tile.pack)(rows, row_bytes, &mut out);
-                        out
-                    })
-                    .collect()
-            });
-            // Each group of activation rows meets all the task's weight rows before the
-            // next group comes: the group (a few KB) and the task's weight rows (16 rows)
-            // stay in L1 between uses, where sweeping many rows per weight row would
-            // stream the rows from L2 again for every weight row.
-            let groups = m / ROW_GROUP * ROW_GROUP;
-            for r in (0..groups).step_by(ROW_GROUP) {
-                let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
-                let places = std::array::from_fn(|i| quantized[r + i].1);
-                if let Some(tile) = tile {
-                    for (t, packed) in packed.iter().enumerate() {
-                        let values = (tile.dot)(packed, xs);
-                        for (i, row) in values.iter().enumerate() {
-                            for (j, v) in row.iter().enumerate() {
-                                out[(t * TILE_COLS + j) * m + r + i] = *v;
-                            }
+    // every activation row, a group of rows at a time.
+    par_column_tasks(dst, (m, n), |out| {
+        let (first, cols) = (out.first, out.cols);
+        // Whole tiles of weight rows, packed once per task, where there are groups of
+        // four activation rows to meet them.
+        let tile = tile.filter(|_| m >= ROW_GROUP);
+        let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
+        let packed: Vec<Vec<u8>> = tile.map_or_else(Vec::new, |tile| {
+            (0..tiles)
+                .map(|t| {
+                    let start = (first + t * TILE_COLS) * row_bytes;
+                    let rows = &weights[start..start + TILE_COLS * row_bytes];
+                    let mut out = Vec::new();
+                    (tile.pack)(rows, row_bytes, &mut out);
+                    out
+                })
+                .collect()
+        });
+        // Each group of activation rows meets all the task's weight rows before the
+        // next group comes: the group (a few KB) and the task's weight rows (16 rows)
+        // stay in L1 between uses, where sweeping many rows per weight row would
+        // stream the rows from L2 again for every weight row.
+        let groups = m / ROW_GROUP * ROW_GROUP;
+        for r in (0..groups).step_by(ROW_GROUP) {
+            let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
+            let places = std::array::from_fn(|i| quantized[r + i].1);
+            if let Some(tile) = tile {
+                for (t, packed) in packed.iter().enumerate() {
+                    let values = (tile.dot)(packed, xs);
+                    for (i, row) in values.iter().enumerate() {
+                        for (j, v) in row.iter().enumerate() {
+                            out.set(r + i, t * TILE_COLS + j, *v);
                         }
                     }
                 }
-                for c in tiles * TILE_COLS..cols {
-                    let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                    let values = dot_group(w, xs, places);
-                    out[c * m + r..c * m + r + ROW_GROUP].copy_from_slice(&values);
-                }
             }
-            for c in 0..cols {
+            for c in tiles * TILE_COLS..cols {
                 let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
-                for r in groups..m {
-                    out[c * m + r] = dot(w, &quantized[r].0, quantized[r].1);
+                let values = dot_group(w, xs, places);
+                for (i, v) in values.iter().enumerate() {
+                    out.set(r + i, c, *v);
                 }
             }
-        });
-    columns_to_rows(&columns, (n, m), dst);
+        }
+        for c in 0..cols {
+            let w = &weights[(first + c) * row_bytes..(first + c + 1) * row_bytes];
+            for r in groups..m {
+                out.set(r, c, dot(w, &quantized[r].0, quantized[r].1));
+            }
+        }
+    });
 }
 
 /// `exp(x)` in f32 arithmetic that vectorizes: `x = n·ln2 + r` with `|r| <= ln2/2`, `exp(r)`
