@@ -305,9 +305,17 @@ pub fn run_plan(
                 state.task, step.task
             )
         };
-        // A step decides for itself whether it needs a tool ("add the two results" does not).
+        // A step decides for itself whether it needs a tool ("add the two results" does
+        // not), except that a run held to `tool_choice: required` stays held until its first
+        // call, as a ReAct run is: without it the 1.5B answered every file lookup of the
+        // agent suite from its plan alone, never opening the file.
+        let tool_choice = if config.tool_choice == ToolChoice::Required && state.tool_calls == 0 {
+            ToolChoice::Required
+        } else {
+            ToolChoice::Auto
+        };
         let step_config = AgentConfig {
-            tool_choice: ToolChoice::Auto,
+            tool_choice,
             ..config.clone()
         };
         let config = &step_config;
@@ -527,19 +535,33 @@ mod tests {
     /// end-to-end test runs a real one.
     struct Scripted {
         plans: VecDeque<Value>,
-        answers: VecDeque<&'static str>,
+        answers: VecDeque<ModelTurn>,
         seen: Vec<String>,
         /// Each turn's first message (its system prompt).
         systems: Vec<String>,
+        /// Each plain turn's call mode.
+        modes: Vec<CallMode>,
     }
 
     impl Scripted {
         fn new(plans: Vec<Value>, answers: Vec<&'static str>) -> Self {
+            let answers = answers
+                .into_iter()
+                .map(|a| ModelTurn {
+                    content: a.into(),
+                    ..ModelTurn::default()
+                })
+                .collect();
+            Self::with_turns(plans, answers)
+        }
+
+        fn with_turns(plans: Vec<Value>, answers: Vec<ModelTurn>) -> Self {
             Self {
                 plans: plans.into(),
                 answers: answers.into(),
                 seen: Vec::new(),
                 systems: Vec::new(),
+                modes: Vec::new(),
             }
         }
     }
@@ -549,14 +571,12 @@ mod tests {
             &mut self,
             messages: &[ChatMessage],
             _: &[ToolSpec],
-            _: CallMode,
+            mode: CallMode,
         ) -> Result<ModelTurn, crate::Error> {
             self.seen.push(messages.last().unwrap().content.clone());
             self.systems.push(messages[0].content.clone());
-            Ok(ModelTurn {
-                content: self.answers.pop_front().expect("an answer").into(),
-                ..ModelTurn::default()
-            })
+            self.modes.push(mode);
+            Ok(self.answers.pop_front().expect("an answer"))
         }
 
         fn structured(
@@ -770,6 +790,58 @@ mod tests {
         assert!(!events.iter().any(|e| matches!(e, Event::Plan { .. })));
         assert!(
             model.seen[0].contains("- First → one") && model.seen[0].contains("Your step: Second")
+        );
+    }
+
+    #[test]
+    fn a_required_run_holds_its_steps_to_a_call_until_the_first_one() {
+        let plan = json!({"steps": [step(1, "Work out 6 * 7", &[]), step(2, "Double it", &[1])]});
+        let say = |text: &str| ModelTurn {
+            content: text.into(),
+            ..ModelTurn::default()
+        };
+        let call = ModelTurn {
+            calls: vec![("calculator".into(), json!({"expression": "6 * 7"}))],
+            ..ModelTurn::default()
+        };
+        let mut model = Scripted::with_turns(
+            vec![plan],
+            vec![call, say("42"), say("84"), say("It is 84.")],
+        );
+        let mut tools = ToolRegistry::new();
+        tools.register(crate::tools::Calculator).unwrap();
+        let config = AgentConfig {
+            tool_choice: ToolChoice::Required,
+            ..AgentConfig::default()
+        };
+        let mut state = RunState::new(&config, "What is twice 6 * 7?");
+        let mut saves = Saves {
+            states: Vec::new(),
+            limit: usize::MAX,
+        };
+        let outcome = run_plan(
+            &mut model,
+            None,
+            &tools,
+            &config,
+            &mut state,
+            &mut |_, _| Approval::Allow,
+            &mut |_| {},
+            &mut saves,
+        )
+        .unwrap();
+        assert_eq!(outcome.answer, "It is 84.");
+        assert_eq!(outcome.tool_calls, 1);
+        // Step 1 must call before it answers; once the run has called a tool, step 2 (which
+        // only doubles a result) may answer at once, and the answer is words.
+        assert_eq!(
+            model.modes,
+            [
+                CallMode::Required,
+                CallMode::Auto,
+                CallMode::Auto,
+                CallMode::Answer
+            ]
         );
     }
 }
