@@ -545,14 +545,7 @@ mod tests {
 
     impl Scripted {
         fn new(plans: Vec<Value>, answers: Vec<&'static str>) -> Self {
-            let answers = answers
-                .into_iter()
-                .map(|a| ModelTurn {
-                    content: a.into(),
-                    ..ModelTurn::default()
-                })
-                .collect();
-            Self::with_turns(plans, answers)
+            Self::with_turns(plans, answers.into_iter().map(say).collect())
         }
 
         fn with_turns(plans: Vec<Value>, answers: Vec<ModelTurn>) -> Self {
@@ -590,6 +583,14 @@ mod tests {
                 content: self.plans.pop_front().expect("a plan").to_string(),
                 ..ModelTurn::default()
             })
+        }
+    }
+
+    /// A plain turn: text, no calls.
+    fn say(text: &str) -> ModelTurn {
+        ModelTurn {
+            content: text.into(),
+            ..ModelTurn::default()
         }
     }
 
@@ -796,10 +797,6 @@ mod tests {
     #[test]
     fn a_required_run_holds_its_steps_to_a_call_until_the_first_one() {
         let plan = json!({"steps": [step(1, "Work out 6 * 7", &[]), step(2, "Double it", &[1])]});
-        let say = |text: &str| ModelTurn {
-            content: text.into(),
-            ..ModelTurn::default()
-        };
         let call = ModelTurn {
             calls: vec![("calculator".into(), json!({"expression": "6 * 7"}))],
             ..ModelTurn::default()
