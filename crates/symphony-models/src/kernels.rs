@@ -291,6 +291,53 @@ fn dot_q4_1_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f3
     std::array::from_fn(|r| acc[r].sum() + mins[r])
 }
 
+/// Bytes of one block of a packed Q4_1 tile: the eight rows' `d`, then their `m`, as f32,
+/// then each row's 16 bytes of nibbles as stored.
+const Q4_1_TILE_BLOCK: usize = TILE_COLS * (4 + 4 + QK / 2);
+const Q4_1_TILE_MINS: usize = 4 * TILE_COLS;
+const Q4_1_TILE_NIBBLES: usize = 8 * TILE_COLS;
+
+/// Eight Q4_1 rows block by block, their f16 scales widened once per matmul task. The
+/// nibbles stay packed: unpacking them in registers costs less than loading twice the bytes.
+#[cfg(simd_avx2)]
+fn pack_q4_1_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
+    let blocks = row_bytes / Q4_1_BLOCK_BYTES;
+    out.clear();
+    out.resize(blocks * Q4_1_TILE_BLOCK, 0);
+    for (b, o) in out.chunks_exact_mut(Q4_1_TILE_BLOCK).enumerate() {
+        for j in 0..TILE_COLS {
+            let at = j * row_bytes + b * Q4_1_BLOCK_BYTES;
+            let block = &rows[at..at + Q4_1_BLOCK_BYTES];
+            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
+            o[4 * j..][..4].copy_from_slice(&d.to_le_bytes());
+            o[Q4_1_TILE_MINS + 4 * j..][..4].copy_from_slice(&m.to_le_bytes());
+            o[Q4_1_TILE_NIBBLES + QK / 2 * j..][..QK / 2].copy_from_slice(&block[4..20]);
+        }
+    }
+}
+
+#[cfg(simd_avx2)]
+fn dot_q4_1_tile(packed: &[u8], xs: [&[BlockQ8_1]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP] {
+    assert!(xs.iter().all(|x| x.len() * Q4_1_TILE_BLOCK == packed.len()));
+    // SAFETY: the target features are enabled at compile time; the lengths are checked
+    // above and every load is unaligned.
+    let (lanes, mins) = unsafe { simd::q4_1_tile_dot(packed, xs) };
+    std::array::from_fn(|r| std::array::from_fn(|j| hsum8(&lanes[r][j]) + mins[r][j]))
+}
+
+#[cfg(simd_avx2)]
+static Q4_1_TILE_KERNEL: Tile<BlockQ8_1> = Tile {
+    pack: pack_q4_1_tile,
+    dot: dot_q4_1_tile,
+};
+
+/// The tiled Q4_1 kernel where the machine has it (AVX2).
+#[cfg(simd_avx2)]
+const Q4_1_TILE: Option<&Tile<BlockQ8_1>> = Some(&Q4_1_TILE_KERNEL);
+#[cfg(not(simd_avx2))]
+const Q4_1_TILE: Option<&Tile<BlockQ8_1>> = None;
+
 /// 16 bytes of packed nibbles as 32 weights: low nibbles are elements 0..16, high 16..32.
 #[inline]
 fn unpack_nibbles(packed: &[u8; 16]) -> [u8; QK] {
@@ -1100,6 +1147,70 @@ mod simd {
         }
     }
 
+    /// `dot_q4_1_tile`'s lanes and `m·s` sums: for each of the tile's eight weight rows and
+    /// each activation row, the eight lanes and the sum `q4_1_row` keeps for that pair, with
+    /// the same integers, the same FMA per block and the sums' additions in the same order,
+    /// so each result is the one-row kernel's bit for bit. The sums of all eight rows go
+    /// in one register per activation row; weight rows go `TILE_ROWS` at a time, so their
+    /// accumulators stay in registers.
+    #[inline]
+    pub(super) unsafe fn q4_1_tile_dot(
+        packed: &[u8],
+        xs: [&[super::BlockQ8_1]; super::ROW_GROUP],
+    ) -> (
+        [[[f32; 8]; super::TILE_COLS]; super::ROW_GROUP],
+        [[f32; super::TILE_COLS]; super::ROW_GROUP],
+    ) {
+        use super::TILE_COLS;
+        use super::{Q4_1_TILE_BLOCK, Q4_1_TILE_MINS, Q4_1_TILE_NIBBLES, QK, ROW_GROUP as R};
+        /// Weight rows whose accumulators are live at once: `TILE_ROWS · R` registers.
+        const TILE_ROWS: usize = 4;
+        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
+        // each activation block; all loads and stores are unaligned and inside the slices.
+        unsafe {
+            let mut mins = [_mm256_setzero_ps(); R];
+            for (b, tile) in packed.chunks_exact(Q4_1_TILE_BLOCK).enumerate() {
+                let m = _mm256_loadu_ps(tile.as_ptr().add(Q4_1_TILE_MINS).cast());
+                for (r, mins) in mins.iter_mut().enumerate() {
+                    *mins = _mm256_add_ps(*mins, _mm256_mul_ps(m, _mm256_set1_ps(xs[r][b].s)));
+                }
+            }
+            let mut out_mins = [[0f32; TILE_COLS]; R];
+            for (o, m) in out_mins.iter_mut().zip(mins) {
+                _mm256_storeu_ps(o.as_mut_ptr(), m);
+            }
+            let mut out = [[[0f32; 8]; TILE_COLS]; R];
+            for first in (0..TILE_COLS).step_by(TILE_ROWS) {
+                let mut acc = [[_mm256_setzero_ps(); R]; TILE_ROWS];
+                for (b, tile) in packed.chunks_exact(Q4_1_TILE_BLOCK).enumerate() {
+                    let t = tile.as_ptr();
+                    let x: [__m256i; R] =
+                        std::array::from_fn(|r| _mm256_loadu_si256(xs[r][b].qs.as_ptr().cast()));
+                    let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs[r][b].d));
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let row = first + i;
+                        let w = nibbles(&*t.add(Q4_1_TILE_NIBBLES + QK / 2 * row).cast());
+                        let d = _mm256_set1_ps(t.cast::<f32>().add(row).read_unaligned());
+                        for r in 0..R {
+                            let sums = dpbusd(_mm256_setzero_si256(), w, x[r]);
+                            acc[r] = _mm256_fmadd_ps(
+                                _mm256_mul_ps(d, xd[r]),
+                                _mm256_cvtepi32_ps(sums),
+                                acc[r],
+                            );
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    for r in 0..R {
+                        _mm256_storeu_ps(out[r][first + i].as_mut_ptr(), acc[r]);
+                    }
+                }
+            }
+            (out, out_mins)
+        }
+    }
+
     /// `unpack_nibbles` in two instructions.
     #[inline]
     pub(super) unsafe fn unpack_nibbles(packed: &[u8; 16]) -> [u8; 32] {
@@ -1382,7 +1493,7 @@ pub fn matmul_q4_1(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
             quantize: |x, _, out| quantize_q8_1(x, out),
             dot: |ws, rb, x, _, out| each_row(ws, rb, out, |w| dot_q4_1_q8_1(w, x)),
             dot_group: |w, xs, _| dot_q4_1_rows(w, xs),
-            tile: None,
+            tile: Q4_1_TILE,
         },
     )
 }
@@ -1998,8 +2109,11 @@ mod tests {
                     (s >> 16) as u8
                 })
                 .collect();
+            // Scales that vary from block to block (random bytes could be infinite), so
+            // products of scales round differently wherever a kernel's order differs.
+            let scale = 0.003 * (1.0 + (s >> 20 & 7) as f32 / 7.0);
             for &o in d_offsets {
-                block[o..o + 2].copy_from_slice(&f16::from_f32(0.003).to_le_bytes());
+                block[o..o + 2].copy_from_slice(&f16::from_f32(scale).to_le_bytes());
             }
             bytes.extend_from_slice(&block);
         }
@@ -2315,8 +2429,9 @@ mod tests {
         use candle_core::quantized::GgmlDType;
         // 21 weight rows: a task of 16 (two tiles of eight) and one of 5 (no whole tile).
         let (m, k, n) = (11, 512, 21);
+        // Each block of 32 its own range, so the activations' scales vary too.
         let lhs: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 53 % 113) as f32 - 56.0) / 17.0)
+            .map(|i| ((i * 53 % 113) as f32 - 56.0) / 17.0 * (1.0 + (i / 32 % 5) as f32 * 0.13))
             .collect();
         let place = |r| RowPlace { row: r, rows: m };
         for (dtype, kernel) in [
