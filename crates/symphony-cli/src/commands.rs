@@ -840,7 +840,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         n_prompt: args.n_prompt,
         n_gen: args.n_gen,
         repetitions: args.repetitions,
+        parallel: args.parallel,
     };
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
     if model.context_length() < args.n_prompt.max(args.n_gen) {
         bail!(
             "the model's context of {} tokens is shorter than the test",

@@ -579,6 +579,11 @@ struct BenchArgs {
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     repetitions: usize,
+    /// Sequences that generate together, one batched forward pass per step, as a server's
+    /// continuous batching runs them (llama-batched-bench's parallel decode); the test is
+    /// then `tg{N}x{P}` and counts the tokens of all sequences.
+    #[arg(short = 'P', long, default_value_t = 1)]
+    parallel: usize,
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,

@@ -1,9 +1,11 @@
 //! Throughput like llama-bench: prompt processing (one forward over `n_prompt` tokens from an
 //! empty cache) and generation (`n_gen` single-token steps), each repeated and averaged.
+//! Generation can also run several sequences at once, one batched step for all of them, as
+//! the scheduler runs a server's streams (llama-batched-bench's parallel decode).
 
 use std::time::Instant;
 
-use symphony_models::{Logits, Model, TokenId};
+use symphony_models::{BatchItem, Logits, Model, TokenId, KV_BLOCK_SIZE};
 
 use crate::sampling::Rng;
 use crate::Result;
@@ -13,6 +15,8 @@ pub struct BenchConfig {
     pub n_prompt: usize,
     pub n_gen: usize,
     pub repetitions: usize,
+    /// Sequences generating together; 1 is llama-bench's `tg`.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +85,11 @@ pub fn run(
         on_result(&result);
         results.push(result);
     }
-    if config.n_gen > 0 {
+    if config.n_gen > 0 && config.parallel > 1 {
+        let result = parallel_generation(model, config)?;
+        on_result(&result);
+        results.push(result);
+    } else if config.n_gen > 0 {
         let tokens = random_tokens(model, config.n_gen, 2);
         let result = measure(format!("tg{}", config.n_gen), tokens.len(), config, || {
             cache.truncate(0);
@@ -96,6 +104,37 @@ pub fn run(
         results.push(result);
     }
     Ok(results)
+}
+
+/// `config.parallel` sequences, each `config.n_gen` tokens from an empty cache, all of them
+/// one row each of every step's batch, in one paged store.
+fn parallel_generation(model: &Model, config: &BenchConfig) -> Result<BenchResult> {
+    let (n, p) = (config.n_gen, config.parallel);
+    let per_sequence = n.div_ceil(KV_BLOCK_SIZE);
+    let mut store = model.new_kv_store(p * per_sequence);
+    let tables: Vec<Vec<u32>> = (0..p)
+        .map(|s| (s * per_sequence..(s + 1) * per_sequence).map(|b| b as u32).collect())
+        .collect();
+    let tokens: Vec<Vec<TokenId>> = (0..p)
+        .map(|s| random_tokens(model, n, 3 + s as u64))
+        .collect();
+    measure(format!("tg{n}x{p}"), n * p, config, || {
+        for pos in 0..n {
+            let items: Vec<BatchItem<'_>> = tokens
+                .iter()
+                .zip(&tables)
+                .map(|(tokens, blocks)| BatchItem {
+                    tokens: &tokens[pos..pos + 1],
+                    first_pos: pos,
+                    blocks,
+                    logits: Logits::Last,
+                })
+                .collect();
+            let logits = model.forward_batch(&items, &mut store)?;
+            std::hint::black_box(logits.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(())
+    })
 }
 
 /// Times `config.repetitions` runs of `step`, each processing `n_tokens` tokens.

@@ -149,7 +149,8 @@ pub fn causal_attention(
     let mut out = vec![0f32; q.len()];
     out.par_chunks_mut(d)
         .enumerate()
-        .for_each_init(Vec::new, |scores, (unit, out)| {
+        .for_each_init(Scratch::default, |scratch, (unit, out)| {
+            let Scratch { scores, acc } = scratch;
             let (row, head) = (unit / n_heads, unit % n_heads);
             let seg = &segments[segment_of_row[row]];
             // ggml sums values with its sgemm for a prompt and its dot product for one token.
@@ -180,11 +181,19 @@ pub fn causal_attention(
             softmax_in_place(scores);
             let values = kv.head_blocks(&kv.v, seg.blocks, kv_head, n_keys);
             match value_sum {
-                ValueSum::Gemm => weighted_values_gemm(scores, values, start, out),
-                ValueSum::Dot => weighted_values_dot(scores, values, start, out),
+                ValueSum::Gemm => weighted_values_gemm(scores, values, start, acc, out),
+                ValueSum::Dot => weighted_values_dot(scores, values, start, acc, out),
             }
         });
     out
+}
+
+/// One worker's buffers, reused from one (query, head) to the next: its row of scores and
+/// its value accumulators.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    acc: Vec<f32>,
 }
 
 /// How ggml sums `p · v` over keys: its sgemm for prompts, its dot product for one token.
@@ -320,19 +329,19 @@ fn weighted_values_gemm<'a>(
     p: &[f32],
     blocks: impl Iterator<Item = &'a [f32]>,
     start: usize,
+    acc: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let d = out.len();
-    let mut acc = vec![0f32; 16 * d]; // (lane, c)
+    acc.clear();
+    acc.resize(16 * d, 0.0); // (lane, c)
     for_visible_values(p, blocks, start, d, |j, pj, v| {
         let lane = &mut acc[(j % 16) * d..(j % 16 + 1) * d];
         for (a, &vc) in lane.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
         }
     });
-    for (c, o) in out.iter_mut().enumerate() {
-        *o = reduce16(&std::array::from_fn(|l| acc[l * d + c]));
-    }
+    reduce16_rows(acc, out);
 }
 
 /// The same sum as `ggml_vec_dot_f32` over the (zero-padded, multiple of 64) keys.
@@ -340,21 +349,48 @@ fn weighted_values_dot<'a>(
     p: &[f32],
     blocks: impl Iterator<Item = &'a [f32]>,
     start: usize,
+    acc: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let d = out.len();
-    let mut acc = vec![0f32; 64 * d]; // (accumulator · 16 + lane, c)
+    acc.clear();
+    acc.resize(64 * d, 0.0); // (accumulator · 16 + lane, c)
     for_visible_values(p, blocks, start, d, |j, pj, v| {
         let slot = &mut acc[(j % 64) * d..(j % 64 + 1) * d];
         for (a, &vc) in slot.iter_mut().zip(v) {
             *a = pj.mul_add(vc, *a);
         }
     });
+    // `fold_accumulators` for every output at once: accumulator k's lanes are rows
+    // 16k..16k + 16, and the folds are element-wise, so whole rows add as vectors.
+    let (first, rest) = acc.split_at_mut(16 * d);
+    let (second, rest) = rest.split_at_mut(16 * d);
+    let (third, fourth) = rest.split_at_mut(16 * d);
+    for (((a0, a1), a2), a3) in first.iter_mut().zip(&*second).zip(&*third).zip(&*fourth) {
+        *a0 = (*a0 + a2) + (a1 + a3);
+    }
+    reduce16_rows(first, out);
+}
 
-    for (c, o) in out.iter_mut().enumerate() {
-        let gathered: [[f32; 16]; 4] =
-            std::array::from_fn(|k| std::array::from_fn(|l| acc[(16 * k + l) * d + c]));
-        *o = fold_accumulators(&gathered);
+/// [`reduce16`] down each column of 16 rows of `out.len()` values, the halving steps done
+/// a row against a row, so they vectorize along the columns.
+fn reduce16_rows(rows: &mut [f32], out: &mut [f32]) {
+    let d = out.len();
+    for half in [8, 4] {
+        let (low, high) = rows[..2 * half * d].split_at_mut(half * d);
+        for (a, b) in low.iter_mut().zip(&*high) {
+            *a += b;
+        }
+    }
+    let row = |i: usize| &rows[i * d..(i + 1) * d];
+    for ((((o, b0), b1), b2), b3) in out
+        .iter_mut()
+        .zip(row(0))
+        .zip(row(1))
+        .zip(row(2))
+        .zip(row(3))
+    {
+        *o = (b0 + b2) + (b1 + b3);
     }
 }
 
@@ -526,6 +562,56 @@ mod tests {
         );
         assert_eq!(alone[..], batched[..alone.len()]);
         assert_eq!(alone[..], batched[alone.len()..]);
+    }
+
+    /// The value sums as written before they were vectorized: one output at a time, its
+    /// accumulators gathered and folded by [`fold_accumulators`] and [`reduce16`].
+    fn weighted_values_per_output(
+        p: &[f32],
+        values: &[f32],
+        start: usize,
+        d: usize,
+        slots: usize,
+    ) -> Vec<f32> {
+        let mut acc = vec![0f32; slots * d];
+        for (j, v) in values.chunks_exact(d).enumerate().skip(start) {
+            for (c, &vc) in v.iter().enumerate() {
+                acc[(j % slots) * d + c] = p[j].mul_add(vc, acc[(j % slots) * d + c]);
+            }
+        }
+        (0..d)
+            .map(|c| {
+                if slots == 16 {
+                    reduce16(&std::array::from_fn(|l| acc[l * d + c]))
+                } else {
+                    fold_accumulators(&std::array::from_fn(|k| {
+                        std::array::from_fn(|l| acc[(16 * k + l) * d + c])
+                    }))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vectorized_value_sums_equal_the_per_output_folds_bit_for_bit() {
+        let d = 64;
+        for (n, start) in [(1, 0), (37, 0), (64, 5), (150, 100), (200, 0)] {
+            let p = pseudo_random(n, 11 + n as u32);
+            let values = pseudo_random(n * d, 13 + n as u32);
+            let blocks = || values.chunks(KV_BLOCK_SIZE * d);
+            let mut acc = Vec::new();
+            let mut out = vec![0f32; d];
+            weighted_values_dot(&p, blocks(), start, &mut acc, &mut out);
+            let want = weighted_values_per_output(&p, &values, start, d, 64);
+            assert_eq!(bits(&out), bits(&want), "dot, {n} keys from {start}");
+            weighted_values_gemm(&p, blocks(), start, &mut acc, &mut out);
+            let want = weighted_values_per_output(&p, &values, start, d, 16);
+            assert_eq!(bits(&out), bits(&want), "gemm, {n} keys from {start}");
+        }
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
