@@ -113,7 +113,11 @@ fn parallel_generation(model: &Model, config: &BenchConfig) -> Result<BenchResul
     let per_sequence = n.div_ceil(KV_BLOCK_SIZE);
     let mut store = model.new_kv_store(p * per_sequence);
     let tables: Vec<Vec<u32>> = (0..p)
-        .map(|s| (s * per_sequence..(s + 1) * per_sequence).map(|b| b as u32).collect())
+        .map(|s| {
+            (s * per_sequence..(s + 1) * per_sequence)
+                .map(|b| b as u32)
+                .collect()
+        })
         .collect();
     let tokens: Vec<Vec<TokenId>> = (0..p)
         .map(|s| random_tokens(model, n, 3 + s as u64))

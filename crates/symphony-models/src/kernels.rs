@@ -22,7 +22,20 @@ pub struct BlockQ8_1 {
 }
 
 /// One block of 32 activations to 8 bits: returns `(d, Σq)` with `d` unrounded.
+#[inline]
 fn quantize_block(block: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
+    #[cfg(simd_avx2)]
+    {
+        // SAFETY: the target features are enabled at compile time.
+        unsafe { simd::quantize_block(block.try_into().expect("32 values"), qs) }
+    }
+    #[cfg(not(simd_avx2))]
+    quantize_block_scalar(block, qs)
+}
+
+/// [`quantize_block`] element by element: the portable path and the SIMD path's reference.
+#[cfg_attr(simd_avx2, allow(dead_code))]
+fn quantize_block_scalar(block: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
     let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -237,8 +250,8 @@ fn dot_q5_0_tile(packed: &[u8], xs: [&[BlockQ8_0]; ROW_GROUP]) -> [[f32; TILE_CO
 
 #[cfg(simd_avx2)]
 static Q5_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
-    pack: pack_q5_0_tile,
-    dot: dot_q5_0_tile,
+    pack: Some(pack_q5_0_tile),
+    dot: |packed, _, xs| dot_q5_0_tile(packed, xs),
 };
 
 /// The tiled Q5_0 kernel where the machine has it (AVX2).
@@ -291,44 +304,26 @@ fn dot_q4_1_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_1]; R]) -> [f3
     std::array::from_fn(|r| acc[r].sum() + mins[r])
 }
 
-/// Bytes of one block of a packed Q4_1 tile: the eight rows' `d`, then their `m`, as f32,
-/// then each row's 16 bytes of nibbles as stored.
-const Q4_1_TILE_BLOCK: usize = TILE_COLS * (4 + 4 + QK / 2);
-const Q4_1_TILE_MINS: usize = 4 * TILE_COLS;
-const Q4_1_TILE_NIBBLES: usize = 8 * TILE_COLS;
-
-/// Eight Q4_1 rows block by block, their f16 scales widened once per matmul task. The
-/// nibbles stay packed: unpacking them in registers costs less than loading twice the bytes.
+/// Eight Q4_1 rows · four activation rows, read from the rows as stored: unlike Q5_0's,
+/// Q4_1's weights unpack in two instructions, so packing them per task saves nothing in
+/// prefill and cost a quarter of a 16-row decode step's matmul time.
 #[cfg(simd_avx2)]
-fn pack_q4_1_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
-    let blocks = row_bytes / Q4_1_BLOCK_BYTES;
-    out.clear();
-    out.resize(blocks * Q4_1_TILE_BLOCK, 0);
-    for (b, o) in out.chunks_exact_mut(Q4_1_TILE_BLOCK).enumerate() {
-        for j in 0..TILE_COLS {
-            let at = j * row_bytes + b * Q4_1_BLOCK_BYTES;
-            let block = &rows[at..at + Q4_1_BLOCK_BYTES];
-            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-            let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
-            o[4 * j..][..4].copy_from_slice(&d.to_le_bytes());
-            o[Q4_1_TILE_MINS + 4 * j..][..4].copy_from_slice(&m.to_le_bytes());
-            o[Q4_1_TILE_NIBBLES + QK / 2 * j..][..QK / 2].copy_from_slice(&block[4..20]);
-        }
-    }
-}
-
-#[cfg(simd_avx2)]
-fn dot_q4_1_tile(packed: &[u8], xs: [&[BlockQ8_1]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP] {
-    assert!(xs.iter().all(|x| x.len() * Q4_1_TILE_BLOCK == packed.len()));
+fn dot_q4_1_tile(
+    rows: &[u8],
+    row_bytes: usize,
+    xs: [&[BlockQ8_1]; ROW_GROUP],
+) -> [[f32; TILE_COLS]; ROW_GROUP] {
+    assert_eq!(rows.len(), TILE_COLS * row_bytes);
+    assert!(xs.iter().all(|x| x.len() * Q4_1_BLOCK_BYTES == row_bytes));
     // SAFETY: the target features are enabled at compile time; the lengths are checked
     // above and every load is unaligned.
-    let (lanes, mins) = unsafe { simd::q4_1_tile_dot(packed, xs) };
+    let (lanes, mins) = unsafe { simd::q4_1_tile_dot(rows, row_bytes, xs) };
     std::array::from_fn(|r| std::array::from_fn(|j| hsum8(&lanes[r][j]) + mins[r][j]))
 }
 
 #[cfg(simd_avx2)]
 static Q4_1_TILE_KERNEL: Tile<BlockQ8_1> = Tile {
-    pack: pack_q4_1_tile,
+    pack: None,
     dot: dot_q4_1_tile,
 };
 
@@ -593,8 +588,8 @@ const Q4_K_TILE_QUANTS: usize = Q4_K_TILE_MINS + 4 * 32;
 
 #[cfg(simd_avx2)]
 static Q4_K_TILE_KERNEL: Tile<BlockQ8K> = Tile {
-    pack: pack_q4_k_tile,
-    dot: dot_q4_k_tile,
+    pack: Some(pack_q4_k_tile),
+    dot: |packed, _, xs| dot_q4_k_tile(packed, xs),
 };
 
 /// The tiled Q4_K kernel where the machine has it (AVX2).
@@ -1154,23 +1149,34 @@ mod simd {
     /// in one register per activation row; weight rows go `TILE_ROWS` at a time, so their
     /// accumulators stay in registers.
     #[inline]
+    #[allow(clippy::needless_range_loop)] // `b` indexes the rows and the activations alike
     pub(super) unsafe fn q4_1_tile_dot(
-        packed: &[u8],
+        rows: &[u8],
+        row_bytes: usize,
         xs: [&[super::BlockQ8_1]; super::ROW_GROUP],
     ) -> (
         [[[f32; 8]; super::TILE_COLS]; super::ROW_GROUP],
         [[f32; super::TILE_COLS]; super::ROW_GROUP],
     ) {
-        use super::TILE_COLS;
-        use super::{Q4_1_TILE_BLOCK, Q4_1_TILE_MINS, Q4_1_TILE_NIBBLES, QK, ROW_GROUP as R};
+        use super::{Q4_1_BLOCK_BYTES as BLOCK, ROW_GROUP as R, TILE_COLS};
         /// Weight rows whose accumulators are live at once: `TILE_ROWS · R` registers.
         const TILE_ROWS: usize = 4;
-        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
-        // each activation block; all loads and stores are unaligned and inside the slices.
+        let blocks = row_bytes / BLOCK;
+        // SAFETY: callers guarantee the features, that `rows` holds `TILE_COLS` rows of
+        // `row_bytes` and that each of `xs` has `blocks` blocks; all loads and stores are
+        // unaligned and inside the slices.
         unsafe {
+            let block = |row: usize, b: usize| rows.as_ptr().add(row * row_bytes + b * BLOCK);
+            // A block's f16 scale (`at` 0) or minimum (`at` 2) as f32, in every lane.
+            let widened = |row: usize, b: usize, at: usize| {
+                let bits = block(row, b).add(at).cast::<u16>().read_unaligned();
+                _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+            };
             let mut mins = [_mm256_setzero_ps(); R];
-            for (b, tile) in packed.chunks_exact(Q4_1_TILE_BLOCK).enumerate() {
-                let m = _mm256_loadu_ps(tile.as_ptr().add(Q4_1_TILE_MINS).cast());
+            for b in 0..blocks {
+                let m: [u16; TILE_COLS] =
+                    std::array::from_fn(|row| block(row, b).add(2).cast::<u16>().read_unaligned());
+                let m = _mm256_cvtph_ps(_mm_loadu_si128(m.as_ptr().cast()));
                 for (r, mins) in mins.iter_mut().enumerate() {
                     *mins = _mm256_add_ps(*mins, _mm256_mul_ps(m, _mm256_set1_ps(xs[r][b].s)));
                 }
@@ -1182,15 +1188,14 @@ mod simd {
             let mut out = [[[0f32; 8]; TILE_COLS]; R];
             for first in (0..TILE_COLS).step_by(TILE_ROWS) {
                 let mut acc = [[_mm256_setzero_ps(); R]; TILE_ROWS];
-                for (b, tile) in packed.chunks_exact(Q4_1_TILE_BLOCK).enumerate() {
-                    let t = tile.as_ptr();
+                for b in 0..blocks {
                     let x: [__m256i; R] =
                         std::array::from_fn(|r| _mm256_loadu_si256(xs[r][b].qs.as_ptr().cast()));
                     let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs[r][b].d));
                     for (i, acc) in acc.iter_mut().enumerate() {
                         let row = first + i;
-                        let w = nibbles(&*t.add(Q4_1_TILE_NIBBLES + QK / 2 * row).cast());
-                        let d = _mm256_set1_ps(t.cast::<f32>().add(row).read_unaligned());
+                        let w = nibbles(&*block(row, b).add(4).cast());
+                        let d = widened(row, b, 0);
                         for r in 0..R {
                             let sums = dpbusd(_mm256_setzero_si256(), w, x[r]);
                             acc[r] = _mm256_fmadd_ps(
@@ -1208,6 +1213,50 @@ mod simd {
                 }
             }
             (out, out_mins)
+        }
+    }
+
+    /// `quantize_block_scalar` eight lanes at a time, as ggml's AVX2 `quantize_row_q8_0`
+    /// does it: the maximum magnitude (exact in any order), the same `v · (127 / amax)`
+    /// rounded half to even, narrowed with saturation and put back in element order.
+    #[inline]
+    pub(super) unsafe fn quantize_block(block: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
+        // SAFETY: callers guarantee the features; loads and stores are unaligned.
+        unsafe {
+            let v: [__m256; 4] =
+                std::array::from_fn(|i| _mm256_loadu_ps(block.as_ptr().add(8 * i)));
+            let sign = _mm256_set1_ps(-0.0);
+            let abs: [__m256; 4] = std::array::from_fn(|i| _mm256_andnot_ps(sign, v[i]));
+            let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+            let d = amax / 127.0;
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let q: [__m256i; 4] = std::array::from_fn(|i| {
+                let scaled = _mm256_mul_ps(v[i], id);
+                _mm256_cvtps_epi32(_mm256_round_ps(
+                    scaled,
+                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+                ))
+            });
+            let total =
+                _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let total = _mm_add_epi32(
+                _mm256_castsi256_si128(total),
+                _mm256_extracti128_si256(total, 1),
+            );
+            let total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0b01_00_11_10));
+            let total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0b10_11_00_01));
+            // Packing interleaves the 128-bit halves; the permutation undoes it.
+            let bytes = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let bytes =
+                _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(qs.as_mut_ptr().cast(), bytes);
+            (d, _mm_cvtsi128_si32(total))
         }
     }
 
@@ -1732,11 +1781,16 @@ const TILE_COLS: usize = 8;
 /// weight row, in the same order, so the results are the same bit for bit; what goes is
 /// the per-row horizontal reductions and scalar FMAs.
 struct Tile<A> {
-    /// Rearranges [`TILE_COLS`] consecutive weight rows (`row_bytes` each) into `out`.
-    pack: fn(&[u8], usize, &mut Vec<u8>),
-    /// Packed rows · activation rows (all in a group of four): `out[row][col]`.
-    dot: fn(&[u8], [&[A]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP],
+    /// Rearranges [`TILE_COLS`] consecutive weight rows (`row_bytes` each) into `out`, once
+    /// per matmul task; `None` where the kernel reads the rows as stored.
+    pack: Option<TilePack>,
+    /// Packed (or stored) rows, `row_bytes` each as stored, · activation rows (all in a
+    /// group of four): `out[row][col]`.
+    dot: TileDot<A>,
 }
+
+type TilePack = fn(&[u8], usize, &mut Vec<u8>);
+type TileDot<A> = fn(&[u8], usize, [&[A]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP];
 
 /// How one weight type's matmul quantizes its activations and forms its dot products.
 struct Kernels<A: 'static> {
@@ -1787,17 +1841,20 @@ fn matmul<A: Send + Sync>(
         // four activation rows to meet them.
         let tile = tile.filter(|_| m >= ROW_GROUP);
         let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
-        let packed: Vec<Vec<u8>> = tile.map_or_else(Vec::new, |tile| {
-            (0..tiles)
+        let tile_rows = |t: usize| {
+            let start = (first + t * TILE_COLS) * row_bytes;
+            &weights[start..start + TILE_COLS * row_bytes]
+        };
+        let packed: Vec<Vec<u8>> = match tile.and_then(|tile| tile.pack) {
+            Some(pack) => (0..tiles)
                 .map(|t| {
-                    let start = (first + t * TILE_COLS) * row_bytes;
-                    let rows = &weights[start..start + TILE_COLS * row_bytes];
                     let mut out = Vec::new();
-                    (tile.pack)(rows, row_bytes, &mut out);
+                    pack(tile_rows(t), row_bytes, &mut out);
                     out
                 })
-                .collect()
-        });
+                .collect(),
+            None => Vec::new(),
+        };
         // Each group of activation rows meets all the task's weight rows before the
         // next group comes: the group (a few KB) and the task's weight rows (16 rows)
         // stay in L1 between uses, where sweeping many rows per weight row would
@@ -1807,8 +1864,9 @@ fn matmul<A: Send + Sync>(
             let xs = std::array::from_fn(|i| quantized[r + i].0.as_slice());
             let places = std::array::from_fn(|i| quantized[r + i].1);
             if let Some(tile) = tile {
-                for (t, packed) in packed.iter().enumerate() {
-                    let values = (tile.dot)(packed, xs);
+                for t in 0..tiles {
+                    let data = packed.get(t).map_or_else(|| tile_rows(t), Vec::as_slice);
+                    let values = (tile.dot)(data, row_bytes, xs);
                     for (i, row) in values.iter().enumerate() {
                         for (j, v) in row.iter().enumerate() {
                             out.set(r + i, t * TILE_COLS + j, *v);
@@ -2486,6 +2544,44 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn block_quantization_equals_the_scalar_reference() {
+        let mut s = 5u32;
+        let mut next = || {
+            s = s.wrapping_mul(1103515245).wrapping_add(12345);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let mut cases: Vec<[f32; QK]> = (0..2000)
+            .map(|i| std::array::from_fn(|_| next() * (1 << (i % 12)) as f32))
+            .collect();
+        // Exact halves after scaling (amax 127: scale 1), an all-zero block, and a block
+        // whose largest magnitude is negative.
+        cases.push(std::array::from_fn(|e| {
+            if e == 0 {
+                127.0
+            } else {
+                e as f32 - 15.5
+            }
+        }));
+        cases.push([0.0; QK]);
+        cases.push(std::array::from_fn(|e| {
+            if e == 7 {
+                -3.0
+            } else {
+                e as f32 / 40.0
+            }
+        }));
+        for block in &cases {
+            let (mut a, mut b) = ([0i8; QK], [0i8; QK]);
+            let simd = quantize_block(block, &mut a);
+            let scalar = quantize_block_scalar(block, &mut b);
+            assert_eq!(
+                (simd.0.to_bits(), simd.1, a),
+                (scalar.0.to_bits(), scalar.1, b)
+            );
         }
     }
 
