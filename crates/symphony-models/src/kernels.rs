@@ -146,6 +146,35 @@ fn signed_rows<const R: usize>(
     lanes.map(|l| hsum8(&l))
 }
 
+/// Eight Q8_0 rows · four activation rows, read from the rows as stored. Only with VNNI:
+/// its weights are made unsigned by an offset, whose products AVX2's `vpmaddubsw` would
+/// saturate.
+#[cfg(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl"))]
+fn dot_q8_0_tile(
+    rows: &[u8],
+    row_bytes: usize,
+    xs: [&[BlockQ8_0]; ROW_GROUP],
+) -> [[f32; TILE_COLS]; ROW_GROUP] {
+    assert_eq!(rows.len(), TILE_COLS * row_bytes);
+    assert!(xs.iter().all(|x| x.len() * Q8_0_BLOCK_BYTES == row_bytes));
+    // SAFETY: the target features are enabled at compile time; the lengths are checked
+    // above and every load is unaligned.
+    let lanes = unsafe { simd::q8_0_tile_dot(rows, row_bytes, xs) };
+    lanes.map(|row| row.map(|l| hsum8(&l)))
+}
+
+#[cfg(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl"))]
+static Q8_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
+    pack: None,
+    dot: dot_q8_0_tile,
+};
+
+/// The tiled Q8_0 kernel where the machine has it (AVX512-VNNI).
+#[cfg(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl"))]
+const Q8_0_TILE: Option<&Tile<BlockQ8_0>> = Some(&Q8_0_TILE_KERNEL);
+#[cfg(not(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl")))]
+const Q8_0_TILE: Option<&Tile<BlockQ8_0>> = None;
+
 const Q5_0_BLOCK_BYTES: usize = 22;
 
 /// The 32 signed weights of a Q5_0 block (f16 d, 32 high bits, 16 bytes of low nibbles):
@@ -983,45 +1012,49 @@ mod simd {
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), q5_0_unsigned(qs, qh)) }
     }
 
-    /// `dot_q5_0_tile`'s lanes: for each of the tile's eight weight rows and each activation
-    /// row, the eight lanes `dot_q5_0_rows` keeps for that pair, with the same integers and
-    /// the same FMA per block, so each result is the grouped kernel's bit for bit. The
-    /// weights come unpacked and unsigned (`w + 16`), so a lane's `Σ w·x` is
-    /// `Σ (w+16)·x - 16·Σ x`: one `dpbusd` started from the activations' `-16·Σ x` (formed
-    /// once per block for all the rows) replaces the two sign fixes per pair, and the rows'
-    /// scales are multiplied as vectors. Weight rows go `TILE_ROWS` at a time, so their
-    /// accumulators stay in registers.
-    #[inline]
-    pub(super) unsafe fn q5_0_tile_dot(
-        packed: &[u8],
-        xs: [&[super::BlockQ8_0]; super::ROW_GROUP],
-    ) -> [[[f32; 8]; super::TILE_COLS]; super::ROW_GROUP] {
-        use super::{Q5_0_TILE_BLOCK, QK, ROW_GROUP as R, TILE_COLS};
+    /// The eight lanes of each of [`super::TILE_COLS`] weight rows against each of `R`
+    /// activation rows, as the grouped kernels keep them: per block, the pair's exact
+    /// four-element integer sums, then `acc += (d_w·d_x) · sums` with one FMA, so each pair's
+    /// lanes are the one-row kernel's bit for bit. `weights(row, b)` gives a block's weights
+    /// as unsigned bytes (the stored ones plus `OFFSET`) and its `d_w` in every lane; `xs(r,
+    /// b)` an activation block and its `d_x`. The offset comes off exactly as
+    /// `OFFSET · Σ x`, formed once per activation block for all the rows, in the sums'
+    /// starting value, so no per-pair sign fixes are needed. Weight rows go `TILE_ROWS` at a
+    /// time, their accumulators in registers; what is shared between rows (the activations,
+    /// their scales and offsets) is loaded once per block.
+    #[inline(always)]
+    unsafe fn tile_lanes<'x, const R: usize, const OFFSET: i32>(
+        blocks: usize,
+        weights: impl Fn(usize, usize) -> (__m256i, __m256),
+        xs: impl Fn(usize, usize) -> (&'x [i8; 32], f32),
+    ) -> [[[f32; 8]; super::TILE_COLS]; R] {
+        use super::TILE_COLS;
         /// Weight rows whose accumulators are live at once: `TILE_ROWS · R` registers.
         const TILE_ROWS: usize = 4;
-        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
-        // each activation block; all loads and stores are unaligned and inside the slices.
+        // SAFETY: callers guarantee the features and that both closures may be called for
+        // every row below `TILE_COLS` and block below `blocks`; stores are unaligned.
         unsafe {
             let mut out = [[[0f32; 8]; TILE_COLS]; R];
             let ones = _mm256_set1_epi8(1);
             for first in (0..TILE_COLS).step_by(TILE_ROWS) {
                 let mut acc = [[_mm256_setzero_ps(); R]; TILE_ROWS];
-                for (b, tile) in packed.chunks_exact(Q5_0_TILE_BLOCK).enumerate() {
-                    let t = tile.as_ptr();
+                for b in 0..blocks {
                     let x: [__m256i; R] =
-                        std::array::from_fn(|r| _mm256_loadu_si256(xs[r][b].qs.as_ptr().cast()));
-                    let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs[r][b].d));
-                    // -16 · (Σ of each group of four x), exact: |Σ| <= 4·127.
-                    let offset: [__m256i; R] = std::array::from_fn(|r| {
-                        let sums = dpbusd(_mm256_setzero_si256(), ones, x[r]);
-                        _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 4))
+                        std::array::from_fn(|r| _mm256_loadu_si256(xs(r, b).0.as_ptr().cast()));
+                    let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs(r, b).1));
+                    // -OFFSET · (Σ of each group of four x), exact: |Σ| <= 4·128.
+                    let start: [__m256i; R] = std::array::from_fn(|r| {
+                        if OFFSET == 0 {
+                            _mm256_setzero_si256()
+                        } else {
+                            let sums = dpbusd(_mm256_setzero_si256(), ones, x[r]);
+                            _mm256_mullo_epi32(sums, _mm256_set1_epi32(-OFFSET))
+                        }
                     });
                     for (i, acc) in acc.iter_mut().enumerate() {
-                        let row = first + i;
-                        let w = _mm256_loadu_si256(t.add(4 * TILE_COLS + QK * row).cast());
-                        let d = _mm256_set1_ps(t.cast::<f32>().add(row).read_unaligned());
+                        let (w, d) = weights(first + i, b);
                         for r in 0..R {
-                            let sums = dpbusd(offset[r], w, x[r]);
+                            let sums = dpbusd(start[r], w, x[r]);
                             acc[r] = _mm256_fmadd_ps(
                                 _mm256_mul_ps(d, xd[r]),
                                 _mm256_cvtepi32_ps(sums),
@@ -1037,6 +1070,70 @@ mod simd {
                 }
             }
             out
+        }
+    }
+
+    /// `dot_q5_0_tile`'s lanes ([`tile_lanes`]): the packed weights come unpacked and
+    /// unsigned (`w + 16`), their scales widened.
+    #[inline]
+    pub(super) unsafe fn q5_0_tile_dot(
+        packed: &[u8],
+        xs: [&[super::BlockQ8_0]; super::ROW_GROUP],
+    ) -> [[[f32; 8]; super::TILE_COLS]; super::ROW_GROUP] {
+        use super::{Q5_0_TILE_BLOCK, QK, TILE_COLS};
+        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
+        // each activation block; all loads are unaligned and inside the slices.
+        unsafe {
+            let t = |b: usize| packed.as_ptr().add(b * Q5_0_TILE_BLOCK);
+            tile_lanes::<{ super::ROW_GROUP }, 16>(
+                packed.len() / Q5_0_TILE_BLOCK,
+                |row, b| {
+                    let w = _mm256_loadu_si256(t(b).add(4 * TILE_COLS + QK * row).cast());
+                    (
+                        w,
+                        _mm256_set1_ps(t(b).cast::<f32>().add(row).read_unaligned()),
+                    )
+                },
+                |r, b| (&xs[r][b].qs, xs[r][b].d),
+            )
+        }
+    }
+
+    /// A stored block's f16 scale in every lane of a register.
+    #[inline(always)]
+    unsafe fn widened_scale(block: *const u8) -> __m256 {
+        // SAFETY: callers guarantee the features and two readable bytes at `block`.
+        unsafe {
+            let bits = block.cast::<u16>().read_unaligned();
+            _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        }
+    }
+
+    /// `dot_q8_0_tile`'s lanes ([`tile_lanes`]), from the stored rows: the signed weights
+    /// become unsigned by their top bit flipped (`w + 128`), which only VNNI's `vpdpbusd`
+    /// multiplies without saturating.
+    #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+    #[inline]
+    pub(super) unsafe fn q8_0_tile_dot(
+        rows: &[u8],
+        row_bytes: usize,
+        xs: [&[super::BlockQ8_0]; super::ROW_GROUP],
+    ) -> [[[f32; 8]; super::TILE_COLS]; super::ROW_GROUP] {
+        use super::Q8_0_BLOCK_BYTES as BLOCK;
+        // SAFETY: callers guarantee the features, that `rows` holds `TILE_COLS` rows of
+        // `row_bytes` and that each of `xs` has a block for each of theirs; all loads are
+        // unaligned and inside the slices.
+        unsafe {
+            let block = |row: usize, b: usize| rows.as_ptr().add(row * row_bytes + b * BLOCK);
+            tile_lanes::<{ super::ROW_GROUP }, 128>(
+                row_bytes / BLOCK,
+                |row, b| {
+                    let w = _mm256_loadu_si256(block(row, b).add(2).cast());
+                    let flipped = _mm256_xor_si256(w, _mm256_set1_epi8(i8::MIN));
+                    (flipped, widened_scale(block(row, b)))
+                },
+                |r, b| (&xs[r][b].qs, xs[r][b].d),
+            )
         }
     }
 
@@ -1142,12 +1239,10 @@ mod simd {
         }
     }
 
-    /// `dot_q4_1_tile`'s lanes and `m·s` sums: for each of the tile's eight weight rows and
-    /// each activation row, the eight lanes and the sum `q4_1_row` keeps for that pair, with
-    /// the same integers, the same FMA per block and the sums' additions in the same order,
-    /// so each result is the one-row kernel's bit for bit. The sums of all eight rows go
-    /// in one register per activation row; weight rows go `TILE_ROWS` at a time, so their
-    /// accumulators stay in registers.
+    /// `dot_q4_1_tile`'s lanes ([`tile_lanes`], the nibbles unpacked from the stored rows)
+    /// and `m·s` sums: for each of the tile's eight weight rows and each activation row, the
+    /// sum `q4_1_row` keeps for that pair, its additions in the same order, all eight rows'
+    /// in one register per activation row.
     #[inline]
     #[allow(clippy::needless_range_loop)] // `b` indexes the rows and the activations alike
     pub(super) unsafe fn q4_1_tile_dot(
@@ -1159,19 +1254,12 @@ mod simd {
         [[f32; super::TILE_COLS]; super::ROW_GROUP],
     ) {
         use super::{Q4_1_BLOCK_BYTES as BLOCK, ROW_GROUP as R, TILE_COLS};
-        /// Weight rows whose accumulators are live at once: `TILE_ROWS · R` registers.
-        const TILE_ROWS: usize = 4;
         let blocks = row_bytes / BLOCK;
         // SAFETY: callers guarantee the features, that `rows` holds `TILE_COLS` rows of
         // `row_bytes` and that each of `xs` has `blocks` blocks; all loads and stores are
         // unaligned and inside the slices.
         unsafe {
             let block = |row: usize, b: usize| rows.as_ptr().add(row * row_bytes + b * BLOCK);
-            // A block's f16 scale (`at` 0) or minimum (`at` 2) as f32, in every lane.
-            let widened = |row: usize, b: usize, at: usize| {
-                let bits = block(row, b).add(at).cast::<u16>().read_unaligned();
-                _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-            };
             let mut mins = [_mm256_setzero_ps(); R];
             for b in 0..blocks {
                 let m: [u16; TILE_COLS] =
@@ -1185,33 +1273,16 @@ mod simd {
             for (o, m) in out_mins.iter_mut().zip(mins) {
                 _mm256_storeu_ps(o.as_mut_ptr(), m);
             }
-            let mut out = [[[0f32; 8]; TILE_COLS]; R];
-            for first in (0..TILE_COLS).step_by(TILE_ROWS) {
-                let mut acc = [[_mm256_setzero_ps(); R]; TILE_ROWS];
-                for b in 0..blocks {
-                    let x: [__m256i; R] =
-                        std::array::from_fn(|r| _mm256_loadu_si256(xs[r][b].qs.as_ptr().cast()));
-                    let xd: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(xs[r][b].d));
-                    for (i, acc) in acc.iter_mut().enumerate() {
-                        let row = first + i;
-                        let w = nibbles(&*block(row, b).add(4).cast());
-                        let d = widened(row, b, 0);
-                        for r in 0..R {
-                            let sums = dpbusd(_mm256_setzero_si256(), w, x[r]);
-                            acc[r] = _mm256_fmadd_ps(
-                                _mm256_mul_ps(d, xd[r]),
-                                _mm256_cvtepi32_ps(sums),
-                                acc[r],
-                            );
-                        }
-                    }
-                }
-                for (i, acc) in acc.iter().enumerate() {
-                    for r in 0..R {
-                        _mm256_storeu_ps(out[r][first + i].as_mut_ptr(), acc[r]);
-                    }
-                }
-            }
+            let out = tile_lanes::<R, 0>(
+                blocks,
+                |row, b| {
+                    (
+                        nibbles(&*block(row, b).add(4).cast()),
+                        widened_scale(block(row, b)),
+                    )
+                },
+                |r, b| (&xs[r][b].qs, xs[r][b].d),
+            );
             (out, out_mins)
         }
     }
@@ -1559,7 +1630,7 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
             quantize: |x, _, out| quantize_q8_0(x, out),
             dot: |ws, rb, x, _, out| each_row(ws, rb, out, |w| dot_q8_0_q8_0(w, x)),
             dot_group: |w, xs, _| dot_q8_0_rows(w, xs),
-            tile: None,
+            tile: Q8_0_TILE,
         },
     )
 }
