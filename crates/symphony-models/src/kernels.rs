@@ -165,6 +165,7 @@ fn dot_q8_0_tile(
 
 #[cfg(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl"))]
 static Q8_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
+    min_rows: ROW_GROUP,
     pack: None,
     dot: dot_q8_0_tile,
 };
@@ -279,6 +280,7 @@ fn dot_q5_0_tile(packed: &[u8], xs: [&[BlockQ8_0]; ROW_GROUP]) -> [[f32; TILE_CO
 
 #[cfg(simd_avx2)]
 static Q5_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
+    min_rows: ROW_GROUP,
     pack: Some(pack_q5_0_tile),
     dot: |packed, _, xs| dot_q5_0_tile(packed, xs),
 };
@@ -352,6 +354,7 @@ fn dot_q4_1_tile(
 
 #[cfg(simd_avx2)]
 static Q4_1_TILE_KERNEL: Tile<BlockQ8_1> = Tile {
+    min_rows: ROW_GROUP,
     pack: None,
     dot: dot_q4_1_tile,
 };
@@ -617,6 +620,7 @@ const Q4_K_TILE_QUANTS: usize = Q4_K_TILE_MINS + 4 * 32;
 
 #[cfg(simd_avx2)]
 static Q4_K_TILE_KERNEL: Tile<BlockQ8K> = Tile {
+    min_rows: ROW_GROUP,
     pack: Some(pack_q4_k_tile),
     dot: |packed, _, xs| dot_q4_k_tile(packed, xs),
 };
@@ -745,6 +749,62 @@ fn dot_q6_k_rows<const R: usize>(
         }
     })
 }
+
+/// Bytes of one super-block of a packed Q6_K tile: the eight rows' `d` as f32, their 16
+/// scales as i32 (sub-block by sub-block, row by row), then their quants unpacked (0..64) in
+/// chunks of four elements, each chunk's four bytes from every row in turn, so that one
+/// register holds one chunk of the eight rows.
+const Q6_K_TILE_BLOCK: usize = 4 * TILE_COLS + 16 * 4 * TILE_COLS + QK_K * TILE_COLS;
+const Q6_K_TILE_SCALES: usize = 4 * TILE_COLS;
+const Q6_K_TILE_QUANTS: usize = Q6_K_TILE_SCALES + 16 * 4 * TILE_COLS;
+
+/// Eight Q6_K rows rearranged by super-block so that lane `j` of every register is row `j`'s:
+/// the tiled matmul ggml uses from 8 rows on sums a super-block's scaled products exactly
+/// before any rounding, so the order of the integer sums is free.
+#[cfg_attr(not(simd_avx2), allow(dead_code))]
+fn pack_q6_k_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
+    let blocks = row_bytes / Q6_K_BLOCK_BYTES;
+    out.clear();
+    out.resize(blocks * Q6_K_TILE_BLOCK, 0);
+    for (b, o) in out.chunks_exact_mut(Q6_K_TILE_BLOCK).enumerate() {
+        for j in 0..TILE_COLS {
+            let at = j * row_bytes + b * Q6_K_BLOCK_BYTES;
+            let block = &rows[at..at + Q6_K_BLOCK_BYTES];
+            let d = f16::from_le_bytes([block[208], block[209]]).to_f32();
+            o[4 * j..][..4].copy_from_slice(&d.to_le_bytes());
+            let unpacked = Q6KBlock::unpack(block);
+            for (sub, &scale) in unpacked.scales.iter().enumerate() {
+                let to = Q6_K_TILE_SCALES + 4 * (TILE_COLS * sub + j);
+                o[to..][..4].copy_from_slice(&(scale as i32).to_le_bytes());
+            }
+            for (c, chunk) in unpacked.quants.chunks_exact(4).enumerate() {
+                let to = Q6_K_TILE_QUANTS + 4 * (TILE_COLS * c + j);
+                o[to..][..4].copy_from_slice(chunk);
+            }
+        }
+    }
+}
+
+#[cfg(simd_avx2)]
+fn dot_q6_k_tile(packed: &[u8], xs: [&[BlockQ8K]; ROW_GROUP]) -> [[f32; TILE_COLS]; ROW_GROUP] {
+    assert!(xs.iter().all(|x| x.len() * Q6_K_TILE_BLOCK == packed.len()));
+    // SAFETY: the target features are enabled at compile time; the lengths are checked
+    // above and every load is unaligned.
+    unsafe { simd::q6_k_tile_dot(packed, xs) }
+}
+
+#[cfg(simd_avx2)]
+static Q6_K_TILE_KERNEL: Tile<BlockQ8K> = Tile {
+    min_rows: 8,
+    pack: Some(pack_q6_k_tile),
+    dot: |packed, _, xs| dot_q6_k_tile(packed, xs),
+};
+
+/// The tiled Q6_K kernel where the machine has it (AVX2), for ggml's tiled batches only.
+#[cfg(simd_avx2)]
+const Q6_K_TILE: Option<&Tile<BlockQ8K>> = Some(&Q6_K_TILE_KERNEL);
+#[cfg(not(simd_avx2))]
+const Q6_K_TILE: Option<&Tile<BlockQ8K>> = None;
 
 /// A Q6_K super-block's 6-bit quants (0..64, in element order) and 16 signed scales.
 struct Q6KBlock {
@@ -1590,6 +1650,63 @@ mod simd {
         }
     }
 
+    /// `dot_q6_k_tile`: the eight weight rows of a packed tile in the eight lanes. Per
+    /// sub-block of 16, each activation row's four chunks go through `dpbusd` from
+    /// `-32 · Σx` (the quants' offset), the sum is multiplied by the rows' scales and added
+    /// to the super-block's exact integer total; then, as in ggml's tiled matmul,
+    /// `acc += (total · d_w) · d_x` with one FMA.
+    #[inline]
+    pub(super) unsafe fn q6_k_tile_dot(
+        packed: &[u8],
+        xs: [&[super::BlockQ8K]; super::ROW_GROUP],
+    ) -> [[f32; 8]; super::ROW_GROUP] {
+        use super::{Q6_K_TILE_BLOCK, Q6_K_TILE_QUANTS, Q6_K_TILE_SCALES, TILE_COLS};
+        const R: usize = super::ROW_GROUP;
+        // SAFETY: callers guarantee the features and that `packed` holds one tile block for
+        // each activation block; all loads and stores are unaligned and inside the slices.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); R];
+            for (b, tile) in packed.chunks_exact(Q6_K_TILE_BLOCK).enumerate() {
+                let t = tile.as_ptr();
+                let mut total = [_mm256_setzero_si256(); R];
+                for sub in 0..16 {
+                    let mut sums: [__m256i; R] = std::array::from_fn(|r| {
+                        _mm256_set1_epi32(-32 * xs[r][b].bsums[sub] as i32)
+                    });
+                    for c in 0..4 {
+                        let chunk = 4 * sub + c;
+                        let w = _mm256_loadu_si256(
+                            t.add(Q6_K_TILE_QUANTS + 4 * TILE_COLS * chunk).cast(),
+                        );
+                        for r in 0..R {
+                            let x = xs[r][b].qs.as_ptr().add(4 * chunk);
+                            let x = _mm256_set1_epi32(x.cast::<i32>().read_unaligned());
+                            sums[r] = dpbusd(sums[r], w, x);
+                        }
+                    }
+                    let scales =
+                        _mm256_loadu_si256(t.add(Q6_K_TILE_SCALES + 4 * TILE_COLS * sub).cast());
+                    for r in 0..R {
+                        total[r] = _mm256_add_epi32(total[r], _mm256_mullo_epi32(sums[r], scales));
+                    }
+                }
+                let d = _mm256_loadu_ps(t.cast());
+                for r in 0..R {
+                    acc[r] = _mm256_fmadd_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(total[r]), d),
+                        _mm256_set1_ps(xs[r][b].d),
+                        acc[r],
+                    );
+                }
+            }
+            let mut out = [[0f32; 8]; R];
+            for r in 0..R {
+                _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+            }
+            out
+        }
+    }
+
     /// `Q6KBlock::unpack`: each half of 128 quants from 64 bytes of low nibbles and 32 of
     /// high bit pairs, four runs of 32 built in registers.
     #[inline]
@@ -1757,7 +1874,7 @@ pub fn matmul_q6_k(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
             quantize: |x, _, out| quantize_q8_k(x, out),
             dot: |ws, rb, x, p, out| each_row(ws, rb, out, |w| dot_q6_k_q8_k(w, x, p)),
             dot_group: dot_q6_k_rows,
-            tile: None,
+            tile: Q6_K_TILE,
         },
     )
 }
@@ -1928,6 +2045,9 @@ const TILE_COLS: usize = 8;
 /// weight row, in the same order, so the results are the same bit for bit; what goes is
 /// the per-row horizontal reductions and scalar FMAs.
 struct Tile<A> {
+    /// The fewest rows a batch must have for the tile to compute them as the grouped kernel
+    /// would: ggml rounds Q6_K one way below 8 rows and another from 8 on.
+    min_rows: usize,
     /// Rearranges [`TILE_COLS`] consecutive weight rows (`row_bytes` each) into `out`, once
     /// per matmul task; `None` where the kernel reads the rows as stored.
     pack: Option<TilePack>,
@@ -1986,7 +2106,7 @@ fn matmul<A: Send + Sync>(
         let (first, cols) = (out.first, out.cols);
         // Whole tiles of weight rows, packed once per task, where there are groups of
         // four activation rows to meet them.
-        let tile = tile.filter(|_| m >= ROW_GROUP);
+        let tile = tile.filter(|tile| m >= tile.min_rows);
         let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
         let tile_rows = |t: usize| {
             let start = (first + t * TILE_COLS) * row_bytes;
