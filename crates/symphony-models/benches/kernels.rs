@@ -122,7 +122,14 @@ fn main() {
         "{:<8} {:>5} {:>6} {:>6} {:>10} {:>9} {:>10} {:>12}",
         "kernel", "m", "n", "k", "µs/call", "GFLOP/s", "weight GB/s", "cpu µs/call"
     );
-    let (n, k) = (1536, 576);
+    // `BENCH_N=49152` (say) for an LM head's shape: a matrix larger than the caches.
+    let env = |var: &str, default: usize| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (n, k) = (env("BENCH_N", 1536), env("BENCH_K", 576));
     let kernels: Vec<(&str, MatmulKernel, Vec<u8>)> = vec![
         ("q4_1", matmul_q4_1, weights(n, k, 32, 20, &[0, 2])),
         ("q8_0", matmul_q8_0, weights(n, k, 32, 34, &[0])),

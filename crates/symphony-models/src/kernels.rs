@@ -1082,11 +1082,7 @@ mod simd {
     /// starting value, so no per-pair sign fixes are needed. Weight rows go `TILE_ROWS` at a
     /// time, their accumulators in registers; what is shared between rows (the activations,
     /// their scales and offsets) is loaded once per block.
-    #[cfg(not(all(
-        target_feature = "avx512f",
-        target_feature = "avx512dq",
-        target_feature = "avx512vnni"
-    )))]
+    #[cfg(not(simd_avx512))]
     #[inline(always)]
     unsafe fn tile_lanes<'x, const R: usize, const OFFSET: i32>(
         blocks: usize,
@@ -1142,11 +1138,7 @@ mod simd {
     /// one row's and 8..16 the other's, against the weight block repeated in both halves.
     /// Each lane does what it does in the 256-bit form, so the results are the same bits,
     /// in half the instructions. All eight weight rows at once: sixteen accumulators.
-    #[cfg(all(
-        target_feature = "avx512f",
-        target_feature = "avx512dq",
-        target_feature = "avx512vnni"
-    ))]
+    #[cfg(simd_avx512)]
     #[inline(always)]
     unsafe fn tile_lanes<'x, const R: usize, const OFFSET: i32>(
         blocks: usize,
@@ -1206,6 +1198,75 @@ mod simd {
                 }
             }
             out
+        }
+    }
+
+    /// Two weight rows against one activation row, for decode: row A's eight lanes in the
+    /// low half of a 512-bit register, row B's in the high half, against the activation
+    /// block repeated in both. `weights(b)` gives block `b` of both rows as unsigned bytes
+    /// (the stored weights plus `OFFSET`) and their scales (lanes 0 and 1); the offset comes off as
+    /// `OFFSET · Σx` in the sums' starting value. Each lane does what the one-row kernel
+    /// does for its row (exact integer sums, one FMA by `d_w·d_x` per block), so each
+    /// row's lanes are that kernel's bit for bit, in half its instructions.
+    #[cfg(simd_avx512)]
+    #[inline(always)]
+    pub(super) unsafe fn row_pair_lanes<'x, const OFFSET: i32>(
+        blocks: usize,
+        weights: impl Fn(usize) -> (__m512i, __m128),
+        x: impl Fn(usize) -> (&'x [i8; 32], f32),
+    ) -> [[f32; 8]; 2] {
+        // SAFETY: callers guarantee the features and that both closures may be called for
+        // every block below `blocks`; loads and stores are unaligned.
+        unsafe {
+            let ones = _mm512_set1_epi8(1);
+            let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+            let mut acc = _mm512_setzero_ps();
+            for b in 0..blocks {
+                let (qs, xd) = x(b);
+                let xv = _mm512_broadcast_i64x4(_mm256_loadu_si256(qs.as_ptr().cast()));
+                let start = if OFFSET == 0 {
+                    _mm512_setzero_si512()
+                } else {
+                    let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv);
+                    _mm512_mullo_epi32(sums, _mm512_set1_epi32(-OFFSET))
+                };
+                let (w, d) = weights(b);
+                // `d_w·d_x` for both rows (lanes 0 and 1), each spread over its half.
+                let d = _mm512_castps128_ps512(_mm_mul_ps(d, _mm_set1_ps(xd)));
+                let scale = _mm512_permutexvar_ps(halves, d);
+                let sums = _mm512_dpbusd_epi32(start, w, xv);
+                acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sums), acc);
+            }
+            let mut lanes = [0f32; 16];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
+            let mut out = [[0f32; 8]; 2];
+            out[0].copy_from_slice(&lanes[..8]);
+            out[1].copy_from_slice(&lanes[8..]);
+            out
+        }
+    }
+
+    /// Two Q5_0 blocks (at `a` and `b`, 22 bytes each) as stored, 0..=31: [`q5_0_unsigned`]
+    /// for both at once, `a`'s in the low half.
+    #[cfg(simd_avx512)]
+    #[inline(always)]
+    pub(super) unsafe fn q5_0_unsigned_pair(a: *const u8, b: *const u8) -> __m512i {
+        // SAFETY: callers guarantee the features and 22 readable bytes at `a` and `b`.
+        unsafe {
+            let halves =
+                |p: *const u8| _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(6).cast()));
+            // Each 128-bit quarter: the 16 bytes of nibbles; the second and fourth take the
+            // high nibbles.
+            let raw = _mm512_inserti64x4(_mm512_castsi256_si512(halves(a)), halves(b), 1);
+            let nibbles = _mm512_and_si512(
+                _mm512_mask_blend_epi64(0b1100_1100, raw, _mm512_srli_epi16(raw, 4)),
+                _mm512_set1_epi8(0x0F),
+            );
+            // Bit `e` of a block's `qh` is the fifth bit of its weight `e`: the two words
+            // side by side are the byte mask of the whole register.
+            let qh = |p: *const u8| p.add(2).cast::<u32>().read_unaligned() as u64;
+            let set = _cvtu64_mask64(qh(b) << 32 | qh(a));
+            _mm512_mask_add_epi8(nibbles, set, nibbles, _mm512_set1_epi8(0x10))
         }
     }
 
@@ -1821,6 +1882,12 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         Kernels {
             quantize: |x, _, out| quantize_q8_0(x, out),
+            #[cfg(simd_avx512)]
+            dot: |ws, rb, x, _, out| {
+                let pair = |a: &[u8], b: &[u8]| dot_q8_0_pair(a, b, x);
+                each_row_pair(ws, rb, out, pair, |w| dot_q8_0_q8_0(w, x))
+            },
+            #[cfg(not(simd_avx512))]
             dot: |ws, rb, x, _, out| each_row(ws, rb, out, |w| dot_q8_0_q8_0(w, x)),
             dot_group: |w, xs, _| dot_q8_0_rows(w, xs),
             tile: Q8_0_TILE,
@@ -1838,6 +1905,12 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
         dst,
         Kernels {
             quantize: |x, _, out| quantize_q8_0(x, out),
+            #[cfg(simd_avx512)]
+            dot: |ws, rb, x, _, out| {
+                let pair = |a: &[u8], b: &[u8]| dot_q5_0_pair(a, b, x);
+                each_row_pair(ws, rb, out, pair, |w| dot_q5_0_q8_0(w, x))
+            },
+            #[cfg(not(simd_avx512))]
             dot: |ws, rb, x, _, out| each_row(ws, rb, out, |w| dot_q5_0_q8_0(w, x)),
             dot_group: |w, xs, _| dot_q5_0_rows(w, xs),
             tile: Q5_0_TILE,
@@ -2019,6 +2092,94 @@ impl TaskColumns<'_> {
         // writes its columns.
         unsafe { self.dst.0.add(row * self.n + self.first + col).write(v) }
     }
+}
+
+/// [`each_row`] two rows at a time through `pair` (the last, odd row through `single`).
+#[cfg_attr(not(simd_avx512), allow(dead_code))]
+#[inline(always)]
+fn each_row_pair(
+    rows: &[u8],
+    row_bytes: usize,
+    out: &mut [f32],
+    pair: impl Fn(&[u8], &[u8]) -> [f32; 2],
+    single: impl Fn(&[u8]) -> f32,
+) {
+    let mut rows = rows.chunks_exact(row_bytes);
+    for o in out.chunks_mut(2) {
+        match o {
+            [a, b] => {
+                let (wa, wb) = (rows.next().expect("a row"), rows.next().expect("a row"));
+                [*a, *b] = pair(wa, wb);
+            }
+            [a] => *a = single(rows.next().expect("a row")),
+            _ => unreachable!("chunks of two"),
+        }
+    }
+}
+
+/// Two Q5_0 rows · one Q8_0 row, each result [`dot_q5_0_q8_0`]'s bit for bit.
+#[cfg(simd_avx512)]
+fn dot_q5_0_pair(a: &[u8], b: &[u8], x: &[BlockQ8_0]) -> [f32; 2] {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let blocks = a.len() / Q5_0_BLOCK_BYTES;
+    assert!(b.len() == a.len() && x.len() >= blocks);
+    // SAFETY: the target features are enabled at compile time; every block index is below
+    // `blocks`, inside both rows and (checked above) the activations.
+    let lanes = unsafe {
+        simd::row_pair_lanes::<16>(
+            blocks,
+            |i| {
+                let at = i * Q5_0_BLOCK_BYTES;
+                // Two rows read side by side lose the hardware prefetcher on some row
+                // lengths (Qwen's 616 bytes: half speed from memory), so each block asks for
+                // one line of the pair after next.
+                _mm_prefetch::<_MM_HINT_T0>(a.as_ptr().wrapping_add(4 * a.len() + 64 * i).cast());
+                let w = simd::q5_0_unsigned_pair(a.as_ptr().add(at), b.as_ptr().add(at));
+                (w, scales(a, b, at))
+            },
+            |i| (&x[i].qs, x[i].d),
+        )
+    };
+    lanes.map(|l| hsum8(&l))
+}
+
+/// The f16 scales at byte `at` of rows `a` and `b`, as f32 in lanes 0 and 1.
+#[cfg(simd_avx512)]
+#[inline(always)]
+fn scales(a: &[u8], b: &[u8], at: usize) -> std::arch::x86_64::__m128 {
+    use std::arch::x86_64::*;
+    let bits = |row: &[u8]| u16::from_le_bytes([row[at], row[at + 1]]) as i32;
+    // SAFETY: the target features are enabled at compile time.
+    unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128(bits(b) << 16 | bits(a))) }
+}
+
+/// Two Q8_0 rows · one Q8_0 row, each result [`dot_q8_0_q8_0`]'s bit for bit: the signed
+/// weights made unsigned by their top bit flipped (`w + 128`).
+#[cfg(simd_avx512)]
+fn dot_q8_0_pair(a: &[u8], b: &[u8], x: &[BlockQ8_0]) -> [f32; 2] {
+    use std::arch::x86_64::*;
+    let blocks = a.len() / Q8_0_BLOCK_BYTES;
+    assert!(b.len() == a.len() && x.len() >= blocks);
+    // SAFETY: the target features are enabled at compile time; every block index is below
+    // `blocks`, inside both rows and (checked above) the activations; loads are unaligned.
+    let lanes = unsafe {
+        simd::row_pair_lanes::<128>(
+            blocks,
+            |i| {
+                let at = i * Q8_0_BLOCK_BYTES;
+                // As in `dot_q5_0_pair`; a block pair is 68 bytes, so two lines a block.
+                let ahead = a.as_ptr().wrapping_add(4 * a.len() + 128 * i);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                let load = |row: &[u8]| _mm256_loadu_si256(row.as_ptr().add(at + 2).cast());
+                let w = _mm512_inserti64x4(_mm512_castsi256_si512(load(a)), load(b), 1);
+                let w = _mm512_xor_si512(w, _mm512_set1_epi8(i8::MIN));
+                (w, scales(a, b, at))
+            },
+            |i| (&x[i].qs, x[i].d),
+        )
+    };
+    lanes.map(|l| hsum8(&l))
 }
 
 /// `out[c] = dot(row c)` for consecutive weight rows of `row_bytes` each.
