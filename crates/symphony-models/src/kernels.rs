@@ -499,6 +499,16 @@ fn dot_q4_k_rows<const R: usize>(
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
         let unpacked = Q4KBlock::unpack(block);
+        #[cfg(simd_avx512)]
+        if R == 1 && !places[0].in_group_of_four() {
+            // Decode: ggml's one-row kernel adds the four pairs before rounding, so only the
+            // super-block's two exact totals matter, and they can be formed in any order.
+            let xb = &xs[0][b];
+            let (sum, mins) = unpacked.totals(xb);
+            acc[0] = (sum as f32).mul_add(d * xb.d, acc[0]);
+            acc_min[0] = (mins as f32).mul_add(dmin * xb.d, acc_min[0]);
+            continue;
+        }
         // Integer pair sums two rows at a time where there are two (their reductions share
         // instructions), one at a time otherwise.
         let mut all_pairs = [[(0i32, 0i32); 4]; R];
@@ -583,6 +593,22 @@ impl<'a> Q4KBlock<'a> {
 }
 
 impl Q4KBlock<'_> {
+    /// The sums of [`Q4KBlock::pair_sums`] over the four pairs, the quants' in 512-bit
+    /// registers, two pairs at a time.
+    #[cfg(simd_avx512)]
+    #[inline]
+    fn totals(&self, xb: &BlockQ8K) -> (i32, i32) {
+        let scales = self.scales.map(|(sc, _)| sc);
+        // SAFETY: the target features are enabled at compile time; loads are unaligned.
+        let sum = unsafe { simd::q4_k_total(self.packed, &scales, &xb.qs) };
+        let mins = (0..8)
+            .map(|sub| {
+                self.scales[sub].1 * (xb.bsums[2 * sub] as i32 + xb.bsums[2 * sub + 1] as i32)
+            })
+            .sum();
+        (sum, mins)
+    }
+
     /// [`Q4KBlock::pair_sums`] for two activation rows: the same integers.
     #[inline]
     fn pair_sums_two(&self, a: &BlockQ8K, b: &BlockQ8K) -> (PairSums, PairSums) {
@@ -726,10 +752,25 @@ fn dot_q6_k_rows<const R: usize>(
     let mut acc = [0f32; R];
     for (b, block) in row.chunks_exact(Q6_K_BLOCK_BYTES).enumerate() {
         let d_w = f16::from_le_bytes([block[208], block[209]]).to_f32();
-        let unpacked = Q6KBlock::unpack(block);
+        // One row (decode): the quants unpacked in registers and used there; a group
+        // unpacks them once into memory for all its rows.
+        #[cfg(simd_avx512)]
+        let unpacked = (R > 1).then(|| Q6KBlock::unpack(block));
+        #[cfg(not(simd_avx512))]
+        let unpacked = Some(Q6KBlock::unpack(block));
         for r in 0..R {
             let xb = &xs[r][b];
-            let lanes = unpacked.lane_sums(xb);
+            let lanes = match &unpacked {
+                Some(unpacked) => unpacked.lane_sums(xb),
+                #[cfg(simd_avx512)]
+                // SAFETY: the target features are enabled at compile time; loads are
+                // unaligned.
+                None => unsafe {
+                    simd::q6_k_row_lanes(block.try_into().expect("a block"), &xb.qs, &xb.bsums)
+                },
+                #[cfg(not(simd_avx512))]
+                None => unreachable!("unpacked"),
+            };
             if places[r].tiled() {
                 let sum: i32 = lanes.iter().sum();
                 acc[r] = ((sum as f32) * d_w).mul_add(xb.d, acc[r]);
@@ -1575,6 +1616,46 @@ mod simd {
         }
     }
 
+    /// `Q4KBlock::totals`' quants: `Σ scale · q4·q8` over a whole super-block. A 512-bit
+    /// register holds two runs of packed nibbles, so its low nibbles are sub-blocks `4q` and
+    /// `4q + 2` and its high nibbles `4q + 1` and `4q + 3`; the activations are shuffled to
+    /// match and each half multiplied by its sub-block's scale.
+    #[cfg(simd_avx512)]
+    #[inline]
+    pub(super) unsafe fn q4_k_total(packed: &[u8; 128], scales: &[i32; 8], x: &[i8; 256]) -> i32 {
+        // SAFETY: callers guarantee the features; all loads are unaligned and inside the
+        // arrays.
+        unsafe {
+            let mask = _mm512_set1_epi8(0x0F);
+            let sc = _mm512_castsi256_si512(_mm256_loadu_si256(scales.as_ptr().cast()));
+            let spread = |a: i32, b: i32| {
+                let index = _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a);
+                _mm512_permutexvar_epi32(index, sc)
+            };
+            let mut total = _mm512_setzero_si512();
+            for q in 0..2 {
+                let raw = _mm512_loadu_si512(packed.as_ptr().add(64 * q).cast());
+                let lo = _mm512_and_si512(raw, mask);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+                let x0 = _mm512_loadu_si512(x.as_ptr().add(128 * q).cast());
+                let x1 = _mm512_loadu_si512(x.as_ptr().add(128 * q + 64).cast());
+                let x_lo = _mm512_shuffle_i64x2(x0, x1, 0b01_00_01_00);
+                let x_hi = _mm512_shuffle_i64x2(x0, x1, 0b11_10_11_10);
+                let sub = 4 * q as i32;
+                let lo = _mm512_mullo_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo),
+                    spread(sub, sub + 2),
+                );
+                let hi = _mm512_mullo_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x_hi),
+                    spread(sub + 1, sub + 3),
+                );
+                total = _mm512_add_epi32(total, _mm512_add_epi32(lo, hi));
+            }
+            _mm512_reduce_add_epi32(total)
+        }
+    }
+
     /// `Q4KBlock::pair_sums_two`: for rows a and b, the four scaled pair sums and the four
     /// min sums of a Q4_K super-block, as `[a0, a1, a2, a3, b0, b1, b2, b3]`. The sixteen
     /// eight-lane vectors are reduced together by a tree of horizontal adds.
@@ -1832,6 +1913,79 @@ mod simd {
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc));
             }
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.as_ptr().cast()));
+            let offsets = _mm256_madd_epi16(_mm256_loadu_si256(bsums.as_ptr().cast()), sc16);
+            let lanes = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 5));
+            let mut out = [0i32; 8];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), lanes);
+            out
+        }
+    }
+
+    /// `Q6KBlock::unpack` and `Q6KBlock::lane_sums` in one, two runs of 32 per 512-bit
+    /// register: the low nibbles of a half's 64 bytes are its first two runs, the high
+    /// nibbles its last two, each with its pair of high bits shifted in by the half's
+    /// amount. Each lane's exact integer is the 256-bit kernel's: the upper half's lanes
+    /// (the second run of each register) are added into the lower half's at the end.
+    #[cfg(simd_avx512)]
+    #[inline]
+    pub(super) unsafe fn q6_k_row_lanes(
+        block: &[u8; super::Q6_K_BLOCK_BYTES],
+        qs: &[i8; 256],
+        bsums: &[i16; 16],
+    ) -> [i32; 8] {
+        // SAFETY: callers guarantee the features; all loads and stores are unaligned and
+        // inside the arrays.
+        unsafe {
+            let (m4, m3) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+            let scales = &block[192..208];
+            let sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                scales.as_ptr().cast(),
+            )));
+            // Scales `4k..4k + 4`, each over eight 16-bit lanes: runs 2k and 2k + 1.
+            const QUARTERS: [i16; 32] = {
+                let mut index = [0i16; 32];
+                let mut i = 0;
+                while i < 32 {
+                    index[i] = (i / 8) as i16;
+                    i += 1;
+                }
+                index
+            };
+            let quarters = _mm512_loadu_si512(QUARTERS.as_ptr().cast());
+            let scale_quarters = |k: i16| {
+                let index = _mm512_add_epi16(quarters, _mm512_set1_epi16(4 * k));
+                _mm512_permutexvar_epi16(index, sc16)
+            };
+            let (low_shift, high_shift) = (
+                _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4),
+                _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0),
+            );
+            let mut acc = _mm512_setzero_si512();
+            for half in 0..2 {
+                let ql = _mm512_loadu_si512(block.as_ptr().add(64 * half).cast());
+                let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    block.as_ptr().add(128 + 32 * half).cast(),
+                ));
+                let low_runs = _mm512_or_si512(
+                    _mm512_and_si512(ql, m4),
+                    _mm512_and_si512(_mm512_sllv_epi64(qh, low_shift), m3),
+                );
+                let high_runs = _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                    _mm512_and_si512(_mm512_srlv_epi64(qh, high_shift), m3),
+                );
+                for (k, runs) in [low_runs, high_runs].into_iter().enumerate() {
+                    let x = _mm512_loadu_si512(qs.as_ptr().add(128 * half + 64 * k).cast());
+                    let pairs = _mm512_maddubs_epi16(runs, x);
+                    let sc = scale_quarters((2 * half + k) as i16);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, sc));
+                }
+            }
+            let acc = _mm256_add_epi32(
+                _mm512_castsi512_si256(acc),
+                _mm512_extracti64x4_epi64(acc, 1),
+            );
+            let sc16 = _mm512_castsi512_si256(sc16);
             let offsets = _mm256_madd_epi16(_mm256_loadu_si256(bsums.as_ptr().cast()), sc16);
             let lanes = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 5));
             let mut out = [0i32; 8];
