@@ -1242,26 +1242,32 @@ mod simd {
         }
     }
 
-    /// Two weight rows against one activation row, for decode: row A's eight lanes in the
-    /// low half of a 512-bit register, row B's in the high half, against the activation
-    /// block repeated in both. `weights(b)` gives block `b` of both rows as unsigned bytes
-    /// (the stored weights plus `OFFSET`) and their scales (lanes 0 and 1); the offset comes off as
-    /// `OFFSET · Σx` in the sums' starting value. Each lane does what the one-row kernel
-    /// does for its row (exact integer sums, one FMA by `d_w·d_x` per block), so each
-    /// row's lanes are that kernel's bit for bit, in half its instructions.
+    /// `2·P` weight rows against one activation row, for decode: each pair's row A has its
+    /// eight lanes in the low half of a 512-bit register, row B in the high half, against
+    /// the activation block repeated in both. `weights(b)` gives block `b` of every pair as
+    /// unsigned bytes (the stored weights plus `OFFSET`) and the rows' scales (row `k` in
+    /// lane `k`); the offset comes off as `OFFSET · Σx` in the sums' starting value, formed
+    /// once per block for all the pairs. Each lane does what the one-row kernel does for its
+    /// row (exact integer sums, one FMA by `d_w·d_x` per block), so each row's lanes are
+    /// that kernel's bit for bit, in half its instructions or fewer.
     #[cfg(simd_avx512)]
     #[inline(always)]
-    pub(super) unsafe fn row_pair_lanes<'x, const OFFSET: i32>(
+    pub(super) unsafe fn row_pair_lanes<'x, const P: usize, const OFFSET: i32>(
         blocks: usize,
-        weights: impl Fn(usize) -> (__m512i, __m128),
+        weights: impl Fn(usize) -> ([__m512i; P], __m128),
         x: impl Fn(usize) -> (&'x [i8; 32], f32),
-    ) -> [[f32; 8]; 2] {
+    ) -> [[[f32; 8]; 2]; P] {
+        const { assert!(P <= 2) };
         // SAFETY: callers guarantee the features and that both closures may be called for
         // every block below `blocks`; loads and stores are unaligned.
         unsafe {
             let ones = _mm512_set1_epi8(1);
-            let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-            let mut acc = _mm512_setzero_ps();
+            // Lanes of pair p's scales: row 2p's in the low half, row 2p + 1's in the high.
+            let halves: [__m512i; P] = std::array::from_fn(|p| {
+                let (a, b) = (2 * p as i32, 2 * p as i32 + 1);
+                _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a)
+            });
+            let mut acc = [_mm512_setzero_ps(); P];
             for b in 0..blocks {
                 let (qs, xd) = x(b);
                 let xv = _mm512_broadcast_i64x4(_mm256_loadu_si256(qs.as_ptr().cast()));
@@ -1272,18 +1278,22 @@ mod simd {
                     _mm512_mullo_epi32(sums, _mm512_set1_epi32(-OFFSET))
                 };
                 let (w, d) = weights(b);
-                // `d_w·d_x` for both rows (lanes 0 and 1), each spread over its half.
+                // `d_w·d_x` for every row, each spread over its half of its pair's register.
                 let d = _mm512_castps128_ps512(_mm_mul_ps(d, _mm_set1_ps(xd)));
-                let scale = _mm512_permutexvar_ps(halves, d);
-                let sums = _mm512_dpbusd_epi32(start, w, xv);
-                acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sums), acc);
+                for p in 0..P {
+                    let scale = _mm512_permutexvar_ps(halves[p], d);
+                    let sums = _mm512_dpbusd_epi32(start, w[p], xv);
+                    acc[p] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sums), acc[p]);
+                }
             }
-            let mut lanes = [0f32; 16];
-            _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
-            let mut out = [[0f32; 8]; 2];
-            out[0].copy_from_slice(&lanes[..8]);
-            out[1].copy_from_slice(&lanes[8..]);
-            out
+            acc.map(|acc| {
+                let mut lanes = [0f32; 16];
+                _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
+                let mut out = [[0f32; 8]; 2];
+                out[0].copy_from_slice(&lanes[..8]);
+                out[1].copy_from_slice(&lanes[8..]);
+                out
+            })
         }
     }
 
@@ -2038,8 +2048,9 @@ pub fn matmul_q8_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
             quantize: |x, _, out| quantize_q8_0(x, out),
             #[cfg(simd_avx512)]
             dot: |ws, rb, x, _, out| {
-                let pair = |a: &[u8], b: &[u8]| dot_q8_0_pair(a, b, x);
-                each_row_pair(ws, rb, out, pair, |w| dot_q8_0_q8_0(w, x))
+                let four = |rows: [&[u8]; 4]| dot_q8_0_rows_of::<4, 2>(rows, x);
+                let pair = |a: &[u8], b: &[u8]| dot_q8_0_rows_of::<2, 1>([a, b], x);
+                each_row_four(ws, rb, out, four, pair, |w| dot_q8_0_q8_0(w, x))
             },
             #[cfg(not(simd_avx512))]
             dot: |ws, rb, x, _, out| each_row(ws, rb, out, |w| dot_q8_0_q8_0(w, x)),
@@ -2061,8 +2072,9 @@ pub fn matmul_q5_0(weights: &[u8], mkn: (usize, usize, usize), lhs: &[f32], dst:
             quantize: |x, _, out| quantize_q8_0(x, out),
             #[cfg(simd_avx512)]
             dot: |ws, rb, x, _, out| {
-                let pair = |a: &[u8], b: &[u8]| dot_q5_0_pair(a, b, x);
-                each_row_pair(ws, rb, out, pair, |w| dot_q5_0_q8_0(w, x))
+                let four = |rows: [&[u8]; 4]| dot_q5_0_rows_of::<4, 2>(rows, x);
+                let pair = |a: &[u8], b: &[u8]| dot_q5_0_rows_of::<2, 1>([a, b], x);
+                each_row_four(ws, rb, out, four, pair, |w| dot_q5_0_q8_0(w, x))
             },
             #[cfg(not(simd_avx512))]
             dot: |ws, rb, x, _, out| each_row(ws, rb, out, |w| dot_q5_0_q8_0(w, x)),
@@ -2248,6 +2260,29 @@ impl TaskColumns<'_> {
     }
 }
 
+/// [`each_row`] four rows at a time through `four`, the rest as [`each_row_pair`] does.
+#[cfg_attr(not(simd_avx512), allow(dead_code))]
+#[inline(always)]
+fn each_row_four(
+    rows: &[u8],
+    row_bytes: usize,
+    out: &mut [f32],
+    four: impl Fn([&[u8]; 4]) -> [f32; 4],
+    pair: impl Fn(&[u8], &[u8]) -> [f32; 2],
+    single: impl Fn(&[u8]) -> f32,
+) {
+    let whole = out.len() / 4 * 4;
+    let (fours, rest) = out.split_at_mut(whole);
+    for (o, w) in fours
+        .chunks_exact_mut(4)
+        .zip(rows.chunks_exact(4 * row_bytes))
+    {
+        let w: [&[u8]; 4] = std::array::from_fn(|k| &w[k * row_bytes..(k + 1) * row_bytes]);
+        o.copy_from_slice(&four(w));
+    }
+    each_row_pair(&rows[whole * row_bytes..], row_bytes, rest, pair, single);
+}
+
 /// [`each_row`] two rows at a time through `pair` (the last, odd row through `single`).
 #[cfg_attr(not(simd_avx512), allow(dead_code))]
 #[inline(always)]
@@ -2271,69 +2306,86 @@ fn each_row_pair(
     }
 }
 
-/// Two Q5_0 rows · one Q8_0 row, each result [`dot_q5_0_q8_0`]'s bit for bit.
+/// Two or four Q5_0 rows (`N`) · one Q8_0 row, each result [`dot_q5_0_q8_0`]'s bit for bit.
 #[cfg(simd_avx512)]
-fn dot_q5_0_pair(a: &[u8], b: &[u8], x: &[BlockQ8_0]) -> [f32; 2] {
+fn dot_q5_0_rows_of<const N: usize, const P: usize>(rows: [&[u8]; N], x: &[BlockQ8_0]) -> [f32; N] {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    let blocks = a.len() / Q5_0_BLOCK_BYTES;
-    assert!(b.len() == a.len() && x.len() >= blocks);
+    const { assert!(N == 2 * P) };
+    let len = rows[0].len();
+    let blocks = len / Q5_0_BLOCK_BYTES;
+    assert!(rows.iter().all(|r| r.len() == len) && x.len() >= blocks);
     // SAFETY: the target features are enabled at compile time; every block index is below
-    // `blocks`, inside both rows and (checked above) the activations.
+    // `blocks`, inside every row and (checked above) the activations.
     let lanes = unsafe {
-        simd::row_pair_lanes::<16>(
+        simd::row_pair_lanes::<P, 16>(
             blocks,
             |i| {
                 let at = i * Q5_0_BLOCK_BYTES;
-                // Two rows read side by side lose the hardware prefetcher on some row
-                // lengths (Qwen's 616 bytes: half speed from memory), so each block asks for
-                // one line of the pair after next.
-                _mm_prefetch::<_MM_HINT_T0>(a.as_ptr().wrapping_add(4 * a.len() + 64 * i).cast());
-                let w = simd::q5_0_unsigned_pair(a.as_ptr().add(at), b.as_ptr().add(at));
-                (w, scales(a, b, at))
+                // Rows read side by side lose the hardware prefetcher on some row lengths
+                // (Qwen's 616 bytes: half speed from memory), so each block asks for a line
+                // of the rows after next, as many lines as the rows' blocks take.
+                for line in 0..P {
+                    let ahead = 2 * N * len + 64 * (P * i + line);
+                    _mm_prefetch::<_MM_HINT_T0>(rows[0].as_ptr().wrapping_add(ahead).cast());
+                }
+                let w = std::array::from_fn(|p| {
+                    let (a, b) = (rows[2 * p].as_ptr(), rows[2 * p + 1].as_ptr());
+                    simd::q5_0_unsigned_pair(a.add(at), b.add(at))
+                });
+                (w, scales(rows, at))
             },
             |i| (&x[i].qs, x[i].d),
         )
     };
-    lanes.map(|l| hsum8(&l))
+    std::array::from_fn(|r| hsum8(&lanes[r / 2][r % 2]))
 }
 
-/// The f16 scales at byte `at` of rows `a` and `b`, as f32 in lanes 0 and 1.
+/// The f16 scales at byte `at` of up to four rows, as f32 in lanes 0.., the rest zero.
 #[cfg(simd_avx512)]
 #[inline(always)]
-fn scales(a: &[u8], b: &[u8], at: usize) -> std::arch::x86_64::__m128 {
+fn scales<const N: usize>(rows: [&[u8]; N], at: usize) -> std::arch::x86_64::__m128 {
     use std::arch::x86_64::*;
-    let bits = |row: &[u8]| u16::from_le_bytes([row[at], row[at + 1]]) as i32;
+    const { assert!(N <= 4) };
+    let bits = rows.iter().enumerate().fold(0u64, |bits, (k, row)| {
+        bits | (u16::from_le_bytes([row[at], row[at + 1]]) as u64) << (16 * k)
+    });
     // SAFETY: the target features are enabled at compile time.
-    unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128(bits(b) << 16 | bits(a))) }
+    unsafe { _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)) }
 }
 
-/// Two Q8_0 rows · one Q8_0 row, each result [`dot_q8_0_q8_0`]'s bit for bit: the signed
-/// weights made unsigned by their top bit flipped (`w + 128`).
+/// Two or four Q8_0 rows (`N`) · one Q8_0 row, each result [`dot_q8_0_q8_0`]'s bit for bit:
+/// the signed weights made unsigned by their top bit flipped (`w + 128`).
 #[cfg(simd_avx512)]
-fn dot_q8_0_pair(a: &[u8], b: &[u8], x: &[BlockQ8_0]) -> [f32; 2] {
+fn dot_q8_0_rows_of<const N: usize, const P: usize>(rows: [&[u8]; N], x: &[BlockQ8_0]) -> [f32; N] {
     use std::arch::x86_64::*;
-    let blocks = a.len() / Q8_0_BLOCK_BYTES;
-    assert!(b.len() == a.len() && x.len() >= blocks);
+    const { assert!(N == 2 * P) };
+    let len = rows[0].len();
+    let blocks = len / Q8_0_BLOCK_BYTES;
+    assert!(rows.iter().all(|r| r.len() == len) && x.len() >= blocks);
     // SAFETY: the target features are enabled at compile time; every block index is below
-    // `blocks`, inside both rows and (checked above) the activations; loads are unaligned.
+    // `blocks`, inside every row and (checked above) the activations; loads are unaligned.
     let lanes = unsafe {
-        simd::row_pair_lanes::<128>(
+        simd::row_pair_lanes::<P, 128>(
             blocks,
             |i| {
                 let at = i * Q8_0_BLOCK_BYTES;
-                // As in `dot_q5_0_pair`; a block pair is 68 bytes, so two lines a block.
-                let ahead = a.as_ptr().wrapping_add(4 * a.len() + 128 * i);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                // As in `dot_q5_0_rows_of`; a block of two rows is 68 bytes, two lines.
+                for line in 0..2 * P {
+                    let ahead = 2 * N * len + 64 * (2 * P * i + line);
+                    _mm_prefetch::<_MM_HINT_T0>(rows[0].as_ptr().wrapping_add(ahead).cast());
+                }
                 let load = |row: &[u8]| _mm256_loadu_si256(row.as_ptr().add(at + 2).cast());
-                let w = _mm512_inserti64x4(_mm512_castsi256_si512(load(a)), load(b), 1);
-                let w = _mm512_xor_si512(w, _mm512_set1_epi8(i8::MIN));
-                (w, scales(a, b, at))
+                let w = std::array::from_fn(|p| {
+                    let w = _mm512_castsi256_si512(load(rows[2 * p]));
+                    let w = _mm512_inserti64x4(w, load(rows[2 * p + 1]), 1);
+                    _mm512_xor_si512(w, _mm512_set1_epi8(i8::MIN))
+                });
+                (w, scales(rows, at))
             },
             |i| (&x[i].qs, x[i].d),
         )
     };
-    lanes.map(|l| hsum8(&l))
+    std::array::from_fn(|r| hsum8(&lanes[r / 2][r % 2]))
 }
 
 /// `out[c] = dot(row c)` for consecutive weight rows of `row_bytes` each.
