@@ -240,6 +240,28 @@ fn dot_q5_0_rows_lanes<const R: usize>(row: &[u8], xs: [&[BlockQ8_0]; R]) -> [f3
     acc.map(|a| a.sum())
 }
 
+/// Packs [`TILE_COLS`] rows block by block into `out`: one packed block of `packed_bytes`
+/// per block of `block_bytes`, `put(o, j, block)` writing row `j`'s block into packed block
+/// `o`.
+#[cfg_attr(not(simd_avx2), allow(dead_code))]
+fn pack_tile(
+    rows: &[u8],
+    row_bytes: usize,
+    (block_bytes, packed_bytes): (usize, usize),
+    out: &mut Vec<u8>,
+    mut put: impl FnMut(&mut [u8], usize, &[u8]),
+) {
+    let blocks = row_bytes / block_bytes;
+    out.clear();
+    out.resize(blocks * packed_bytes, 0);
+    for (b, o) in out.chunks_exact_mut(packed_bytes).enumerate() {
+        for j in 0..TILE_COLS {
+            let at = j * row_bytes + b * block_bytes;
+            put(o, j, &rows[at..at + block_bytes]);
+        }
+    }
+}
+
 /// Bytes of one block of a packed Q5_0 tile: the eight rows' `d` as f32, then each row's
 /// 32 weights unpacked to unsigned bytes (`w + 16`, 0..=31).
 const Q5_0_TILE_BLOCK: usize = TILE_COLS * (4 + QK);
@@ -249,13 +271,12 @@ const Q5_0_TILE_BLOCK: usize = TILE_COLS * (4 + QK);
 /// the 5-bit unpacking cost as much as the dot products it fed.
 #[cfg(simd_avx2)]
 fn pack_q5_0_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
-    let blocks = row_bytes / Q5_0_BLOCK_BYTES;
-    out.clear();
-    out.resize(blocks * Q5_0_TILE_BLOCK, 0);
-    for (b, o) in out.chunks_exact_mut(Q5_0_TILE_BLOCK).enumerate() {
-        for j in 0..TILE_COLS {
-            let at = j * row_bytes + b * Q5_0_BLOCK_BYTES;
-            let block = &rows[at..at + Q5_0_BLOCK_BYTES];
+    pack_tile(
+        rows,
+        row_bytes,
+        (Q5_0_BLOCK_BYTES, Q5_0_TILE_BLOCK),
+        out,
+        |o, j, block| {
             let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
             o[4 * j..4 * j + 4].copy_from_slice(&d.to_le_bytes());
             let qh = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
@@ -265,8 +286,8 @@ fn pack_q5_0_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
                 .expect("32 bytes");
             // SAFETY: the target features are enabled at compile time.
             unsafe { simd::q5_0_unsigned_weights(qs, qh, to) };
-        }
-    }
+        },
+    );
 }
 
 #[cfg(simd_avx2)]
@@ -663,13 +684,12 @@ const Q4_K_TILE: Option<&Tile<BlockQ8K>> = None;
 /// `64p+32+4c..` (sub-block `2p+1`), so one register meets four activations of each.
 #[cfg_attr(not(simd_avx2), allow(dead_code))]
 fn pack_q4_k_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
-    let blocks = row_bytes / Q4_K_BLOCK_BYTES;
-    out.clear();
-    out.resize(blocks * Q4_K_TILE_BLOCK, 0);
-    for (b, o) in out.chunks_exact_mut(Q4_K_TILE_BLOCK).enumerate() {
-        for j in 0..TILE_COLS {
-            let at = j * row_bytes + b * Q4_K_BLOCK_BYTES;
-            let block = &rows[at..at + Q4_K_BLOCK_BYTES];
+    pack_tile(
+        rows,
+        row_bytes,
+        (Q4_K_BLOCK_BYTES, Q4_K_TILE_BLOCK),
+        out,
+        |o, j, block| {
             let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
             let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
             o[4 * j..4 * j + 4].copy_from_slice(&d.to_le_bytes());
@@ -691,8 +711,8 @@ fn pack_q4_k_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
                     o[to..to + 4].copy_from_slice(&block[from..from + 4]);
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 #[cfg(simd_avx2)]
@@ -804,13 +824,12 @@ const Q6_K_TILE_QUANTS: usize = Q6_K_TILE_SCALES + 16 * 4 * TILE_COLS;
 /// before any rounding, so the order of the integer sums is free.
 #[cfg_attr(not(simd_avx2), allow(dead_code))]
 fn pack_q6_k_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
-    let blocks = row_bytes / Q6_K_BLOCK_BYTES;
-    out.clear();
-    out.resize(blocks * Q6_K_TILE_BLOCK, 0);
-    for (b, o) in out.chunks_exact_mut(Q6_K_TILE_BLOCK).enumerate() {
-        for j in 0..TILE_COLS {
-            let at = j * row_bytes + b * Q6_K_BLOCK_BYTES;
-            let block = &rows[at..at + Q6_K_BLOCK_BYTES];
+    pack_tile(
+        rows,
+        row_bytes,
+        (Q6_K_BLOCK_BYTES, Q6_K_TILE_BLOCK),
+        out,
+        |o, j, block| {
             let d = f16::from_le_bytes([block[208], block[209]]).to_f32();
             o[4 * j..][..4].copy_from_slice(&d.to_le_bytes());
             let unpacked = Q6KBlock::unpack(block);
@@ -822,8 +841,8 @@ fn pack_q6_k_tile(rows: &[u8], row_bytes: usize, out: &mut Vec<u8>) {
                 let to = Q6_K_TILE_QUANTS + 4 * (TILE_COLS * c + j);
                 o[to..][..4].copy_from_slice(chunk);
             }
-        }
-    }
+        },
+    );
 }
 
 #[cfg(simd_avx2)]
@@ -2306,31 +2325,43 @@ fn each_row_pair(
     }
 }
 
-/// Two or four Q5_0 rows (`N`) · one Q8_0 row, each result [`dot_q5_0_q8_0`]'s bit for bit.
+/// `N` weight rows (two or four) of a 32-element block type · one Q8_0 activation row, through
+/// `simd::row_pair_lanes`: `pair(a, b)` gives the blocks at `a` and `b` (two rows' blocks of
+/// the same index) as unsigned bytes, the stored weights plus `OFFSET`; a block's f16 scale
+/// is its first two bytes. Each result is the type's one-row kernel's bit for bit.
 #[cfg(simd_avx512)]
-fn dot_q5_0_rows_of<const N: usize, const P: usize>(rows: [&[u8]; N], x: &[BlockQ8_0]) -> [f32; N] {
+#[inline(always)]
+fn rows_of<const N: usize, const P: usize, const OFFSET: i32>(
+    rows: [&[u8]; N],
+    x: &[BlockQ8_0],
+    block_bytes: usize,
+    pair: impl Fn(*const u8, *const u8) -> std::arch::x86_64::__m512i,
+) -> [f32; N] {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     const { assert!(N == 2 * P) };
     let len = rows[0].len();
-    let blocks = len / Q5_0_BLOCK_BYTES;
+    let blocks = len / block_bytes;
     assert!(rows.iter().all(|r| r.len() == len) && x.len() >= blocks);
+    // Rows read side by side lose the hardware prefetcher on some row lengths (Qwen's
+    // 616-byte Q5_0 rows: half speed from memory), so each block asks for lines of the rows
+    // after next, as many as a block of every row takes.
+    let lines = P * (2 * block_bytes).div_ceil(64);
     // SAFETY: the target features are enabled at compile time; every block index is below
     // `blocks`, inside every row and (checked above) the activations.
     let lanes = unsafe {
-        simd::row_pair_lanes::<P, 16>(
+        simd::row_pair_lanes::<P, OFFSET>(
             blocks,
             |i| {
-                let at = i * Q5_0_BLOCK_BYTES;
-                // Rows read side by side lose the hardware prefetcher on some row lengths
-                // (Qwen's 616 bytes: half speed from memory), so each block asks for a line
-                // of the rows after next, as many lines as the rows' blocks take.
-                for line in 0..P {
-                    let ahead = 2 * N * len + 64 * (P * i + line);
+                let at = i * block_bytes;
+                for line in 0..lines {
+                    let ahead = 2 * N * len + 64 * (lines * i + line);
                     _mm_prefetch::<_MM_HINT_T0>(rows[0].as_ptr().wrapping_add(ahead).cast());
                 }
                 let w = std::array::from_fn(|p| {
-                    let (a, b) = (rows[2 * p].as_ptr(), rows[2 * p + 1].as_ptr());
-                    simd::q5_0_unsigned_pair(a.add(at), b.add(at))
+                    pair(
+                        rows[2 * p].as_ptr().add(at),
+                        rows[2 * p + 1].as_ptr().add(at),
+                    )
                 });
                 (w, scales(rows, at))
             },
@@ -2338,6 +2369,16 @@ fn dot_q5_0_rows_of<const N: usize, const P: usize>(rows: [&[u8]; N], x: &[Block
         )
     };
     std::array::from_fn(|r| hsum8(&lanes[r / 2][r % 2]))
+}
+
+/// Two or four Q5_0 rows (`N`) · one Q8_0 row, each result [`dot_q5_0_q8_0`]'s bit for bit.
+#[cfg(simd_avx512)]
+fn dot_q5_0_rows_of<const N: usize, const P: usize>(rows: [&[u8]; N], x: &[BlockQ8_0]) -> [f32; N] {
+    // SAFETY (in the closure): the target features are enabled at compile time, and
+    // `rows_of` passes the starts of whole blocks.
+    rows_of::<N, P, 16>(rows, x, Q5_0_BLOCK_BYTES, |a, b| unsafe {
+        simd::q5_0_unsigned_pair(a, b)
+    })
 }
 
 /// The f16 scales at byte `at` of up to four rows, as f32 in lanes 0.., the rest zero.
@@ -2358,34 +2399,15 @@ fn scales<const N: usize>(rows: [&[u8]; N], at: usize) -> std::arch::x86_64::__m
 #[cfg(simd_avx512)]
 fn dot_q8_0_rows_of<const N: usize, const P: usize>(rows: [&[u8]; N], x: &[BlockQ8_0]) -> [f32; N] {
     use std::arch::x86_64::*;
-    const { assert!(N == 2 * P) };
-    let len = rows[0].len();
-    let blocks = len / Q8_0_BLOCK_BYTES;
-    assert!(rows.iter().all(|r| r.len() == len) && x.len() >= blocks);
-    // SAFETY: the target features are enabled at compile time; every block index is below
-    // `blocks`, inside every row and (checked above) the activations; loads are unaligned.
-    let lanes = unsafe {
-        simd::row_pair_lanes::<P, 128>(
-            blocks,
-            |i| {
-                let at = i * Q8_0_BLOCK_BYTES;
-                // As in `dot_q5_0_rows_of`; a block of two rows is 68 bytes, two lines.
-                for line in 0..2 * P {
-                    let ahead = 2 * N * len + 64 * (2 * P * i + line);
-                    _mm_prefetch::<_MM_HINT_T0>(rows[0].as_ptr().wrapping_add(ahead).cast());
-                }
-                let load = |row: &[u8]| _mm256_loadu_si256(row.as_ptr().add(at + 2).cast());
-                let w = std::array::from_fn(|p| {
-                    let w = _mm512_castsi256_si512(load(rows[2 * p]));
-                    let w = _mm512_inserti64x4(w, load(rows[2 * p + 1]), 1);
-                    _mm512_xor_si512(w, _mm512_set1_epi8(i8::MIN))
-                });
-                (w, scales(rows, at))
-            },
-            |i| (&x[i].qs, x[i].d),
-        )
-    };
-    std::array::from_fn(|r| hsum8(&lanes[r / 2][r % 2]))
+    rows_of::<N, P, 128>(rows, x, Q8_0_BLOCK_BYTES, |a, b| {
+        // SAFETY: the target features are enabled at compile time; `rows_of` passes the
+        // starts of whole 34-byte blocks, whose weights are bytes 2..34; loads are unaligned.
+        unsafe {
+            let w = _mm512_castsi256_si512(_mm256_loadu_si256(a.add(2).cast()));
+            let w = _mm512_inserti64x4(w, _mm256_loadu_si256(b.add(2).cast()), 1);
+            _mm512_xor_si512(w, _mm512_set1_epi8(i8::MIN))
+        }
+    })
 }
 
 /// `out[c] = dot(row c)` for consecutive weight rows of `row_bytes` each.
