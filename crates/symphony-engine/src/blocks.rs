@@ -18,7 +18,11 @@ pub struct BlockKey(u64);
 impl BlockKey {
     /// The keys of the full blocks of `tokens`, each chained to the one before.
     pub fn chain(tokens: &[TokenId]) -> Vec<BlockKey> {
-        let mut parent = None;
+        Self::chain_from(None, tokens)
+    }
+
+    /// The keys of the full blocks of `tokens` after the block keyed `parent`.
+    pub fn chain_from(mut parent: Option<BlockKey>, tokens: &[TokenId]) -> Vec<BlockKey> {
         tokens
             .chunks_exact(KV_BLOCK_SIZE)
             .map(|block| {
@@ -103,6 +107,11 @@ impl BlockAllocator {
         };
         self.refs[block as usize] = 1;
         Some(block)
+    }
+
+    /// Whether a block is cached under `key` (a lookup may still find other tokens there).
+    pub fn contains(&self, key: BlockKey) -> bool {
+        self.cached.contains_key(&key)
     }
 
     /// The cached block for `key` holding `tokens`, with a reference taken on it.

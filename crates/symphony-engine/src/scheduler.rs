@@ -9,7 +9,7 @@
 //! When blocks run out the most recently admitted sequence is preempted: its blocks are
 //! released and it is recomputed later, losing nothing it has generated.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -437,6 +437,62 @@ impl Worker {
         }
     }
 
+    /// Whether sequence `i`'s prompt blocks can be shared: the cache is on, it does not
+    /// want prompt logprobs, and every computed block is keyed with none reserved beyond.
+    fn shares_prompt(&self, i: usize) -> bool {
+        let seq = &self.running[i];
+        self.config.prefix_cache
+            && seq.prompt_logprobs.is_none()
+            && seq.computed == seq.keys.len() * KV_BLOCK_SIZE
+            && seq.blocks.len() == seq.keys.len()
+    }
+
+    /// The key of sequence `i`'s next prompt block to compute, if it is a whole block
+    /// before the prompt's last token (which is always computed, for its logits).
+    fn next_prompt_key(&self, i: usize) -> Option<BlockKey> {
+        let seq = &self.running[i];
+        let b = seq.keys.len();
+        if !self.shares_prompt(i) || (b + 1) * KV_BLOCK_SIZE > seq.tokens.len() - 1 {
+            return None;
+        }
+        let chunk = &seq.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
+        Some(BlockKey::next(seq.keys.last().copied(), chunk))
+    }
+
+    /// Takes for sequence `i` the prompt blocks that other sequences have computed since it
+    /// was admitted.
+    fn adopt_cached_blocks(&mut self, i: usize) {
+        while let Some(key) = self.next_prompt_key(i) {
+            if !self.alloc.contains(key) {
+                return;
+            }
+            let seq = &mut self.running[i];
+            let b = seq.keys.len();
+            let chunk = &seq.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
+            let Some(block) = self.alloc.lookup(key, chunk) else {
+                return;
+            };
+            seq.blocks.push(block);
+            seq.keys.push(key);
+            seq.computed += KV_BLOCK_SIZE;
+            seq.cached_tokens = seq.cached_tokens.max(seq.computed.min(seq.prompt_len));
+        }
+    }
+
+    /// The keys of the whole prompt blocks that computing `n` more positions of sequence
+    /// `i` completes (none unless its computed blocks are all keyed).
+    fn prompt_keys(&self, i: usize, n: usize) -> Vec<BlockKey> {
+        if !self.config.prefix_cache
+            || self.running[i].computed != self.running[i].keys.len() * KV_BLOCK_SIZE
+        {
+            return Vec::new();
+        }
+        let seq = &self.running[i];
+        // Decoding sequences complete no prompt block.
+        let end = (seq.computed + n).min(seq.prompt_len).max(seq.computed);
+        BlockKey::chain_from(seq.keys.last().copied(), &seq.tokens[seq.computed..end])
+    }
+
     fn release_blocks(&mut self, seq: &mut Sequence) {
         for block in seq.blocks.drain(..) {
             self.alloc.release(block);
@@ -482,13 +538,26 @@ impl Worker {
             .sort_by_key(|s| (s.tokens.len() - s.computed > 1, s.arrived));
         let mut budget = self.config.max_batch_tokens;
         let mut plan: Vec<(RequestId, usize)> = Vec::new();
+        // Prompt blocks this step computes: a prompt whose next block is one of them waits a
+        // step and takes it from the cache, instead of computing it again beside it.
+        let mut in_flight: HashSet<BlockKey> = HashSet::new();
         let mut i = 0;
-        // Every sequence before `i` is planned, so preemption only takes later ones.
+        // Every sequence before `i` is planned or waits, so preemption only takes later ones.
         while i < self.running.len() && budget > 0 {
+            if self.running[i].tokens.len() - self.running[i].computed > 1 {
+                self.adopt_cached_blocks(i);
+                if let Some(next) = self.next_prompt_key(i) {
+                    if in_flight.contains(&next) {
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
             let seq = &self.running[i];
             let n = (seq.tokens.len() - seq.computed).min(budget);
             let (id, end) = (seq.id, seq.computed + n);
             if self.reserve(i, end) {
+                in_flight.extend(self.prompt_keys(i, n));
                 plan.push((id, n));
                 budget -= n;
                 i += 1;

@@ -160,6 +160,41 @@ fn a_shared_prefix_is_computed_once() {
     assert_eq!(again.tokens, fresh.tokens);
 }
 
+#[test]
+fn prompts_arriving_together_compute_their_shared_prefix_once() {
+    let model = smollm2();
+    let system = "You are a careful assistant. Keep every answer short, check each fact twice, \
+                  and say so when you do not know. "
+        .repeat(3);
+    let prompts: Vec<Vec<u32>> = [
+        "What is the capital of Italy?",
+        "Name a prime number.",
+        "Why is the sky blue?",
+    ]
+    .iter()
+    .map(|q| raw_prompt(&model, &format!("{system}{q}")))
+    .collect();
+    let shared = prompts[0]
+        .iter()
+        .zip(&prompts[1])
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared >= 64, "the prompts share {shared} tokens");
+    let scheduler = Scheduler::spawn(model.clone(), SchedulerConfig::default()).unwrap();
+    let outputs = together(&scheduler, &prompts, 6);
+    // Only the first prompt computes the shared blocks; the others wait a step for them.
+    let total: usize = prompts.iter().map(Vec::len).sum();
+    let computed = scheduler.stats().prompt_tokens.load(Ordering::Relaxed) as usize;
+    let shared_blocks = shared / KV_BLOCK_SIZE * KV_BLOCK_SIZE;
+    assert_eq!(computed, total - 2 * shared_blocks);
+    // With the same tokens as each computed alone.
+    for (prompt, output) in prompts.iter().zip(&outputs) {
+        let mut session = Session::new(&model);
+        let fresh = session.generate(prompt, &greedy(6), None, |_| {}).unwrap();
+        assert_eq!(output, &fresh.tokens);
+    }
+}
+
 /// A listener that hangs up after `limit` deltas.
 struct HangUp {
     deltas: Arc<AtomicUsize>,
