@@ -319,6 +319,36 @@ impl Sequence {
         }
     }
 
+    /// The key of the next prompt block to compute, if its blocks can be shared (no prompt
+    /// logprobs wanted, every computed block keyed, none reserved beyond) and it is a whole
+    /// block before the prompt's last token (always computed, for its logits).
+    fn next_prompt_key(&self) -> Option<BlockKey> {
+        let b = self.keys.len();
+        let shareable = self.prompt_logprobs.is_none()
+            && self.computed == b * KV_BLOCK_SIZE
+            && self.blocks.len() == b;
+        if !shareable || (b + 1) * KV_BLOCK_SIZE > self.tokens.len() - 1 {
+            return None;
+        }
+        let chunk = &self.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
+        Some(BlockKey::next(self.keys.last().copied(), chunk))
+    }
+
+    /// Takes the prompt's next blocks from the prefix cache for as long as it has them.
+    fn take_cached_blocks(&mut self, alloc: &mut BlockAllocator) {
+        while let Some(key) = self.next_prompt_key() {
+            let b = self.keys.len();
+            let chunk = &self.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
+            let Some(block) = alloc.lookup(key, chunk) else {
+                return;
+            };
+            self.blocks.push(block);
+            self.keys.push(key);
+            self.computed += KV_BLOCK_SIZE;
+            self.cached_tokens = self.cached_tokens.max(self.computed.min(self.prompt_len));
+        }
+    }
+
     fn completion(&self, reason: FinishReason) -> Completion {
         let now = Instant::now();
         Completion {
@@ -409,21 +439,8 @@ impl Worker {
             let Some(mut seq) = self.waiting.pop_front() else {
                 break;
             };
-            if seq.computed == 0 && self.config.prefix_cache && seq.prompt_logprobs.is_none() {
-                // At least the last token is computed, for its logits.
-                let reusable = (seq.tokens.len() - 1) / KV_BLOCK_SIZE;
-                let mut parent = None;
-                for chunk in seq.tokens.chunks_exact(KV_BLOCK_SIZE).take(reusable) {
-                    let key = BlockKey::next(parent, chunk);
-                    let Some(block) = self.alloc.lookup(key, chunk) else {
-                        break;
-                    };
-                    seq.blocks.push(block);
-                    seq.keys.push(key);
-                    parent = Some(key);
-                }
-                seq.computed = seq.blocks.len() * KV_BLOCK_SIZE;
-                seq.cached_tokens = seq.cached_tokens.max(seq.computed.min(seq.prompt_len));
+            if self.config.prefix_cache {
+                seq.take_cached_blocks(&mut self.alloc);
             }
             // Room for the rest of its prompt and a first token, or it waits (unless nothing
             // runs: then it takes what there is and preempts as it needs).
@@ -434,48 +451,6 @@ impl Worker {
                 break;
             }
             self.running.push(seq);
-        }
-    }
-
-    /// Whether sequence `i`'s prompt blocks can be shared: the cache is on, it does not
-    /// want prompt logprobs, and every computed block is keyed with none reserved beyond.
-    fn shares_prompt(&self, i: usize) -> bool {
-        let seq = &self.running[i];
-        self.config.prefix_cache
-            && seq.prompt_logprobs.is_none()
-            && seq.computed == seq.keys.len() * KV_BLOCK_SIZE
-            && seq.blocks.len() == seq.keys.len()
-    }
-
-    /// The key of sequence `i`'s next prompt block to compute, if it is a whole block
-    /// before the prompt's last token (which is always computed, for its logits).
-    fn next_prompt_key(&self, i: usize) -> Option<BlockKey> {
-        let seq = &self.running[i];
-        let b = seq.keys.len();
-        if !self.shares_prompt(i) || (b + 1) * KV_BLOCK_SIZE > seq.tokens.len() - 1 {
-            return None;
-        }
-        let chunk = &seq.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
-        Some(BlockKey::next(seq.keys.last().copied(), chunk))
-    }
-
-    /// Takes for sequence `i` the prompt blocks that other sequences have computed since it
-    /// was admitted.
-    fn adopt_cached_blocks(&mut self, i: usize) {
-        while let Some(key) = self.next_prompt_key(i) {
-            if !self.alloc.contains(key) {
-                return;
-            }
-            let seq = &mut self.running[i];
-            let b = seq.keys.len();
-            let chunk = &seq.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
-            let Some(block) = self.alloc.lookup(key, chunk) else {
-                return;
-            };
-            seq.blocks.push(block);
-            seq.keys.push(key);
-            seq.computed += KV_BLOCK_SIZE;
-            seq.cached_tokens = seq.cached_tokens.max(seq.computed.min(seq.prompt_len));
         }
     }
 
@@ -544,13 +519,22 @@ impl Worker {
         let mut i = 0;
         // Every sequence before `i` is planned or waits, so preemption only takes later ones.
         while i < self.running.len() && budget > 0 {
-            if self.running[i].tokens.len() - self.running[i].computed > 1 {
-                self.adopt_cached_blocks(i);
-                if let Some(next) = self.next_prompt_key(i) {
-                    if in_flight.contains(&next) {
-                        i += 1;
-                        continue;
-                    }
+            if self.config.prefix_cache {
+                let seq = &mut self.running[i];
+                // Blocks other prompts computed since it was admitted (probed first, so
+                // that the hit counters count one lookup per block taken or missed once).
+                if seq
+                    .next_prompt_key()
+                    .is_some_and(|key| self.alloc.contains(key))
+                {
+                    seq.take_cached_blocks(&mut self.alloc);
+                }
+                if seq
+                    .next_prompt_key()
+                    .is_some_and(|key| in_flight.contains(&key))
+                {
+                    i += 1;
+                    continue;
                 }
             }
             let seq = &self.running[i];
