@@ -163,18 +163,15 @@ fn dot_q8_0_tile(
     lanes.map(|row| row.map(|l| hsum8(&l)))
 }
 
+/// The tiled Q8_0 kernel where the machine has it (AVX512-VNNI).
 #[cfg(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl"))]
-static Q8_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
+const Q8_0_TILE: Option<Tile<BlockQ8_0>> = Some(Tile {
     min_rows: ROW_GROUP,
     pack: None,
     dot: dot_q8_0_tile,
-};
-
-/// The tiled Q8_0 kernel where the machine has it (AVX512-VNNI).
-#[cfg(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl"))]
-const Q8_0_TILE: Option<&Tile<BlockQ8_0>> = Some(&Q8_0_TILE_KERNEL);
+});
 #[cfg(not(all(simd_avx2, target_feature = "avx512vnni", target_feature = "avx512vl")))]
-const Q8_0_TILE: Option<&Tile<BlockQ8_0>> = None;
+const Q8_0_TILE: Option<Tile<BlockQ8_0>> = None;
 
 const Q5_0_BLOCK_BYTES: usize = 22;
 
@@ -299,18 +296,15 @@ fn dot_q5_0_tile(packed: &[u8], xs: [&[BlockQ8_0]; ROW_GROUP]) -> [[f32; TILE_CO
     lanes.map(|row| row.map(|l| hsum8(&l)))
 }
 
+/// The tiled Q5_0 kernel where the machine has it (AVX2).
 #[cfg(simd_avx2)]
-static Q5_0_TILE_KERNEL: Tile<BlockQ8_0> = Tile {
+const Q5_0_TILE: Option<Tile<BlockQ8_0>> = Some(Tile {
     min_rows: ROW_GROUP,
     pack: Some(pack_q5_0_tile),
     dot: |packed, _, xs| dot_q5_0_tile(packed, xs),
-};
-
-/// The tiled Q5_0 kernel where the machine has it (AVX2).
-#[cfg(simd_avx2)]
-const Q5_0_TILE: Option<&Tile<BlockQ8_0>> = Some(&Q5_0_TILE_KERNEL);
+});
 #[cfg(not(simd_avx2))]
-const Q5_0_TILE: Option<&Tile<BlockQ8_0>> = None;
+const Q5_0_TILE: Option<Tile<BlockQ8_0>> = None;
 
 /// One Q4_1 row (raw bytes: f16 d, f16 m, 16 bytes of nibbles per block) · one Q8_1 row.
 ///
@@ -373,18 +367,15 @@ fn dot_q4_1_tile(
     std::array::from_fn(|r| std::array::from_fn(|j| hsum8(&lanes[r][j]) + mins[r][j]))
 }
 
+/// The tiled Q4_1 kernel where the machine has it (AVX2).
 #[cfg(simd_avx2)]
-static Q4_1_TILE_KERNEL: Tile<BlockQ8_1> = Tile {
+const Q4_1_TILE: Option<Tile<BlockQ8_1>> = Some(Tile {
     min_rows: ROW_GROUP,
     pack: None,
     dot: dot_q4_1_tile,
-};
-
-/// The tiled Q4_1 kernel where the machine has it (AVX2).
-#[cfg(simd_avx2)]
-const Q4_1_TILE: Option<&Tile<BlockQ8_1>> = Some(&Q4_1_TILE_KERNEL);
+});
 #[cfg(not(simd_avx2))]
-const Q4_1_TILE: Option<&Tile<BlockQ8_1>> = None;
+const Q4_1_TILE: Option<Tile<BlockQ8_1>> = None;
 
 /// 16 bytes of packed nibbles as 32 weights: low nibbles are elements 0..16, high 16..32.
 #[inline]
@@ -665,18 +656,15 @@ const Q4_K_TILE_SCALES: usize = 64;
 const Q4_K_TILE_MINS: usize = Q4_K_TILE_SCALES + 8 * 32;
 const Q4_K_TILE_QUANTS: usize = Q4_K_TILE_MINS + 4 * 32;
 
+/// The tiled Q4_K kernel where the machine has it (AVX2).
 #[cfg(simd_avx2)]
-static Q4_K_TILE_KERNEL: Tile<BlockQ8K> = Tile {
+const Q4_K_TILE: Option<Tile<BlockQ8K>> = Some(Tile {
     min_rows: ROW_GROUP,
     pack: Some(pack_q4_k_tile),
     dot: |packed, _, xs| dot_q4_k_tile(packed, xs),
-};
-
-/// The tiled Q4_K kernel where the machine has it (AVX2).
-#[cfg(simd_avx2)]
-const Q4_K_TILE: Option<&Tile<BlockQ8K>> = Some(&Q4_K_TILE_KERNEL);
+});
 #[cfg(not(simd_avx2))]
-const Q4_K_TILE: Option<&Tile<BlockQ8K>> = None;
+const Q4_K_TILE: Option<Tile<BlockQ8K>> = None;
 
 /// Eight Q4_K rows rearranged by super-block. For pair `p` of sub-blocks, 32-byte chunk `c`
 /// holds bytes `4c..4c+4` of the pair's 32 packed bytes from each row in turn: their low
@@ -774,22 +762,12 @@ fn dot_q6_k_rows<const R: usize>(
         let d_w = f16::from_le_bytes([block[208], block[209]]).to_f32();
         // One row (decode): the quants unpacked in registers and used there; a group
         // unpacks them once into memory for all its rows.
-        #[cfg(simd_avx512)]
-        let unpacked = (R > 1).then(|| Q6KBlock::unpack(block));
-        #[cfg(not(simd_avx512))]
-        let unpacked = Some(Q6KBlock::unpack(block));
+        let unpacked = (R > 1 || !cfg!(simd_avx512)).then(|| Q6KBlock::unpack(block));
         for r in 0..R {
             let xb = &xs[r][b];
             let lanes = match &unpacked {
                 Some(unpacked) => unpacked.lane_sums(xb),
-                #[cfg(simd_avx512)]
-                // SAFETY: the target features are enabled at compile time; loads are
-                // unaligned.
-                None => unsafe {
-                    simd::q6_k_row_lanes(block.try_into().expect("a block"), &xb.qs, &xb.bsums)
-                },
-                #[cfg(not(simd_avx512))]
-                None => unreachable!("unpacked"),
+                None => Q6KBlock::row_lane_sums(block, xb),
             };
             if places[r].tiled() {
                 let sum: i32 = lanes.iter().sum();
@@ -853,18 +831,15 @@ fn dot_q6_k_tile(packed: &[u8], xs: [&[BlockQ8K]; ROW_GROUP]) -> [[f32; TILE_COL
     unsafe { simd::q6_k_tile_dot(packed, xs) }
 }
 
+/// The tiled Q6_K kernel where the machine has it (AVX2), for ggml's tiled batches only.
 #[cfg(simd_avx2)]
-static Q6_K_TILE_KERNEL: Tile<BlockQ8K> = Tile {
+const Q6_K_TILE: Option<Tile<BlockQ8K>> = Some(Tile {
     min_rows: 8,
     pack: Some(pack_q6_k_tile),
     dot: |packed, _, xs| dot_q6_k_tile(packed, xs),
-};
-
-/// The tiled Q6_K kernel where the machine has it (AVX2), for ggml's tiled batches only.
-#[cfg(simd_avx2)]
-const Q6_K_TILE: Option<&Tile<BlockQ8K>> = Some(&Q6_K_TILE_KERNEL);
+});
 #[cfg(not(simd_avx2))]
-const Q6_K_TILE: Option<&Tile<BlockQ8K>> = None;
+const Q6_K_TILE: Option<Tile<BlockQ8K>> = None;
 
 /// A Q6_K super-block's 6-bit quants (0..64, in element order) and 16 signed scales.
 struct Q6KBlock {
@@ -887,6 +862,19 @@ impl Q6KBlock {
             quants: q6_k_unpack_scalar(block),
             scales,
         }
+    }
+
+    /// [`Q6KBlock::lane_sums`] straight from the stored `block`, unpacked in registers where
+    /// the machine has AVX-512.
+    #[inline(always)]
+    fn row_lane_sums(block: &[u8], xb: &BlockQ8K) -> [i32; 8] {
+        #[cfg(simd_avx512)]
+        // SAFETY: the target features are enabled at compile time; loads are unaligned.
+        unsafe {
+            simd::q6_k_row_lanes(block.try_into().expect("a block"), &xb.qs, &xb.bsums)
+        }
+        #[cfg(not(simd_avx512))]
+        Self::unpack(block).lane_sums(xb)
     }
 
     /// The eight integer lanes of ggml's x86 Q6_K dot product for one super-block.
@@ -2456,7 +2444,7 @@ struct Kernels<A: 'static> {
     dot: fn(&[u8], usize, &[A], RowPlace, &mut [f32]),
     dot_group: GroupDot<A>,
     /// For batches where every activation row of a group is in a group of four.
-    tile: Option<&'static Tile<A>>,
+    tile: Option<Tile<A>>,
 }
 
 fn matmul<A: Send + Sync>(
@@ -2495,7 +2483,7 @@ fn matmul<A: Send + Sync>(
         let (first, cols) = (out.first, out.cols);
         // Whole tiles of weight rows, packed once per task, where there are groups of
         // four activation rows to meet them.
-        let tile = tile.filter(|tile| m >= tile.min_rows);
+        let tile = tile.as_ref().filter(|tile| m >= tile.min_rows);
         let tiles = if tile.is_some() { cols / TILE_COLS } else { 0 };
         let tile_rows = |t: usize| {
             let start = (first + t * TILE_COLS) * row_bytes;
