@@ -95,20 +95,51 @@ struct LayerNorm {
     eps: f32,
 }
 
-/// `y = x · Wᵀ + b`, with `Wᵀ` stored ready for the multiply (candle's matmul); the bias is
-/// added by the kernel that follows, fused with what comes next.
+/// `y = x · Wᵀ + b`, with `Wᵀ` stored `(in, out)` row-major, ready for the multiply; the
+/// bias is added by the kernel that follows, fused with what comes next.
 #[derive(Debug)]
 struct Dense {
-    weight_t: Tensor,
+    weight_t: Vec<f32>,
+    in_dim: usize,
+    out_dim: usize,
     bias: Vec<f32>,
 }
 
 impl Dense {
-    /// `x · Wᵀ` for the `(rows, in)` matrix `x`, without the bias.
-    fn product(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let in_dim = self.weight_t.dim(0)?;
-        let x = Tensor::from_slice(x, (rows, in_dim), &Device::Cpu)?;
-        Ok(x.matmul(&self.weight_t)?.flatten_all()?.to_vec1::<f32>()?)
+    /// `x · Wᵀ` for the `(rows, in)` matrix `x`, without the bias: one call of `gemm` (the
+    /// crate candle's F32 products use) on the slices themselves, no copy in or out.
+    fn product(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let (k, n) = (self.in_dim, self.out_dim);
+        assert_eq!(x.len(), rows * k, "a (rows, in) matrix");
+        let mut y = Vec::with_capacity(rows * n);
+        // SAFETY: `x` is `rows × k` and `weight_t` `k × n`, both row-major as the strides say;
+        // `y` has room for `rows × n`, which gemm writes in full without reading it
+        // (`read_dst` false), so every element is initialised before `set_len`.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                y.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                self.weight_t.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            );
+            y.set_len(rows * n);
+        }
+        y
     }
 }
 
@@ -179,9 +210,16 @@ impl Weights<'_> {
             bias.extend(self.take(&format!("{prefix}.bias"), &[out_dim])?);
         }
         let rows = prefixes.len() * out_dim;
-        let weight = Tensor::from_vec(weight, (rows, in_dim), &Device::Cpu)?;
+        let mut weight_t = vec![0f32; weight.len()];
+        for (r, row) in weight.chunks_exact(in_dim).enumerate() {
+            for (c, &w) in row.iter().enumerate() {
+                weight_t[c * rows + r] = w;
+            }
+        }
         Ok(Dense {
-            weight_t: weight.t()?.contiguous()?,
+            weight_t,
+            in_dim,
+            out_dim: rows,
             bias,
         })
     }
@@ -301,19 +339,19 @@ impl Bert {
             };
         norm(&mut x, None, None, &self.embedding_norm);
         for layer in &self.layers {
-            let mut qkv = layer.qkv.product(&x, n)?;
+            let mut qkv = layer.qkv.product(&x, n);
             kernels::add_bias_rows(&mut qkv, &layer.qkv.bias);
             let attended = kernels::packed_attention(&qkv, h, c.head_dim(), &rows);
-            let mut x_attn = layer.attention_out.product(&attended, n)?;
+            let mut x_attn = layer.attention_out.product(&attended, n);
             norm(
                 &mut x_attn,
                 Some(&layer.attention_out.bias),
                 Some(&x),
                 &layer.attention_norm,
             );
-            let mut up = layer.up.product(&x_attn, n)?;
+            let mut up = layer.up.product(&x_attn, n);
             kernels::bias_gelu_in_place(&mut up, &layer.up.bias);
-            let mut out = layer.down.product(&up, n)?;
+            let mut out = layer.down.product(&up, n);
             norm(
                 &mut out,
                 Some(&layer.down.bias),
