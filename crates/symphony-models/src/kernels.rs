@@ -2017,6 +2017,112 @@ mod simd {
         // SAFETY: callers guarantee the features; the load is unaligned.
         unsafe { fma_signed(acc, scale, _mm256_loadu_si256(w.as_ptr().cast()), x) }
     }
+
+    /// [`super::AttentionScratch`]'s scores: `scores[r][j] = Σ_d queries[r][d] · keys_t[d][j]`
+    /// for `R` queries of `head_dim` and every key of `keys_t` (`head_dim` rows of
+    /// `keys_len`, a multiple of 16): sixteen keys at a time, the `R` queries' sums in
+    /// registers, each key vector loaded once for all of them.
+    pub(super) fn attention_scores<const R: usize>(
+        queries: &[f32],
+        keys_t: &[f32],
+        head_dim: usize,
+        keys_len: usize,
+        scores: &mut [f32],
+    ) {
+        assert!(keys_len % 16 == 0 && queries.len() >= R * head_dim);
+        assert!(keys_t.len() >= head_dim * keys_len && scores.len() >= R * keys_len);
+        let (q, k, out) = (queries.as_ptr(), keys_t.as_ptr(), scores.as_mut_ptr());
+        for j in (0..keys_len).step_by(16) {
+            // SAFETY: AVX2 and FMA (and AVX-512 where compiled) are enabled at compile time;
+            // the asserts bound every offset: d < head_dim, r < R, j + 16 <= keys_len.
+            unsafe {
+                #[cfg(simd_avx512)]
+                {
+                    let mut acc = [_mm512_setzero_ps(); R];
+                    for d in 0..head_dim {
+                        let keys = _mm512_loadu_ps(k.add(d * keys_len + j));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let qd = _mm512_set1_ps(*q.add(r * head_dim + d));
+                            *acc = _mm512_fmadd_ps(qd, keys, *acc);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        _mm512_storeu_ps(out.add(r * keys_len + j), *acc);
+                    }
+                }
+                #[cfg(not(simd_avx512))]
+                {
+                    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                    for d in 0..head_dim {
+                        let at = k.add(d * keys_len + j);
+                        let keys = [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))];
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let qd = _mm256_set1_ps(*q.add(r * head_dim + d));
+                            acc[0] = _mm256_fmadd_ps(qd, keys[0], acc[0]);
+                            acc[1] = _mm256_fmadd_ps(qd, keys[1], acc[1]);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(out.add(r * keys_len + j), acc[0]);
+                        _mm256_storeu_ps(out.add(r * keys_len + j + 8), acc[1]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`super::AttentionScratch`]'s weighted sums: for `R` rows of `probs` (each of
+    /// `keys_len`, the first `len` used), `Σ_j probs[r][j] · values[j][column..column + 16]`,
+    /// the values' rows being `value_len` long. Sixteen columns of the `R` sums in registers,
+    /// each value vector loaded once for all of them.
+    pub(super) fn attention_values<const R: usize>(
+        probs: &[f32],
+        keys_len: usize,
+        len: usize,
+        values: &[f32],
+        value_len: usize,
+        column: usize,
+    ) -> [[f32; 16]; R] {
+        assert!(len <= keys_len && probs.len() >= R * keys_len);
+        assert!(column + 16 <= value_len && values.len() >= len * value_len);
+        let (p, v) = (probs.as_ptr(), values.as_ptr());
+        let mut sums = [[0f32; 16]; R];
+        // SAFETY: as in `attention_scores`; j < len <= keys_len, column + 16 <= value_len.
+        unsafe {
+            #[cfg(simd_avx512)]
+            {
+                let mut acc = [_mm512_setzero_ps(); R];
+                for j in 0..len {
+                    let values = _mm512_loadu_ps(v.add(j * value_len + column));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let pj = _mm512_set1_ps(*p.add(r * keys_len + j));
+                        *acc = _mm512_fmadd_ps(pj, values, *acc);
+                    }
+                }
+                for (sum, acc) in sums.iter_mut().zip(&acc) {
+                    _mm512_storeu_ps(sum.as_mut_ptr(), *acc);
+                }
+            }
+            #[cfg(not(simd_avx512))]
+            {
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for j in 0..len {
+                    let at = v.add(j * value_len + column);
+                    let values = [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))];
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let pj = _mm256_set1_ps(*p.add(r * keys_len + j));
+                        acc[0] = _mm256_fmadd_ps(pj, values[0], acc[0]);
+                        acc[1] = _mm256_fmadd_ps(pj, values[1], acc[1]);
+                    }
+                }
+                for (sum, acc) in sums.iter_mut().zip(&acc) {
+                    _mm256_storeu_ps(sum.as_mut_ptr(), acc[0]);
+                    _mm256_storeu_ps(sum.as_mut_ptr().add(8), acc[1]);
+                }
+            }
+        }
+        sums
+    }
 }
 
 /// ggml's `hsum_float_8`: halves, then pairs, then the last two.
@@ -2601,77 +2707,192 @@ pub fn bias_gelu_in_place(x: &mut [f32], bias: &[f32]) {
     });
 }
 
+/// Queries an attention block scores together: every key and value loaded serves this many.
+const ATTENTION_QUERIES: usize = 4;
+/// Keys (or value columns) an attention block holds per query: one 512-bit register of f32,
+/// two 256-bit ones.
+const ATTENTION_LANES: usize = 16;
+
 /// Bidirectional multi-head attention for packed sequences. `qkv` holds, for each row (a
 /// token), its query, key and value projections side by side (`3 · hidden` columns, heads
-/// of `head_dim` contiguous within each); `rows` are the sequences' row ranges, each
-/// attending only over itself. Returns the `(rows, hidden)` outputs, heads side by side.
-/// One task per sequence and head, run in parallel; softmax with [`exp_f32`].
+/// of `head_dim` contiguous within each); `rows` are the sequences' row ranges, in order and
+/// disjoint, each attending only over itself. Returns the `(rows, hidden)` outputs, heads
+/// side by side. One task per sequence, run in parallel, writing its own output rows; softmax
+/// with [`exp_f32`].
 pub fn packed_attention(
     qkv: &[f32],
     hidden: usize,
     head_dim: usize,
     rows: &[std::ops::Range<usize>],
 ) -> Vec<f32> {
-    let n_heads = hidden / head_dim;
-    let width = 3 * hidden;
-    let n_rows = qkv.len() / width;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let tasks: Vec<(usize, usize)> = (0..rows.len())
-        .flat_map(|s| (0..n_heads).map(move |h| (s, h)))
-        .collect();
-    let results: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(s, head)| {
-            let range = rows[s].clone();
-            let len = range.len();
-            let (q_off, k_off, v_off) = (
-                head * head_dim,
-                hidden + head * head_dim,
-                2 * hidden + head * head_dim,
-            );
-            let row = |r: usize, off: usize| &qkv[r * width + off..][..head_dim];
-            // Keys transposed, (head_dim, len): a query's scores are then `head_dim` AXPYs
-            // over the sequence, which vectorize, instead of `len` short dot products.
-            let mut keys_t = vec![0f32; head_dim * len];
-            for j in 0..len {
-                for (d, &k) in row(range.start + j, k_off).iter().enumerate() {
-                    keys_t[d * len + j] = k * scale;
-                }
-            }
-            let mut out = vec![0f32; len * head_dim];
-            let mut scores = vec![0f32; len];
-            for (i, out_i) in out.chunks_exact_mut(head_dim).enumerate() {
-                let q = row(range.start + i, q_off);
-                scores.fill(0.0);
-                for (&qd, keys) in q.iter().zip(keys_t.chunks_exact(len)) {
-                    for (s, &k) in scores.iter_mut().zip(keys) {
-                        *s = qd.mul_add(k, *s);
-                    }
-                }
-                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                for s in scores.iter_mut() {
-                    *s = exp_f32(*s - max);
-                }
-                let inv = 1.0 / scores.iter().sum::<f32>();
-                for (j, &p) in scores.iter().enumerate() {
-                    let v = row(range.start + j, v_off);
-                    let w = p * inv;
-                    for (o, x) in out_i.iter_mut().zip(v) {
-                        *o = w.mul_add(*x, *o);
-                    }
-                }
-            }
-            out
-        })
-        .collect();
+    let n_rows = qkv.len() / (3 * hidden);
     let mut output = vec![0f32; n_rows * hidden];
-    for (&(s, head), result) in tasks.iter().zip(&results) {
-        for (i, values) in result.chunks_exact(head_dim).enumerate() {
-            let r = rows[s].start + i;
-            output[r * hidden + head * head_dim..][..head_dim].copy_from_slice(values);
+    let mut tasks = Vec::with_capacity(rows.len());
+    let (mut rest, mut at) = (output.as_mut_slice(), 0);
+    for range in rows {
+        assert!(range.start >= at && range.end <= n_rows, "sequences in order, disjoint");
+        let (_, tail) = rest.split_at_mut((range.start - at) * hidden);
+        let (mine, tail) = tail.split_at_mut(range.len() * hidden);
+        tasks.push((range.clone(), mine));
+        (rest, at) = (tail, range.end);
+    }
+    tasks.into_par_iter().for_each(|(range, out)| {
+        let mut scratch = AttentionScratch::new(range.len(), head_dim);
+        for head in 0..hidden / head_dim {
+            scratch.attend(qkv, hidden, head * head_dim, range.start, out);
+        }
+    });
+    output
+}
+
+/// One sequence's head, laid out for register blocks: the queries (scaled) row by row, the
+/// keys transposed and the values row by row, each padded with zeros to whole blocks.
+struct AttentionScratch {
+    len: usize,
+    head_dim: usize,
+    /// `len` rounded up to whole [`ATTENTION_LANES`] (the keys' row length).
+    keys_len: usize,
+    /// `head_dim` rounded up to whole [`ATTENTION_LANES`] (the values' row length).
+    value_len: usize,
+    queries: Vec<f32>,
+    keys_t: Vec<f32>,
+    values: Vec<f32>,
+    /// The scores, then the unnormalised probabilities, of one block of queries.
+    scores: Vec<f32>,
+}
+
+impl AttentionScratch {
+    fn new(len: usize, head_dim: usize) -> Self {
+        let keys_len = len.next_multiple_of(ATTENTION_LANES);
+        let value_len = head_dim.next_multiple_of(ATTENTION_LANES);
+        Self {
+            len,
+            head_dim,
+            keys_len,
+            value_len,
+            queries: vec![0.0; len.next_multiple_of(ATTENTION_QUERIES) * head_dim],
+            keys_t: vec![0.0; head_dim * keys_len],
+            values: vec![0.0; len * value_len],
+            scores: vec![0.0; ATTENTION_QUERIES * keys_len],
         }
     }
-    output
+
+    /// Attention of the head whose columns start at `offset` (within the query, key and
+    /// value parts of `qkv`) for the sequence starting at row `first`, into its columns of
+    /// `out` (the sequence's `(len, hidden)` output rows).
+    fn attend(&mut self, qkv: &[f32], hidden: usize, offset: usize, first: usize, out: &mut [f32]) {
+        let (len, hd, kl, vl) = (self.len, self.head_dim, self.keys_len, self.value_len);
+        let scale = 1.0 / (hd as f32).sqrt();
+        for i in 0..len {
+            let row = &qkv[(first + i) * 3 * hidden..][..3 * hidden];
+            for (q, &x) in self.queries[i * hd..][..hd].iter_mut().zip(&row[offset..]) {
+                *q = x * scale;
+            }
+            for (d, &k) in row[hidden + offset..][..hd].iter().enumerate() {
+                self.keys_t[d * kl + i] = k;
+            }
+            self.values[i * vl..][..hd].copy_from_slice(&row[2 * hidden + offset..][..hd]);
+        }
+        const R: usize = ATTENTION_QUERIES;
+        const L: usize = ATTENTION_LANES;
+        for block in (0..len).step_by(R) {
+            let queries = &self.queries[block * hd..][..R * hd];
+            scores_block::<R>(queries, &self.keys_t, hd, kl, &mut self.scores);
+            let mut inverse_sums = [0f32; R];
+            for (r, scores) in self.scores.chunks_exact_mut(kl).enumerate() {
+                // The padding keys: out of the maximum, and (nearly) nothing in the sum.
+                scores[len..].fill(f32::NEG_INFINITY);
+                inverse_sums[r] = 1.0 / exp_in_place_sum(scores);
+            }
+            for c in (0..vl).step_by(L) {
+                let acc = values_block::<R>(&self.scores, kl, len, &self.values, vl, c);
+                let width = L.min(hd - c);
+                for r in 0..R.min(len - block) {
+                    let dst = &mut out[(block + r) * hidden + offset + c..][..width];
+                    for (o, &a) in dst.iter_mut().zip(&acc[r]) {
+                        *o = a * inverse_sums[r];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `s ← exp(s - max)` over `scores` (whole [`ATTENTION_LANES`]), returning the sum: lanes
+/// of maxima and partial sums, so that both reductions vectorize. An entry of -∞ adds
+/// `exp(-87)` (the clamp of [`exp_f32`]) at most: nothing beside the maximum's 1.
+fn exp_in_place_sum(scores: &mut [f32]) -> f32 {
+    const L: usize = ATTENTION_LANES;
+    let mut maxima = [f32::NEG_INFINITY; L];
+    for chunk in scores.chunks_exact(L) {
+        for (m, &s) in maxima.iter_mut().zip(chunk) {
+            *m = if s > *m { s } else { *m };
+        }
+    }
+    let max = maxima.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sums = [0f32; L];
+    for chunk in scores.chunks_exact_mut(L) {
+        for (sum, s) in sums.iter_mut().zip(chunk) {
+            *s = exp_f32(*s - max);
+            *sum += *s;
+        }
+    }
+    sums.iter().sum()
+}
+
+/// `scores[r][j] = Σ_d queries[r][d] · keys_t[d][j]`: [`simd::attention_scores`] where the
+/// CPU has it, the same sums one lane at a time elsewhere.
+fn scores_block<const R: usize>(
+    queries: &[f32],
+    keys_t: &[f32],
+    head_dim: usize,
+    keys_len: usize,
+    scores: &mut [f32],
+) {
+    #[cfg(simd_avx2)]
+    simd::attention_scores::<R>(queries, keys_t, head_dim, keys_len, scores);
+    #[cfg(not(simd_avx2))]
+    for (r, scores) in scores.chunks_exact_mut(keys_len).take(R).enumerate() {
+        scores.fill(0.0);
+        for (&q, keys) in queries[r * head_dim..][..head_dim]
+            .iter()
+            .zip(keys_t.chunks_exact(keys_len))
+        {
+            for (s, &k) in scores.iter_mut().zip(keys) {
+                *s = q.mul_add(k, *s);
+            }
+        }
+    }
+}
+
+/// `Σ_j probs[r][j] · values[j][column..column + 16]` for `R` rows of probabilities:
+/// [`simd::attention_values`] where the CPU has it, the same sums one lane at a time
+/// elsewhere.
+fn values_block<const R: usize>(
+    probs: &[f32],
+    keys_len: usize,
+    len: usize,
+    values: &[f32],
+    value_len: usize,
+    column: usize,
+) -> [[f32; ATTENTION_LANES]; R] {
+    #[cfg(simd_avx2)]
+    return simd::attention_values::<R>(probs, keys_len, len, values, value_len, column);
+    #[cfg(not(simd_avx2))]
+    {
+        let mut sums = [[0f32; ATTENTION_LANES]; R];
+        for (r, sum) in sums.iter_mut().enumerate() {
+            for (&p, row) in probs[r * keys_len..][..len]
+                .iter()
+                .zip(values.chunks_exact(value_len))
+            {
+                for (s, &v) in sum.iter_mut().zip(&row[column..]) {
+                    *s = p.mul_add(v, *s);
+                }
+            }
+        }
+        sums
+    }
 }
 
 /// `x ← x + bias` on every row of a `(rows, bias.len())` matrix.
@@ -3301,15 +3522,24 @@ mod tests {
 
     #[test]
     fn packed_attention_matches_a_plain_softmax() {
-        let (hidden, head_dim) = (8, 4);
-        let rows = [0..3, 3..4, 4..9];
-        let n = 9;
+        // Whole register blocks and partial ones: heads narrower and wider than a block's
+        // lanes, sequences shorter and longer than a block of queries or keys.
+        attention_matches_a_plain_softmax(8, 4, &[0..3, 3..4, 4..9]);
+        attention_matches_a_plain_softmax(96, 24, &[0..37, 37..38, 38..108]);
+    }
+
+    fn attention_matches_a_plain_softmax(
+        hidden: usize,
+        head_dim: usize,
+        rows: &[std::ops::Range<usize>],
+    ) {
+        let n = rows.last().unwrap().end;
         let qkv: Vec<f32> = (0..n * 3 * hidden)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.05)
             .collect();
-        let got = packed_attention(&qkv, hidden, head_dim, &rows);
+        let got = packed_attention(&qkv, hidden, head_dim, rows);
         let at = |r: usize, c: usize| qkv[r * 3 * hidden + c] as f64;
-        for range in &rows {
+        for range in rows {
             for head in 0..hidden / head_dim {
                 for i in range.clone() {
                     let scores: Vec<f64> = range
