@@ -261,6 +261,7 @@ fn pack_tile(
 
 /// Bytes of one block of a packed Q5_0 tile: the eight rows' `d` as f32, then each row's
 /// 32 weights unpacked to unsigned bytes (`w + 16`, 0..=31).
+#[cfg(simd_avx2)]
 const Q5_0_TILE_BLOCK: usize = TILE_COLS * (4 + QK);
 
 /// Eight Q5_0 rows unpacked block by block, once per matmul task instead of once per group
