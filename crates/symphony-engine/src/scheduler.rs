@@ -29,6 +29,9 @@ pub struct SchedulerConfig {
     /// Tokens one step may run: every decoding sequence's next token, then prompt chunks.
     /// Smaller keeps running streams smooth while long prompts arrive.
     pub max_batch_tokens: usize,
+    /// The least a step's budget shrinks to while several prompts wait: `k` waiting prompts
+    /// share steps of `max_batch_tokens / k` tokens, but never fewer than this.
+    pub min_batch_tokens: usize,
     /// Sequences running at once; more wait.
     pub max_running: usize,
     /// Share computed prompt blocks between requests.
@@ -40,6 +43,7 @@ impl Default for SchedulerConfig {
         Self {
             kv_blocks: 1024,
             max_batch_tokens: 256,
+            min_batch_tokens: 64,
             max_running: 32,
             prefix_cache: true,
         }
@@ -511,7 +515,19 @@ impl Worker {
         // Decoding sequences first (one token each), then prompt chunks in arrival order.
         self.running
             .sort_by_key(|s| (s.tokens.len() - s.computed > 1, s.arrived));
-        let mut budget = self.config.max_batch_tokens;
+        // Prompts waiting together share shorter steps, so that each one's first token comes
+        // when its own chunks are done rather than all of theirs after one long step (16
+        // requests after a cached system prompt arrive with ~25 tokens each: one 256-token
+        // step answered them all at once, in 0.4 s, where 64-token steps answer the first
+        // few in 0.1 s). A prompt alone keeps full steps: on Qwen2.5 0.5B, 64-token chunks
+        // made a 1500-token prompt 10 % slower.
+        let prompts = self
+            .running
+            .iter()
+            .filter(|s| s.tokens.len() - s.computed > 1)
+            .count();
+        let max = self.config.max_batch_tokens;
+        let mut budget = (max / prompts.max(1)).clamp(self.config.min_batch_tokens.clamp(1, max), max);
         let mut plan: Vec<(RequestId, usize)> = Vec::new();
         // Prompt blocks this step computes: a prompt whose next block is one of them waits a
         // step and takes it from the cache, instead of computing it again beside it.

@@ -195,6 +195,44 @@ fn prompts_arriving_together_compute_their_shared_prefix_once() {
     }
 }
 
+#[test]
+fn prompts_waiting_together_share_shorter_steps_than_a_prompt_alone() {
+    let model = smollm2();
+    let config = SchedulerConfig {
+        max_batch_tokens: 128,
+        min_batch_tokens: 16,
+        ..SchedulerConfig::default()
+    };
+    let prompts: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|p| raw_prompt(&model, &format!("{p} ").repeat(5)))
+        .collect();
+    let total: usize = prompts.iter().map(Vec::len).sum();
+    assert!(total > 128, "the prompts hold {total} tokens");
+    // Alone, a prompt runs in chunks of the whole budget.
+    let alone = Scheduler::spawn(model.clone(), config.clone()).unwrap();
+    for prompt in &prompts {
+        together(&alone, std::slice::from_ref(prompt), 1);
+    }
+    let steps_alone = alone.stats().steps.load(Ordering::Relaxed) as usize;
+    let full_steps: usize = prompts.iter().map(|p| p.len().div_ceil(128)).sum();
+    assert_eq!(steps_alone, full_steps);
+    // Together, four prompts share 32-token steps (128 / 4) until some finish: more steps
+    // than the full budget would take, with the same first token as each computed alone.
+    let shared = Scheduler::spawn(model.clone(), config).unwrap();
+    let outputs = together(&shared, &prompts, 1);
+    let steps = shared.stats().steps.load(Ordering::Relaxed) as usize;
+    assert!(
+        steps > total.div_ceil(128) + 1,
+        "{steps} steps for {total} prompt tokens"
+    );
+    for (prompt, output) in prompts.iter().zip(&outputs) {
+        let mut session = Session::new(&model);
+        let fresh = session.generate(prompt, &greedy(1), None, |_| {}).unwrap();
+        assert_eq!(output, &fresh.tokens);
+    }
+}
+
 /// A listener that hangs up after `limit` deltas.
 struct HangUp {
     deltas: Arc<AtomicUsize>,
