@@ -2019,85 +2019,33 @@ mod simd {
         unsafe { fma_signed(acc, scale, _mm256_loadu_si256(w.as_ptr().cast()), x) }
     }
 
-    /// [`super::AttentionScratch`]'s scores: `scores[r][j] = Σ_d queries[r][d] · keys_t[d][j]`
-    /// for `R` queries of `head_dim` and every key of `keys_t` (`head_dim` rows of
-    /// `keys_len`, a multiple of 16): sixteen keys at a time, the `R` queries' sums in
-    /// registers, each key vector loaded once for all of them.
-    pub(super) fn attention_scores<const R: usize>(
-        queries: &[f32],
-        keys_t: &[f32],
-        head_dim: usize,
-        keys_len: usize,
-        scores: &mut [f32],
-    ) {
-        assert!(keys_len % 16 == 0 && queries.len() >= R * head_dim);
-        assert!(keys_t.len() >= head_dim * keys_len && scores.len() >= R * keys_len);
-        let (q, k, out) = (queries.as_ptr(), keys_t.as_ptr(), scores.as_mut_ptr());
-        for j in (0..keys_len).step_by(16) {
-            // SAFETY: AVX2 and FMA (and AVX-512 where compiled) are enabled at compile time;
-            // the asserts bound every offset: d < head_dim, r < R, j + 16 <= keys_len.
-            unsafe {
-                #[cfg(simd_avx512)]
-                {
-                    let mut acc = [_mm512_setzero_ps(); R];
-                    for d in 0..head_dim {
-                        let keys = _mm512_loadu_ps(k.add(d * keys_len + j));
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let qd = _mm512_set1_ps(*q.add(r * head_dim + d));
-                            *acc = _mm512_fmadd_ps(qd, keys, *acc);
-                        }
-                    }
-                    for (r, acc) in acc.iter().enumerate() {
-                        _mm512_storeu_ps(out.add(r * keys_len + j), *acc);
-                    }
-                }
-                #[cfg(not(simd_avx512))]
-                {
-                    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-                    for d in 0..head_dim {
-                        let at = k.add(d * keys_len + j);
-                        let keys = [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))];
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let qd = _mm256_set1_ps(*q.add(r * head_dim + d));
-                            acc[0] = _mm256_fmadd_ps(qd, keys[0], acc[0]);
-                            acc[1] = _mm256_fmadd_ps(qd, keys[1], acc[1]);
-                        }
-                    }
-                    for (r, acc) in acc.iter().enumerate() {
-                        _mm256_storeu_ps(out.add(r * keys_len + j), acc[0]);
-                        _mm256_storeu_ps(out.add(r * keys_len + j + 8), acc[1]);
-                    }
-                }
-            }
-        }
-    }
-
-    /// [`super::AttentionScratch`]'s weighted sums: for `R` rows of `probs` (each of
-    /// `keys_len`, the first `len` used), `Σ_j probs[r][j] · values[j][column..column + 16]`,
-    /// the values' rows being `value_len` long. Sixteen columns of the `R` sums in registers,
-    /// each value vector loaded once for all of them.
-    pub(super) fn attention_values<const R: usize>(
-        probs: &[f32],
-        keys_len: usize,
-        len: usize,
-        values: &[f32],
-        value_len: usize,
-        column: usize,
+    /// `sums[r] = Σ_t weights[r · weight_stride + t] · vectors[t · vector_stride..][..16]`
+    /// for `t < count`: `R` rows of weights against a column of sixteen-lane vectors, the
+    /// `R` sums in registers, each vector loaded once for all of them (attention's scores
+    /// and weighted sums, [`super::weighted_lane_sums`]).
+    ///
+    /// # Safety
+    /// The target features are enabled at compile time (the module's condition); `weights`
+    /// holds `(R - 1) · weight_stride + count` values and `vectors`
+    /// `(count - 1) · vector_stride + 16`.
+    pub(super) unsafe fn weighted_lane_sums<const R: usize>(
+        weights: *const f32,
+        weight_stride: usize,
+        vectors: *const f32,
+        vector_stride: usize,
+        count: usize,
     ) -> [[f32; 16]; R] {
-        assert!(len <= keys_len && probs.len() >= R * keys_len);
-        assert!(column + 16 <= value_len && values.len() >= len * value_len);
-        let (p, v) = (probs.as_ptr(), values.as_ptr());
         let mut sums = [[0f32; 16]; R];
-        // SAFETY: as in `attention_scores`; j < len <= keys_len, column + 16 <= value_len.
+        // SAFETY: the caller's bounds cover every offset read; stores go to `sums`.
         unsafe {
             #[cfg(simd_avx512)]
             {
                 let mut acc = [_mm512_setzero_ps(); R];
-                for j in 0..len {
-                    let values = _mm512_loadu_ps(v.add(j * value_len + column));
+                for t in 0..count {
+                    let v = _mm512_loadu_ps(vectors.add(t * vector_stride));
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let pj = _mm512_set1_ps(*p.add(r * keys_len + j));
-                        *acc = _mm512_fmadd_ps(pj, values, *acc);
+                        let w = _mm512_set1_ps(*weights.add(r * weight_stride + t));
+                        *acc = _mm512_fmadd_ps(w, v, *acc);
                     }
                 }
                 for (sum, acc) in sums.iter_mut().zip(&acc) {
@@ -2107,13 +2055,13 @@ mod simd {
             #[cfg(not(simd_avx512))]
             {
                 let mut acc = [[_mm256_setzero_ps(); 2]; R];
-                for j in 0..len {
-                    let at = v.add(j * value_len + column);
-                    let values = [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))];
+                for t in 0..count {
+                    let at = vectors.add(t * vector_stride);
+                    let v = [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))];
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let pj = _mm256_set1_ps(*p.add(r * keys_len + j));
-                        acc[0] = _mm256_fmadd_ps(pj, values[0], acc[0]);
-                        acc[1] = _mm256_fmadd_ps(pj, values[1], acc[1]);
+                        let w = _mm256_set1_ps(*weights.add(r * weight_stride + t));
+                        acc[0] = _mm256_fmadd_ps(w, v[0], acc[0]);
+                        acc[1] = _mm256_fmadd_ps(w, v[1], acc[1]);
                     }
                 }
                 for (sum, acc) in sums.iter_mut().zip(&acc) {
@@ -2798,7 +2746,12 @@ impl AttentionScratch {
         const L: usize = ATTENTION_LANES;
         for block in (0..len).step_by(R) {
             let queries = &self.queries[block * hd..][..R * hd];
-            scores_block::<R>(queries, &self.keys_t, hd, kl, &mut self.scores);
+            for j in (0..kl).step_by(L) {
+                let sums = weighted_lane_sums::<R>(queries, hd, &self.keys_t[j..], kl, hd);
+                for (r, sums) in sums.iter().enumerate() {
+                    self.scores[r * kl + j..][..L].copy_from_slice(sums);
+                }
+            }
             let mut inverse_sums = [0f32; R];
             for (r, scores) in self.scores.chunks_exact_mut(kl).enumerate() {
                 // The padding keys: out of the maximum, and (nearly) nothing in the sum.
@@ -2806,7 +2759,7 @@ impl AttentionScratch {
                 inverse_sums[r] = 1.0 / exp_in_place_sum(scores);
             }
             for c in (0..vl).step_by(L) {
-                let acc = values_block::<R>(&self.scores, kl, len, &self.values, vl, c);
+                let acc = weighted_lane_sums::<R>(&self.scores, kl, &self.values[c..], vl, len);
                 let width = L.min(hd - c);
                 for r in 0..R.min(len - block) {
                     let dst = &mut out[(block + r) * hidden + offset + c..][..width];
@@ -2841,54 +2794,40 @@ fn exp_in_place_sum(scores: &mut [f32]) -> f32 {
     sums.iter().sum()
 }
 
-/// `scores[r][j] = Σ_d queries[r][d] · keys_t[d][j]`: [`simd::attention_scores`] where the
-/// CPU has it, the same sums one lane at a time elsewhere.
-fn scores_block<const R: usize>(
-    queries: &[f32],
-    keys_t: &[f32],
-    head_dim: usize,
-    keys_len: usize,
-    scores: &mut [f32],
-) {
-    #[cfg(simd_avx2)]
-    simd::attention_scores::<R>(queries, keys_t, head_dim, keys_len, scores);
-    #[cfg(not(simd_avx2))]
-    for (r, scores) in scores.chunks_exact_mut(keys_len).take(R).enumerate() {
-        scores.fill(0.0);
-        for (&q, keys) in queries[r * head_dim..][..head_dim]
-            .iter()
-            .zip(keys_t.chunks_exact(keys_len))
-        {
-            for (s, &k) in scores.iter_mut().zip(keys) {
-                *s = q.mul_add(k, *s);
-            }
-        }
-    }
-}
-
-/// `Σ_j probs[r][j] · values[j][column..column + 16]` for `R` rows of probabilities:
-/// [`simd::attention_values`] where the CPU has it, the same sums one lane at a time
-/// elsewhere.
-fn values_block<const R: usize>(
-    probs: &[f32],
-    keys_len: usize,
-    len: usize,
-    values: &[f32],
-    value_len: usize,
-    column: usize,
+/// `sums[r] = Σ_t weights[r · weight_stride + t] · vectors[t · vector_stride..][..L]` for
+/// `t < count`: [`simd::weighted_lane_sums`] where the CPU has it, the same sums one lane at
+/// a time elsewhere.
+fn weighted_lane_sums<const R: usize>(
+    weights: &[f32],
+    weight_stride: usize,
+    vectors: &[f32],
+    vector_stride: usize,
+    count: usize,
 ) -> [[f32; ATTENTION_LANES]; R] {
+    const L: usize = ATTENTION_LANES;
+    if count > 0 {
+        assert!(weights.len() >= (R - 1) * weight_stride + count);
+        assert!(vectors.len() >= (count - 1) * vector_stride + L);
+    }
     #[cfg(simd_avx2)]
-    return simd::attention_values::<R>(probs, keys_len, len, values, value_len, column);
+    // SAFETY: the features are enabled at compile time; the bounds are asserted above.
+    return unsafe {
+        simd::weighted_lane_sums::<R>(
+            weights.as_ptr(),
+            weight_stride,
+            vectors.as_ptr(),
+            vector_stride,
+            count,
+        )
+    };
     #[cfg(not(simd_avx2))]
     {
-        let mut sums = [[0f32; ATTENTION_LANES]; R];
+        let mut sums = [[0f32; L]; R];
         for (r, sum) in sums.iter_mut().enumerate() {
-            for (&p, row) in probs[r * keys_len..][..len]
-                .iter()
-                .zip(values.chunks_exact(value_len))
-            {
-                for (s, &v) in sum.iter_mut().zip(&row[column..]) {
-                    *s = p.mul_add(v, *s);
+            for t in 0..count {
+                let w = weights[r * weight_stride + t];
+                for (s, &v) in sum.iter_mut().zip(&vectors[t * vector_stride..][..L]) {
+                    *s = w.mul_add(v, *s);
                 }
             }
         }
