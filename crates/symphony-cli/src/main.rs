@@ -328,10 +328,10 @@ struct ServeArgs {
     /// Tokens one batched step may run (decode tokens plus prompt chunks).
     #[arg(long, default_value_t = 256)]
     max_batch_tokens: usize,
-    /// The least a step's budget shrinks to while several prompts wait (they share steps of
-    /// max-batch-tokens / their number).
+    /// The least prompt tokens a step takes while several prompts wait (they share each
+    /// step's prompt room: max-batch-tokens less the decoding sequences' tokens).
     #[arg(long, default_value_t = 64)]
-    min_batch_tokens: usize,
+    min_prefill_tokens: usize,
     /// Sequences decoded together per model; more requests wait.
     #[arg(long, default_value_t = 32)]
     max_running: usize,

@@ -29,9 +29,10 @@ pub struct SchedulerConfig {
     /// Tokens one step may run: every decoding sequence's next token, then prompt chunks.
     /// Smaller keeps running streams smooth while long prompts arrive.
     pub max_batch_tokens: usize,
-    /// The least a step's budget shrinks to while several prompts wait: `k` waiting prompts
-    /// share steps of `max_batch_tokens / k` tokens, but never fewer than this.
-    pub min_batch_tokens: usize,
+    /// The least prompt tokens a step takes while several prompts wait: `k` waiting prompts
+    /// share steps of `1 / k` of the prompt room (`max_batch_tokens` less the decoding
+    /// sequences' tokens), but never fewer than this.
+    pub min_prefill_tokens: usize,
     /// Sequences running at once; more wait.
     pub max_running: usize,
     /// Share computed prompt blocks between requests.
@@ -43,7 +44,7 @@ impl Default for SchedulerConfig {
         Self {
             kv_blocks: 1024,
             max_batch_tokens: 256,
-            min_batch_tokens: 64,
+            min_prefill_tokens: 64,
             max_running: 32,
             prefix_cache: true,
         }
@@ -520,14 +521,18 @@ impl Worker {
         // requests after a cached system prompt arrive with ~25 tokens each: one 256-token
         // step answered them all at once, in 0.4 s, where 64-token steps answer the first
         // few in 0.1 s). A prompt alone keeps full steps: on Qwen2.5 0.5B, 64-token chunks
-        // made a 1500-token prompt 10 % slower.
+        // made a 1500-token prompt 10 % slower. Decoding sequences keep their token in
+        // every step, however many prompts wait.
         let prompts = self
             .running
             .iter()
             .filter(|s| s.tokens.len() - s.computed > 1)
             .count();
         let max = self.config.max_batch_tokens;
-        let mut budget = (max / prompts.max(1)).clamp(self.config.min_batch_tokens.clamp(1, max), max);
+        let decoding = (self.running.len() - prompts).min(max);
+        let room = max - decoding;
+        let floor = self.config.min_prefill_tokens.min(room);
+        let mut budget = decoding + (room / prompts.max(1)).clamp(floor, room);
         let mut plan: Vec<(RequestId, usize)> = Vec::new();
         // Prompt blocks this step computes: a prompt whose next block is one of them waits a
         // step and takes it from the cache, instead of computing it again beside it.

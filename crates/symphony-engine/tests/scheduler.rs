@@ -200,7 +200,7 @@ fn prompts_waiting_together_share_shorter_steps_than_a_prompt_alone() {
     let model = smollm2();
     let config = SchedulerConfig {
         max_batch_tokens: 128,
-        min_batch_tokens: 16,
+        min_prefill_tokens: 16,
         ..SchedulerConfig::default()
     };
     let prompts: Vec<Vec<u32>> = PROMPTS

@@ -2679,7 +2679,10 @@ pub fn packed_attention(
     let mut tasks = Vec::with_capacity(rows.len());
     let (mut rest, mut at) = (output.as_mut_slice(), 0);
     for range in rows {
-        assert!(range.start >= at && range.end <= n_rows, "sequences in order, disjoint");
+        assert!(
+            range.start >= at && range.end <= n_rows,
+            "sequences in order, disjoint"
+        );
         let (_, tail) = rest.split_at_mut((range.start - at) * hidden);
         let (mine, tail) = tail.split_at_mut(range.len() * hidden);
         tasks.push((range.clone(), mine));
