@@ -36,18 +36,22 @@ const PROMPTS: [&str; 4] = [
 ];
 
 /// Each prompt's greedy continuation, one sequence at a time.
-fn alone(model: &Model, max_tokens: usize) -> Vec<Vec<u32>> {
-    PROMPTS
+fn alone(model: &Model, prompts: &[Vec<u32>], max_tokens: usize) -> Vec<Vec<u32>> {
+    prompts
         .iter()
-        .map(|p| {
+        .map(|prompt| {
             let mut session = Session::new(model);
-            let prompt = raw_prompt(model, p);
             session
-                .generate(&prompt, &greedy(max_tokens), None, |_| {})
+                .generate(prompt, &greedy(max_tokens), None, |_| {})
                 .unwrap()
                 .tokens
         })
         .collect()
+}
+
+/// How many leading tokens `a` and `b` have in common.
+fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Submits every prompt at once and collects the outputs in order.
@@ -82,7 +86,6 @@ fn together(scheduler: &Scheduler, prompts: &[Vec<u32>], max_tokens: usize) -> V
 #[test]
 fn batched_sequences_match_sequences_run_alone() {
     let model = smollm2();
-    let expected = alone(&model, 24);
     let scheduler = Scheduler::spawn(
         model.clone(),
         SchedulerConfig {
@@ -93,14 +96,16 @@ fn batched_sequences_match_sequences_run_alone() {
     )
     .unwrap();
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| raw_prompt(&model, p)).collect();
-    assert_eq!(together(&scheduler, &prompts, 24), expected);
+    assert_eq!(
+        together(&scheduler, &prompts, 24),
+        alone(&model, &prompts, 24)
+    );
     assert!(scheduler.stats().steps.load(Ordering::Relaxed) < 4 * 24);
 }
 
 #[test]
 fn preempted_sequences_are_recomputed_without_losing_tokens() {
     let model = smollm2();
-    let expected = alone(&model, 40);
     // Room for about two of the four sequences at a time.
     let scheduler = Scheduler::spawn(
         model.clone(),
@@ -112,7 +117,10 @@ fn preempted_sequences_are_recomputed_without_losing_tokens() {
     )
     .unwrap();
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| raw_prompt(&model, p)).collect();
-    assert_eq!(together(&scheduler, &prompts, 40), expected);
+    assert_eq!(
+        together(&scheduler, &prompts, 40),
+        alone(&model, &prompts, 40)
+    );
     assert!(scheduler.stats().preemptions.load(Ordering::Relaxed) > 0);
 }
 
@@ -134,11 +142,7 @@ fn a_shared_prefix_is_computed_once() {
     let second = scheduler
         .generate(Request::new(prompts[1].clone(), greedy(8)))
         .unwrap();
-    let shared = prompts[0]
-        .iter()
-        .zip(&prompts[1])
-        .take_while(|(a, b)| a == b)
-        .count();
+    let shared = shared_prefix(&prompts[0], &prompts[1]);
     let cached = second.completion.unwrap().cached_tokens;
     assert_eq!(cached, shared / KV_BLOCK_SIZE * KV_BLOCK_SIZE);
     assert!(
@@ -174,11 +178,7 @@ fn prompts_arriving_together_compute_their_shared_prefix_once() {
     .iter()
     .map(|q| raw_prompt(&model, &format!("{system}{q}")))
     .collect();
-    let shared = prompts[0]
-        .iter()
-        .zip(&prompts[1])
-        .take_while(|(a, b)| a == b)
-        .count();
+    let shared = shared_prefix(&prompts[0], &prompts[1]);
     assert!(shared >= 64, "the prompts share {shared} tokens");
     let scheduler = Scheduler::spawn(model.clone(), SchedulerConfig::default()).unwrap();
     let outputs = together(&scheduler, &prompts, 6);
@@ -188,11 +188,7 @@ fn prompts_arriving_together_compute_their_shared_prefix_once() {
     let shared_blocks = shared / KV_BLOCK_SIZE * KV_BLOCK_SIZE;
     assert_eq!(computed, total - 2 * shared_blocks);
     // With the same tokens as each computed alone.
-    for (prompt, output) in prompts.iter().zip(&outputs) {
-        let mut session = Session::new(&model);
-        let fresh = session.generate(prompt, &greedy(6), None, |_| {}).unwrap();
-        assert_eq!(output, &fresh.tokens);
-    }
+    assert_eq!(outputs, alone(&model, &prompts, 6));
 }
 
 #[test]
@@ -210,11 +206,11 @@ fn prompts_waiting_together_share_shorter_steps_than_a_prompt_alone() {
     let total: usize = prompts.iter().map(Vec::len).sum();
     assert!(total > 128, "the prompts hold {total} tokens");
     // Alone, a prompt runs in chunks of the whole budget.
-    let alone = Scheduler::spawn(model.clone(), config.clone()).unwrap();
+    let solo = Scheduler::spawn(model.clone(), config.clone()).unwrap();
     for prompt in &prompts {
-        together(&alone, std::slice::from_ref(prompt), 1);
+        together(&solo, std::slice::from_ref(prompt), 1);
     }
-    let steps_alone = alone.stats().steps.load(Ordering::Relaxed) as usize;
+    let steps_alone = solo.stats().steps.load(Ordering::Relaxed) as usize;
     let full_steps: usize = prompts.iter().map(|p| p.len().div_ceil(128)).sum();
     assert_eq!(steps_alone, full_steps);
     // Together, four prompts share 32-token steps (128 / 4) until some finish: more steps
@@ -226,11 +222,7 @@ fn prompts_waiting_together_share_shorter_steps_than_a_prompt_alone() {
         steps > total.div_ceil(128) + 1,
         "{steps} steps for {total} prompt tokens"
     );
-    for (prompt, output) in prompts.iter().zip(&outputs) {
-        let mut session = Session::new(&model);
-        let fresh = session.generate(prompt, &greedy(1), None, |_| {}).unwrap();
-        assert_eq!(output, &fresh.tokens);
-    }
+    assert_eq!(outputs, alone(&model, &prompts, 1));
 }
 
 /// A listener that hangs up after `limit` deltas.
