@@ -1048,6 +1048,25 @@ mod simd {
         }
     }
 
+    /// A register's eight f32 lanes, in memory order.
+    #[inline(always)]
+    fn f32_lanes(v: __m256) -> [f32; 8] {
+        let mut out = [0f32; 8];
+        // SAFETY: AVX is enabled at compile time (the module's condition); the store is
+        // unaligned and fills `out` exactly.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+
+    /// A register's eight i32 lanes, in memory order.
+    #[inline(always)]
+    fn i32_lanes(v: __m256i) -> [i32; 8] {
+        let mut out = [0i32; 8];
+        // SAFETY: as in `f32_lanes`.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+        out
+    }
+
     /// `Lanes::fma_q5_0`: the 5-bit weights unpacked in registers (low nibbles, then high
     /// nibbles; bit `e` of `qh` spread to byte `e` as ggml's `bytes_from_bits_32` does),
     /// offset by -16, then the signed product as in `fma_i8_i8`.
@@ -1175,7 +1194,7 @@ mod simd {
                 }
                 for (i, acc) in acc.iter().enumerate() {
                     for r in 0..R {
-                        _mm256_storeu_ps(out[r][first + i].as_mut_ptr(), acc[r]);
+                        out[r][first + i] = f32_lanes(acc[r]);
                     }
                 }
             }
@@ -1427,11 +1446,7 @@ mod simd {
                     *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sums), *acc);
                 }
             }
-            let mut out = [[0f32; 8]; R];
-            for (o, a) in out.iter_mut().zip(acc) {
-                _mm256_storeu_ps(o.as_mut_ptr(), a);
-            }
-            out
+            acc.map(f32_lanes)
         }
     }
 
@@ -1489,9 +1504,7 @@ mod simd {
                 let sums = dpbusd(_mm256_setzero_si256(), w, xv);
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(sums), acc);
             }
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-            (lanes, mins)
+            (f32_lanes(acc), mins)
         }
     }
 
@@ -1525,10 +1538,7 @@ mod simd {
                     *mins = _mm256_add_ps(*mins, _mm256_mul_ps(m, _mm256_set1_ps(xs[r][b].s)));
                 }
             }
-            let mut out_mins = [[0f32; TILE_COLS]; R];
-            for (o, m) in out_mins.iter_mut().zip(mins) {
-                _mm256_storeu_ps(o.as_mut_ptr(), m);
-            }
+            let out_mins = mins.map(f32_lanes);
             let out = tile_lanes::<R, 0>(
                 blocks,
                 |row, b| {
@@ -1723,10 +1733,7 @@ mod simd {
                 _mm256_hadd_epi32(ma, mb),
                 _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7),
             );
-            let (mut out_sums, mut out_mins) = ([0i32; 8], [0i32; 8]);
-            _mm256_storeu_si256(out_sums.as_mut_ptr().cast(), sums);
-            _mm256_storeu_si256(out_mins.as_mut_ptr().cast(), min_sums);
-            (out_sums, out_mins)
+            (i32_lanes(sums), i32_lanes(min_sums))
         }
     }
 
@@ -1802,11 +1809,7 @@ mod simd {
                     }
                 }
             }
-            let mut out = [[0f32; 8]; R];
-            for r in 0..R {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_sub_ps(acc[r], acc_min[r]));
-            }
-            out
+            std::array::from_fn(|r| f32_lanes(_mm256_sub_ps(acc[r], acc_min[r])))
         }
     }
 
@@ -1859,11 +1862,7 @@ mod simd {
                     );
                 }
             }
-            let mut out = [[0f32; 8]; R];
-            for r in 0..R {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-            }
-            out
+            acc.map(f32_lanes)
         }
     }
 
@@ -1933,9 +1932,7 @@ mod simd {
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.as_ptr().cast()));
             let offsets = _mm256_madd_epi16(_mm256_loadu_si256(bsums.as_ptr().cast()), sc16);
             let lanes = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 5));
-            let mut out = [0i32; 8];
-            _mm256_storeu_si256(out.as_mut_ptr().cast(), lanes);
-            out
+            i32_lanes(lanes)
         }
     }
 
@@ -2006,9 +2003,7 @@ mod simd {
             let sc16 = _mm512_castsi512_si256(sc16);
             let offsets = _mm256_madd_epi16(_mm256_loadu_si256(bsums.as_ptr().cast()), sc16);
             let lanes = _mm256_sub_epi32(acc, _mm256_slli_epi32(offsets, 5));
-            let mut out = [0i32; 8];
-            _mm256_storeu_si256(out.as_mut_ptr().cast(), lanes);
-            out
+            i32_lanes(lanes)
         }
     }
 
