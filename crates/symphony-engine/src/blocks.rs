@@ -3,6 +3,10 @@
 //! Blocks are reference-counted. A block whose [`KV_BLOCK_SIZE`] positions are all computed
 //! is registered under a hash of its tokens and of every token before it, so a later sequence
 //! with the same prefix (same model, same tokens) takes the block instead of recomputing it.
+//! A block whose positions are only partly computed (the end of a prompt or of a finished
+//! sequence) is registered too, with the tokens it holds: a later sequence whose prefix ends
+//! inside it copies it and keeps the positions they have in common, so sharing goes to the
+//! token, not to the block (a system prompt rarely ends on a block boundary).
 //! A registered block nobody uses stays cached until its slot is needed: eviction takes the
 //! least recently released one.
 
@@ -44,14 +48,27 @@ impl BlockKey {
     }
 }
 
+/// What a registered block holds.
+#[derive(Debug)]
+struct Entry {
+    /// The key of the full block before it (`None`: it is a sequence's first block).
+    parent: Option<BlockKey>,
+    /// The tokens at its computed positions, from its first: all [`KV_BLOCK_SIZE`] of them
+    /// when full.
+    tokens: Vec<TokenId>,
+    /// Its key in the exact-match map, when full.
+    key: Option<BlockKey>,
+}
+
 #[derive(Debug)]
 pub struct BlockAllocator {
     refs: Vec<u32>,
-    /// The key a block is registered under, if any.
-    key_of: Vec<Option<BlockKey>>,
-    /// The tokens of each registered block, to rule out a hash collision on lookup.
-    tokens_of: Vec<Vec<TokenId>>,
+    entries: Vec<Option<Entry>>,
+    /// Full registered blocks by key.
     cached: HashMap<BlockKey, u32>,
+    /// Every registered block, full or not, by the key of the block before it: where a
+    /// match that ends inside a block looks.
+    children: HashMap<Option<BlockKey>, Vec<u32>>,
     /// Blocks never registered (or evicted) and unused.
     free: Vec<u32>,
     /// Registered blocks nobody uses, by the time they were released (oldest first).
@@ -66,9 +83,9 @@ impl BlockAllocator {
     pub fn new(n_blocks: usize) -> Self {
         Self {
             refs: vec![0; n_blocks],
-            key_of: vec![None; n_blocks],
-            tokens_of: vec![Vec::new(); n_blocks],
+            entries: (0..n_blocks).map(|_| None).collect(),
             cached: HashMap::new(),
+            children: HashMap::new(),
             free: (0..n_blocks as u32).rev().collect(),
             idle: BTreeMap::new(),
             idle_since: vec![0; n_blocks],
@@ -99,14 +116,21 @@ impl BlockAllocator {
             Some(b) => b,
             None => {
                 let (_, b) = self.idle.pop_first()?;
-                if let Some(key) = self.key_of[b as usize].take() {
-                    self.cached.remove(&key);
-                }
+                self.unregister(b);
                 b
             }
         };
         self.refs[block as usize] = 1;
         Some(block)
+    }
+
+    /// Takes a new block to copy `source` into; `source` itself is never the one evicted
+    /// for it, and counts as just used.
+    pub fn allocate_copy_of(&mut self, source: u32) -> Option<u32> {
+        self.acquire(source);
+        let block = self.allocate();
+        self.release(source);
+        block
     }
 
     /// Whether a block is cached under `key` (a lookup may still find other tokens there).
@@ -118,27 +142,80 @@ impl BlockAllocator {
     pub fn lookup(&mut self, key: BlockKey, tokens: &[TokenId]) -> Option<u32> {
         self.lookups += 1;
         let &block = self.cached.get(&key)?;
-        if self.tokens_of[block as usize] != tokens {
+        if self.entries[block as usize].as_ref().map(|e| &e.tokens[..]) != Some(tokens) {
             return None;
         }
-        if self.refs[block as usize] == 0 {
-            self.idle.remove(&self.idle_since[block as usize]);
-        }
-        self.refs[block as usize] += 1;
+        self.acquire(block);
         self.hits += 1;
         Some(block)
     }
 
-    /// Records that `block` now holds the full block `tokens` under `key`. When another block
-    /// already holds it (two sequences computed the same prefix at once), this one stays
-    /// private.
-    pub fn register(&mut self, block: u32, key: BlockKey, tokens: &[TokenId]) {
-        if self.key_of[block as usize].is_some() || self.cached.contains_key(&key) {
+    /// The registered block after `parent` whose tokens begin with the longest run of
+    /// `tokens`, and the length of that run (at least one). No reference is taken: copy it
+    /// ([`Self::allocate_copy_of`]) before anything else allocates.
+    pub fn longest_match(
+        &mut self,
+        parent: Option<BlockKey>,
+        tokens: &[TokenId],
+    ) -> Option<(u32, usize)> {
+        self.lookups += 1;
+        let best = self
+            .children
+            .get(&parent)?
+            .iter()
+            .map(|&block| {
+                let held = &self.entries[block as usize]
+                    .as_ref()
+                    .expect("indexed")
+                    .tokens;
+                let common = held.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+                (block, common)
+            })
+            .max_by_key(|&(_, common)| common)
+            .filter(|&(_, common)| common > 0)?;
+        self.hits += 1;
+        Some(best)
+    }
+
+    /// Records that `block`, which follows the full block keyed `parent`, holds `tokens` at
+    /// its first positions (all of them when full). A block registered before may grow this
+    /// way as its owner computes more. Nothing is recorded when another block already holds
+    /// the same tokens after `parent` (two sequences computed the same prefix at once): this
+    /// one stays private.
+    pub fn register(&mut self, block: u32, parent: Option<BlockKey>, tokens: &[TokenId]) {
+        debug_assert!(!tokens.is_empty() && tokens.len() <= KV_BLOCK_SIZE);
+        if let Some(entry) = &self.entries[block as usize] {
+            let grows = entry.key.is_none()
+                && entry.parent == parent
+                && tokens.len() > entry.tokens.len()
+                && tokens.starts_with(&entry.tokens);
+            if !grows {
+                return;
+            }
+            self.unregister(block);
+        }
+        let key = (tokens.len() == KV_BLOCK_SIZE).then(|| BlockKey::next(parent, tokens));
+        let held_elsewhere = match key {
+            Some(key) => self.cached.contains_key(&key),
+            None => self.children.get(&parent).is_some_and(|siblings| {
+                siblings.iter().any(|&b| {
+                    let entry = self.entries[b as usize].as_ref().expect("indexed");
+                    entry.tokens.starts_with(tokens)
+                })
+            }),
+        };
+        if held_elsewhere {
             return;
         }
-        self.cached.insert(key, block);
-        self.key_of[block as usize] = Some(key);
-        self.tokens_of[block as usize] = tokens.to_vec();
+        if let Some(key) = key {
+            self.cached.insert(key, block);
+        }
+        self.children.entry(parent).or_default().push(block);
+        self.entries[block as usize] = Some(Entry {
+            parent,
+            tokens: tokens.to_vec(),
+            key,
+        });
     }
 
     /// Drops one reference; an unused block becomes idle (cached) or free.
@@ -147,7 +224,7 @@ impl BlockAllocator {
         debug_assert!(*r > 0, "block {block} released more often than taken");
         *r -= 1;
         if *r == 0 {
-            if self.key_of[block as usize].is_some() {
+            if self.entries[block as usize].is_some() {
                 self.clock += 1;
                 self.idle_since[block as usize] = self.clock;
                 self.idle.insert(self.clock, block);
@@ -157,9 +234,28 @@ impl BlockAllocator {
         }
     }
 
-    /// Whether `block` is shared, so its positions must not be written.
-    pub fn is_shared(&self, block: u32) -> bool {
-        self.refs[block as usize] > 1 || self.key_of[block as usize].is_some()
+    fn acquire(&mut self, block: u32) {
+        if self.refs[block as usize] == 0 {
+            self.idle.remove(&self.idle_since[block as usize]);
+        }
+        self.refs[block as usize] += 1;
+    }
+
+    /// Forgets what `block` holds (its reference count and free/idle state are the
+    /// caller's).
+    fn unregister(&mut self, block: u32) {
+        let Some(entry) = self.entries[block as usize].take() else {
+            return;
+        };
+        if let Some(key) = entry.key {
+            self.cached.remove(&key);
+        }
+        if let Some(siblings) = self.children.get_mut(&entry.parent) {
+            siblings.retain(|&b| b != block);
+            if siblings.is_empty() {
+                self.children.remove(&entry.parent);
+            }
+        }
     }
 }
 
@@ -191,7 +287,7 @@ mod tests {
         assert!(alloc.allocate().is_none());
         for (i, &b) in blocks.iter().enumerate() {
             let chunk = &t[i * KV_BLOCK_SIZE..(i + 1) * KV_BLOCK_SIZE];
-            alloc.register(b, keys[i], chunk);
+            alloc.register(b, i.checked_sub(1).map(|p| keys[p]), chunk);
         }
         blocks.iter().for_each(|&b| alloc.release(b));
         assert_eq!(alloc.available(), 3);
@@ -213,12 +309,50 @@ mod tests {
     fn a_block_registered_twice_keeps_the_first() {
         let mut alloc = BlockAllocator::new(2);
         let t = tokens(KV_BLOCK_SIZE, 2);
-        let key = BlockKey::chain(&t)[0];
         let (a, b) = (alloc.allocate().unwrap(), alloc.allocate().unwrap());
-        alloc.register(a, key, &t);
-        alloc.register(b, key, &t);
+        alloc.register(a, None, &t);
+        alloc.register(b, None, &t);
         alloc.release(b);
-        assert!(!alloc.is_shared(b));
         assert_eq!(alloc.allocate(), Some(b)); // b went back to the free list
+                                               // The same for a block that ends mid-way: one holding as much or more is enough.
+        alloc.register(b, None, &t[..5]);
+        alloc.release(b);
+        assert_eq!(alloc.allocate(), Some(b));
+    }
+
+    #[test]
+    fn a_match_can_end_inside_a_block() {
+        let mut alloc = BlockAllocator::new(4);
+        let t = tokens(2 * KV_BLOCK_SIZE, 3);
+        let first = BlockKey::chain(&t)[0];
+        let (a, b) = (alloc.allocate().unwrap(), alloc.allocate().unwrap());
+        alloc.register(a, None, &t[..KV_BLOCK_SIZE]);
+        // b, after a, grows as its owner computes: 3 positions, then 6.
+        alloc.register(b, Some(first), &t[KV_BLOCK_SIZE..KV_BLOCK_SIZE + 3]);
+        alloc.register(b, Some(first), &t[KV_BLOCK_SIZE..KV_BLOCK_SIZE + 6]);
+        let mut other = t[KV_BLOCK_SIZE..].to_vec();
+        other[4] += 1;
+        assert_eq!(alloc.longest_match(Some(first), &other), Some((b, 4)));
+        // After another parent, or with another first token, there is nothing.
+        assert_eq!(alloc.longest_match(None, &other), None);
+        other[0] += 1;
+        assert_eq!(alloc.longest_match(Some(first), &other), None);
+        // A full block is a candidate too.
+        let mut head = t[..KV_BLOCK_SIZE].to_vec();
+        head[9] += 1;
+        assert_eq!(alloc.longest_match(None, &head), Some((a, 9)));
+        // Released, b stays cached; a copy of it never evicts it, and it is then the most
+        // recently used.
+        alloc.release(a);
+        alloc.release(b);
+        let _free = (alloc.allocate().unwrap(), alloc.allocate().unwrap());
+        let d = alloc.allocate_copy_of(b).unwrap();
+        assert_eq!(d, a); // the older idle block went, not b
+        assert_eq!(alloc.longest_match(None, &head), None);
+        assert_eq!(
+            alloc.longest_match(Some(first), &t[KV_BLOCK_SIZE..]),
+            Some((b, 6))
+        );
+        assert_eq!(alloc.allocate(), Some(b));
     }
 }

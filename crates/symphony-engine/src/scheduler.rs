@@ -324,33 +324,67 @@ impl Sequence {
         }
     }
 
-    /// The key of the next prompt block to compute, if its blocks can be shared (no prompt
-    /// logprobs wanted, every computed block keyed, none reserved beyond) and it is a whole
+    /// Whether its next positions may come from the prefix cache: no prompt logprobs wanted
+    /// (cached blocks carry no logits), every computed block keyed, none reserved beyond.
+    fn shareable(&self) -> bool {
+        let b = self.keys.len();
+        self.prompt_logprobs.is_none()
+            && self.computed == b * KV_BLOCK_SIZE
+            && self.blocks.len() == b
+    }
+
+    /// The key of the next prompt block to compute, if it can be shared and is a whole
     /// block before the prompt's last token (always computed, for its logits).
     fn next_prompt_key(&self) -> Option<BlockKey> {
         let b = self.keys.len();
-        let shareable = self.prompt_logprobs.is_none()
-            && self.computed == b * KV_BLOCK_SIZE
-            && self.blocks.len() == b;
-        if !shareable || (b + 1) * KV_BLOCK_SIZE > self.tokens.len() - 1 {
+        if !self.shareable() || (b + 1) * KV_BLOCK_SIZE > self.tokens.len() - 1 {
             return None;
         }
         let chunk = &self.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
         Some(BlockKey::next(self.keys.last().copied(), chunk))
     }
 
-    /// Takes the prompt's next blocks from the prefix cache for as long as it has them.
-    fn take_cached_blocks(&mut self, alloc: &mut BlockAllocator) {
+    /// Takes the prompt's next blocks from the prefix cache for as long as it has them, then
+    /// a copy of the cached block that begins with the longest run of the prompt's next
+    /// tokens (the prompt's last token excepted).
+    fn take_cached_blocks(&mut self, alloc: &mut BlockAllocator, store: &mut KvStore) {
         while let Some(key) = self.next_prompt_key() {
             let b = self.keys.len();
             let chunk = &self.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
             let Some(block) = alloc.lookup(key, chunk) else {
-                return;
+                break;
             };
             self.blocks.push(block);
             self.keys.push(key);
             self.computed += KV_BLOCK_SIZE;
             self.cached_tokens = self.cached_tokens.max(self.computed.min(self.prompt_len));
+        }
+        let end = (self.computed + KV_BLOCK_SIZE).min(self.tokens.len() - 1);
+        if !self.shareable() || end <= self.computed {
+            return;
+        }
+        let parent = self.keys.last().copied();
+        let Some((source, n)) = alloc.longest_match(parent, &self.tokens[self.computed..end])
+        else {
+            return;
+        };
+        let Some(block) = alloc.allocate_copy_of(source) else {
+            return;
+        };
+        store.copy_block(source, block);
+        self.blocks.push(block);
+        self.computed += n;
+        self.cached_tokens = self.cached_tokens.max(self.computed.min(self.prompt_len));
+    }
+
+    /// Registers the block being filled, if its computed positions follow keyed blocks, so
+    /// that a sequence whose prefix ends inside it can copy it.
+    fn register_partial_block(&self, alloc: &mut BlockAllocator) {
+        let b = self.keys.len();
+        let start = b * KV_BLOCK_SIZE;
+        if self.computed > start && self.computed < start + KV_BLOCK_SIZE {
+            let parent = self.keys.last().copied();
+            alloc.register(self.blocks[b], parent, &self.tokens[start..self.computed]);
         }
     }
 
@@ -445,7 +479,7 @@ impl Worker {
                 break;
             };
             if self.config.prefix_cache {
-                seq.take_cached_blocks(&mut self.alloc);
+                seq.take_cached_blocks(&mut self.alloc, &mut self.store);
             }
             // Room for the rest of its prompt and a first token, or it waits (unless nothing
             // runs: then it takes what there is and preempts as it needs).
@@ -474,6 +508,10 @@ impl Worker {
     }
 
     fn release_blocks(&mut self, seq: &mut Sequence) {
+        if self.config.prefix_cache {
+            // What it computed stays cached for a later sequence with the same start.
+            seq.register_partial_block(&mut self.alloc);
+        }
         for block in seq.blocks.drain(..) {
             self.alloc.release(block);
         }
@@ -548,7 +586,7 @@ impl Worker {
                     .next_prompt_key()
                     .is_some_and(|key| self.alloc.contains(key))
                 {
-                    seq.take_cached_blocks(&mut self.alloc);
+                    seq.take_cached_blocks(&mut self.alloc, &mut self.store);
                 }
                 if seq
                     .next_prompt_key()
@@ -704,13 +742,18 @@ impl Worker {
             while (seq.keys.len() + 1) * KV_BLOCK_SIZE <= seq.computed {
                 let b = seq.keys.len();
                 let chunk = &seq.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
-                let key = BlockKey::next(seq.keys.last().copied(), chunk);
-                self.alloc.register(seq.blocks[b], key, chunk);
-                seq.keys.push(key);
+                let parent = seq.keys.last().copied();
+                self.alloc.register(seq.blocks[b], parent, chunk);
+                seq.keys.push(BlockKey::next(parent, chunk));
             }
         }
         if seq.computed < seq.tokens.len() {
             return None;
+        }
+        if prefix_cache && seq.first_token.is_none() {
+            // The whole prompt is in: its last block, partly filled, can be shared while
+            // this sequence still runs (the positions it computes next do not change them).
+            seq.register_partial_block(&mut self.alloc);
         }
         if let Some(lp) = seq
             .prompt_logprobs

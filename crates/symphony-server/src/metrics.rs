@@ -195,7 +195,7 @@ impl Metrics {
             (
                 "symphony_prefix_cache_hit_rate",
                 "gauge",
-                "Prompt blocks found in the prefix cache / blocks looked up.",
+                "Prompt blocks found in the prefix cache (whole, or a cached block starting with the prompt's next tokens, copied) / blocks looked up.",
                 |s| {
                     let lookups = s.prefix_lookups.load(Ordering::Relaxed);
                     if lookups == 0 {
