@@ -955,7 +955,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             scheduler: symphony_engine::SchedulerConfig {
                 kv_blocks: 0, // sized per model from kv_cache_tokens
                 max_batch_tokens: args.max_batch_tokens,
-                min_prefill_tokens: args.min_prefill_tokens,
+                short_prompt_tokens: args.short_prompt_tokens,
                 max_running: args.max_running,
                 prefix_cache: !args.no_prefix_cache,
             },

@@ -328,10 +328,11 @@ struct ServeArgs {
     /// Tokens one batched step may run (decode tokens plus prompt chunks).
     #[arg(long, default_value_t = 256)]
     max_batch_tokens: usize,
-    /// The least prompt tokens a step takes while several prompts wait (they share each
-    /// step's prompt room: max-batch-tokens less the decoding sequences' tokens).
-    #[arg(long, default_value_t = 64)]
-    min_prefill_tokens: usize,
+    /// Prompts with at most this many tokens left are short: they go first, a few per
+    /// step, so that a burst of them is answered one after another rather than all after
+    /// one long step; a longer prompt gets whole steps when none waits.
+    #[arg(long, default_value_t = 32)]
+    short_prompt_tokens: usize,
     /// Sequences decoded together per model; more requests wait.
     #[arg(long, default_value_t = 32)]
     max_running: usize,

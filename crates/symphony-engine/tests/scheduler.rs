@@ -196,38 +196,90 @@ fn prompts_arriving_together_compute_their_shared_prefix_once() {
     assert_eq!(outputs, alone(&model, &prompts, 6));
 }
 
+/// A listener that forwards its request's events, tagged, with the number of steps the
+/// scheduler had run when each came.
+struct Tagged {
+    tag: usize,
+    scheduler: Scheduler,
+    tx: mpsc::Sender<(usize, u64, Event)>,
+}
+
+impl EventSink for Tagged {
+    fn send(&mut self, event: Event) -> bool {
+        let step = self.scheduler.stats().steps.load(Ordering::Relaxed);
+        self.tx.send((self.tag, step, event)).is_ok()
+    }
+}
+
 #[test]
-fn prompts_waiting_together_share_shorter_steps_than_a_prompt_alone() {
+fn short_prompts_go_first_a_few_per_step() {
     let model = smollm2();
     let config = SchedulerConfig {
-        max_batch_tokens: 128,
-        min_prefill_tokens: 16,
+        max_batch_tokens: 64,
+        short_prompt_tokens: 8,
         ..SchedulerConfig::default()
     };
-    let prompts: Vec<Vec<u32>> = PROMPTS
+    let long = raw_prompt(&model, &format!("{} ", PROMPTS[2]).repeat(16));
+    let shorts: Vec<Vec<u32>> = [PROMPTS[0], PROMPTS[1], PROMPTS[3]]
         .iter()
-        .map(|p| raw_prompt(&model, &format!("{p} ").repeat(5)))
+        .map(|p| raw_prompt(&model, p))
         .collect();
-    let total: usize = prompts.iter().map(Vec::len).sum();
-    assert!(total > 128, "the prompts hold {total} tokens");
-    // Alone, a prompt runs in chunks of the whole budget.
-    let solo = Scheduler::spawn(model.clone(), config.clone()).unwrap();
-    for prompt in &prompts {
-        together(&solo, std::slice::from_ref(prompt), 1);
-    }
-    let steps_alone = solo.stats().steps.load(Ordering::Relaxed) as usize;
-    let full_steps: usize = prompts.iter().map(|p| p.len().div_ceil(128)).sum();
-    assert_eq!(steps_alone, full_steps);
-    // Together, four prompts share 32-token steps (128 / 4) until some finish: more steps
-    // than the full budget would take, with the same first token as each computed alone.
-    let shared = Scheduler::spawn(model.clone(), config).unwrap();
-    let outputs = together(&shared, &prompts, 1);
-    let steps = shared.stats().steps.load(Ordering::Relaxed) as usize;
+    let short_tokens: usize = shorts.iter().map(Vec::len).sum();
+    let lengths: Vec<usize> = shorts.iter().map(Vec::len).collect();
     assert!(
-        steps > total.div_ceil(128) + 1,
-        "{steps} steps for {total} prompt tokens"
+        long.len() > 4 * 64,
+        "the long prompt holds {} tokens",
+        long.len()
     );
-    assert_eq!(outputs, alone(&model, &prompts, 1));
+    assert!(
+        lengths.iter().all(|&n| n <= 8),
+        "short prompts of {lengths:?} tokens"
+    );
+    assert!(
+        short_tokens > 8,
+        "the short prompts hold {short_tokens} tokens"
+    );
+    // Alone, a long prompt runs in steps of the whole budget.
+    let solo = Scheduler::spawn(model.clone(), config.clone()).unwrap();
+    together(&solo, std::slice::from_ref(&long), 1);
+    let steps = solo.stats().steps.load(Ordering::Relaxed) as usize;
+    assert_eq!(steps, long.len().div_ceil(64));
+    // Short prompts sent just after it are answered before it, over more than one step
+    // (they hold more tokens than a step gives short prompts).
+    let scheduler = Scheduler::spawn(model.clone(), config).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let prompts: Vec<Vec<u32>> = std::iter::once(long).chain(shorts).collect();
+    for (tag, prompt) in prompts.iter().enumerate() {
+        let sink = Tagged {
+            tag,
+            scheduler: scheduler.clone(),
+            tx: tx.clone(),
+        };
+        scheduler
+            .submit(Request::new(prompt.clone(), greedy(4)), sink)
+            .unwrap();
+    }
+    drop(tx);
+    let mut first_step = vec![None; prompts.len()];
+    let mut outputs = vec![Vec::new(); prompts.len()];
+    for (tag, step, event) in rx {
+        match event {
+            Event::Delta { token, .. } => {
+                first_step[tag].get_or_insert(step);
+                outputs[tag].extend(token);
+            }
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let first_step: Vec<u64> = first_step.into_iter().map(Option::unwrap).collect();
+    assert!(
+        first_step[1..].iter().all(|&s| s < first_step[0]),
+        "first tokens at steps {first_step:?}"
+    );
+    let (earliest, latest) = (first_step[1..].iter().min(), first_step[1..].iter().max());
+    assert!(earliest < latest, "first tokens at steps {first_step:?}");
+    assert_eq!(outputs, alone(&model, &prompts, 4));
 }
 
 /// A listener that hangs up after `limit` deltas.
