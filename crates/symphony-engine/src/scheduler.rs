@@ -584,7 +584,10 @@ impl Worker {
             // What it computed stays cached for a later sequence with the same start.
             seq.register_partial_block(&mut self.alloc);
         }
-        for block in seq.blocks.drain(..) {
+        // Last block first: cached blocks are evicted least recently released first, so a
+        // sequence's tail goes before its head, and a prefix many requests share (a system
+        // prompt) is the last of their blocks to go.
+        for block in seq.blocks.drain(..).rev() {
             self.alloc.release(block);
         }
         seq.keys.clear();

@@ -170,6 +170,50 @@ fn a_shared_prefix_is_computed_once() {
 }
 
 #[test]
+fn a_shared_prefix_outlives_the_tails_of_finished_sequences() {
+    let model = smollm2();
+    let system =
+        "You are a helpful assistant. Answer briefly and precisely, and never make up facts. "
+            .repeat(3);
+    let first = raw_prompt(&model, &format!("{system}What is the capital of Italy?"));
+    let second = raw_prompt(&model, &format!("{system}Name a prime number."));
+    let other = raw_prompt(&model, &format!("{} ", PROMPTS[2]).repeat(5));
+    let prefix_blocks = shared_prefix(&first, &second) / KV_BLOCK_SIZE;
+    let generated = 8;
+    let first_blocks = (first.len() + generated).div_ceil(KV_BLOCK_SIZE);
+    let other_blocks = (other.len() + generated).div_ceil(KV_BLOCK_SIZE);
+    // Beyond the shared full blocks, the first request holds at least two more.
+    assert!(
+        prefix_blocks >= 2 && first_blocks >= prefix_blocks + 2,
+        "{prefix_blocks} shared blocks of {first_blocks}"
+    );
+    // Room for both but two blocks: the other request evicts two of the first's.
+    let scheduler = Scheduler::spawn(
+        model.clone(),
+        SchedulerConfig {
+            kv_blocks: first_blocks + other_blocks - 2,
+            ..SchedulerConfig::default()
+        },
+    )
+    .unwrap();
+    for prompt in [&first, &other] {
+        scheduler
+            .generate(Request::new(prompt.clone(), greedy(generated)))
+            .unwrap();
+    }
+    // Its last two went, not its first: the prefix is still there.
+    let again = scheduler
+        .generate(Request::new(second.clone(), greedy(generated)))
+        .unwrap();
+    let cached = again.completion.unwrap().cached_tokens;
+    assert!(
+        cached >= prefix_blocks * KV_BLOCK_SIZE,
+        "{cached} tokens cached of {prefix_blocks} shared blocks"
+    );
+    assert_eq!(again.tokens, alone(&model, &[second], generated)[0]);
+}
+
+#[test]
 fn prompts_arriving_together_compute_their_shared_prefix_once() {
     let model = smollm2();
     let system = "You are a careful assistant. Keep every answer short, check each fact twice, \

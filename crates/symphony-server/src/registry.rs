@@ -296,11 +296,9 @@ impl Registry {
         }
         let model = Model::load(&path)
             .map_err(|e| ApiError::internal(format!("cannot load '{}': {e}", manifest.name)))?;
-        let kv_tokens = self
-            .config
-            .kv_cache_tokens
-            .min(model.context_length().max(1));
-        let kv_blocks = kv_tokens.div_ceil(KV_BLOCK_SIZE);
+        // The store is shared by every running sequence and holds the prefix cache, so it
+        // is not bounded by one sequence's context length.
+        let kv_blocks = self.config.kv_cache_tokens.max(1).div_ceil(KV_BLOCK_SIZE);
         let kv_bytes = model.new_kv_store(0).block_bytes() as u64 * kv_blocks as u64;
         let scheduler = Scheduler::spawn(
             Arc::new(model),
