@@ -124,16 +124,19 @@ fn preempted_sequences_are_recomputed_without_losing_tokens() {
     assert!(scheduler.stats().preemptions.load(Ordering::Relaxed) > 0);
 }
 
-#[test]
-fn a_shared_prefix_is_computed_once() {
-    let model = smollm2();
+/// Two questions after the same system prompt (which ends inside a KV block).
+fn after_system_prompt(model: &Model) -> [Vec<u32>; 2] {
     let system =
         "You are a helpful assistant. Answer briefly and precisely, and never make up facts. "
             .repeat(3);
-    let prompts: Vec<Vec<u32>> = ["What is the capital of Italy?", "Name a prime number."]
-        .iter()
-        .map(|q| raw_prompt(&model, &format!("{system}{q}")))
-        .collect();
+    ["What is the capital of Italy?", "Name a prime number."]
+        .map(|q| raw_prompt(model, &format!("{system}{q}")))
+}
+
+#[test]
+fn a_shared_prefix_is_computed_once() {
+    let model = smollm2();
+    let prompts = after_system_prompt(&model);
     let scheduler = Scheduler::spawn(model.clone(), SchedulerConfig::default()).unwrap();
     let first = scheduler
         .generate(Request::new(prompts[0].clone(), greedy(8)))
@@ -172,11 +175,7 @@ fn a_shared_prefix_is_computed_once() {
 #[test]
 fn a_shared_prefix_outlives_the_tails_of_finished_sequences() {
     let model = smollm2();
-    let system =
-        "You are a helpful assistant. Answer briefly and precisely, and never make up facts. "
-            .repeat(3);
-    let first = raw_prompt(&model, &format!("{system}What is the capital of Italy?"));
-    let second = raw_prompt(&model, &format!("{system}Name a prime number."));
+    let [first, second] = after_system_prompt(&model);
     let other = raw_prompt(&model, &format!("{} ", PROMPTS[2]).repeat(5));
     let prefix_blocks = shared_prefix(&first, &second) / KV_BLOCK_SIZE;
     let generated = 8;
