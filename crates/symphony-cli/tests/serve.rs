@@ -351,6 +351,18 @@ fn curl_gets_sse_ndjson_errors_and_metrics() {
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
+    // Both generations rendered the same prompt ("Hi" in the chat template), so the second
+    // took all of it but its last token from the prefix cache.
+    let counter = |name: &str| -> usize {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} ")));
+        line.and_then(|l| l.split(' ').nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    let prompt = counter("symphony_prompt_tokens_total");
+    assert_eq!(
+        counter("symphony_prompt_tokens_cached_total"),
+        prompt / 2 - 1
+    );
     // Every request was logged as one JSON line with its id.
     let log = server.log();
     let requests = log

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub inter_token_latency: Histogram,
     pub request_latency: Histogram,
     pub prompt_tokens: AtomicU64,
+    pub cached_prompt_tokens: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub response_cache_hits: AtomicU64,
     pub response_cache_misses: AtomicU64,
@@ -89,6 +90,8 @@ impl Metrics {
         }
         self.prompt_tokens
             .fetch_add(completion.prompt_tokens as u64, Ordering::Relaxed);
+        self.cached_prompt_tokens
+            .fetch_add(completion.cached_tokens as u64, Ordering::Relaxed);
         self.generated_tokens
             .fetch_add(completion.completion_tokens as u64, Ordering::Relaxed);
     }
@@ -130,6 +133,12 @@ impl Metrics {
             "symphony_prompt_tokens_total",
             "Prompt tokens of finished requests.",
             load(&self.prompt_tokens),
+        );
+        counter(
+            &mut out,
+            "symphony_prompt_tokens_cached_total",
+            "Prompt tokens of finished requests whose keys and values came from the prefix cache.",
+            load(&self.cached_prompt_tokens),
         );
         counter(
             &mut out,
