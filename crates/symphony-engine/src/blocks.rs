@@ -160,14 +160,8 @@ impl BlockAllocator {
     ) -> Option<(u32, usize)> {
         self.lookups += 1;
         let best = self
-            .children
-            .get(&parent)?
-            .iter()
-            .map(|&block| {
-                let held = &self.entries[block as usize]
-                    .as_ref()
-                    .expect("indexed")
-                    .tokens;
+            .after(parent)
+            .map(|(block, held)| {
                 let common = held.iter().zip(tokens).take_while(|(a, b)| a == b).count();
                 (block, common)
             })
@@ -177,35 +171,44 @@ impl BlockAllocator {
         Some(best)
     }
 
+    /// The registered blocks after `parent`, with the tokens each holds.
+    fn after(&self, parent: Option<BlockKey>) -> impl Iterator<Item = (u32, &[TokenId])> {
+        let blocks = self.children.get(&parent).map_or(&[][..], Vec::as_slice);
+        blocks.iter().map(|&block| {
+            let entry = self.entries[block as usize].as_ref().expect("indexed");
+            (block, &entry.tokens[..])
+        })
+    }
+
     /// Records that `block`, which follows the full block keyed `parent`, holds `tokens` at
     /// its first positions (all of them when full). A block registered before may grow this
     /// way as its owner computes more. Nothing is recorded when another block already holds
     /// the same tokens after `parent` (two sequences computed the same prefix at once): this
-    /// one stays private.
-    pub fn register(&mut self, block: u32, parent: Option<BlockKey>, tokens: &[TokenId]) {
+    /// one stays private. Returns the key of a full block, recorded or not.
+    pub fn register(
+        &mut self,
+        block: u32,
+        parent: Option<BlockKey>,
+        tokens: &[TokenId],
+    ) -> Option<BlockKey> {
         debug_assert!(!tokens.is_empty() && tokens.len() <= KV_BLOCK_SIZE);
+        let key = (tokens.len() == KV_BLOCK_SIZE).then(|| BlockKey::next(parent, tokens));
         if let Some(entry) = &self.entries[block as usize] {
             let grows = entry.key.is_none()
                 && entry.parent == parent
                 && tokens.len() > entry.tokens.len()
                 && tokens.starts_with(&entry.tokens);
             if !grows {
-                return;
+                return key;
             }
             self.unregister(block);
         }
-        let key = (tokens.len() == KV_BLOCK_SIZE).then(|| BlockKey::next(parent, tokens));
         let held_elsewhere = match key {
             Some(key) => self.cached.contains_key(&key),
-            None => self.children.get(&parent).is_some_and(|siblings| {
-                siblings.iter().any(|&b| {
-                    let entry = self.entries[b as usize].as_ref().expect("indexed");
-                    entry.tokens.starts_with(tokens)
-                })
-            }),
+            None => self.after(parent).any(|(_, held)| held.starts_with(tokens)),
         };
         if held_elsewhere {
-            return;
+            return key;
         }
         if let Some(key) = key {
             self.cached.insert(key, block);
@@ -216,6 +219,7 @@ impl BlockAllocator {
             tokens: tokens.to_vec(),
             key,
         });
+        key
     }
 
     /// Drops one reference; an unused block becomes idle (cached) or free.

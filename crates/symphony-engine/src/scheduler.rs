@@ -359,8 +359,13 @@ impl Sequence {
             self.blocks.push(block);
             self.keys.push(key);
             self.computed += KV_BLOCK_SIZE;
-            self.cached_tokens = self.cached_tokens.max(self.computed.min(self.prompt_len));
         }
+        self.copy_cached_start(alloc, store);
+        self.cached_tokens = self.cached_tokens.max(self.computed.min(self.prompt_len));
+    }
+
+    /// Copies the cached block that begins with the longest run of the next block's tokens.
+    fn copy_cached_start(&mut self, alloc: &mut BlockAllocator, store: &mut KvStore) {
         let end = (self.computed + KV_BLOCK_SIZE).min(self.tokens.len() - 1);
         if !self.shareable() || end <= self.computed {
             return;
@@ -376,7 +381,6 @@ impl Sequence {
         store.copy_block(source, block);
         self.blocks.push(block);
         self.computed += n;
-        self.cached_tokens = self.cached_tokens.max(self.computed.min(self.prompt_len));
     }
 
     /// Registers the block being filled, if its computed positions follow keyed blocks, so
@@ -399,6 +403,26 @@ impl Sequence {
             completion_tokens: self.decoder.generated.len(),
             time_to_first_token: self.first_token.unwrap_or(now) - self.arrived,
             total_time: now - self.arrived,
+        }
+    }
+}
+
+/// What a sequence needs from a step, in the order steps serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Need {
+    /// Its next token.
+    Decode,
+    /// The rest of a prompt of at most `short_prompt_tokens`.
+    ShortPrompt,
+    LongPrompt,
+}
+
+impl Need {
+    fn of(seq: &Sequence, short: usize) -> Need {
+        match seq.tokens.len() - seq.computed {
+            0 | 1 => Need::Decode,
+            left if left <= short => Need::ShortPrompt,
+            _ => Need::LongPrompt,
         }
     }
 }
@@ -441,30 +465,26 @@ impl StepBudget {
         }
     }
 
-    /// Tokens a sequence with `left` tokens to compute may run; sequences come decoding
-    /// first, then short prompts, then long ones.
-    fn grant(&self, left: usize) -> usize {
+    /// Tokens a sequence that needs `need` and has `left` tokens to compute may run;
+    /// sequences come in the order of their needs.
+    fn grant(&self, need: Need, left: usize) -> usize {
         let room = self.room - self.short_planned - self.long_planned;
-        let cap = if left <= 1 {
-            self.decoding
-        } else if left <= self.short {
-            self.short - self.short_planned
-        } else if self.short_planned > 0 {
-            self.short.saturating_sub(self.long_planned)
-        } else {
-            self.long - self.long_planned
+        let cap = match need {
+            Need::Decode => self.decoding,
+            Need::ShortPrompt => (self.short - self.short_planned).min(room),
+            Need::LongPrompt if self.short_planned > 0 => {
+                self.short.saturating_sub(self.long_planned).min(room)
+            }
+            Need::LongPrompt => (self.long - self.long_planned).min(room),
         };
-        let cap = if left <= 1 { cap } else { cap.min(room) };
         left.min(cap)
     }
 
-    fn spend(&mut self, left: usize, n: usize) {
-        if left <= 1 {
-            self.decoding -= n;
-        } else if left <= self.short {
-            self.short_planned += n;
-        } else {
-            self.long_planned += n;
+    fn spend(&mut self, need: Need, n: usize) {
+        match need {
+            Need::Decode => self.decoding -= n,
+            Need::ShortPrompt => self.short_planned += n,
+            Need::LongPrompt => self.long_planned += n,
         }
     }
 
@@ -629,14 +649,12 @@ impl Worker {
         // Decoding sequences first (one token each), then short prompts, then long ones,
         // each in arrival order.
         let short = self.config.short_prompt_tokens;
-        self.running.sort_by_key(|s| {
-            let left = s.tokens.len() - s.computed;
-            (left > 1, left > short, s.arrived)
-        });
+        self.running
+            .sort_by_key(|s| (Need::of(s, short), s.arrived));
         let prompts = self
             .running
             .iter()
-            .filter(|s| s.tokens.len() - s.computed > 1)
+            .filter(|s| Need::of(s, short) != Need::Decode)
             .count();
         let mut budget = StepBudget::new(
             self.config.max_batch_tokens,
@@ -670,8 +688,8 @@ impl Worker {
                 }
             }
             let seq = &self.running[i];
-            let left = seq.tokens.len() - seq.computed;
-            let n = budget.grant(left);
+            let need = Need::of(seq, short);
+            let n = budget.grant(need, seq.tokens.len() - seq.computed);
             if n == 0 {
                 i += 1;
                 continue;
@@ -680,7 +698,7 @@ impl Worker {
             if self.reserve(i, end) {
                 in_flight.extend(self.prompt_keys(i, n));
                 plan.push((id, n));
-                budget.spend(left, n);
+                budget.spend(need, n);
                 i += 1;
                 continue;
             }
@@ -821,8 +839,8 @@ impl Worker {
                 let b = seq.keys.len();
                 let chunk = &seq.tokens[b * KV_BLOCK_SIZE..(b + 1) * KV_BLOCK_SIZE];
                 let parent = seq.keys.last().copied();
-                self.alloc.register(seq.blocks[b], parent, chunk);
-                seq.keys.push(BlockKey::next(parent, chunk));
+                let key = self.alloc.register(seq.blocks[b], parent, chunk);
+                seq.keys.push(key.expect("a full block has a key"));
             }
         }
         if seq.computed < seq.tokens.len() {
