@@ -21,3 +21,4 @@ pub fn stored(name: &str) -> PathBuf {
     });
     store.blob_path(&manifest)
 }
+pub mod server;
