@@ -72,6 +72,9 @@ pub struct RunSummary {
     pub steps: usize,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Who started the run over the API (a key's name or a token's subject); `None` for a
+    /// run started on the command line, which is the machine's user's own.
+    pub owner: Option<String>,
 }
 
 /// A stored run, whole.
@@ -80,6 +83,8 @@ pub struct StoredRun {
     pub id: String,
     pub spec: AgentSpec,
     pub state: RunState,
+    /// As in [`RunSummary::owner`].
+    pub owner: Option<String>,
 }
 
 /// An agents' database at `path` (made, with its directory, if missing), in WAL mode with a
@@ -128,17 +133,19 @@ impl RunStore {
                  PRIMARY KEY (run_id, seq)
              );",
         )?;
-        // Stores made before runs had drivers get the column.
-        let has_driver: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('runs') WHERE name = 'driver')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db_error)?;
-        if !has_driver {
-            conn.execute_batch("ALTER TABLE runs ADD COLUMN driver TEXT")
+        // Stores made before runs had drivers, or owners, get the columns.
+        for column in ["driver", "owner"] {
+            let has_column: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1)",
+                    [column],
+                    |r| r.get(0),
+                )
                 .map_err(db_error)?;
+            if !has_column {
+                conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} TEXT"))
+                    .map_err(db_error)?;
+            }
         }
         Ok(Self {
             conn,
@@ -183,9 +190,15 @@ impl RunStore {
         })
     }
 
-    /// Records a new run of `spec` on `state` (its first messages are saved by the loop's
-    /// first checkpoint). Returns its id.
-    pub fn create(&self, spec: &AgentSpec, state: &RunState) -> Result<String, Error> {
+    /// Records a new run of `spec` on `state`, started by `owner` (see
+    /// [`RunSummary::owner`]); its first messages are saved by the loop's first checkpoint.
+    /// Returns its id.
+    pub fn create(
+        &self,
+        spec: &AgentSpec,
+        state: &RunState,
+        owner: Option<&str>,
+    ) -> Result<String, Error> {
         let spec_json = serde_json::to_string(spec).map_err(|e| Error::Runs(e.to_string()))?;
         let state_json = state_json(state)?;
         // Ids are the second and 32 mixed bits; the server and several CLI processes may
@@ -194,9 +207,18 @@ impl RunStore {
         loop {
             let id = format!("run_{:x}{:08x}", now(), id_bits());
             let inserted = self.conn.execute(
-                "INSERT INTO runs (id, agent, spec, task, state, status, steps, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', 0, ?6, ?6)",
-                params![id, spec.name, spec_json, state.task, state_json, now()],
+                "INSERT INTO runs
+                     (id, agent, spec, task, state, status, steps, created_at, updated_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', 0, ?6, ?6, ?7)",
+                params![
+                    id,
+                    spec.name,
+                    spec_json,
+                    state.task,
+                    state_json,
+                    now(),
+                    owner
+                ],
             );
             match inserted {
                 Ok(_) => return Ok(id),
@@ -251,14 +273,16 @@ impl RunStore {
 
     /// A run with its whole conversation.
     pub fn load(&self, id: &str) -> Result<StoredRun, Error> {
-        let row: Option<(String, String)> = self
+        let row: Option<(String, String, Option<String>)> = self
             .conn
-            .query_row("SELECT spec, state FROM runs WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT spec, state, owner FROM runs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
             .map_err(db_error)?;
-        let Some((spec, state)) = row else {
+        let Some((spec, state, owner)) = row else {
             return Err(Error::Runs(format!(
                 "no run '{id}' (see `symphony agent ls`)"
             )));
@@ -283,6 +307,7 @@ impl RunStore {
             id: id.to_string(),
             spec,
             state,
+            owner,
         })
     }
 
@@ -291,7 +316,7 @@ impl RunStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, agent, task, status, steps, created_at, updated_at FROM runs
+                "SELECT id, agent, task, status, steps, created_at, updated_at, owner FROM runs
                  ORDER BY created_at DESC, id DESC",
             )
             .map_err(db_error)?;
@@ -305,6 +330,7 @@ impl RunStore {
                     steps: r.get::<_, i64>(4)? as usize,
                     created_at: r.get::<_, i64>(5)? as u64,
                     updated_at: r.get::<_, i64>(6)? as u64,
+                    owner: r.get(7)?,
                 })
             })
             .map_err(db_error)?;
@@ -390,7 +416,7 @@ mod tests {
         let mut store = RunStore::open(&dir.path().join("runs.sqlite")).unwrap();
         let spec = AgentSpec::from_yaml("name: a\nmodel: m\ntools: [calculator]\n").unwrap();
         let mut state = RunState::new(&AgentConfig::default(), "What is 2 + 2?");
-        let id = store.create(&spec, &state).unwrap();
+        let id = store.create(&spec, &state, None).unwrap();
         store.checkpoint(&id).save(&state).unwrap();
         state.messages.push(ChatMessage::assistant("4"));
         state.step = 1;
@@ -420,6 +446,38 @@ mod tests {
     }
 
     #[test]
+    fn a_run_keeps_who_started_it_and_older_stores_gain_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        // A store as made before runs had owners, holding one run.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (id TEXT PRIMARY KEY, agent TEXT NOT NULL, spec TEXT NOT NULL,
+                     task TEXT NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL,
+                     steps INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                     updated_at INTEGER NOT NULL, driver TEXT);",
+            )
+            .unwrap();
+        }
+        let store = RunStore::open(&path).unwrap();
+        let spec = AgentSpec::from_yaml("name: a\nmodel: m\n").unwrap();
+        let state = RunState::new(&AgentConfig::default(), "x");
+        let theirs = store.create(&spec, &state, Some("alice")).unwrap();
+        let local = store.create(&spec, &state, None).unwrap();
+        assert_eq!(store.load(&theirs).unwrap().owner.as_deref(), Some("alice"));
+        assert_eq!(store.load(&local).unwrap().owner, None);
+        let owners: std::collections::BTreeMap<_, _> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.owner))
+            .collect();
+        assert_eq!(owners[&theirs].as_deref(), Some("alice"));
+        assert_eq!(owners[&local], None);
+    }
+
+    #[test]
     fn runs_started_at_once_from_two_stores_get_ids_of_their_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.sqlite");
@@ -432,8 +490,8 @@ mod tests {
         let state = RunState::new(&AgentConfig::default(), "What is 2 + 2?");
         let mut ids = std::collections::BTreeSet::new();
         for _ in 0..300 {
-            assert!(ids.insert(a.create(&spec, &state).unwrap()));
-            assert!(ids.insert(b.create(&spec, &state).unwrap()));
+            assert!(ids.insert(a.create(&spec, &state, None).unwrap()));
+            assert!(ids.insert(b.create(&spec, &state, None).unwrap()));
         }
         assert_eq!(a.list().unwrap().len(), 600);
         assert!(ids.iter().all(|id| id.starts_with("run_")));
@@ -446,7 +504,7 @@ mod tests {
         let mut store = RunStore::open(&path).unwrap();
         let spec = AgentSpec::from_yaml("name: a\nmodel: m\n").unwrap();
         let id = store
-            .create(&spec, &RunState::new(&AgentConfig::default(), "x"))
+            .create(&spec, &RunState::new(&AgentConfig::default(), "x"), None)
             .unwrap();
         let claim = store.claim(&id).unwrap();
         // Another claim, here or from another handle on the file, waits for the release.

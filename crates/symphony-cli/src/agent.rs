@@ -74,7 +74,7 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             let vars = vars.into_iter().collect();
             let (_, state) = spec.start(&task, &vars, memory.as_deref(), embedder.as_ref())?;
             let mut store = run_store()?;
-            let id = store.create(&spec, &state)?;
+            let id = store.create(&spec, &state, None)?;
             drive(&mut store, &id, spec, state, memory, &flags)
         }
         AgentCommand::Resume { run, flags } => {

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use symphony_agents::memory::{episode, Kind, Memory};
 use symphony_agents::{
     run_loop, turn_params, AgentSpec, Approval, ChatModel, Checkpoint, Completed, Completer, Event,
-    RunOutcome, RunState, RunStore, ToolEnv, ToolRegistry,
+    RunOutcome, RunState, RunStore, StoredRun, ToolEnv, ToolRegistry,
 };
 use symphony_engine::{Constraint, GenerationParams, GrammarCompiler, Output};
 use symphony_models::embedding::Embedder;
@@ -43,7 +43,7 @@ use symphony_models::{Model, TokenId};
 use symphony_rag::Collection;
 use tokio::sync::watch;
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, Job};
 use crate::openai::from_value;
@@ -117,6 +117,56 @@ fn agent_error(e: symphony_agents::Error) -> ApiError {
 
 fn open_store(state: &SharedState) -> Result<RunStore, ApiError> {
     RunStore::open(&state.agents.runs).map_err(agent_error)
+}
+
+/// Whether `principal` may see and act on a run of `owner`'s: its own, or any for an admin.
+/// A run started on the command line has no owner and is an admin's alone.
+fn may_access(principal: &Principal, owner: Option<&str>) -> bool {
+    principal.role == Role::Admin || owner == Some(principal.name.as_str())
+}
+
+/// Run `id`, if `principal` may access it. Another's run is answered as missing, so that a
+/// caller cannot learn which ids exist.
+async fn load_run(
+    state: &SharedState,
+    principal: &Principal,
+    id: &str,
+) -> Result<StoredRun, ApiError> {
+    let (app, key) = (state.clone(), id.to_string());
+    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
+    if !may_access(principal, stored.owner.as_deref()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no run '{id}' of yours (see GET /v1/agents/runs)"),
+        ));
+    }
+    Ok(stored)
+}
+
+/// Refuses to continue a run whose agent is not this server's: its stored spec must be the
+/// one its agent file in the server's directory declares now. Otherwise a run paused
+/// elsewhere (by `symphony agent` with tools the server's operator never offered) would be
+/// carried out here.
+async fn check_agent_is_served(state: &SharedState, run: &StoredRun) -> Result<(), ApiError> {
+    let (dir, name) = (state.agents.dir.clone(), run.spec.name.clone());
+    let served = blocking(move || find_agent(&dir, &name)).await;
+    let id = &run.id;
+    match served {
+        Ok(spec) if spec == run.spec => Ok(()),
+        Ok(_) => Err(conflict(format!(
+            "run {id}: agent '{}' in this server's agents directory has changed since the run \
+             started; continue it with `symphony agent resume {id}`",
+            run.spec.name
+        ))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "run {id}: agent '{}' is not one of this server's agents (see GET /v1/agents); \
+                 continue it with `symphony agent resume {id}`",
+                run.spec.name
+            ),
+        )),
+    }
 }
 
 /// The agent files of `dir`, each loaded (or the reason it does not load).
@@ -242,9 +292,10 @@ pub async fn start_run(
     };
     let id = {
         let (state, spec, run_state) = (state.clone(), spec.clone(), run_state.clone());
+        let owner = principal.name.clone();
         blocking(move || {
             open_store(&state)?
-                .create(&spec, &run_state)
+                .create(&spec, &run_state, Some(&owner))
                 .map_err(agent_error)
         })
         .await?
@@ -393,11 +444,15 @@ fn follow(live: Arc<LiveRun>) -> impl futures_util::Stream<Item = String> + Send
     )
 }
 
-pub async fn list_runs(State(state): State<SharedState>) -> Result<Response, ApiError> {
+pub async fn list_runs(
+    State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let app = state.clone();
     let runs = blocking(move || open_store(&app)?.list().map_err(agent_error)).await?;
     let data: Vec<Value> = runs
         .into_iter()
+        .filter(|r| may_access(&principal, r.owner.as_deref()))
         .map(|r| {
             let live = state.agents.live(&r.id).is_some();
             let mut v = serde_json::to_value(&r).unwrap_or_default();
@@ -439,25 +494,23 @@ fn run_view(id: &str, spec: &AgentSpec, run: &RunState, live: bool) -> Value {
 
 pub async fn get_run(
     State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let app = state.clone();
-    let key = id.clone();
-    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
+    let stored = load_run(&state, &principal, &id).await?;
     let live = state.agents.live(&id).is_some();
     Ok(Json(run_view(&id, &stored.spec, &stored.state, live)).into_response())
 }
 
 pub async fn run_events(
     State(state): State<SharedState>,
+    Extension(principal): Extension<Principal>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
+    let stored = load_run(&state, &principal, &id).await?;
     if let Some(live) = state.agents.live(&id) {
         return Ok(sse(follow(live)));
     }
-    let app = state.clone();
-    let key = id.clone();
-    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
     let mut view = run_view(&id, &stored.spec, &stored.state, false);
     view["type"] = json!("state");
     Ok(sse(futures_util::stream::iter([view.to_string()])))
@@ -494,11 +547,13 @@ pub async fn approve_run(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let req: ApproveRequest = from_value(&body)?;
+    let run = load_run(&state, &principal, &id).await?;
     if state.agents.live(&id).is_some() {
         return Err(conflict(format!(
             "run {id} is running; it waits for no approval"
         )));
     }
+    check_agent_is_served(&state, &run).await?;
     let (app, key, approve) = (state.clone(), id.clone(), req.approve);
     let (stored, call) = blocking(move || {
         let mut store = open_store(&app)?;
@@ -548,11 +603,10 @@ pub async fn resume_run(
             .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
         from_value(&body)?
     };
+    let stored = load_run(&state, &principal, &id).await?;
     if state.agents.live(&id).is_some() {
         return Err(conflict(format!("run {id} is running already")));
     }
-    let (app, key) = (state.clone(), id.clone());
-    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
     if let Some(ending) = stored.state.ending {
         let ending = serde_json::to_value(ending).unwrap_or_default();
         return Err(conflict(format!(
@@ -564,6 +618,7 @@ pub async fn resume_run(
             "run {id} waits for a call to be approved: POST /v1/agents/runs/{id}/approve"
         )));
     }
+    check_agent_is_served(&state, &stored).await?;
     let memory = {
         let (app, spec) = (state.clone(), stored.spec.clone());
         blocking(move || open_memory(&app, &spec)).await?
