@@ -333,6 +333,8 @@ pub struct Decoder {
     logprobs: Option<usize>,
     pub text: String,
     pub generated: Vec<TokenId>,
+    /// The end-of-generation token that ended the sequence, if one did.
+    pub end_token: Option<TokenId>,
 }
 
 impl Decoder {
@@ -347,7 +349,13 @@ impl Decoder {
             logprobs,
             text: String::new(),
             generated: Vec::new(),
+            end_token: None,
         }
+    }
+
+    /// Tokens generated: the text's, and the end-of-generation token if one ended it.
+    pub fn tokens_generated(&self) -> usize {
+        self.generated.len() + usize::from(self.end_token.is_some())
     }
 
     /// Samples the next token from `logits` (which it may modify) given the sequence so far.
@@ -375,7 +383,13 @@ impl Decoder {
         let next = self.sampler.sample(logits, history);
         let logprob = raw.map(|raw| token_logprob(&raw, next, self.logprobs.unwrap_or(0)));
         if !self.ignore_eos && tokenizer.is_end_of_generation(next) {
-            return self.end(FinishReason::EndOfGeneration);
+            // The end token is neither text nor history, but it was generated: it keeps its
+            // log-probability and is counted, as OpenAI and vLLM report it (scorers such as
+            // lm-evaluation-harness expect an entry for every generated token).
+            self.end_token = Some(next);
+            let mut step = self.end(FinishReason::EndOfGeneration);
+            step.logprob = logprob;
+            return step;
         }
         self.generated.push(next);
         let bytes = tokenizer.token_bytes(next, false);

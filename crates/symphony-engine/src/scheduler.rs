@@ -60,8 +60,9 @@ pub struct Request {
     pub params: GenerationParams,
     /// `Some(n)`: each generated token's log-probability and the `n` most likely alternatives.
     pub logprobs: Option<usize>,
-    /// Also the log-probability of every prompt token (the first has none). Such a request
-    /// computes its whole prompt: cached blocks carry no logits.
+    /// Also the log-probability of every prompt token (the first has none), with as many
+    /// alternatives as `logprobs` asks for. Such a request computes its whole prompt: cached
+    /// blocks carry no logits.
     pub prompt_logprobs: bool,
 }
 
@@ -303,6 +304,8 @@ struct Sequence {
     cached_tokens: usize,
     decoder: Decoder,
     prompt_logprobs: Option<Vec<Option<TokenLogprob>>>,
+    /// Alternatives reported at each prompt position (`Request::logprobs`).
+    prompt_alternatives: usize,
     sink: Box<dyn EventSink>,
     arrived: Instant,
     first_token: Option<Instant>,
@@ -320,6 +323,7 @@ impl Sequence {
             cached_tokens: 0,
             decoder: Decoder::new(&request.params, request.logprobs),
             prompt_logprobs: request.prompt_logprobs.then(Vec::new),
+            prompt_alternatives: request.logprobs.unwrap_or(0),
             sink,
             arrived: Instant::now(),
             first_token: None,
@@ -400,7 +404,7 @@ impl Sequence {
             finish_reason: reason,
             prompt_tokens: self.prompt_len,
             cached_tokens: self.cached_tokens,
-            completion_tokens: self.decoder.generated.len(),
+            completion_tokens: self.decoder.tokens_generated(),
             time_to_first_token: self.first_token.unwrap_or(now) - self.arrived,
             total_time: now - self.arrived,
         }
@@ -828,7 +832,8 @@ impl Worker {
                     let pos = seq.computed + r;
                     if pos + 1 < seq.prompt_len {
                         let row = &logits[r * n_vocab..(r + 1) * n_vocab];
-                        prompt_lp.push(Some(token_logprob(row, seq.tokens[pos + 1], 0)));
+                        let (token, top) = (seq.tokens[pos + 1], seq.prompt_alternatives);
+                        prompt_lp.push(Some(token_logprob(row, token, top)));
                     }
                 }
             }
@@ -868,7 +873,7 @@ impl Worker {
             seq.tokens.push(t);
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
         }
-        if step.token.is_some() || !step.text.is_empty() {
+        if step.token.is_some() || !step.text.is_empty() || step.logprob.is_some() {
             let open = seq.sink.send(Event::Delta {
                 token: step.token,
                 text: step.text,

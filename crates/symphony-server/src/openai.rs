@@ -505,7 +505,17 @@ fn chat_logprob_entry(model: &Loaded, lp: &TokenLogprob) -> Value {
 }
 
 fn chat_logprobs(model: &Loaded, lps: &[TokenLogprob]) -> Vec<Value> {
-    lps.iter().map(|lp| chat_logprob_entry(model, lp)).collect()
+    lps.iter()
+        .filter(|lp| !ends_message(model, lp))
+        .map(|lp| chat_logprob_entry(model, lp))
+        .collect()
+}
+
+/// Whether `lp` is the end-of-generation token that ended a reply: a chat message's
+/// log-probabilities cover its content only, as OpenAI's do (the legacy completions list
+/// it, with its text).
+fn ends_message(model: &Loaded, lp: &TokenLogprob) -> bool {
+    model.model().tokenizer.is_end_of_generation(lp.token)
 }
 
 /// The SSE stream of a chat completion: a role chunk per choice, content chunks, a final
@@ -604,6 +614,7 @@ pub fn chat_stream(start: ChatStart) -> impl Stream<Item = String> {
             let mut out = Vec::new();
             match p.rx.recv().await.unwrap_or_else(scheduler_stopped) {
                 (i, Event::Delta { text, logprob, .. }) => {
+                    let logprob = logprob.filter(|lp| !ends_message(&model, lp));
                     if let Some(lp) = &logprob {
                         p.choices[i].logprobs.push(lp.clone());
                     }
@@ -870,11 +881,15 @@ fn completion_logprobs(
         at += text.chars().count();
         tokens.push(text);
         token_logprobs.push(lp.map(|l| l.logprob));
+        // The alternatives always include the token itself, as OpenAI's legacy completions,
+        // vLLM and llama-cpp-python give them (lm-evaluation-harness reads a token as greedy
+        // when it is the most likely entry here).
         top.push(lp.map(|l| {
             let mut m = serde_json::Map::new();
             for &(t, v) in &l.top {
                 m.insert(token_text(model, t), json!(v));
             }
+            m.entry(token_text(model, id)).or_insert(json!(l.logprob));
             Value::Object(m)
         }));
     }
@@ -959,10 +974,11 @@ fn completion_stream(
             match next {
                 (i, Event::Delta { token, text, logprob }) => {
                     let lp = logprobs.map(|_| {
-                        let entries: Vec<(u32, Option<&TokenLogprob>)> = token
-                            .map(|t| (t, logprob.as_ref()))
-                            .into_iter()
-                            .collect();
+                        // An end-of-generation token comes as a log-probability alone.
+                        let entries: Vec<(u32, Option<&TokenLogprob>)> = match &logprob {
+                            Some(lp) => vec![(lp.token, Some(lp))],
+                            None => token.map(|t| (t, None)).into_iter().collect(),
+                        };
                         completion_logprobs(&model, &entries, 0)
                     });
                     out.push(chunk(

@@ -155,6 +155,46 @@ class Completions(unittest.TestCase):
         for tok, top in zip(lp.tokens[-3:], lp.top_logprobs[-3:]):
             self.assertEqual(max(top, key=top.get), tok)
 
+    def test_prompt_positions_list_their_alternatives(self):
+        r = client.completions.create(
+            model=MODEL, prompt="The quick brown fox jumps", max_tokens=1, echo=True,
+            logprobs=2, temperature=0,
+        )
+        lp = r.choices[0].logprobs
+        self.assertIsNone(lp.top_logprobs[0])
+        for tok, logprob, top in zip(lp.tokens[1:], lp.token_logprobs[1:], lp.top_logprobs[1:]):
+            # The two most likely, and the token itself when it is not one of them.
+            self.assertIn(len(top), (2, 3), top)
+            self.assertAlmostEqual(top[tok], logprob, places=5)
+            self.assertGreaterEqual(max(top.values()), logprob)
+
+    def test_a_generated_end_token_is_listed_and_counted(self):
+        # SmolLM2's most likely next token here is `<|im_end|>`, its end of generation.
+        prompt = "Hello! How can I help you today?"
+        for echo in (False, True):
+            r = client.completions.create(
+                model=MODEL, prompt=prompt, max_tokens=1, echo=echo, logprobs=1,
+                temperature=0,
+            )
+            c = r.choices[0]
+            self.assertEqual(c.finish_reason, "stop")
+            self.assertEqual(r.usage.completion_tokens, 1)
+            self.assertEqual(c.logprobs.tokens[-1], "<|im_end|>")
+            self.assertLess(c.logprobs.token_logprobs[-1], 0)
+            expected = r.usage.prompt_tokens + 1 if echo else 1
+            self.assertEqual(len(c.logprobs.tokens), expected)
+            self.assertEqual(len(c.logprobs.token_logprobs), expected)
+            self.assertEqual(len(c.logprobs.top_logprobs), expected)
+        streamed = [
+            chunk.choices[0].logprobs
+            for chunk in client.completions.create(
+                model=MODEL, prompt=prompt, max_tokens=1, logprobs=1, temperature=0,
+                stream=True,
+            )
+            if chunk.choices and chunk.choices[0].logprobs
+        ]
+        self.assertEqual([t for lp in streamed for t in lp.tokens], ["<|im_end|>"])
+
     def test_several_prompts_and_streaming(self):
         r = client.completions.create(
             model=MODEL, prompt=["1, 2, 3,", "a, b, c,"], max_tokens=4, temperature=0
