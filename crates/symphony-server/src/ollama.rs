@@ -182,9 +182,13 @@ pub async fn generate(
         messages.push(ChatMessage::user(req.prompt.clone()));
         chat_prompt(model.model(), &messages).map_err(ApiError::from)?
     };
-    // A continued exchange does not repeat the BOS token.
-    let skip =
-        usize::from(!prompt.is_empty() && new.first() == model.model().tokenizer.bos.as_ref());
+    // A continued exchange does not repeat the BOS token the tokenizer adds in front of
+    // every prompt. Only that one: a model that adds none may have a BOS id that is a
+    // template token (SmolLM2's is `<|im_start|>`), which the new turn needs.
+    let tokenizer = &model.model().tokenizer;
+    let skip = usize::from(
+        !prompt.is_empty() && tokenizer.add_bos && new.first() == tokenizer.bos.as_ref(),
+    );
     prompt.extend_from_slice(&new[skip..]);
     let mut params = req.options.params(&model, prompt.len())?;
     params.constraint = rules.constraint(&model).await?;
@@ -369,7 +373,9 @@ impl Shape {
         v["done_reason"] = json!(c.finish_reason.as_str());
         v["total_duration"] = json!(ns(c.total_time));
         v["load_duration"] = json!(0);
-        v["prompt_eval_count"] = json!(c.prompt_tokens - c.cached_tokens);
+        // The prompt's whole length, cached part included: Ollama's clients budget the
+        // context with it.
+        v["prompt_eval_count"] = json!(c.prompt_tokens);
         v["prompt_eval_duration"] = json!(ns(c.time_to_first_token));
         v["eval_count"] = json!(c.completion_tokens);
         v["eval_duration"] = json!(ns(c.total_time.saturating_sub(c.time_to_first_token)));

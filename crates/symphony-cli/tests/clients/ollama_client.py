@@ -33,6 +33,33 @@ class Ollama(unittest.TestCase):
         self.assertGreater(len(second.context), len(first.context))
         self.assertEqual(second.context[: len(first.context)], first.context)
 
+    def test_a_chat_continued_from_context_keeps_its_template_tokens(self):
+        # SmolLM2's BOS id is `<|im_start|>` and its tokenizer adds no BOS: the follow-up
+        # turn must keep the token that opens it.
+        options = {"temperature": 0, "num_predict": 24}
+        first = client.generate(
+            model=MODEL, prompt="What is the capital of France?", options=options
+        )
+        second = client.generate(
+            model=MODEL,
+            prompt="And what is the capital of Germany?",
+            context=first.context,
+            options=options,
+        )
+        self.assertEqual(second.context[: len(first.context)], first.context)
+        added = second.context[len(first.context) :]
+        opener = client.generate(model=MODEL, prompt="x", options={"num_predict": 1}).context[0]
+        self.assertEqual(added[0], opener, added[:8])
+        self.assertIn("Berlin", second.response)
+        self.assertNotEqual(second.response, first.response)
+
+    def test_prompt_eval_count_is_the_whole_prompt_when_cached(self):
+        prompt = "List three colours of the rainbow, separated by commas."
+        first = client.generate(model=MODEL, prompt=prompt, options=GREEDY)
+        again = client.generate(model=MODEL, prompt=prompt, options=GREEDY)
+        self.assertGreater(first.prompt_eval_count, 20)
+        self.assertEqual(again.prompt_eval_count, first.prompt_eval_count)
+
     def test_chat(self):
         r = client.chat(
             model=MODEL,
