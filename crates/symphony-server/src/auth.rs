@@ -439,7 +439,9 @@ pub fn required_role(method: &axum::http::Method, route: &str) -> Option<Role> {
         r if r.starts_with("/v1/admin") || r == "/api/delete" || r == "/api/copy" => {
             Some(Role::Admin)
         }
-        _ if method == Method::GET || route == "/api/show" => Some(Role::Reader),
+        // Reads only: the tokenizer runs, the model does not.
+        "/api/show" | "/tokenize" | "/detokenize" => Some(Role::Reader),
+        _ if method == Method::GET => Some(Role::Reader),
         // Anything else (unknown routes included, and every change to a collection) needs
         // the highest role: nothing new is open by accident.
         _ => Some(Role::Admin),

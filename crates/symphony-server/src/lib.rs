@@ -22,6 +22,7 @@ pub mod otel;
 pub mod redis;
 pub mod registry;
 mod structured;
+mod tokenize;
 mod util;
 mod ws;
 
@@ -128,6 +129,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/version", get(ollama::version))
         .route("/api/delete", axum::routing::delete(ollama::delete))
         .route("/v1/chat/ws", get(ws::chat))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
+        .route("/tokenizer_info", get(tokenize::tokenizer_info))
         .route(
             "/v1/collections",
             get(collections::list).post(collections::create),
