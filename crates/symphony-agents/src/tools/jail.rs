@@ -49,6 +49,21 @@ const ATTR_NOEXEC: u64 = 0x8;
 /// The first of the user ids runs get as root; each run takes the next (modulo 2^16), so
 /// one run's process limit is not shared with another's.
 const FIRST_UID: u32 = 0x5e00_0000;
+const NOBODY: u32 = 65534;
+
+/// Whether `id` is mapped in this process's user namespace (`map`: uid_map or gid_map).
+fn mapped(map: &str, id: u32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/{map}")) else {
+        return false;
+    };
+    text.lines().any(|line| {
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        matches!(numbers[..], [first, _, count] if (first..first + count).contains(&u64::from(id)))
+    })
+}
 
 /// An interpreter and the directories its installation lies in.
 #[derive(Debug, Clone)]
@@ -343,8 +358,17 @@ impl Jail {
         if root {
             static RUNS: AtomicU32 = AtomicU32::new(0);
             let run = RUNS.fetch_add(1, Ordering::Relaxed);
-            let uid =
+            let own =
                 FIRST_UID + (std::process::id().wrapping_mul(7919).wrapping_add(run) & 0xffff);
+            // Root of a user namespace (a rootless container) may have few ids to give:
+            // then `nobody`, shared by the runs.
+            let uid = [own, NOBODY]
+                .into_iter()
+                .find(|&id| mapped("uid_map", id) && mapped("gid_map", id))
+                .ok_or(
+                    "this root has no other user id to run the code as (its user \
+                        namespace maps neither a spare id nor nobody, 65534)",
+                )?;
             std::os::unix::fs::chown(work, Some(uid), Some(uid))
                 .map_err(|e| format!("cannot give the run's directory to its user: {e}"))?;
             jail.push(Op::BecomeUser(uid), "taking the run's own user id");
