@@ -122,6 +122,69 @@ fn http_fetch_reads_allowed_pages_and_refuses_the_rest() {
     assert!(e.starts_with("invalid arguments for http_fetch"), "{e}");
 }
 
+/// A web server that answers every request with a private page, as a server would that
+/// resolves `..` itself; counts the requests it gets. Returns its port and the count.
+fn serve_private_page() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = "the private page";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, requests)
+}
+
+#[test]
+fn http_fetch_refuses_dot_segments_out_of_an_allowed_prefix() {
+    let (port, requests) = serve_private_page();
+    let base = format!("http://127.0.0.1:{port}");
+    let fetch = HttpFetch::new(&[format!("{base}/docs/")], Duration::from_secs(10)).unwrap();
+    for path in [
+        "/docs/../private/x",
+        "/docs/%2e%2e/private/x",
+        "/docs/%2E%2e/private/x",
+        "/docs/.%2e/private/x",
+        "/docs%2f..%2fprivate/x",
+        "/docs/..;/private/x",
+    ] {
+        let e = failure(fetch.call(json!({"url": format!("{base}{path}")})));
+        assert!(e.contains("'..'"), "{path}: {e}");
+    }
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // What stays inside the prefix once decoded is still fetched.
+    assert_eq!(
+        fetch
+            .call(json!({"url": format!("{base}/docs/./a%20b")}))
+            .unwrap(),
+        "the private page"
+    );
+    // A prefix is matched against the decoded path.
+    let e = failure(fetch.call(json!({"url": format!("{base}/%64ocs2/x")})));
+    assert!(e.contains("not on this agent's allowlist"), "{e}");
+    assert_eq!(
+        fetch
+            .call(json!({"url": format!("{base}/%64ocs/x")}))
+            .unwrap(),
+        "the private page"
+    );
+}
+
 #[test]
 fn an_agent_file_turns_http_fetch_on_with_its_allowlist() {
     let spec = AgentSpec::from_yaml(

@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -228,6 +229,14 @@ impl TypedTool for WriteFile {
         let dir = path.parent().unwrap_or(self.workspace.root());
         fs::create_dir_all(dir).map_err(|e| io_error(&args.path, e))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error(&args.path, e))?;
+        // A rewritten file keeps its mode (the temporary file is made 0600), and its owner
+        // where this process may give it.
+        if let Ok(old) = fs::metadata(&path) {
+            tmp.as_file()
+                .set_permissions(old.permissions())
+                .map_err(|e| io_error(&args.path, e))?;
+            let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()));
+        }
         tmp.write_all(args.content.as_bytes())
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| io_error(&args.path, e))?;
@@ -243,6 +252,8 @@ impl TypedTool for WriteFile {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn workspace() -> (
@@ -320,5 +331,24 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("outside the workspace"), "{e}");
         assert!(!dir.path().join("new.txt").exists());
+    }
+
+    #[test]
+    fn a_rewritten_file_keeps_its_mode() {
+        let (_dir, ws, (_read, _list, write)) = workspace();
+        let script = ws.root().join("run.sh");
+        fs::write(&script, "echo old\n").unwrap();
+        for mode in [0o755, 0o640] {
+            fs::set_permissions(&script, fs::Permissions::from_mode(mode)).unwrap();
+            write
+                .run(WriteArgs {
+                    path: "run.sh".into(),
+                    content: "echo new\n".into(),
+                })
+                .unwrap();
+            assert_eq!(fs::read_to_string(&script).unwrap(), "echo new\n");
+            let kept = fs::metadata(&script).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(kept, mode, "{kept:o}");
+        }
     }
 }

@@ -25,6 +25,8 @@ pub struct AllowRule {
     subdomains: bool,
     port: Option<u16>,
     path_prefix: String,
+    /// `path_prefix` as [`normal_path`] gives it.
+    normal_prefix: Vec<u8>,
 }
 
 impl AllowRule {
@@ -61,6 +63,7 @@ impl AllowRule {
             host: host.to_ascii_lowercase(),
             subdomains,
             port,
+            normal_prefix: normal_path(path).map_err(|e| bad(&e))?,
             path_prefix: path.to_string(),
         })
     }
@@ -76,7 +79,7 @@ impl AllowRule {
         host_ok
             && self.scheme.as_ref().is_none_or(|s| *s == url.scheme)
             && self.port.is_none_or(|p| p == url.port)
-            && url.path.starts_with(&self.path_prefix)
+            && url.path.starts_with(&self.normal_prefix)
     }
 }
 
@@ -101,12 +104,59 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), String> {
     }
 }
 
+/// A URL path as a server reads it: percent-decoded, with `.` segments dropped
+/// (RFC 3986 §5.2.4). A `..` segment is refused rather than resolved: servers differ in
+/// how they resolve it (encoded, after a `;`, with backslashes), so no prefix would hold
+/// past one.
+fn normal_path(raw: &str) -> Result<Vec<u8>, String> {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (bytes[i], hex) {
+            (b'%', Some(hex)) => {
+                let hex = std::str::from_utf8(hex).expect("ASCII hex digits");
+                decoded.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let segments: Vec<&[u8]> = decoded.split(|&b| b == b'/').collect();
+    let mut path = Vec::with_capacity(decoded.len());
+    for (n, segment) in segments.iter().enumerate() {
+        let dots = |part: &[u8]| part.split(|&b| b == b';').next() == Some(b"..");
+        if segment.split(|&b| b == b'\\').any(dots) {
+            return Err(
+                "a path with a '..' segment is not fetched; give the page's own path".into(),
+            );
+        }
+        if n > 0 {
+            path.push(b'/');
+        }
+        // A `.` segment stands for the directory it is in: dropped, leaving its slash.
+        if *segment != b"." {
+            path.extend_from_slice(segment);
+        } else if n + 1 < segments.len() {
+            path.pop();
+        }
+    }
+    Ok(path)
+}
+
 /// A URL taken apart, as far as the allowlist looks at it.
 struct Target {
     scheme: String,
     host: String,
     port: u16,
-    path: String,
+    /// Decoded and normalised ([`normal_path`]).
+    path: Vec<u8>,
 }
 
 impl Target {
@@ -142,7 +192,7 @@ impl Target {
         Ok(Self {
             host: authority.host().to_ascii_lowercase(),
             port: authority.port_u16().unwrap_or(port),
-            path: uri.path().to_string(),
+            path: normal_path(uri.path()).map_err(|e| format!("'{url}': {e}"))?,
             scheme,
         })
     }

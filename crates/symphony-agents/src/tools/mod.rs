@@ -3,6 +3,7 @@
 mod calculator;
 mod files;
 mod http;
+mod jail;
 mod sandbox;
 mod search;
 

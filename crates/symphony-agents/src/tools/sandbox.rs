@@ -1,18 +1,21 @@
-//! Python code run in a sandbox: a child process in a fresh temporary directory, with no
-//! network (a network namespace of its own, which has no interface up), an empty
-//! environment, and limits on wall-clock time, memory and file size. If the network cannot
-//! be cut off (no namespace support), the code is not run.
+//! Python code run in a sandbox: a child process confined to a jail of its own (see
+//! [`super::jail`]): it sees only the system's programs and libraries, read-only, and a
+//! fresh temporary directory it may write; it has no network, an empty environment, its
+//! own process tree (killed whole when the run ends), and limits on wall-clock time, memory,
+//! file size and processes. If the jail cannot be set up, the code is not run.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::jail::{report_pipe, Interpreter, Jail, PATH, WORK_DIR};
 use crate::tool::{ToolError, TypedTool};
 
 /// What one run of sandboxed code may use.
@@ -24,6 +27,8 @@ pub struct SandboxLimits {
     pub memory: u64,
     /// Output kept of stdout and of stderr, each, in bytes.
     pub output: usize,
+    /// Processes (and threads) at once.
+    pub processes: u64,
 }
 
 impl Default for SandboxLimits {
@@ -32,6 +37,7 @@ impl Default for SandboxLimits {
             time: Duration::from_secs(10),
             memory: 512 << 20,
             output: 16 << 10,
+            processes: 64,
         }
     }
 }
@@ -40,6 +46,8 @@ impl Default for SandboxLimits {
 #[derive(Debug, Clone)]
 pub struct RunPython {
     python: PathBuf,
+    /// Where `python` is installed, asked once.
+    interpreter: OnceLock<Result<Interpreter, String>>,
     limits: SandboxLimits,
     needs_approval: bool,
 }
@@ -54,6 +62,7 @@ impl RunPython {
     pub fn new(limits: SandboxLimits) -> Self {
         Self {
             python: PathBuf::from("python3"),
+            interpreter: OnceLock::new(),
             limits,
             needs_approval: false,
         }
@@ -94,31 +103,63 @@ impl TypedTool for RunPython {
 
     fn run(&self, args: CodeArgs) -> Result<String, ToolError> {
         let failed = |what: &str, e: std::io::Error| ToolError::Failed(format!("{what}: {e}"));
+        let python = self
+            .interpreter
+            .get_or_init(|| Interpreter::find(&self.python))
+            .as_ref()
+            .map_err(|e| ToolError::Failed(format!("cannot run python3: {e}")))?;
         let dir = tempfile::tempdir().map_err(|e| failed("cannot make a directory", e))?;
-        std::fs::write(dir.path().join("main.py"), &args.code)
+        // `work` is what the program sees as its directory; the jail's root is built on
+        // `root`, outside it.
+        let (work, root) = (dir.path().join("work"), dir.path().join("root"));
+        std::fs::create_dir(&work)
+            .and_then(|()| std::fs::create_dir(&root))
+            .and_then(|()| std::fs::write(work.join("main.py"), &args.code))
             .map_err(|e| failed("cannot write the program", e))?;
-        let mut command = Command::new(&self.python);
+        let limits = [
+            (libc::RLIMIT_AS as libc::c_int, self.limits.memory),
+            (
+                libc::RLIMIT_CPU as libc::c_int,
+                self.limits.time.as_secs() + 1,
+            ),
+            (libc::RLIMIT_FSIZE as libc::c_int, 16 << 20),
+            (libc::RLIMIT_CORE as libc::c_int, 0),
+            (libc::RLIMIT_NPROC as libc::c_int, self.limits.processes),
+        ];
+        let (report, report_write) = report_pipe().map_err(|e| failed("cannot make a pipe", e))?;
+        let jail = std::sync::Arc::new(
+            Jail::new(&work, &root, python, &limits, &report_write)
+                .map_err(|e| ToolError::Failed(format!("cannot set up the sandbox: {e}")))?,
+        );
+        let mut command = Command::new(&python.exe);
         // -I: isolated (no user site, no PYTHON* variables, no script directory on the path).
         command
             .args(["-I", "main.py"])
-            .current_dir(dir.path())
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", dir.path())
+            .env("PATH", PATH)
+            .env("HOME", WORK_DIR)
             .env("PYTHONIOENCODING", "utf-8")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let limits = self.limits.clone();
-        // SAFETY: the closure runs in the forked child before exec and calls only
-        // async-signal-safe system calls (setsid, setrlimit, unshare), allocating nothing.
+        let steps = jail.clone();
+        // SAFETY: the closure runs in the forked child before exec; Jail::enter makes only
+        // async-signal-safe system calls over memory prepared here, allocating nothing.
         unsafe {
-            command.pre_exec(move || confine(&limits));
+            command.pre_exec(move || steps.enter());
         }
-        let mut child = command.spawn().map_err(|e| {
-            ToolError::Failed(format!(
-                "cannot start a sandboxed python3 (the sandbox needs network namespaces): {e}"
-            ))
+        let spawned = command.spawn();
+        drop(command);
+        drop(report_write);
+        let mut child = spawned.map_err(|e| match jail.failed_step(report) {
+            Some(step) => ToolError::Failed(format!(
+                "cannot confine python3, so the code was not run (the sandbox needs Linux \
+                 mount, PID and network namespaces): {step}: {e}"
+            )),
+            None => ToolError::Failed(format!(
+                "cannot start python3 ({}): {e}",
+                python.exe.display()
+            )),
         })?;
         let limit = self.limits.output;
         let stdout = child.stdout.take().map(|s| read_capped(s, limit));
@@ -128,8 +169,9 @@ impl TypedTool for RunPython {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) if Instant::now() >= deadline => {
-                    // The whole group: the program may have started children of its own.
-                    // SAFETY: kill(2) on the group this child leads (setsid in confine).
+                    // The child waits outside the jail for the program, the jail's first
+                    // process, which dies with it (and everything it started, with that).
+                    // SAFETY: kill(2) on the group this child leads (a session of its own).
                     unsafe {
                         libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
                     }
@@ -168,41 +210,6 @@ impl TypedTool for RunPython {
     }
 }
 
-/// In the child, before exec: a session of its own (so the group can be killed), resource
-/// limits, and a network namespace of its own. Tried as root first; unprivileged, a user
-/// namespace makes the network namespace possible.
-fn confine(limits: &SandboxLimits) -> std::io::Result<()> {
-    let check = |r: libc::c_int| {
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    let limit = |resource, value: u64| {
-        let rl = libc::rlimit {
-            rlim_cur: value as libc::rlim_t,
-            rlim_max: value as libc::rlim_t,
-        };
-        // SAFETY: setrlimit reads the struct, which outlives the call.
-        check(unsafe { libc::setrlimit(resource, &rl) })
-    };
-    // SAFETY: plain system calls without pointers.
-    unsafe {
-        if libc::setsid() < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::unshare(libc::CLONE_NEWNET) != 0 {
-            check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET))?;
-        }
-    }
-    limit(libc::RLIMIT_AS, limits.memory)?;
-    limit(libc::RLIMIT_CPU, limits.time.as_secs() + 1)?;
-    limit(libc::RLIMIT_FSIZE, 16 << 20)?;
-    limit(libc::RLIMIT_CORE, 0)?;
-    Ok(())
-}
-
 /// Reads a pipe to its end on a thread, keeping the first `limit` bytes.
 fn read_capped(mut pipe: impl Read + Send + 'static, limit: usize) -> thread::JoinHandle<String> {
     thread::spawn(move || {
@@ -229,6 +236,8 @@ fn read_capped(mut pipe: impl Read + Send + 'static, limit: usize) -> thread::Jo
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn run(code: &str, limits: SandboxLimits) -> Result<String, ToolError> {
@@ -290,5 +299,163 @@ mod tests {
             out.ends_with("[output truncated: 1001 bytes, 100 kept]"),
             "{out}"
         );
+    }
+
+    /// Runs `code` with `{NAME}` replaced by the values given.
+    fn run_with(code: &str, values: &[(&str, &str)]) -> String {
+        let code = values.iter().fold(code.to_string(), |code, (name, value)| {
+            code.replace(&format!("{{{name}}}"), value)
+        });
+        run(&code, SandboxLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn the_servers_home_cannot_be_read_or_written() {
+        // A directory standing in for $SYMPHONY_HOME, with its key file.
+        let home = tempfile::tempdir().unwrap();
+        let keys = home.path().join("keys.json");
+        let original = r#"{"keys": []}"#;
+        std::fs::write(&keys, original).unwrap();
+        // The attack of the report: add an admin key to the server's key file.
+        let out = run_with(
+            "import json,hashlib\nHOME='{HOME}'\np=HOME+'/keys.json'; d=json.load(open(p)); \
+             d['keys'].append({'name':'x','hash':'sha256:'+hashlib.sha256(b'sk-sym-x')\
+             .hexdigest(),'role':'admin','created_at':0}); json.dump(d,open(p,'w'))\n\
+             print('written')",
+            &[("HOME", home.path().to_str().unwrap())],
+        );
+        assert!(out.contains("FileNotFoundError"), "{out}");
+        assert_eq!(std::fs::read_to_string(&keys).unwrap(), original);
+        // Nor can a new file be put there.
+        let out = run_with(
+            "open('{HOME}/planted', 'w').write('x')",
+            &[("HOME", home.path().to_str().unwrap())],
+        );
+        assert!(out.contains("FileNotFoundError"), "{out}");
+        assert!(!home.path().join("planted").exists());
+    }
+
+    #[test]
+    fn the_users_home_and_the_machines_files_are_not_visible() {
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+        let secret = tempfile::Builder::new()
+            .prefix("sandbox-secret")
+            .tempfile_in(&home)
+            .unwrap();
+        std::fs::write(secret.path(), "s3cret").unwrap();
+        let out = run_with(
+            "import os\nfor p in ['{SECRET}', '/etc/hostname', '/etc/passwd']:\n    try:\n        \
+             print(open(p).read())\n    except OSError as e:\n        print(type(e).__name__)\n\
+             try:\n    print(sorted(os.listdir('{HOME}')))\nexcept OSError as e:\n    \
+             print(type(e).__name__)\nprint(sorted(os.listdir('/')))",
+            &[
+                ("SECRET", secret.path().to_str().unwrap()),
+                ("HOME", home.to_str().unwrap()),
+            ],
+        );
+        assert!(
+            !out.contains("s3cret") && !out.contains("sandbox-secret"),
+            "{out}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..3], ["FileNotFoundError"; 3], "{out}");
+        // Of the root, only what python3 needs: its installation may lie outside /usr.
+        let python = Interpreter::find(Path::new("python3")).unwrap();
+        for dir in ["home", "root", "var", "opt", "srv", "mnt", "run"] {
+            let needed = python
+                .installs
+                .iter()
+                .any(|i| i.starts_with(Path::new("/").join(dir)));
+            assert!(needed || !lines[4].contains(&format!("'{dir}'")), "{out}");
+        }
+    }
+
+    #[test]
+    fn the_code_writes_only_its_own_directory() {
+        let out = run_with(
+            // Asked with access(2), which writes nothing, should the jail ever fail.
+            "import os\nopen('out.txt', 'w').write('kept')\nprint(os.getcwd(), \
+             open('out.txt').read())\nfor p in ['/usr', '/usr/bin', '/', '/etc']:\n    \
+             if os.access(p, os.W_OK):\n        print('wrote', p)",
+            &[],
+        );
+        assert!(out.starts_with("/sandbox kept\n"), "{out}");
+        assert!(!out.contains("wrote"), "{out}");
+    }
+
+    #[test]
+    fn unix_sockets_outside_cannot_be_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let out = run_with(
+            "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('{PATH}')\n    \
+             print('connected')\nexcept OSError as e:\n    print(type(e).__name__)",
+            &[("PATH", path.to_str().unwrap())],
+        );
+        assert_eq!(out, "FileNotFoundError\n");
+        assert!(listener.accept().is_err(), "the sandbox got through");
+    }
+
+    /// The processes on this machine whose command line holds `marker`.
+    fn processes_marked(marker: &str) -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .contains(marker)
+                    .then_some(pid)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn processes_the_code_starts_die_with_it() {
+        // A daemon: a new session, a double fork, its output away from the run's pipes.
+        let marker = format!("escaped-{}-{:?}", std::process::id(), Instant::now());
+        let out = run_with(
+            "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        \
+             fd = os.open('/dev/null', os.O_RDWR)\n        for i in range(3):\n            \
+             os.dup2(fd, i)\n        os.execv(sys.executable, [sys.executable, '-c', \
+             'import time; time.sleep(60)', '{MARKER}'])\n    os._exit(0)\ntime.sleep(1)\n\
+             print('detached')",
+            &[("MARKER", &marker)],
+        );
+        assert_eq!(out, "detached\n");
+        let escaped = processes_marked(&marker);
+        for &pid in &escaped {
+            // SAFETY: kill(2); the test cleans up what got away.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        assert!(
+            escaped.is_empty(),
+            "still running after the run: {escaped:?}"
+        );
+    }
+
+    #[test]
+    fn a_fork_bomb_is_held_to_the_process_limit() {
+        let limits = SandboxLimits {
+            processes: 16,
+            ..SandboxLimits::default()
+        };
+        let code = "import os, time\nn = 0\ntry:\n    for _ in range(200):\n        \
+                    if os.fork() == 0:\n            os.close(1)\n            os.close(2)\n            \
+                    time.sleep(5)\n            os._exit(0)\n        n += 1\n    \
+                    print('forked', n)\nexcept OSError as e:\n    print('stopped', n, \
+                    type(e).__name__)";
+        let out = run(code, limits).unwrap();
+        let n: usize = out
+            .strip_prefix("stopped ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(n < 16, "{out}");
     }
 }
