@@ -380,8 +380,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// `30s`, `5m`, `1h30m`, `250ms`, or plain seconds (Ollama's spellings).
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    symphony_server::parse_duration(s)
-        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)"))
+    symphony_server::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@
 //! manages models and keys.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -170,18 +170,24 @@ impl KeyFile {
     /// Rereads the file if it changed.
     fn refresh(&self) -> Result<(), KeyFileError> {
         let modified = self.modified();
-        if self.cache.read().expect("key cache").0 == modified && modified.is_some() {
+        if self.cache.read().unwrap_or_else(PoisonError::into_inner).0 == modified
+            && modified.is_some()
+        {
             return Ok(());
         }
         let keys = Self::read(&self.path)?;
-        *self.cache.write().expect("key cache") = (modified, keys);
+        *self.cache.write().unwrap_or_else(PoisonError::into_inner) = (modified, keys);
         Ok(())
     }
 
     pub fn list(&self) -> Vec<StoredKey> {
         // A file broken while the server runs keeps the last good keys.
         let _ = self.refresh();
-        self.cache.read().expect("key cache").1.clone()
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
     }
 
     fn find(&self, key: &str) -> Option<StoredKey> {
@@ -190,7 +196,7 @@ impl KeyFile {
         let _ = self.refresh();
         self.cache
             .read()
-            .expect("key cache")
+            .unwrap_or_else(PoisonError::into_inner)
             .1
             .iter()
             .find(|k| constant_time_eq(k.hash.as_bytes(), hash.as_bytes()))
@@ -246,7 +252,7 @@ impl KeyFile {
         &self,
         change: impl FnOnce(&mut Vec<StoredKey>) -> Result<(), KeyFileError>,
     ) -> Result<(), KeyFileError> {
-        let mut cache = self.cache.write().expect("key cache");
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         let mut keys = Self::read(&self.path)?;
         change(&mut keys)?;
         let io = |source| KeyFileError::Io {

@@ -26,6 +26,7 @@ mod util;
 mod ws;
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::FutureExt;
 use serde_json::json;
 use symphony_store::Store;
 
@@ -79,6 +81,9 @@ pub struct AppState {
     otel: Option<otel::Exporter>,
     next_request: AtomicU64,
     ready: std::sync::atomic::AtomicBool,
+    /// Unix time of the registry's last completed sweep (0 before `serve_on` starts it):
+    /// `/health` fails when it stops, since then nothing is unloaded any more.
+    last_sweep: AtomicU64,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -103,6 +108,7 @@ impl AppState {
             config,
             next_request: AtomicU64::new(1),
             ready: false.into(),
+            last_sweep: AtomicU64::new(0),
         })
     }
 }
@@ -176,12 +182,22 @@ pub async fn serve_on(
     state: SharedState,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    let registry = state.registry.clone();
+    let sweeper = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            registry.unload_expired();
+            // A panic in one sweep must not end the sweeps (or take a lock down with it);
+            // it is logged, and `/health` reports the sweep as stale until one succeeds.
+            let registry = &sweeper.registry;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                registry.unload_expired()
+            })) {
+                Ok(()) => sweeper
+                    .last_sweep
+                    .store(util::unix_now(), Ordering::Relaxed),
+                Err(_) => log_json(json!({"event": "sweep_failed"})),
+            }
         }
     });
     let app = router(state.clone());
@@ -255,7 +271,14 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(req).await;
+    // A handler that panics answers 500 rather than dropping the connection.
+    let mut response = AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            ApiError::internal("the request failed inside the server; see the server log")
+                .into_response()
+        });
     let status = response.status().as_u16();
     state.metrics.count_request(&route, status);
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -343,8 +366,20 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// 200 while the server can serve: 503 once the registry's sweep has stopped (it runs every
+/// second), the sign that the server's own upkeep has failed.
+async fn health(State(state): State<SharedState>) -> Response {
+    match unhealthy(state.last_sweep.load(Ordering::Relaxed), util::unix_now()) {
+        Some(why) => ApiError::overloaded(why).into_response(),
+        None => Json(json!({"status": "ok"})).into_response(),
+    }
+}
+
+/// Why the server cannot serve, given its last sweep's time (0: none started yet).
+fn unhealthy(last_sweep: u64, now: u64) -> Option<String> {
+    let since = now.saturating_sub(last_sweep);
+    (last_sweep != 0 && since > 10)
+        .then(|| format!("unhealthy: the model registry has not been swept for {since}s"))
 }
 
 /// 200 once the preloaded models answer; 503 before.
@@ -370,4 +405,14 @@ async fn not_found(req: Request) -> Response {
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_fails_once_the_sweep_stops() {
+        assert_eq!(super::unhealthy(0, 1_000), None);
+        assert_eq!(super::unhealthy(995, 1_000), None);
+        assert!(super::unhealthy(900, 1_000).is_some_and(|m| m.contains("100s")));
+    }
 }
