@@ -108,3 +108,58 @@ fn huge_durations_on_the_command_line_are_errors_not_panics() {
         assert!(stderr.contains(flag) && stderr.contains(value), "{stderr}");
     }
 }
+
+/// D3: the issue's 22 KB `/v1/completions` body (2,000 prompts × n 16) is refused before any
+/// sequence is queued, as is a smaller one whose prompts × n exceed `--max-waiting`; other
+/// callers are served right after.
+#[test]
+fn one_completions_request_cannot_fill_the_queue() {
+    let server = Server::start(&["--max-waiting", "8"]);
+    let url = format!("{}/v1/completions", server.base);
+    // As Python's `json.dumps` writes `[[1,2,3]]*2000`: 22 KB.
+    let prompts = |count: usize| format!("[{}]", vec!["[1, 2, 3]"; count].join(", "));
+    let body = |count: usize, n: usize| {
+        format!(
+            r#"{{"model":"smollm2","prompt":{},"n":{n},"max_tokens":1,"stream":true}}"#,
+            prompts(count)
+        )
+    };
+    let hostile = body(2000, 16);
+    assert!(hostile.len() > 20_000);
+    let (status, reply) = curl(&[
+        "--max-time",
+        "60",
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &hostile,
+    ]);
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("prompts per request"), "{reply}");
+    // Within the prompt cap, but 10 × 16 = 160 sequences against a queue of 8.
+    let (status, reply) = call("POST", &url, None, Some(&body(10, 16)));
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply.contains("160 sequences") && reply.contains("--max-waiting"),
+        "{reply}"
+    );
+    // Nothing of them waits: the queue is empty, and a request that fits is answered.
+    let (_, metrics) = call("GET", &format!("{}/metrics", server.base), None, None);
+    let waiting = metrics
+        .lines()
+        .find(|l| l.starts_with("symphony_waiting_sequences{"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(waiting.ends_with(" 0"), "{waiting}");
+    let (status, reply) = call("POST", &url, None, Some(&body(4, 2)));
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = call(
+        "POST",
+        &format!("{}/v1/chat/completions", server.base),
+        None,
+        Some(GREEDY_CHAT),
+    );
+    assert_eq!(status, 200, "{reply}");
+}

@@ -91,7 +91,7 @@ pub fn start(
 }
 
 /// Submits `job.n` sequences whose events arrive on `tx` as choices `first_index..`.
-/// Refuses with 503 while the model's queue is full.
+/// Refuses while the model's queue has no room for them (see [`check_room`]).
 pub fn submit(
     state: &SharedState,
     model: &LoadedModel,
@@ -99,17 +99,7 @@ pub fn submit(
     tx: &UnboundedSender<(usize, Event)>,
     first_index: usize,
 ) -> Result<(), ApiError> {
-    let waiting = model
-        .scheduler
-        .stats()
-        .waiting
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if waiting >= state.config.max_waiting {
-        return Err(ApiError::overloaded(format!(
-            "'{}' has {waiting} requests waiting; retry shortly",
-            model.name
-        )));
-    }
+    check_room(state, model, job.n)?;
     for i in 0..job.n {
         let index = first_index + i;
         let mut params = job.params.clone();
@@ -127,6 +117,35 @@ pub fn submit(
                 tx: tx.clone(),
             },
         )?;
+    }
+    Ok(())
+}
+
+/// Refuses a request whose `sequences` (prompts × n, counted whole before any is submitted)
+/// would not fit the model's queue: 400 when they never could (more than `--max-waiting`),
+/// 503 while the queue is too full for them now.
+pub fn check_room(
+    state: &SharedState,
+    model: &LoadedModel,
+    sequences: usize,
+) -> Result<(), ApiError> {
+    let max = state.config.max_waiting;
+    if sequences > max {
+        return Err(ApiError::bad_request(format!(
+            "the request asks for {sequences} sequences (prompts × n); at most {max} may \
+             wait per model (--max-waiting): send fewer prompts or a smaller n"
+        )));
+    }
+    let waiting = model
+        .scheduler
+        .stats()
+        .waiting
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if waiting.saturating_add(sequences) > max {
+        return Err(ApiError::overloaded(format!(
+            "'{}' has {waiting} requests waiting; retry shortly",
+            model.name
+        )));
     }
     Ok(())
 }
