@@ -5,12 +5,76 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::server::*;
 
 const GREEDY_CHAT: &str = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"temperature":0}"#;
+
+/// Rate limits count in fixed minute windows: wait for a new one when less than 20 seconds
+/// are left of this one, so that a test's limited requests fall in one window.
+fn start_in_a_fresh_minute() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 40_000 {
+        std::thread::sleep(Duration::from_millis((60_000 - into_minute) as u64 + 100));
+    }
+}
+
+fn key(keys: &str, name: &str, limits: &[&str]) -> String {
+    let mut args = vec!["keys", "create", name, "--api-keys", keys];
+    args.extend(limits);
+    symphony(&args, &[])
+}
+
+/// Runs a Python script with the `websockets` client; `SYMPHONY_WS_URL` and `SYMPHONY_KEY`
+/// are set for it. Returns its stdout (the script prints what it saw).
+fn websocket_script(server: &Server, key: &str, script: &str) -> String {
+    let url = server.base.replace("http://", "ws://") + "/v1/chat/ws";
+    let out = Command::new(python())
+        .args(["-c", script])
+        .env("SYMPHONY_WS_URL", url)
+        .env("SYMPHONY_KEY", key)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n--- server log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The part the Python scripts share: `ask(ws, request)` sends one chat request and returns
+/// "answer" once `[DONE]` arrives, or the error message's status and text.
+const WS_PRELUDE: &str = r#"
+import json, os
+from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed
+
+URL = os.environ["SYMPHONY_WS_URL"]
+HEADERS = {"authorization": "Bearer " + os.environ["SYMPHONY_KEY"]}
+REQUEST = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}],
+           "max_tokens": 1, "temperature": 0}
+
+def ask(ws, request=REQUEST):
+    try:
+        ws.send(json.dumps(request) if isinstance(request, dict) else request)
+        while True:
+            message = ws.recv(timeout=120)
+            if message == "[DONE]":
+                return "answer"
+            data = json.loads(message)
+            if "error" in data:
+                return "error %d %s" % (data["error"]["status"], data["error"]["message"])
+    except ConnectionClosed as e:
+        return "closed %s" % (e.rcvd.code if e.rcvd else None)
+"#;
 
 /// D2: Ollama `keep_alive` values that overflow `Instant + Duration` (or `from_secs_f64`) are
 /// refused with 400, and the server goes on serving every route afterwards.
@@ -162,4 +226,162 @@ fn one_completions_request_cannot_fill_the_queue() {
         Some(GREEDY_CHAT),
     );
     assert_eq!(status, 200, "{reply}");
+}
+
+/// D4 (a): each WebSocket message counts against the key's requests per minute: an rpm-2
+/// key gets two answers, then errors.
+#[test]
+fn websocket_messages_are_each_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let limited = key(keys, "slow", &["--rpm", "2"]);
+    let server = Server::start_with(&["--api-keys", keys], &[], &[]);
+    start_in_a_fresh_minute();
+    let seen = websocket_script(
+        &server,
+        &limited,
+        &format!(
+            "{WS_PRELUDE}\nwith connect(URL, additional_headers=HEADERS) as ws:\n    \
+             for _ in range(6):\n        print(ask(ws))\n"
+        ),
+    );
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 6, "{seen}");
+    assert_eq!(&lines[..2], ["answer", "answer"], "{seen}");
+    for line in &lines[2..] {
+        assert!(
+            line.starts_with("error 429") && line.contains("requests per minute"),
+            "{seen}"
+        );
+    }
+}
+
+/// D4 (c): a key revoked while its WebSocket is open stops working on that socket's next
+/// message; the socket is closed.
+#[test]
+fn a_revoked_key_stops_working_on_an_open_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let doomed = key(keys, "doomed", &[]);
+    let server = Server::start_with(&["--api-keys", keys], &[], &[]);
+    let keys_path = keys.to_string();
+    let exe = env!("CARGO_BIN_EXE_symphony");
+    let script = format!(
+        "{WS_PRELUDE}\nimport subprocess\nwith connect(URL, additional_headers=HEADERS) as ws:\n    \
+         print(ask(ws))\n    \
+         subprocess.run([{exe:?}, 'keys', 'revoke', 'doomed', '--api-keys', {keys_path:?}], check=True)\n    \
+         print(ask(ws))\n    print(ask(ws))\n"
+    );
+    let seen = websocket_script(&server, &doomed, &script);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 3, "{seen}");
+    assert_eq!(lines[0], "answer", "{seen}");
+    assert!(
+        lines[1].starts_with("error 401") && lines[1].contains("invalid API key"),
+        "{seen}"
+    );
+    assert!(lines[2].starts_with("closed"), "{seen}");
+}
+
+/// (low) A WebSocket message is held to `--max-body-bytes` like a request body.
+#[test]
+fn websocket_messages_are_held_to_the_body_limit() {
+    let server = Server::start(&["--max-body-bytes", "2K"]);
+    let script = format!(
+        "{WS_PRELUDE}\nwith connect(URL) as ws:\n    \
+         print(ask(ws))\n    \
+         big = dict(REQUEST, messages=[{{'role': 'user', 'content': 'Hi ' * 2000}}])\n    \
+         print(ask(ws, big))\n"
+    );
+    let seen = websocket_script(&server, "unused", &script);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 2, "{seen}");
+    assert_eq!(lines[0], "answer", "{seen}");
+    assert!(
+        lines[1].starts_with("error 413") && lines[1].contains("--max-body-bytes"),
+        "{seen}"
+    );
+}
+
+/// Sends a streamed chat request over a raw socket and hangs up once the first generated
+/// token's chunk has arrived, long before the stream's end.
+fn cut_stream_after_first_token(server: &Server, key: &str) {
+    let addr = server.base.trim_start_matches("http://");
+    let body = r#"{"model":"smollm2","messages":[{"role":"user","content":"Tell me a long story about a dragon."}],"max_tokens":200,"temperature":0,"stream":true}"#;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut data_lines = 0;
+    for line in BufReader::new(stream.try_clone().unwrap()).lines() {
+        let line = line.expect("the stream goes on until we hang up");
+        assert!(!line.contains("[DONE]"), "the stream ended before the cut");
+        // The first `data:` chunk is the opening (role only); the second carries a token.
+        if line.starts_with("data: ") {
+            data_lines += 1;
+            if data_lines == 2 {
+                break;
+            }
+        }
+    }
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
+/// Polls with a request the handler refuses (400, charging no tokens) until the limiter
+/// refuses it first (429); returns the 429 response, head included.
+fn wait_for_limit(server: &Server, key: &str) -> String {
+    let url = format!("{}/v1/chat/completions", server.base);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = post_raw(&url, key, "{}");
+        if response.starts_with("HTTP/1.1 429") {
+            return response;
+        }
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{response}\n{}",
+            server.log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the cut stream's tokens were never charged: {response}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// D4 (b): a stream the client cuts one chunk in is still charged the tokens it used, for
+/// tokens per minute and for a quota; a spent quota's 429 does not pretend it resets.
+#[test]
+fn a_stream_cut_short_still_charges_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let per_minute = key(keys, "per-minute", &["--tpm", "10"]);
+    let quota = key(keys, "quota", &["--quota", "10"]);
+    let server = Server::start_with(&["--api-keys", keys], &[], &[]);
+    start_in_a_fresh_minute();
+
+    cut_stream_after_first_token(&server, &per_minute);
+    let refused = wait_for_limit(&server, &per_minute).to_lowercase();
+    assert!(refused.contains("tokens per minute"), "{refused}");
+    assert!(refused.contains("retry-after: "), "{refused}");
+
+    cut_stream_after_first_token(&server, &quota);
+    let refused = wait_for_limit(&server, &quota).to_lowercase();
+    assert!(
+        refused.contains("token quota") && refused.contains("does not reset"),
+        "{refused}"
+    );
+    // A quota never resets: no Retry-After promising otherwise.
+    assert!(!refused.contains("retry-after"), "{refused}");
 }

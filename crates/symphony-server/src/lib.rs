@@ -320,7 +320,7 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
     let Some(needed) = auth::required_role(req.method(), &route) else {
         return next.run(req).await;
     };
-    let bearer = req
+    let bearer: Option<String> = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -329,7 +329,8 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(String::from);
     // Each API answers in its own error shape.
     let refuse = |e: ApiError| {
         if route.starts_with("/api/") {
@@ -338,7 +339,7 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
             e.into_response()
         }
     };
-    let principal = match state.auth.authenticate(bearer) {
+    let principal = match state.auth.authenticate(bearer.as_deref()) {
         Ok(p) => p,
         Err(e) => return refuse(e),
     };
@@ -353,14 +354,27 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
         )));
     }
     if needed == Role::User {
-        if let Err(e) = state.limiter.admit(&principal).await {
+        // A WebSocket's messages are each a request, admitted one by one (`ws`); opening
+        // one only needs the room for a first.
+        let admitted = if route == "/v1/chat/ws" {
+            state.limiter.check(&principal).await
+        } else {
+            state.limiter.admit(&principal).await
+        };
+        if let Err(e) = admitted {
             state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             return refuse(e);
         }
     }
     req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(Credential(bearer));
     next.run(req).await
 }
+
+/// The credential a request came with, so that a long-lived connection (a WebSocket) can be
+/// checked again for each message: a key revoked meanwhile stops working there too.
+#[derive(Clone)]
+pub(crate) struct Credential(pub Option<String>);
 
 /// The id `observe` gave the request.
 #[derive(Debug, Clone)]
