@@ -297,6 +297,11 @@ struct ServeArgs {
     /// File holding the HS256 secret for JWT bearer tokens (or set SYMPHONY_JWT_SECRET).
     #[arg(long)]
     jwt_secret_file: Option<std::path::PathBuf>,
+    /// Refuse JWTs without an `exp` claim, which would never expire
+    /// (`--jwt-require-exp=false` accepts them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    jwt_require_exp: bool,
     /// Redis for rate limits and the response cache shared between servers
     /// (redis://[:password@]host[:port][/db]).
     #[arg(long)]

@@ -385,3 +385,52 @@ fn a_stream_cut_short_still_charges_its_tokens() {
     // A quota never resets: no Retry-After promising otherwise.
     assert!(!refused.contains("retry-after"), "{refused}");
 }
+
+/// (low) JWTs without `exp` would never expire: refused by default (`--jwt-require-exp`).
+#[test]
+fn jwts_without_exp_are_refused() {
+    let secret = "a-test-secret-of-enough-length";
+    let env = [("SYMPHONY_JWT_SECRET", secret)];
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let server = Server::start_with(&["--api-keys", keys.to_str().unwrap()], &[], &env);
+    let chat = format!("{}/v1/chat/completions", server.base);
+    let forever = symphony_server::auth::sign_jwt(
+        &serde_json::json!({"sub": "forever", "role": "user"}),
+        secret.as_bytes(),
+    );
+    let (status, body) = call("POST", &chat, Some(&forever), Some(GREEDY_CHAT));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("exp"), "{body}");
+    let expiring = symphony(
+        &["keys", "token", "--sub", "timely", "--role", "user"],
+        &env,
+    );
+    assert_eq!(
+        call("POST", &chat, Some(&expiring), Some(GREEDY_CHAT)).0,
+        200
+    );
+}
+
+/// (low) The README's curl examples for the `/v1` JSON routes send a JSON content type
+/// (those routes answer 415 to curl's default form type, as the OpenAI routes do).
+#[test]
+fn readme_curl_examples_send_json() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut checked = 0;
+    for line in readme.lines().filter(|l| l.contains("curl ")) {
+        let posts_json = line.contains(" -d '") || line.contains(" --data");
+        if line.contains("/v1/") && posts_json {
+            assert!(
+                line.to_lowercase()
+                    .contains("content-type: application/json"),
+                "{line}"
+            );
+        }
+        if line.contains("/v1/") && (posts_json || line.contains("--json")) {
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "found {checked} examples");
+}
