@@ -929,6 +929,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         symphony_server::Auth::Enabled {
             keys: Some(keys),
             jwt_secret,
+            jwt_require_exp: args.jwt_require_exp,
         }
     };
     for name in &args.preload {

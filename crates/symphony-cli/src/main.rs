@@ -297,6 +297,11 @@ struct ServeArgs {
     /// File holding the HS256 secret for JWT bearer tokens (or set SYMPHONY_JWT_SECRET).
     #[arg(long)]
     jwt_secret_file: Option<std::path::PathBuf>,
+    /// Refuse JWTs without an `exp` claim, which would never expire
+    /// (`--jwt-require-exp=false` accepts them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    jwt_require_exp: bool,
     /// Redis for rate limits and the response cache shared between servers
     /// (redis://[:password@]host[:port][/db]).
     #[arg(long)]
@@ -380,8 +385,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// `30s`, `5m`, `1h30m`, `250ms`, or plain seconds (Ollama's spellings).
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    symphony_server::parse_duration(s)
-        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)"))
+    symphony_server::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -48,7 +48,7 @@ use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, Job};
 use crate::openai::from_value;
 use crate::registry::LoadedModel;
-use crate::util::blocking;
+use crate::util::{blocking, lock};
 use crate::SharedState;
 
 /// Longest task accepted, in bytes.
@@ -73,7 +73,7 @@ impl Agents {
     }
 
     fn live(&self, id: &str) -> Option<Arc<LiveRun>> {
-        self.live.lock().expect("live runs").get(id).cloned()
+        lock(&self.live).get(id).cloned()
     }
 }
 
@@ -94,13 +94,13 @@ impl LiveRun {
     }
 
     fn push(&self, event: Value) {
-        let mut events = self.events.lock().expect("run events");
+        let mut events = lock(&self.events);
         events.push(event.to_string());
         self.progress.send_replace((events.len(), false));
     }
 
     fn finish(&self) {
-        let n = self.events.lock().expect("run events").len();
+        let n = lock(&self.events).len();
         self.progress.send_replace((n, true));
     }
 }
@@ -345,7 +345,7 @@ async fn launch(
     };
     let live = LiveRun::new();
     {
-        let mut runs = state.agents.live.lock().expect("live runs");
+        let mut runs = lock(&state.agents.live);
         if runs.contains_key(id) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -362,7 +362,7 @@ async fn launch(
     let claim = match claim {
         Ok(claim) => claim,
         Err(e) => {
-            state.agents.live.lock().expect("live runs").remove(id);
+            lock(&state.agents.live).remove(id);
             return Err(e);
         }
     };
@@ -433,7 +433,7 @@ fn follow(live: Arc<LiveRun>) -> impl futures_util::Stream<Item = String> + Send
             loop {
                 let (count, stopped) = *progress.borrow_and_update();
                 if next < count {
-                    let event = live.events.lock().expect("run events")[next].clone();
+                    let event = lock(&live.events)[next].clone();
                     return Some((event, (live, progress, next + 1)));
                 }
                 if stopped || progress.changed().await.is_err() {
@@ -716,7 +716,7 @@ impl Driver {
                 live.push(json!({"type": "error", "id": id, "message": e.to_string()}));
             }
         }
-        self.app.agents.live.lock().expect("live runs").remove(id);
+        lock(&self.app.agents.live).remove(id);
         live.finish();
     }
 }

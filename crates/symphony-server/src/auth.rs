@@ -5,7 +5,7 @@
 //! manages models and keys.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -170,18 +170,24 @@ impl KeyFile {
     /// Rereads the file if it changed.
     fn refresh(&self) -> Result<(), KeyFileError> {
         let modified = self.modified();
-        if self.cache.read().expect("key cache").0 == modified && modified.is_some() {
+        if self.cache.read().unwrap_or_else(PoisonError::into_inner).0 == modified
+            && modified.is_some()
+        {
             return Ok(());
         }
         let keys = Self::read(&self.path)?;
-        *self.cache.write().expect("key cache") = (modified, keys);
+        *self.cache.write().unwrap_or_else(PoisonError::into_inner) = (modified, keys);
         Ok(())
     }
 
     pub fn list(&self) -> Vec<StoredKey> {
         // A file broken while the server runs keeps the last good keys.
         let _ = self.refresh();
-        self.cache.read().expect("key cache").1.clone()
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
     }
 
     fn find(&self, key: &str) -> Option<StoredKey> {
@@ -190,7 +196,7 @@ impl KeyFile {
         let _ = self.refresh();
         self.cache
             .read()
-            .expect("key cache")
+            .unwrap_or_else(PoisonError::into_inner)
             .1
             .iter()
             .find(|k| constant_time_eq(k.hash.as_bytes(), hash.as_bytes()))
@@ -246,7 +252,7 @@ impl KeyFile {
         &self,
         change: impl FnOnce(&mut Vec<StoredKey>) -> Result<(), KeyFileError>,
     ) -> Result<(), KeyFileError> {
-        let mut cache = self.cache.write().expect("key cache");
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         let mut keys = Self::read(&self.path)?;
         change(&mut keys)?;
         let io = |source| KeyFileError::Io {
@@ -317,8 +323,14 @@ struct Claims {
 }
 
 /// Verifies an HS256 JWT and returns its principal. Only HS256 is accepted (never `none`);
-/// `exp` and `nbf` are checked when present.
-pub fn verify_jwt(token: &str, secret: &[u8], now: u64) -> Result<Principal, String> {
+/// `exp` and `nbf` are checked when present, and with `require_exp` a token without `exp`
+/// (one that would never expire) is refused.
+pub fn verify_jwt(
+    token: &str,
+    secret: &[u8],
+    now: u64,
+    require_exp: bool,
+) -> Result<Principal, String> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
@@ -349,6 +361,13 @@ pub fn verify_jwt(token: &str, secret: &[u8], now: u64) -> Result<Principal, Str
         .ok()
         .and_then(|p| serde_json::from_slice::<Claims>(&p).ok())
         .ok_or("the JWT claims need `sub` and a `role` of reader, user or admin")?;
+    if require_exp && claims.exp.is_none() {
+        return Err(
+            "the JWT has no `exp`: this server accepts only tokens that expire \
+                    (`symphony keys token` sets one; see --jwt-require-exp)"
+                .into(),
+        );
+    }
     if claims.exp.is_some_and(|exp| now >= exp) {
         return Err("the JWT has expired".into());
     }
@@ -381,15 +400,21 @@ pub enum Auth {
     Enabled {
         keys: Option<KeyFile>,
         jwt_secret: Option<Vec<u8>>,
+        /// Refuse JWTs without `exp` (`--jwt-require-exp`, on by default).
+        jwt_require_exp: bool,
     },
 }
 
 impl Auth {
     /// The principal behind an `Authorization: Bearer` value.
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, ApiError> {
-        let (keys, secret) = match self {
+        let (keys, secret, require_exp) = match self {
             Auth::Disabled => return Ok(Principal::anonymous()),
-            Auth::Enabled { keys, jwt_secret } => (keys, jwt_secret),
+            Auth::Enabled {
+                keys,
+                jwt_secret,
+                jwt_require_exp,
+            } => (keys, jwt_secret, *jwt_require_exp),
         };
         let token = bearer.ok_or_else(|| {
             ApiError::unauthorized(
@@ -400,7 +425,7 @@ impl Auth {
             let secret = secret
                 .as_deref()
                 .ok_or_else(|| ApiError::unauthorized("this server accepts no JWTs"))?;
-            return verify_jwt(token, secret, unix_now())
+            return verify_jwt(token, secret, unix_now(), require_exp)
                 .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")));
         }
         let key = keys
@@ -467,14 +492,14 @@ mod tests {
         let secret = b"s3cret";
         let claims = json!({"sub": "ci", "role": "user", "exp": 2000, "rpm": 5});
         let token = sign_jwt(&claims, secret);
-        let p = verify_jwt(&token, secret, 1000).unwrap();
+        let p = verify_jwt(&token, secret, 1000, true).unwrap();
         assert_eq!(p.name, "ci");
         assert_eq!(p.role, Role::User);
         assert_eq!(p.limits.rpm, Some(5));
-        assert!(verify_jwt(&token, secret, 2000)
+        assert!(verify_jwt(&token, secret, 2000, true)
             .unwrap_err()
             .contains("expired"));
-        assert!(verify_jwt(&token, b"other", 1000)
+        assert!(verify_jwt(&token, b"other", 1000, true)
             .unwrap_err()
             .contains("signature"));
         // alg "none" with no signature is refused.
@@ -484,7 +509,7 @@ mod tests {
             b64.encode(br#"{"alg":"none"}"#),
             b64.encode(claims.to_string())
         );
-        assert!(verify_jwt(&none, secret, 1000)
+        assert!(verify_jwt(&none, secret, 1000, true)
             .unwrap_err()
             .contains("HS256"));
         // A forged payload under the old signature is refused.
@@ -495,7 +520,13 @@ mod tests {
             b64.encode(json!({"sub": "ci", "role": "admin"}).to_string()),
             parts[2]
         );
-        assert!(verify_jwt(&forged, secret, 1000).is_err());
+        assert!(verify_jwt(&forged, secret, 1000, true).is_err());
+        // A token without `exp` would never expire: refused unless the server allows it.
+        let forever = sign_jwt(&json!({"sub": "ci", "role": "user"}), secret);
+        assert!(verify_jwt(&forever, secret, 1000, true)
+            .unwrap_err()
+            .contains("exp"));
+        assert!(verify_jwt(&forever, secret, 1000, false).is_ok());
     }
 
     #[test]
@@ -525,6 +556,7 @@ mod tests {
         let auth = Auth::Enabled {
             keys: Some(reopened),
             jwt_secret: None,
+            jwt_require_exp: true,
         };
         let p = auth.authenticate(Some(&key)).unwrap();
         assert_eq!(

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::redis::Redis;
+use crate::util::lock;
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -84,7 +85,7 @@ impl ResponseCache {
 
     pub async fn get(&self, key: &str) -> Option<Bytes> {
         {
-            let mut m = self.memory.lock().expect("cache lock");
+            let mut m = lock(&self.memory);
             m.clock += 1;
             let tick = m.clock;
             let fresh = match m.entries.get_mut(key) {
@@ -132,7 +133,7 @@ impl ResponseCache {
     }
 
     fn remember(&self, key: &str, body: Bytes) {
-        let mut m = self.memory.lock().expect("cache lock");
+        let mut m = lock(&self.memory);
         m.clock += 1;
         let tick = m.clock;
         if let Some(old) = m.entries.insert(

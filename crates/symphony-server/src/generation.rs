@@ -13,19 +13,53 @@ use crate::error::ApiError;
 use crate::registry::LoadedModel;
 use crate::SharedState;
 
-/// A sink that forwards a sequence's events, tagged with its choice index.
+/// A sink that forwards a sequence's events, tagged with its choice index, and keeps count
+/// of the tokens it produced so that a cancelled sequence is still charged.
 struct ChannelSink {
     index: usize,
     tx: UnboundedSender<(usize, Event)>,
+    owed: Owed,
 }
 
 impl EventSink for ChannelSink {
     fn send(&mut self, event: Event) -> bool {
-        self.tx.send((self.index, event)).is_ok()
+        let done = matches!(event, Event::Done(_));
+        if let Event::Delta { token: Some(_), .. } = &event {
+            self.owed.generated += 1;
+        }
+        let delivered = self.tx.send((self.index, event)).is_ok();
+        // A delivered `Done` is charged by the channel's task (see `channel`).
+        self.owed.settled |= done && delivered;
+        delivered
     }
 
     fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// What a sequence owes its caller's token limits if it ends without a delivered `Done`
+/// (the client went away mid-stream, or it failed): the tokens it actually produced, and its
+/// prompt once it got that far. Charged when the scheduler drops the sequence's sink.
+struct Owed {
+    state: SharedState,
+    principal: Principal,
+    runtime: tokio::runtime::Handle,
+    prompt: usize,
+    generated: usize,
+    settled: bool,
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        if self.settled || self.generated == 0 {
+            return;
+        }
+        let tokens = (self.prompt + self.generated) as u64;
+        let (state, principal) = (self.state.clone(), self.principal.clone());
+        self.runtime.spawn(async move {
+            state.limiter.record_tokens(&principal, tokens).await;
+        });
     }
 }
 
@@ -37,35 +71,48 @@ pub struct Job {
     pub n: usize,
 }
 
+/// Where a request's sequences send their events (from [`channel`], for [`submit`]).
+pub struct Sender {
+    tx: UnboundedSender<(usize, Event)>,
+    principal: Principal,
+    runtime: tokio::runtime::Handle,
+}
+
 /// A channel for a request's choices: the scheduler's sinks send into the first half, the
 /// handler reads the second. Between them a task records each finished choice in the metrics
 /// and against the caller's token limits, and, when the handler drops its receiver (the
-/// client went away), drops the sinks' receiver at once so the scheduler stops the sequences
-/// at its next step, even in the middle of a prefill.
+/// client went away), closes the sinks' channel at once so the scheduler stops the sequences
+/// at its next step, even in the middle of a prefill. Call within the tokio runtime.
 pub fn channel(
     state: &SharedState,
     principal: &Principal,
-) -> (
-    UnboundedSender<(usize, Event)>,
-    UnboundedReceiver<(usize, Event)>,
-) {
+) -> (Sender, UnboundedReceiver<(usize, Event)>) {
     let (inner_tx, mut inner_rx) = unbounded_channel::<(usize, Event)>();
     let (outer_tx, outer_rx) = unbounded_channel();
-    let (state, principal) = (state.clone(), principal.clone());
+    let (task_state, task_principal) = (state.clone(), principal.clone());
+    let finished = move |i: usize, event: &Event| {
+        let (state, principal) = (task_state.clone(), task_principal.clone());
+        let tokens = match event {
+            Event::Done(c) => {
+                state.metrics.observe_generation(c);
+                // The prompt is counted once, with the first choice.
+                let prompt = if i == 0 { c.prompt_tokens } else { 0 };
+                Some((prompt + c.completion_tokens) as u64)
+            }
+            _ => None,
+        };
+        async move {
+            if let Some(tokens) = tokens {
+                state.limiter.record_tokens(&principal, tokens).await;
+            }
+        }
+    };
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 event = inner_rx.recv() => {
                     let Some((i, event)) = event else { break };
-                    if let Event::Done(c) = &event {
-                        state.metrics.observe_generation(c);
-                        // The prompt is counted once, with the first choice.
-                        let prompt = if i == 0 { c.prompt_tokens } else { 0 };
-                        state
-                            .limiter
-                            .record_tokens(&principal, (prompt + c.completion_tokens) as u64)
-                            .await;
-                    }
+                    finished(i, &event).await;
                     if outer_tx.send((i, event)).is_err() {
                         break;
                     }
@@ -73,8 +120,19 @@ pub fn channel(
                 _ = outer_tx.closed() => break,
             }
         }
+        // No sink can deliver any more (so each charges itself when dropped); a `Done`
+        // delivered before that is charged here.
+        inner_rx.close();
+        while let Ok((i, event)) = inner_rx.try_recv() {
+            finished(i, &event).await;
+        }
     });
-    (inner_tx, outer_rx)
+    let sender = Sender {
+        tx: inner_tx,
+        principal: principal.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    (sender, outer_rx)
 }
 
 /// Submits `job.n` sequences (seeds `seed`, `seed + 1`, ... so choices differ) and returns
@@ -91,25 +149,15 @@ pub fn start(
 }
 
 /// Submits `job.n` sequences whose events arrive on `tx` as choices `first_index..`.
-/// Refuses with 503 while the model's queue is full.
+/// Refuses while the model's queue has no room for them (see [`check_room`]).
 pub fn submit(
     state: &SharedState,
     model: &LoadedModel,
     job: Job,
-    tx: &UnboundedSender<(usize, Event)>,
+    tx: &Sender,
     first_index: usize,
 ) -> Result<(), ApiError> {
-    let waiting = model
-        .scheduler
-        .stats()
-        .waiting
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if waiting >= state.config.max_waiting {
-        return Err(ApiError::overloaded(format!(
-            "'{}' has {waiting} requests waiting; retry shortly",
-            model.name
-        )));
-    }
+    check_room(state, model, job.n)?;
     for i in 0..job.n {
         let index = first_index + i;
         let mut params = job.params.clone();
@@ -120,13 +168,52 @@ pub fn submit(
             logprobs: job.logprobs,
             prompt_logprobs: job.prompt_logprobs,
         };
+        let owed = Owed {
+            state: state.clone(),
+            principal: tx.principal.clone(),
+            runtime: tx.runtime.clone(),
+            // As for a finished request: the prompt goes with the first choice.
+            prompt: if index == 0 { job.prompt.len() } else { 0 },
+            generated: 0,
+            settled: false,
+        };
         model.scheduler.submit(
             request,
             ChannelSink {
                 index,
-                tx: tx.clone(),
+                tx: tx.tx.clone(),
+                owed,
             },
         )?;
+    }
+    Ok(())
+}
+
+/// Refuses a request whose `sequences` (prompts × n, counted whole before any is submitted)
+/// would not fit the model's queue: 400 when they never could (more than `--max-waiting`),
+/// 503 while the queue is too full for them now.
+pub fn check_room(
+    state: &SharedState,
+    model: &LoadedModel,
+    sequences: usize,
+) -> Result<(), ApiError> {
+    let max = state.config.max_waiting;
+    if sequences > max {
+        return Err(ApiError::bad_request(format!(
+            "the request asks for {sequences} sequences (prompts × n); at most {max} may \
+             wait per model (--max-waiting): send fewer prompts or a smaller n"
+        )));
+    }
+    let waiting = model
+        .scheduler
+        .stats()
+        .waiting
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if waiting.saturating_add(sequences) > max {
+        return Err(ApiError::overloaded(format!(
+            "'{}' has {waiting} requests waiting; retry shortly",
+            model.name
+        )));
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ mod util;
 mod ws;
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::FutureExt;
 use serde_json::json;
 use symphony_store::Store;
 
@@ -80,6 +82,9 @@ pub struct AppState {
     otel: Option<otel::Exporter>,
     next_request: AtomicU64,
     ready: std::sync::atomic::AtomicBool,
+    /// Unix time of the registry's last completed sweep (0 before `serve_on` starts it):
+    /// `/health` fails when it stops, since then nothing is unloaded any more.
+    last_sweep: AtomicU64,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -104,6 +109,7 @@ impl AppState {
             config,
             next_request: AtomicU64::new(1),
             ready: false.into(),
+            last_sweep: AtomicU64::new(0),
         })
     }
 }
@@ -180,12 +186,22 @@ pub async fn serve_on(
     state: SharedState,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    let registry = state.registry.clone();
+    let sweeper = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            registry.unload_expired();
+            // A panic in one sweep must not end the sweeps (or take a lock down with it);
+            // it is logged, and `/health` reports the sweep as stale until one succeeds.
+            let registry = &sweeper.registry;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                registry.unload_expired()
+            })) {
+                Ok(()) => sweeper
+                    .last_sweep
+                    .store(util::unix_now(), Ordering::Relaxed),
+                Err(_) => log_json(json!({"event": "sweep_failed"})),
+            }
         }
     });
     let app = router(state.clone());
@@ -259,7 +275,14 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(req).await;
+    // A handler that panics answers 500 rather than dropping the connection.
+    let mut response = AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            ApiError::internal("the request failed inside the server; see the server log")
+                .into_response()
+        });
     let status = response.status().as_u16();
     state.metrics.count_request(&route, status);
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -301,7 +324,7 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
     let Some(needed) = auth::required_role(req.method(), &route) else {
         return next.run(req).await;
     };
-    let bearer = req
+    let bearer: Option<String> = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -310,7 +333,8 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(String::from);
     // Each API answers in its own error shape.
     let refuse = |e: ApiError| {
         if route.starts_with("/api/") {
@@ -319,7 +343,7 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
             e.into_response()
         }
     };
-    let principal = match state.auth.authenticate(bearer) {
+    let principal = match state.auth.authenticate(bearer.as_deref()) {
         Ok(p) => p,
         Err(e) => return refuse(e),
     };
@@ -334,21 +358,46 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
         )));
     }
     if needed == Role::User {
-        if let Err(e) = state.limiter.admit(&principal).await {
+        // A WebSocket's messages are each a request, admitted one by one (`ws`); opening
+        // one only needs the room for a first.
+        let admitted = if route == "/v1/chat/ws" {
+            state.limiter.check(&principal).await
+        } else {
+            state.limiter.admit(&principal).await
+        };
+        if let Err(e) = admitted {
             state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             return refuse(e);
         }
     }
     req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(Credential(bearer));
     next.run(req).await
 }
+
+/// The credential a request came with, so that a long-lived connection (a WebSocket) can be
+/// checked again for each message: a key revoked meanwhile stops working there too.
+#[derive(Clone)]
+pub(crate) struct Credential(pub Option<String>);
 
 /// The id `observe` gave the request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// 200 while the server can serve: 503 once the registry's sweep has stopped (it runs every
+/// second), the sign that the server's own upkeep has failed.
+async fn health(State(state): State<SharedState>) -> Response {
+    match unhealthy(state.last_sweep.load(Ordering::Relaxed), util::unix_now()) {
+        Some(why) => ApiError::overloaded(why).into_response(),
+        None => Json(json!({"status": "ok"})).into_response(),
+    }
+}
+
+/// Why the server cannot serve, given its last sweep's time (0: none started yet).
+fn unhealthy(last_sweep: u64, now: u64) -> Option<String> {
+    let since = now.saturating_sub(last_sweep);
+    (last_sweep != 0 && since > 10)
+        .then(|| format!("unhealthy: the model registry has not been swept for {since}s"))
 }
 
 /// 200 once the preloaded models answer; 503 before.
@@ -374,4 +423,14 @@ async fn not_found(req: Request) -> Response {
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_fails_once_the_sweep_stops() {
+        assert_eq!(super::unhealthy(0, 1_000), None);
+        assert_eq!(super::unhealthy(995, 1_000), None);
+        assert!(super::unhealthy(900, 1_000).is_some_and(|m| m.contains("100s")));
+    }
 }

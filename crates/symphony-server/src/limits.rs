@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::redis::Redis;
-use crate::util::unix_now;
+use crate::util::{lock, unix_now};
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
@@ -38,6 +38,16 @@ impl RateLimiter {
 
     /// Counts a request against its caller's limits, or refuses it with 429.
     pub async fn admit(&self, p: &Principal) -> Result<(), ApiError> {
+        self.limit(p, true).await
+    }
+
+    /// Whether a request would be admitted now, without counting one: for a WebSocket
+    /// upgrade, whose messages are each admitted as requests of their own.
+    pub async fn check(&self, p: &Principal) -> Result<(), ApiError> {
+        self.limit(p, false).await
+    }
+
+    async fn limit(&self, p: &Principal, count: bool) -> Result<(), ApiError> {
         let l = p.limits;
         if l.rpm.is_none() && l.tpm.is_none() && l.token_quota.is_none() {
             return Ok(());
@@ -46,23 +56,28 @@ impl RateLimiter {
         let minute = now / 60;
         let retry = 60 - now % 60;
         let (requests, tokens, used) = match &self.redis {
-            Some(redis) => match self.redis_counts(redis, p, minute).await {
+            Some(redis) => match self.redis_counts(redis, p, minute, count).await {
                 Ok(c) => c,
                 Err(e) => {
                     // Best effort: a Redis outage does not take the API down with it.
                     crate::log_json(
                         serde_json::json!({"event": "redis_error", "error": e.to_string()}),
                     );
-                    self.memory_counts(p, minute)
+                    self.memory_counts(p, minute, count)
                 }
             },
-            None => self.memory_counts(p, minute),
+            None => self.memory_counts(p, minute, count),
         };
         if let Some(quota) = l.token_quota {
             if used >= quota {
-                return Err(ApiError::too_many_requests(
-                    format!("'{}' has used its token quota ({quota} tokens)", p.name),
-                    3600,
+                // No Retry-After: a quota never resets, so no wait would help.
+                return Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "'{}' has used its token quota ({quota} tokens); the quota does not \
+                         reset: ask the server's admin for a new key",
+                        p.name
+                    ),
                 ));
             }
         }
@@ -88,9 +103,10 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// Counts this request and returns (requests this minute, tokens this minute, tokens ever).
-    fn memory_counts(&self, p: &Principal, minute: u64) -> (u64, u64, u64) {
-        let mut windows = self.windows.lock().expect("limits lock");
+    /// Counts this request (when `count`) and returns (requests this minute with this one,
+    /// tokens this minute, tokens ever).
+    fn memory_counts(&self, p: &Principal, minute: u64, count: bool) -> (u64, u64, u64) {
+        let mut windows = lock(&self.windows);
         let w = windows.entry(p.name.clone()).or_default();
         if w.minute != minute {
             *w = Window {
@@ -98,14 +114,10 @@ impl RateLimiter {
                 ..Window::default()
             };
         }
-        w.requests += 1;
-        let used = *self
-            .used
-            .lock()
-            .expect("limits lock")
-            .get(&p.name)
-            .unwrap_or(&0);
-        (w.requests, w.tokens, used)
+        w.requests += u64::from(count);
+        let requests = w.requests + u64::from(!count);
+        let used = *lock(&self.used).get(&p.name).unwrap_or(&0);
+        (requests, w.tokens, used)
     }
 
     async fn redis_counts(
@@ -113,10 +125,14 @@ impl RateLimiter {
         redis: &Redis,
         p: &Principal,
         minute: u64,
+        count: bool,
     ) -> Result<(u64, u64, u64), crate::redis::RedisError> {
         let base = format!("symphony:rl:{}:{minute}", p.name);
         let ttl = Some(Duration::from_secs(120));
-        let requests = redis.incr_by(&format!("{base}:req"), 1, ttl).await?;
+        let requests = redis
+            .incr_by(&format!("{base}:req"), u64::from(count), ttl)
+            .await?
+            + i64::from(!count);
         let tokens = redis.get_int(&format!("{base}:tok")).await?;
         let used = redis.get_int(&format!("symphony:quota:{}", p.name)).await?;
         Ok((requests as u64, tokens.max(0) as u64, used.max(0) as u64))
@@ -150,7 +166,7 @@ impl RateLimiter {
             }
         }
         {
-            let mut windows = self.windows.lock().expect("limits lock");
+            let mut windows = lock(&self.windows);
             let w = windows.entry(p.name.clone()).or_default();
             if w.minute != minute {
                 *w = Window {
@@ -160,12 +176,7 @@ impl RateLimiter {
             }
             w.tokens += tokens;
         }
-        *self
-            .used
-            .lock()
-            .expect("limits lock")
-            .entry(p.name.clone())
-            .or_default() += tokens;
+        *lock(&self.used).entry(p.name.clone()).or_default() += tokens;
     }
 }
 
@@ -197,6 +208,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_check_counts_nothing() {
+        let limiter = RateLimiter::new(None);
+        let p = principal(Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        });
+        limiter.check(&p).await.unwrap();
+        limiter.check(&p).await.unwrap();
+        limiter.admit(&p).await.unwrap();
+        assert!(limiter.check(&p).await.is_err());
+        assert!(limiter.admit(&p).await.is_err());
+    }
+
+    #[tokio::test]
     async fn tokens_and_quota() {
         let limiter = RateLimiter::new(None);
         let p = principal(Limits {
@@ -216,12 +241,10 @@ mod tests {
             token_quota: Some(100),
             ..Limits::default()
         });
-        // Same name: the quota counts what was used.
-        assert!(limiter
-            .admit(&quota_only)
-            .await
-            .unwrap_err()
-            .message
-            .contains("quota"));
+        // Same name: the quota counts what was used. It never resets, so no Retry-After.
+        let spent = limiter.admit(&quota_only).await.unwrap_err();
+        assert!(spent.message.contains("quota"));
+        assert!(spent.message.contains("does not reset"));
+        assert_eq!(spent.retry_after, None);
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::registry::Registry;
+use crate::util::lock;
 
 /// Latency buckets in seconds, from a fast decode step to a long generation.
 const BUCKETS: [f64; 14] = [
@@ -68,10 +69,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn count_request(&self, route: &str, status: u16) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics lock")
+        *lock(&self.requests)
             .entry((route.to_string(), status))
             .or_default() += 1;
     }
@@ -100,7 +98,7 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP symphony_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE symphony_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().expect("metrics lock").iter() {
+        for ((route, status), n) in lock(&self.requests).iter() {
             let _ = writeln!(
                 out,
                 "symphony_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"

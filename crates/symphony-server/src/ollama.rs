@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
 use crate::generation::{self, Job, Loaded};
 use crate::structured::{call_arguments, call_id, OutputRules};
-use crate::util::{parse_duration, random_seed};
+use crate::util::{parse_duration, random_seed, seconds, MAX_DURATION};
 use crate::SharedState;
 
 /// Ollama clients (and `curl -d`) often send JSON without a JSON content type: parse the
@@ -83,29 +83,37 @@ impl Options {
 }
 
 /// Ollama's `keep_alive`: seconds as a number, or a duration string ("5m", "1h30m", "-1").
-/// `None` for "forever" is mapped to a very long time.
+/// A negative value means "forever", mapped to the longest duration Symphony keeps; a
+/// positive one beyond that, infinity or NaN is the client's error (400), never a clock
+/// overflow later.
 pub(crate) fn keep_alive(v: &Option<Value>) -> Result<Option<Duration>, ApiError> {
-    let forever = Duration::from_secs(100 * 365 * 24 * 3600);
-    let bad = || {
-        ApiError::bad_request(format!(
-            "invalid keep_alive: {}",
-            v.clone().unwrap_or_default()
-        ))
-    };
+    let bad =
+        |why: String| ApiError::invalid_param("keep_alive", format!("invalid keep_alive: {why}"));
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {
-            let secs = n.as_f64().ok_or_else(bad)?;
-            Ok(Some(if secs < 0.0 {
-                forever
-            } else {
-                Duration::from_secs_f64(secs)
-            }))
+            let secs = n.as_f64().ok_or_else(|| bad(n.to_string()))?;
+            if secs < 0.0 {
+                return Ok(Some(MAX_DURATION));
+            }
+            seconds(secs)
+                .map(Some)
+                .map_err(|_| bad(format!("{n} seconds; at most 100 years")))
         }
-        Some(Value::String(s)) if s.trim().starts_with('-') => Ok(Some(forever)),
-        Some(Value::String(s)) => parse_duration(s).map(Some).ok_or_else(bad),
-        _ => Err(bad()),
+        Some(Value::String(s)) if s.trim().starts_with('-') => Ok(Some(MAX_DURATION)),
+        Some(Value::String(s)) => parse_duration(s).map(Some).map_err(|e| bad(e.to_string())),
+        Some(other) => Err(bad(other.to_string())),
     }
+}
+
+/// A manifest's import time as Ollama's `modified_at` (checked: a damaged manifest's
+/// timestamp must not overflow the clock).
+fn imported(unix_secs: u64) -> String {
+    rfc3339(
+        std::time::UNIX_EPOCH
+            .checked_add(Duration::from_secs(unix_secs))
+            .unwrap_or(std::time::UNIX_EPOCH),
+    )
 }
 
 /// RFC 3339 UTC time, as Ollama writes `created_at`.
@@ -535,7 +543,7 @@ pub async fn tags(State(state): State<SharedState>) -> Result<Json<Value>, Ollam
         "models": models.iter().map(|m| json!({
             "name": m.name,
             "model": m.name,
-            "modified_at": rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(m.imported_at)),
+            "modified_at": imported(m.imported_at),
             "size": m.size_bytes,
             "digest": digest(m),
             "details": details(m),
@@ -574,7 +582,7 @@ pub async fn show(
             format!("{}.context_length", m.meta.architecture): m.meta.context_length,
         },
         "capabilities": capabilities,
-        "modified_at": rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(m.imported_at)),
+        "modified_at": imported(m.imported_at),
     })))
 }
 
@@ -651,6 +659,17 @@ mod tests {
         assert_eq!(k(json!("10")), Some(Duration::from_secs(10)));
         assert!(k(json!(-1)).unwrap() > Duration::from_secs(1 << 30));
         assert!(keep_alive(&Some(json!("5 parsecs"))).is_err());
+        for hostile in [
+            json!(1.8e19),
+            json!(1e300),
+            json!("1e300"),
+            json!("inf"),
+            json!("NaN"),
+        ] {
+            let e = keep_alive(&Some(hostile.clone())).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{hostile}");
+            assert!(e.message.contains("keep_alive"), "{}", e.message);
+        }
     }
 
     #[test]

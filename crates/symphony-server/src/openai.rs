@@ -29,6 +29,9 @@ use crate::SharedState;
 
 /// Most choices one request may ask for.
 const MAX_N: usize = 16;
+/// Prompts one `/v1/completions` request may carry: each becomes n sequences, and a client
+/// batching more should send several requests.
+const MAX_PROMPTS: usize = 64;
 /// Most alternatives per token in `top_logprobs` (OpenAI's limit).
 const MAX_TOP_LOGPROBS: usize = 20;
 
@@ -741,6 +744,17 @@ pub async fn completions(
             "logprobs must be at most 5",
         ));
     }
+    let prompt_count = match &req.prompt {
+        PromptSpec::Text(_) | PromptSpec::Tokens(_) => 1,
+        PromptSpec::Texts(ts) => ts.len(),
+        PromptSpec::TokenLists(ts) => ts.len(),
+    };
+    if prompt_count > MAX_PROMPTS {
+        return Err(ApiError::invalid_param(
+            "prompt",
+            format!("at most {MAX_PROMPTS} prompts per request, got {prompt_count}"),
+        ));
+    }
     let model = state.registry.get(&req.model, None).await?;
     let prompts: Vec<Vec<u32>> = match req.prompt {
         PromptSpec::Text(t) => vec![raw_prompt(model.model(), &t)],
@@ -756,6 +770,8 @@ pub async fn completions(
     let (mut params, n) = req.sampling.params(requested)?;
     let rules = OutputRules::openai(req.response_format.as_ref(), &req.guided, None, None, None)?;
     params.constraint = rules.constraint(&model).await?;
+    // The whole request is counted against the queue before any of it is submitted.
+    generation::check_room(&state, &model, prompts.len().saturating_mul(n))?;
     let (tx, rx) = generation::channel(&state, &principal);
     for (p, prompt) in prompts.iter().enumerate() {
         let room = model.model().context_length().saturating_sub(prompt.len());

@@ -13,6 +13,7 @@ use symphony_models::{Model, KV_BLOCK_SIZE};
 use symphony_store::{Manifest, Store};
 
 use crate::error::ApiError;
+use crate::util::{lock, MAX_DURATION};
 
 /// A model in memory and its scheduler.
 pub struct LoadedModel {
@@ -65,17 +66,25 @@ impl LoadedModel {
 
     /// Marks a use: the keep-alive counts from now, with this request's keep-alive if given.
     pub fn touch(&self, keep_alive: Option<Duration>) {
-        let mut u = self.usage.lock().expect("usage lock");
+        let mut u = lock(&self.usage);
         u.last_used = Instant::now();
         if let Some(k) = keep_alive {
-            u.keep_alive = k;
+            u.keep_alive = k.min(MAX_DURATION);
         }
     }
 
-    /// When the model will be unloaded if nothing uses it.
+    /// When the model will be unloaded if nothing uses it. Checked arithmetic: a clock
+    /// cannot overflow here whatever the keep-alive, and no lock is held while computing.
     pub fn expires_at(&self) -> SystemTime {
-        let u = self.usage.lock().expect("usage lock");
-        SystemTime::now() + (u.last_used + u.keep_alive).saturating_duration_since(Instant::now())
+        let (last_used, keep_alive) = {
+            let u = lock(&self.usage);
+            (u.last_used, u.keep_alive)
+        };
+        let left = keep_alive.saturating_sub(last_used.elapsed());
+        let now = SystemTime::now();
+        now.checked_add(left)
+            .or_else(|| now.checked_add(MAX_DURATION))
+            .unwrap_or(now)
     }
 
     /// Whether a request holds it or its scheduler has work (the registry's own reference
@@ -87,12 +96,12 @@ impl LoadedModel {
     }
 
     fn expired(&self) -> bool {
-        let u = self.usage.lock().expect("usage lock");
+        let u = lock(&self.usage);
         u.last_used.elapsed() >= u.keep_alive
     }
 
     fn last_used(&self) -> Instant {
-        self.usage.lock().expect("usage lock").last_used
+        lock(&self.usage).last_used
     }
 }
 
@@ -107,10 +116,10 @@ pub struct LoadedEmbedder {
 
 impl LoadedEmbedder {
     fn touch(&self, keep_alive: Option<Duration>) {
-        let mut u = self.usage.lock().expect("usage lock");
+        let mut u = lock(&self.usage);
         u.last_used = Instant::now();
         if let Some(k) = keep_alive {
-            u.keep_alive = k;
+            u.keep_alive = k.min(MAX_DURATION);
         }
     }
 
@@ -119,12 +128,12 @@ impl LoadedEmbedder {
     }
 
     fn expired(&self) -> bool {
-        let u = self.usage.lock().expect("usage lock");
+        let u = lock(&self.usage);
         u.last_used.elapsed() >= u.keep_alive
     }
 
     fn last_used(&self) -> Instant {
-        self.usage.lock().expect("usage lock").last_used
+        lock(&self.usage).last_used
     }
 }
 
@@ -176,13 +185,7 @@ impl Registry {
 
     /// Loaded models, most recently used first.
     pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
-        let mut all: Vec<_> = self
-            .loaded
-            .lock()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut all: Vec<_> = lock(&self.loaded).values().cloned().collect();
         all.sort_by_key(|m| std::cmp::Reverse(m.last_used()));
         all
     }
@@ -212,10 +215,7 @@ impl Registry {
             .map_err(|e| ApiError::internal(format!("loading stopped: {e}")))??;
         self.make_room(loaded.size_bytes)?;
         let loaded = Arc::new(loaded);
-        self.loaded
-            .lock()
-            .expect("registry lock")
-            .insert(loaded.name.clone(), loaded.clone());
+        lock(&self.loaded).insert(loaded.name.clone(), loaded.clone());
         Ok(loaded)
     }
 
@@ -234,12 +234,7 @@ impl Registry {
             ));
         }
         let lookup = || {
-            let found = self
-                .embedders
-                .lock()
-                .expect("registry lock")
-                .get(&manifest.name)
-                .cloned();
+            let found = lock(&self.embedders).get(&manifest.name).cloned();
             found.inspect(|m| m.touch(keep_alive))
         };
         if let Some(m) = lookup() {
@@ -261,22 +256,17 @@ impl Registry {
             size_bytes: manifest.size_bytes,
             usage: Mutex::new(Usage {
                 last_used: Instant::now(),
-                keep_alive: keep_alive.unwrap_or(self.config.keep_alive),
+                keep_alive: keep_alive
+                    .unwrap_or(self.config.keep_alive)
+                    .min(MAX_DURATION),
             }),
         });
-        self.embedders
-            .lock()
-            .expect("registry lock")
-            .insert(loaded.name.clone(), loaded.clone());
+        lock(&self.embedders).insert(loaded.name.clone(), loaded.clone());
         Ok(loaded)
     }
 
     fn lookup(&self, name: &str) -> Option<Arc<LoadedModel>> {
-        self.loaded
-            .lock()
-            .expect("registry lock")
-            .get(name)
-            .cloned()
+        lock(&self.loaded).get(name).cloned()
     }
 
     fn load(
@@ -317,7 +307,9 @@ impl Registry {
             grammars: OnceLock::new(),
             usage: Mutex::new(Usage {
                 last_used: Instant::now(),
-                keep_alive: keep_alive.unwrap_or(self.config.keep_alive),
+                keep_alive: keep_alive
+                    .unwrap_or(self.config.keep_alive)
+                    .min(MAX_DURATION),
             }),
         })
     }
@@ -330,8 +322,8 @@ impl Registry {
                 self.config.max_memory
             )));
         }
-        let mut loaded = self.loaded.lock().expect("registry lock");
-        let mut embedders = self.embedders.lock().expect("registry lock");
+        let mut loaded = lock(&self.loaded);
+        let mut embedders = lock(&self.embedders);
         loop {
             let used: u64 = loaded.values().map(|m| m.size_bytes).sum::<u64>()
                 + embedders.values().map(|m| m.size_bytes).sum::<u64>();
@@ -366,24 +358,18 @@ impl Registry {
 
     /// Unloads models whose keep-alive has passed (called periodically).
     pub fn unload_expired(&self) {
-        self.loaded
-            .lock()
-            .expect("registry lock")
-            .retain(|_, m| m.is_busy() || !m.expired());
-        self.embedders
-            .lock()
-            .expect("registry lock")
-            .retain(|_, m| m.is_busy() || !m.expired());
+        lock(&self.loaded).retain(|_, m| m.is_busy() || !m.expired());
+        lock(&self.embedders).retain(|_, m| m.is_busy() || !m.expired());
     }
 
     /// Unloads a model now (Ollama's `keep_alive: 0`), once it is idle.
     pub fn unload(&self, name: &str) {
-        let mut loaded = self.loaded.lock().expect("registry lock");
+        let mut loaded = lock(&self.loaded);
         if loaded.get(name).is_some_and(|m| !m.is_busy()) {
             loaded.remove(name);
         }
         drop(loaded);
-        let mut embedders = self.embedders.lock().expect("registry lock");
+        let mut embedders = lock(&self.embedders);
         if embedders.get(name).is_some_and(|m| !m.is_busy()) {
             embedders.remove(name);
         }
