@@ -308,19 +308,31 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
                     .home()
                     .join("downloads")
                     .join(format!(".import-{}", std::process::id()));
-                copy_checkpoint(&path, &staging)?;
                 let source = path.canonicalize().unwrap_or(path.clone());
-                let manifest = store
-                    .import_checkpoint(
-                        &staging,
-                        &name,
-                        meta,
-                        &source.display().to_string(),
-                        &Default::default(),
-                    )
+                // What is stored is the copy: it is what must load, not the source (a copy
+                // that missed a file, such as a sentence-transformers model's `1_Pooling/`,
+                // would store a model that cannot run).
+                let stored = copy_checkpoint(&path, &staging)
+                    .and_then(|()| {
+                        let copied = model_meta(&staging)
+                            .context("the copy of the checkpoint in the store does not load")?;
+                        anyhow::ensure!(
+                            copied == meta,
+                            "the copy of the checkpoint in the store differs from {}",
+                            path.display()
+                        );
+                        Ok(store.import_checkpoint(
+                            &staging,
+                            &name,
+                            meta,
+                            &source.display().to_string(),
+                            &Default::default(),
+                        )?)
+                    })
                     .inspect_err(|_| {
                         let _ = std::fs::remove_dir_all(&staging);
-                    })?;
+                    });
+                let manifest = stored?;
                 println!(
                     "imported {} (safetensors, {}, sha256 {})",
                     manifest.name,
@@ -442,12 +454,26 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
 }
 
 /// Copies the files of a checkpoint directory (not its subdirectories) into `to`.
+/// Copies a checkpoint directory with its subdirectories (a sentence-transformers model keeps
+/// its pooling settings in `1_Pooling/`). Symlinked files are copied as the files they point
+/// to (a Hugging Face cache snapshot is made of them); a symlinked directory is refused, as
+/// it could loop or lead anywhere.
 fn copy_checkpoint(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let path = entry?.path();
-        if path.is_file() {
-            let dest = to.join(path.file_name().expect("a file has a name"));
+        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if path.is_dir() {
+            if is_link {
+                bail!(
+                    "{} is a symlinked directory: copy the checkpoint without links to import it",
+                    path.display()
+                );
+            }
+            copy_checkpoint(&path, &dest)?;
+        } else if path.is_file() {
             std::fs::copy(&path, &dest)
                 .with_context(|| format!("copying {} to {}", path.display(), dest.display()))?;
         }

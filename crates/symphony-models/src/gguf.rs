@@ -202,6 +202,15 @@ impl GgufFile {
             path: path.clone(),
             source,
         })?;
+        // Mapping a directory fails with ENODEV ("No such device"), which says nothing useful.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::InvalidMetadata {
+                path,
+                message: "is a directory but not a model checkpoint: expected a GGUF file, \
+                          or a Hugging Face checkpoint directory with a config.json"
+                    .into(),
+            });
+        }
         // SAFETY: the map is read-only. Symphony's store never rewrites a model file in place
         // (imports go to a new file that is renamed into place), so the bytes do not change
         // under us; a user who truncates a mapped file themselves gets SIGBUS, as with llama.cpp.
@@ -319,7 +328,16 @@ impl GgufFile {
                     ggml_type.block_size()
                 )));
             }
-            let n_bytes = n_elements / ggml_type.block_size() as u64 * ggml_type.type_size() as u64;
+            // Dimensions come from the file: a product past u64 would wrap to a small size
+            // that passes the bounds check below, and the loader would then allocate for
+            // the real element count.
+            let n_bytes = (n_elements / ggml_type.block_size() as u64)
+                .checked_mul(ggml_type.type_size() as u64)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "tensor '{name}' dimensions {dims:?} of {ggml_type} overflow a byte count"
+                    ))
+                })?;
             if relative % alignment != 0 {
                 return Err(bad(format!(
                     "tensor '{name}' data offset {relative} is not aligned to {alignment} bytes"
@@ -376,8 +394,12 @@ impl GgufFile {
                 message: format!("tensor '{}': {message}", t.name),
             };
             let block = t.ggml_type.block_size() as u64;
-            let expected = t.n_elements() / block * t.ggml_type.type_size() as u64;
-            if t.dims.is_empty() || t.dims[0] % block != 0 || expected != t.n_bytes {
+            let expected = t
+                .dims
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .and_then(|n| (n / block).checked_mul(t.ggml_type.type_size() as u64));
+            if t.dims.is_empty() || t.dims[0] % block != 0 || expected != Some(t.n_bytes) {
                 return Err(bad(format!(
                     "{} bytes do not hold {:?} elements of {}",
                     t.n_bytes, t.dims, t.ggml_type
@@ -386,9 +408,8 @@ impl GgufFile {
             let len = buffers.get(t.buffer).map_or(0, |b| b.len() as u64);
             if t.offset.saturating_add(t.n_bytes) > len {
                 return Err(bad(format!(
-                    "needs bytes {}..{} of a buffer of {len}",
-                    t.offset,
-                    t.offset + t.n_bytes
+                    "needs {} bytes from offset {} of a buffer of {len}",
+                    t.n_bytes, t.offset
                 )));
             }
             if tensor_index.insert(t.name.clone(), i).is_some() {

@@ -108,6 +108,14 @@ pub fn open(dir: &Path, options: LoadOptions) -> Result<GgufFile> {
         .get("vocab_size")
         .and_then(Value::as_u64)
         .ok_or_else(|| invalid("'vocab_size' is missing".into()))? as usize;
+    // The tokenizer's tables are sized by it before any tensor is seen: a crafted value
+    // must not decide how much memory is asked for. Real vocabularies stay far below.
+    const MAX_VOCAB: usize = 1 << 24;
+    if n_vocab == 0 || n_vocab > MAX_VOCAB {
+        return Err(invalid(format!(
+            "vocab_size {n_vocab} is out of range (1 to {MAX_VOCAB})"
+        )));
+    }
     tokenizer_metadata(dir, &config, n_vocab, &mut metadata)?;
 
     let shards = shard_files(dir)?;
@@ -336,12 +344,14 @@ fn open_shard(path: &Path) -> Result<(Mmap, Vec<ShardEntry>)> {
                 ),
             ));
         }
-        if data_start + end > map.len() {
+        // Offsets come from the file: near usize::MAX the sum would wrap past the check.
+        let file_end = data_start.checked_add(end).filter(|&e| e <= map.len());
+        if file_end.is_none() {
             return Err(bad(
-                (data_start + begin) as u64,
+                8,
                 format!(
-                    "tensor '{name}' needs bytes up to {} but the file has {}: the file is truncated",
-                    data_start + end,
+                    "tensor '{name}' needs bytes {begin}..{end} after the {data_start}-byte \
+                     header but the file has {}: the file is truncated or corrupt",
                     map.len()
                 ),
             ));
@@ -386,6 +396,24 @@ fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .values()
             .filter_map(Value::as_str)
             .collect();
+        // The index is data from the checkpoint's author: a shard is a file of this
+        // directory, never a path that climbs out of it or starts at the root.
+        for file in &files {
+            let mut parts = Path::new(file).components();
+            let plain = matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            ) && !file.contains(['/', '\\']);
+            if !plain {
+                return Err(Error::InvalidMetadata {
+                    path: index.clone(),
+                    message: format!(
+                        "weight_map names the shard {file:?}: a shard must be a plain file \
+                         name inside the checkpoint directory"
+                    ),
+                });
+            }
+        }
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -486,7 +514,9 @@ fn hyperparameters(
 ) -> std::result::Result<BTreeMap<String, MetadataValue>, String> {
     let uint = |key: &str| config.get(key).and_then(Value::as_u64);
     let float = |key: &str| config.get(key).and_then(Value::as_f64);
-    let need = |key: &str| uint(key).ok_or_else(|| format!("'{key}' is missing"));
+    let need = |key: &str| {
+        uint(key).ok_or_else(|| format!("'{key}' is missing or not a non-negative integer"))
+    };
     let mut m = BTreeMap::new();
     let mut put_u = |k: &str, v: u64| {
         m.insert(format!("{arch}.{k}"), MetadataValue::U64(v));

@@ -686,7 +686,8 @@ impl Collection {
     }
 }
 
-/// Files under `path` with a format we read, sorted; hidden entries skipped.
+/// Files under `path` with a format we read, sorted; hidden entries and symlinked
+/// directories skipped.
 fn collect_files(path: &Path, out: &mut Vec<(PathBuf, Format)>) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
@@ -705,8 +706,14 @@ fn collect_files(path: &Path, out: &mut Vec<(PathBuf, Format)>) -> Result<()> {
         .collect();
     entries.sort();
     for entry in entries {
+        // A symlinked directory is not followed: `ln -s . d/loop` would make the walk
+        // endless (or repeat every file up to the kernel's link limit), and a link can lead
+        // out of the tree the user named. Name such a directory explicitly to ingest it.
+        let is_link = std::fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
         if entry.is_dir() {
-            collect_files(&entry, out)?;
+            if !is_link {
+                collect_files(&entry, out)?;
+            }
         } else if let Some(format) = Format::of(&entry) {
             out.push((entry, format));
         }
@@ -750,5 +757,29 @@ impl<'a> CharOffsets<'a> {
         self.chars += self.text[self.byte..byte].chars().count();
         self.byte = byte;
         self.chars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ln -s . d/l1; ln -s . d/l2` made the walk endless; a link out of the tree was followed.
+    #[test]
+    fn the_walk_skips_symlinked_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (docs, outside) = (tmp.path().join("d"), tmp.path().join("outside"));
+        std::fs::create_dir_all(docs.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(docs.join("a.txt"), "hi").unwrap();
+        std::fs::write(docs.join("sub/b.md"), "# b").unwrap();
+        std::fs::write(outside.join("c.txt"), "outside").unwrap();
+        std::os::unix::fs::symlink(".", docs.join("l1")).unwrap();
+        std::os::unix::fs::symlink(".", docs.join("l2")).unwrap();
+        std::os::unix::fs::symlink(&outside, docs.join("out")).unwrap();
+        let mut files = Vec::new();
+        collect_files(&docs, &mut files).unwrap();
+        let found: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+        assert_eq!(found, vec![docs.join("a.txt"), docs.join("sub/b.md")]);
     }
 }

@@ -367,6 +367,7 @@ impl Store {
         meta: ModelMeta,
     ) -> Result<Manifest> {
         let _lock = self.lock()?;
+        self.remove_stale_imports();
         let blob_path = self.home.join("blobs").join(&blob);
         if blob_path.exists() {
             remove_path(tmp)?;
@@ -464,6 +465,7 @@ impl Store {
     /// Removes a name; its blob goes too once no other name uses it.
     pub fn remove(&self, name: &str) -> Result<Manifest> {
         let _lock = self.lock()?;
+        self.remove_stale_imports();
         let manifest = self.get(name)?;
         let parsed = ModelName::parse(name)?;
         let path = self.manifest_path(&parsed);
@@ -475,6 +477,28 @@ impl Store {
         Ok(manifest)
     }
 
+    /// Removes the `.import-<pid>-…` temporaries (in `blobs/` and `downloads/`) of importers
+    /// that are no longer running: a killed import leaves its copy behind, and nothing else
+    /// would ever delete it. A running importer's temporary is kept (its process is alive),
+    /// and so is anything this process made. Best effort: a leftover that cannot be removed
+    /// now is tried again at the next write. Callers hold the lock.
+    fn remove_stale_imports(&self) {
+        for dir in [self.home.join("blobs"), self.home.join("downloads")] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(import_pid) else {
+                    continue;
+                };
+                if pid != std::process::id() && !process_alive(pid) {
+                    let _ = remove_path(&entry.path());
+                }
+            }
+        }
+    }
+
     /// Deletes `blob` when no manifest names it. Callers hold the lock.
     fn remove_blob_if_unused(&self, blob: &str) -> Result<()> {
         if self.list()?.iter().all(|m| m.blob != blob) {
@@ -482,6 +506,35 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The process id in a temporary import's name (`.import-<pid>` or `.import-<pid>-<suffix>`).
+fn import_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(".import-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Whether a process with this id runs (or might: when unsure, the answer is yes, so that
+/// a live importer's files are never taken).
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 /// Removes a file or a directory tree; a missing one is fine.
@@ -662,6 +715,47 @@ mod tests {
             err.contains("corrupt manifest") && err.contains("latest.json"),
             "{err}"
         );
+    }
+
+    /// A killed import leaves `.import-<pid>-…` behind; the next write removes it, but not
+    /// the temporary of an import still running.
+    #[test]
+    fn stale_import_temporaries_are_removed_at_the_next_write() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path());
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let dead = exited.id();
+        exited.wait().unwrap();
+        let mut running = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let (blobs, downloads) = (home.path().join("blobs"), home.path().join("downloads"));
+        let stale_file = blobs.join(format!(".import-{dead}-1-0"));
+        let stale_dir = downloads.join(format!(".import-{dead}"));
+        let live = blobs.join(format!(".import-{}-1-0", running.id()));
+        fs::create_dir_all(&blobs).unwrap();
+        fs::create_dir_all(stale_dir.join("1_Pooling")).unwrap();
+        fs::write(stale_dir.join("1_Pooling/config.json"), b"{}").unwrap();
+        fs::write(&stale_file, b"half a model").unwrap();
+        fs::write(&live, b"a model being copied").unwrap();
+
+        let src = home.path().join("m.gguf");
+        fs::write(&src, b"hello model").unwrap();
+        store.import(&src, "tiny", meta(), |_, _| {}).unwrap();
+        let (stale_file_left, stale_dir_left, live_left) =
+            (stale_file.exists(), stale_dir.exists(), live.exists());
+        running.kill().unwrap();
+        running.wait().unwrap();
+        assert!(!stale_file_left, "a dead importer's blob copy is removed");
+        assert!(
+            !stale_dir_left,
+            "a dead importer's staged checkpoint is removed"
+        );
+        assert!(live_left, "a running importer's copy is kept");
+        assert_eq!(import_pid(".import-42-17-3"), Some(42));
+        assert_eq!(import_pid(".import-42"), Some(42));
+        assert_eq!(import_pid("sha256-ab.gguf"), None);
     }
 
     #[test]

@@ -74,6 +74,19 @@ impl BertConfig {
                 .and_then(Value::as_f64)
                 .unwrap_or(1e-12),
         };
+        if !(config.layer_norm_eps.is_finite() && config.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "layer_norm_eps {} is not a finite positive number",
+                config.layer_norm_eps
+            ));
+        }
+        // Every input holds at least [CLS] and [SEP].
+        if config.max_position_embeddings < 2 {
+            return Err(format!(
+                "max_position_embeddings {} leaves no room for [CLS] and [SEP]",
+                config.max_position_embeddings
+            ));
+        }
         if config.hidden_size % config.n_heads != 0 {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",

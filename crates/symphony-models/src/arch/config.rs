@@ -99,9 +99,38 @@ impl Config {
             }
             _ => None,
         };
+        let n_layers = get("block_count")?;
+        let context_length = get("context_length")?;
+        let rms_eps = gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32;
+        let attention_scale =
+            float_opt("attention.scale")?.unwrap_or(1.0 / (head_dim as f32).sqrt());
+        // Values a file may carry but no model can run with: refused here, where every
+        // load (and so every import) passes, rather than turning into NaN logits or an
+        // empty context later.
+        let positive = [
+            ("block_count", n_layers),
+            ("embedding_length", dim),
+            ("context_length", context_length),
+            ("attention.key_length", head_dim),
+            ("feed_forward_length", ffn_dim),
+            ("vocabulary size", n_vocab),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(invalid(format!("{name} is 0: it must be positive")));
+        }
+        let floats = [
+            ("attention.layer_norm_rms_epsilon", rms_eps),
+            ("rope.freq_base", rope_theta),
+            ("attention.scale", attention_scale),
+        ];
+        if let Some((name, v)) = floats.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return Err(invalid(format!(
+                "{arch}.{name} is {v}: it must be a finite positive number"
+            )));
+        }
         Ok(Self {
             architecture: arch.to_string(),
-            n_layers: get("block_count")?,
+            n_layers,
             dim,
             n_heads,
             n_kv_heads,
@@ -109,8 +138,8 @@ impl Config {
             ffn_dim,
             rope_dim,
             rope_theta,
-            rms_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon"))? as f32,
-            context_length: get("context_length")?,
+            rms_eps,
+            context_length,
             n_vocab,
             sliding_window: gguf
                 .get_u64_opt(&key("attention.sliding_window"))?
@@ -124,8 +153,7 @@ impl Config {
                 "qwen2" | "qwen2moe" | "gemma3" | "phi3" => RopeStyle::Neox,
                 _ => RopeStyle::Interleaved,
             },
-            attention_scale: float_opt("attention.scale")?
-                .unwrap_or(1.0 / (head_dim as f32).sqrt()),
+            attention_scale,
             moe,
         })
     }

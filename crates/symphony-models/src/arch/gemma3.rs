@@ -41,13 +41,24 @@ impl Gemma3Config {
         let float = |name: &str| -> Result<Option<f32>> {
             Ok(gguf.get_f64_opt(&key(name))?.map(|v| v as f32))
         };
+        let local_rope_theta = float("rope.freq_base_swa")?.unwrap_or(10_000.0);
+        if !(local_rope_theta.is_finite() && local_rope_theta > 0.0) {
+            return Err(crate::error::Error::InvalidMetadata {
+                path: gguf.path().to_path_buf(),
+                message: format!(
+                    "{}.rope.freq_base_swa is {local_rope_theta}: it must be a finite positive number",
+                    base.architecture
+                ),
+            });
+        }
         Ok(Self {
             sliding_window_pattern: gguf
                 .get_u64_opt(&key("attention.sliding_window_pattern"))?
                 .map_or(6, |p| p as usize)
                 .max(1),
-            local_rope_theta: float("rope.freq_base_swa")?.unwrap_or(10_000.0),
-            final_logit_softcapping: float("final_logit_softcapping")?.filter(|&c| c > 0.0),
+            local_rope_theta,
+            final_logit_softcapping: float("final_logit_softcapping")?
+                .filter(|&c| c > 0.0 && c.is_finite()),
             base,
         })
     }
