@@ -13,9 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_engine::sampling::SamplingParams;
 use symphony_engine::tools::{parse_tool_calls, ReplyPiece, ToolCallSplitter};
-use symphony_engine::{
-    chat_prompt, chat_prompt_with_tools, raw_prompt, Completion, Event, GenerationParams,
-};
+use symphony_engine::{raw_prompt, Completion, Event, GenerationParams};
 use symphony_store::Manifest;
 use symphony_types::{ChatMessage, Role, ToolCall};
 
@@ -180,7 +178,7 @@ pub async fn generate(
             messages.push(ChatMessage::system(system.clone()));
         }
         messages.push(ChatMessage::user(req.prompt.clone()));
-        chat_prompt(model.model(), &messages).map_err(ApiError::from)?
+        generation::chat_prompt(&model, messages, Vec::new()).await?
     };
     // A continued exchange does not repeat the BOS token.
     let skip =
@@ -287,8 +285,7 @@ pub async fn chat(
         message.name = m.tool_name;
         messages.push(message);
     }
-    let prompt =
-        chat_prompt_with_tools(model.model(), &messages, &rules.tools).map_err(ApiError::from)?;
+    let prompt = generation::chat_prompt(&model, messages, rules.tools.clone()).await?;
     let mut params = req.options.params(&model, prompt.len())?;
     params.constraint = rules.constraint(&model).await?;
     let rx = generation::start(
