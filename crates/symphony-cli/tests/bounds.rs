@@ -22,6 +22,24 @@ fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     (status, v)
 }
 
+/// A POST whose body is too big for a command-line argument.
+fn post_file(server: &Server, path: &str, body: &Value, dir: &Path) -> (u16, Value) {
+    let file = dir.join("body.json");
+    std::fs::write(&file, body.to_string()).unwrap();
+    let (status, text) = curl(&[
+        "-X",
+        "POST",
+        &format!("{}{path}", server.base),
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &format!("@{}", file.display()),
+    ]);
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path} answered {status} {text:?}: {e}"));
+    (status, v)
+}
+
 fn chat(server: &Server, model: &str, extra: Value) -> (u16, Value) {
     let mut body = json!({
         "model": model,
@@ -161,4 +179,47 @@ fn a_hostile_chat_template_is_stopped_with_a_400() {
         reply["error"].as_str().unwrap().contains("steps"),
         "{reply}"
     );
+}
+
+/// A 3 MB grammar is refused up front with a 400 naming the limit, whichever way it comes,
+/// and a normal request at the same time is served.
+#[test]
+fn a_three_megabyte_grammar_is_refused_at_once() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules: String = (0..115_000)
+        .map(|i| format!("r{i}: \"w{i:07}\" | r{}\n", i + 1))
+        .collect();
+    let lark = format!("start: r0\n{rules}r115000: \"end\"\n");
+    assert!(lark.len() > 3_000_000);
+    let properties: serde_json::Map<String, Value> = (0..110_000)
+        .map(|i| (format!("p{i:07}"), json!({"type": "string"})))
+        .collect();
+    let schema = json!({"type": "object", "properties": properties});
+    assert!(schema.to_string().len() > 3_000_000);
+    let bodies = [
+        json!({"guided_grammar": lark}),
+        json!({"response_format": {"type": "json_schema",
+                                   "json_schema": {"name": "big", "schema": schema}}}),
+    ];
+    for extra in bodies {
+        let mut body = json!({
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 8,
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (refused, honest) = std::thread::scope(|s| {
+            let big = s.spawn(|| post_file(&server, "/v1/chat/completions", &body, dir.path()));
+            let honest = chat(&server, "smollm2", json!({"temperature": 0}));
+            (big.join().unwrap(), honest)
+        });
+        assert_eq!(honest.0, 200, "{}", honest.1);
+        let (status, reply) = refused;
+        assert_eq!(status, 400, "{reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains("at most 262144"), "{message}");
+    }
 }
