@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::server::*;
 use serde_json::{json, Value};
@@ -59,11 +60,104 @@ fn content(reply: &Value) -> String {
         .to_string()
 }
 
+fn ps(server: &Server) -> Vec<Value> {
+    let (status, text) = call("GET", &format!("{}/api/ps", server.base), None, None);
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["models"].as_array().unwrap().clone()
+}
+
+fn sha256_of(home: &Path, name: &str) -> String {
+    let list: Value = serde_json::from_str(&symphony(
+        &["models", "list", "--json"],
+        &[("SYMPHONY_HOME", home.to_str().unwrap())],
+    ))
+    .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in {list}"))["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn import(home: &Path, file: &Path, name: &str) {
     symphony(
         &["models", "import", file.to_str().unwrap(), "--name", name],
         &[("SYMPHONY_HOME", home.to_str().unwrap())],
     );
+}
+
+/// `models cp` gives a file a second name: both names are served by one loaded model (one
+/// copy of the weights, one KV cache), each reply under the name it was asked for. A name
+/// re-imported with another file while the server runs is answered by the new file on the
+/// next request, and weights no name uses any more are unloaded.
+#[test]
+fn aliases_share_one_loaded_model_and_a_reimported_name_is_reloaded() {
+    let home = tempfile::tempdir().unwrap();
+    let env = [("SYMPHONY_HOME", home.path().to_str().unwrap())];
+    import(home.path(), &common::smollm2(), "smollm2");
+    symphony(&["models", "cp", "smollm2", "other:tag"], &env);
+    let server = Server::start_with(&["--no-auth"], &["--kv-cache-tokens", "2048"], &env);
+    let greedy = json!({"temperature": 0});
+
+    let (status, first) = chat(&server, "smollm2", greedy.clone());
+    assert_eq!(status, 200, "{first}");
+    let (status, alias) = chat(&server, "other:tag", greedy.clone());
+    assert_eq!(status, 200, "{alias}");
+    assert_eq!(
+        alias["model"], "other:tag",
+        "a reply names the model asked for"
+    );
+    assert_eq!(content(&alias), content(&first), "the same weights");
+    let loaded = ps(&server);
+    assert_eq!(
+        loaded.len(),
+        1,
+        "aliases share one loaded model: {loaded:?}"
+    );
+    let smollm2_sha = sha256_of(home.path(), "smollm2");
+    assert_eq!(loaded[0]["digest"], smollm2_sha.as_str());
+
+    // Another model's file under the alias: the alias now means Qwen, smollm2 stays SmolLM2.
+    let qwen = common::stored("qwen2.5-coder:0.5b");
+    import(home.path(), &qwen, "other:tag");
+    let qwen_sha = sha256_of(home.path(), "other:tag");
+    assert_ne!(qwen_sha, smollm2_sha);
+    let (status, reloaded) = chat(&server, "other:tag", greedy.clone());
+    assert_eq!(status, 200, "{reloaded}");
+    assert_ne!(
+        content(&reloaded),
+        content(&first),
+        "the re-imported name is answered by the new weights"
+    );
+    let digests: Vec<_> = ps(&server).iter().map(|m| m["digest"].clone()).collect();
+    assert!(digests.contains(&json!(qwen_sha)), "{digests:?}");
+    assert!(digests.contains(&json!(smollm2_sha)), "{digests:?}");
+    let (status, again) = chat(&server, "smollm2", greedy.clone());
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(content(&again), content(&first));
+
+    // Qwen under smollm2's name too: no name uses SmolLM2's file now, so once idle it goes.
+    import(home.path(), &qwen, "smollm2");
+    let (status, now) = chat(&server, "smollm2", greedy);
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(content(&now), content(&reloaded));
+    // Unloaded once idle: the reply is sent just before the request lets go of the model.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let digests: Vec<_> = ps(&server).iter().map(|m| m["digest"].clone()).collect();
+        if digests == vec![json!(qwen_sha)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned weights stay loaded: {digests:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A temperature so small that logit / T overflows f32 is greedy, not garbage, on both

@@ -2,8 +2,6 @@
 //! and receive their events on a tokio channel. Dropping the receiver (the client went away)
 //! closes every sink, and the scheduler stops those sequences within a step.
 
-use std::sync::Arc;
-
 use symphony_engine::{Event, EventSink, GenerationParams, Request};
 use symphony_models::TokenId;
 use symphony_types::{ChatMessage, ToolSpec};
@@ -175,7 +173,7 @@ pub fn token_text(model: &LoadedModel, id: TokenId) -> String {
     String::from_utf8_lossy(&model.model().tokenizer.token_bytes(id, true)).into_owned()
 }
 
-pub type Loaded = Arc<LoadedModel>;
+pub use crate::registry::Loaded;
 
 /// Renders a conversation with the model's chat template and tokenizes it, on a blocking
 /// thread: the template is code that came with the model and may spend its whole budget

@@ -600,12 +600,22 @@ pub async fn delete(
         .or(req.name)
         .ok_or_else(|| ApiError::bad_request("model is required").ollama())?;
     let manifest = state.registry.manifest(&name)?;
-    state.registry.unload(&manifest.name);
-    if state
-        .registry
-        .loaded()
+    // Loaded weights are shared by every name of the file: they go only with its last name.
+    let store = state.registry.store();
+    let shared = store
+        .list()
+        .map_err(|e| ApiError::internal(e.to_string()).ollama())?
         .iter()
-        .any(|m| m.name == manifest.name)
+        .any(|m| m.blob == manifest.blob && m.name != manifest.name);
+    if !shared {
+        state.registry.unload(&manifest.name);
+    }
+    if !shared
+        && state
+            .registry
+            .loaded()
+            .iter()
+            .any(|m| m.manifest.blob == manifest.blob)
     {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
