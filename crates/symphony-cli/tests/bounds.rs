@@ -11,13 +11,20 @@ use serde_json::{json, Value};
 use symphony_models::gguf::writer::{to_bytes, TensorToWrite};
 use symphony_models::gguf::{GgufFile, MetadataValue};
 
+/// A JSON POST, given up after two minutes: a request the server cannot bound fails the
+/// test instead of hanging it.
 fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) = call(
+    let (status, text) = curl(&[
+        "-X",
         "POST",
         &format!("{}{path}", server.base),
-        None,
-        Some(&body.to_string()),
-    );
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body.to_string(),
+        "--max-time",
+        "120",
+    ]);
     let v = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{path} answered {status} {text:?}: {e}"));
     (status, v)
