@@ -32,7 +32,29 @@ pub enum Grammar {
     Lark(String),
 }
 
+/// The largest grammar accepted: bytes of its source (a JSON Schema as compact JSON). Real
+/// schemas, regexes and tool lists take kilobytes; compiling costs time that grows with the
+/// size, so a grammar past this is refused before any work is done.
+pub const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
+
+/// Stack for compiling one grammar. llguidance recurses along chains of rules (`a: "x" b`,
+/// `b: "y" c`, ...): a 27 KB Lark grammar of 1000 such rules overflows a default 2 MiB
+/// thread stack, which aborts the whole process. 32 MiB is what the longest chain within
+/// [`MAX_GRAMMAR_BYTES`] needs; twice that for margin (only the pages used are committed).
+const COMPILE_STACK_BYTES: usize = 64 << 20;
+
 impl Grammar {
+    /// The size [`MAX_GRAMMAR_BYTES`] bounds.
+    fn source_bytes(&self) -> usize {
+        match self {
+            Grammar::JsonSchema(schema) => {
+                serde_json::to_vec(schema).map_or(usize::MAX, |v| v.len())
+            }
+            Grammar::JsonObject => 0,
+            Grammar::Regex(s) | Grammar::Lark(s) => s.len(),
+        }
+    }
+
     fn to_llguidance(&self) -> TopLevelGrammar {
         match self {
             Grammar::JsonSchema(schema) => TopLevelGrammar::from_json_schema(compact(schema)),
@@ -116,9 +138,33 @@ impl GrammarCompiler {
         })
     }
 
-    /// Compiles `grammar`; errors (invalid or unsupported schema, bad regex, grammar syntax)
-    /// are reported here.
+    /// Compiles `grammar`; errors (invalid or unsupported schema, bad regex, grammar syntax,
+    /// a grammar over [`MAX_GRAMMAR_BYTES`]) are reported here. Blocks for up to about a
+    /// second on the largest grammars, on a thread of its own with a deep stack (see
+    /// [`COMPILE_STACK_BYTES`]).
     pub fn compile(&self, grammar: &Grammar) -> Result<Constraint> {
+        let bytes = grammar.source_bytes();
+        if bytes > MAX_GRAMMAR_BYTES {
+            return Err(Error::InvalidGrammar(format!(
+                "the grammar is {bytes} bytes; at most {MAX_GRAMMAR_BYTES} are accepted"
+            )));
+        }
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("grammar".into())
+                .stack_size(COMPILE_STACK_BYTES)
+                .spawn_scoped(s, || self.compile_here(grammar))
+                .map_err(|e| Error::InvalidGrammar(format!("cannot start compiling: {e}")))?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::InvalidGrammar(
+                        "the grammar compiler failed on this grammar".into(),
+                    ))
+                })
+        })
+    }
+
+    fn compile_here(&self, grammar: &Grammar) -> Result<Constraint> {
         let parser = self
             .factory
             .create_parser(grammar.to_llguidance())

@@ -13,7 +13,7 @@ pub mod sampling;
 pub mod scheduler;
 pub mod tools;
 
-pub use constraint::{Constraint, Grammar, GrammarCompiler};
+pub use constraint::{Constraint, Grammar, GrammarCompiler, MAX_GRAMMAR_BYTES};
 pub use generate::{
     chat_prompt, chat_prompt_with_tools, raw_prompt, token_logprob, Decoder, FinishReason,
     Generation, GenerationParams, Session, Step, TokenLogprob,

@@ -1,14 +1,22 @@
 //! Turning logits into the next token: repetition penalty, top-k, top-p, min-p, temperature,
-//! then a draw from a seeded generator (or the argmax when the temperature is 0).
+//! then a draw from a seeded generator (or the argmax when the temperature is 0, or so close
+//! to 0 that it means the same: see [`GREEDY_BELOW`]).
 //!
 //! The order is llama.cpp's default chain, so the same settings mean the same thing.
 
 use symphony_models::TokenId;
 
+/// Temperatures below this are greedy. Dividing a logit by a tiny temperature overflows f32
+/// (at 1e-40 any logit above ~1e-2 becomes infinite, and the softmax of infinities is NaN:
+/// the draw then returns an arbitrary token). Long before that the draw is already greedy in
+/// all but name: at 1e-4 a token 0.075 below the best logit has a weight of e^-745, which is
+/// 0 in f64, and logits closer than that are within the rounding noise of quantized weights.
+pub const GREEDY_BELOW: f32 = 1e-4;
+
 /// Sampling settings, validated by [`SamplingParams::validate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
-    /// 0 means greedy (argmax).
+    /// 0 (or anything below [`GREEDY_BELOW`]) means greedy (argmax).
     pub temperature: f32,
     /// 0 disables.
     pub top_k: usize,
@@ -44,6 +52,11 @@ impl SamplingParams {
             temperature: 0.0,
             ..Self::default()
         }
+    }
+
+    /// Whether the temperature leaves no randomness: the argmax is the answer.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature < GREEDY_BELOW
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -143,7 +156,7 @@ impl Sampler {
                 }
             }
         }
-        if p.temperature == 0.0 {
+        if p.is_greedy() {
             return argmax(logits);
         }
         // Candidates sorted by logit, highest first; ties keep the lower id first. Tokens at
@@ -231,6 +244,26 @@ mod tests {
         let mut s = Sampler::new(SamplingParams::greedy());
         assert_eq!(s.sample(&mut logits(), &[]), 1);
         assert_eq!(argmax(&[0.0, 5.0, 5.0]), 1, "ties go to the lowest id");
+    }
+
+    #[test]
+    fn a_vanishing_temperature_is_greedy() {
+        // Logits large enough that logit / 1e-40 overflows f32.
+        let big = || vec![10.0, 30.0, 25.0, -10.0, 5.0, 29.0];
+        for temperature in [1e-40, f32::MIN_POSITIVE, 1e-30, 1e-6, GREEDY_BELOW / 2.0] {
+            for seed in 0..20 {
+                let mut s = Sampler::new(SamplingParams {
+                    temperature,
+                    top_k: 0,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    seed,
+                    ..SamplingParams::default()
+                });
+                assert_eq!(s.sample(&mut big(), &[]), 1, "temperature {temperature}");
+                assert_eq!(s.sample(&mut logits(), &[]), 1, "temperature {temperature}");
+            }
+        }
     }
 
     #[test]

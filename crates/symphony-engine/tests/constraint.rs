@@ -284,3 +284,35 @@ fn an_unfinished_format_is_closed_within_the_budget() {
         );
     }
 }
+
+/// A long chain of rules, within the byte limit, compiles instead of overflowing the
+/// stack (which aborted the process); past the limit a grammar is refused before any work.
+#[test]
+fn grammar_size_is_bounded_and_long_rule_chains_compile() {
+    let model = smollm2();
+    let compiler = GrammarCompiler::new(&model.tokenizer).unwrap();
+    let chain = |n: usize| {
+        let rules: String = (0..n)
+            .map(|i| format!("r{i}: \"w{i:07}\" | r{}\n", i + 1))
+            .collect();
+        format!("start: r0\n{rules}r{n}: \"end\"\n")
+    };
+    let lark = chain(9000);
+    assert!(lark.len() < symphony_engine::MAX_GRAMMAR_BYTES);
+    compiler.compile(&Grammar::Lark(lark)).unwrap();
+    let big = chain(120_000);
+    let err = compiler
+        .compile(&Grammar::Lark(big))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 262144"), "{err}");
+    let properties: serde_json::Map<String, serde_json::Value> = (0..20_000)
+        .map(|i| (format!("p{i:07}"), serde_json::json!({"type": "string"})))
+        .collect();
+    let schema = serde_json::json!({"type": "object", "properties": properties});
+    let err = compiler
+        .compile(&Grammar::JsonSchema(schema))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 262144"), "{err}");
+}

@@ -1,6 +1,11 @@
 //! Chat templates: the model's own Jinja template (`tokenizer.chat_template`), rendered with
 //! minijinja in the same environment Hugging Face uses (`trim_blocks`, `lstrip_blocks`, Python
 //! string methods, `raise_exception`).
+//!
+//! A template is code that comes with a model file (or `--chat-template`), run on every
+//! chat request, so its cost is bounded: a render may take [`TEMPLATE_FUEL`] steps and
+//! write [`output_limit`] bytes; past either it stops with an error instead of spinning
+//! or growing without end.
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{context, Environment, ErrorKind};
@@ -9,6 +14,21 @@ use symphony_types::{ChatMessage, ToolSpec};
 use crate::error::{Error, Result};
 
 const TEMPLATE_NAME: &str = "chat";
+
+/// minijinja instructions one render may execute. The Hugging Face templates in use take a
+/// few hundred per message, so this covers conversations of thousands of turns, while a
+/// template looping 10^8 times stops after a fraction of a second.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// Bytes a render may write beyond what the conversation brings: room for every template's
+/// markup; the conversation itself may appear a few times over (some templates repeat the
+/// system prompt or the tools).
+const OUTPUT_ALLOWANCE: usize = 4 << 20;
+
+/// The most a render of `input_bytes` of messages and tools may write.
+pub fn output_limit(input_bytes: usize) -> usize {
+    OUTPUT_ALLOWANCE.saturating_add(input_bytes.saturating_mul(4))
+}
 
 #[derive(Debug)]
 pub struct ChatTemplate {
@@ -28,6 +48,7 @@ impl ChatTemplate {
             .build()
             .map_err(|e| Error::ChatTemplate(describe(&e)))?;
         env.set_syntax(syntax);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -70,6 +91,22 @@ impl ChatTemplate {
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| Error::ChatTemplate(describe(&e)))?;
+        let input_bytes = messages
+            .iter()
+            .map(|m| {
+                m.content.len()
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.arguments.to_string().len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + tools
+                .iter()
+                .map(|t| {
+                    t.parameters.to_string().len() + t.description.as_ref().map_or(0, String::len)
+                })
+                .sum::<usize>();
         let messages: Vec<_> = messages.iter().map(message_value).collect();
         let tools: Vec<_> = tools
             .iter()
@@ -85,15 +122,58 @@ impl ChatTemplate {
             })
             .collect();
         let tools = (!tools.is_empty()).then_some(tools);
-        template
-            .render(context! {
+        let limit = output_limit(input_bytes);
+        let mut out = BoundedOutput {
+            bytes: Vec::new(),
+            limit,
+            overflowed: false,
+        };
+        let rendered = template.render_captured_to(
+            context! {
                 messages => messages,
                 tools => tools,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token.clone(),
                 eos_token => self.eos_token.clone(),
-            })
-            .map_err(|e| Error::ChatTemplate(describe(&e)))
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.bytes)
+                .map_err(|_| Error::ChatTemplate("the rendered prompt is not UTF-8".into())),
+            Err(_) if out.overflowed => Err(Error::ChatTemplate(format!(
+                "the rendered prompt passed {limit} bytes; the template writes more than \
+                 the conversation can need"
+            ))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(Error::ChatTemplate(format!(
+                "rendering took more than {TEMPLATE_FUEL} steps; the template does more work \
+                 than the conversation can need"
+            ))),
+            Err(e) => Err(Error::ChatTemplate(describe(&e))),
+        }
+    }
+}
+
+/// The render's output, refused past `limit` bytes (minijinja stops at the first failed
+/// write).
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -198,5 +278,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("chat template:"), "{err}");
+    }
+
+    #[test]
+    fn a_template_that_loops_for_ever_runs_out_of_fuel() {
+        // 10^8 iterations: minijinja's `range` stops at 10^5 items, so two nested loops.
+        let t = ChatTemplate::new(
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}{{ messages[0].content }}",
+            "",
+            "",
+        )
+        .unwrap();
+        let err = t
+            .render(&[ChatMessage::user("hi")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 5000000 steps"), "{err}");
+        // A real conversation of hundreds of turns stays well inside the budget.
+        let t = ChatTemplate::new(CHATML, "", "").unwrap();
+        let long: Vec<_> = (0..2000)
+            .map(|i| ChatMessage::user(format!("turn {i}")))
+            .collect();
+        assert!(t.render(&long, true).is_ok());
+    }
+
+    #[test]
+    fn a_template_that_writes_gigabytes_is_stopped_at_the_bound() {
+        // 10 × 100 MB (minijinja's largest repeated string): 1 GB if nothing stopped it.
+        let t = ChatTemplate::new(
+            "{% for i in range(10) %}{{ 'x' * 100000000 }}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        let err = t
+            .render(&[ChatMessage::user("hi")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("passed {} bytes", output_limit(2))),
+            "{err}"
+        );
+        // Many small writes are counted too.
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{{ messages[0].content * 1000 }}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        let err = t
+            .render(&[ChatMessage::user("ab")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bytes"), "{err}");
+        // A long but honest conversation is rendered in full.
+        let big = "y".repeat(8 << 20);
+        let out = ChatTemplate::new(CHATML, "", "")
+            .unwrap()
+            .render(&[ChatMessage::user(big.clone())], true)
+            .unwrap();
+        assert!(out.contains(&big));
     }
 }

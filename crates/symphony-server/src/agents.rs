@@ -47,7 +47,7 @@ use crate::auth::{Principal, Role};
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{self, Job};
 use crate::openai::from_value;
-use crate::registry::LoadedModel;
+use crate::registry::Loaded;
 use crate::util::{blocking, lock};
 use crate::SharedState;
 
@@ -631,7 +631,7 @@ pub async fn resume_run(
 struct Driver {
     app: SharedState,
     principal: Principal,
-    model: Arc<LoadedModel>,
+    model: Loaded,
     handle: tokio::runtime::Handle,
     /// Where an answered run is kept as an episode.
     memory: Option<Arc<Memory>>,
@@ -725,7 +725,7 @@ impl Driver {
 struct SchedulerChat {
     app: SharedState,
     principal: Principal,
-    model: Arc<LoadedModel>,
+    model: Loaded,
     compiler: Arc<GrammarCompiler>,
     handle: tokio::runtime::Handle,
     params: GenerationParams,

@@ -22,7 +22,7 @@ use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use symphony_engine::{chat_prompt, GenerationParams, SamplingParams};
+use symphony_engine::{GenerationParams, SamplingParams};
 use symphony_models::embedding::Embedder;
 use symphony_rag::answer::{answer_messages, citations, is_relevant, DONT_KNOW};
 use symphony_rag::chunking::Chunking;
@@ -483,8 +483,9 @@ pub async fn ask(
         })));
     }
     let messages = answer_messages(&question, &hits);
-    let prompt =
-        chat_prompt(model.model(), &messages).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let prompt = generation::chat_prompt(&model, messages, Vec::new())
+        .await
+        .map_err(|e| ApiError::bad_request(e.message))?;
     let room = model.model().context_length().saturating_sub(prompt.len());
     let job = Job {
         params: GenerationParams {

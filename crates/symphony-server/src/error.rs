@@ -146,6 +146,11 @@ impl From<symphony_engine::Error> for ApiError {
             E::Model(symphony_models::Error::NoChatTemplate) => ApiError::bad_request(format!(
                 "{e}: use /v1/completions (or Ollama's raw mode) for this model"
             )),
+            // The template refused the conversation (`raise_exception`) or ran past its
+            // bounds on it: the request cannot be rendered as sent.
+            E::Model(symphony_models::Error::ChatTemplate(_)) => {
+                ApiError::invalid_param("messages", e.to_string())
+            }
             E::Model(symphony_models::Error::TokenOutOfRange { .. }) => {
                 ApiError::invalid_param("prompt", e.to_string())
             }

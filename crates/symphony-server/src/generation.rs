@@ -2,10 +2,9 @@
 //! and receive their events on a tokio channel. Dropping the receiver (the client went away)
 //! closes every sink, and the scheduler stops those sequences within a step.
 
-use std::sync::Arc;
-
 use symphony_engine::{Event, EventSink, GenerationParams, Request};
 use symphony_models::TokenId;
+use symphony_types::{ChatMessage, ToolSpec};
 pub use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::auth::Principal;
@@ -261,4 +260,20 @@ pub fn token_text(model: &LoadedModel, id: TokenId) -> String {
     String::from_utf8_lossy(&model.model().tokenizer.token_bytes(id, true)).into_owned()
 }
 
-pub type Loaded = Arc<LoadedModel>;
+pub use crate::registry::Loaded;
+
+/// Renders a conversation with the model's chat template and tokenizes it, on a blocking
+/// thread: the template is code that came with the model and may spend its whole budget
+/// (see `symphony_models::chat_template`), which must not stall the other requests on the
+/// async runtime.
+pub async fn chat_prompt(
+    model: &Loaded,
+    messages: Vec<ChatMessage>,
+    tools: Vec<ToolSpec>,
+) -> Result<Vec<TokenId>, ApiError> {
+    let model = model.model().clone();
+    crate::util::blocking(move || {
+        symphony_engine::chat_prompt_with_tools(&model, &messages, &tools).map_err(ApiError::from)
+    })
+    .await
+}

@@ -13,9 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_engine::sampling::SamplingParams;
 use symphony_engine::tools::{parse_tool_calls, ReplyPiece, ToolCallSplitter};
-use symphony_engine::{
-    chat_prompt, chat_prompt_with_tools, raw_prompt, Completion, Event, GenerationParams,
-};
+use symphony_engine::{raw_prompt, Completion, Event, GenerationParams};
 use symphony_store::Manifest;
 use symphony_types::{ChatMessage, Role, ToolCall};
 
@@ -188,7 +186,7 @@ pub async fn generate(
             messages.push(ChatMessage::system(system.clone()));
         }
         messages.push(ChatMessage::user(req.prompt.clone()));
-        chat_prompt(model.model(), &messages).map_err(ApiError::from)?
+        generation::chat_prompt(&model, messages, Vec::new()).await?
     };
     // A continued exchange does not repeat the BOS token the tokenizer adds in front of
     // every prompt. Only that one: a model that adds none may have a BOS id that is a
@@ -299,8 +297,7 @@ pub async fn chat(
         message.name = m.tool_name;
         messages.push(message);
     }
-    let prompt =
-        chat_prompt_with_tools(model.model(), &messages, &rules.tools).map_err(ApiError::from)?;
+    let prompt = generation::chat_prompt(&model, messages, rules.tools.clone()).await?;
     let mut params = req.options.params(&model, prompt.len())?;
     params.constraint = rules.constraint(&model).await?;
     let rx = generation::start(
@@ -617,12 +614,22 @@ pub async fn delete(
         .or(req.name)
         .ok_or_else(|| ApiError::bad_request("model is required").ollama())?;
     let manifest = state.registry.manifest(&name)?;
-    state.registry.unload(&manifest.name);
-    if state
-        .registry
-        .loaded()
+    // Loaded weights are shared by every name of the file: they go only with its last name.
+    let store = state.registry.store();
+    let shared = store
+        .list()
+        .map_err(|e| ApiError::internal(e.to_string()).ollama())?
         .iter()
-        .any(|m| m.name == manifest.name)
+        .any(|m| m.blob == manifest.blob && m.name != manifest.name);
+    if !shared {
+        state.registry.unload(&manifest.name);
+    }
+    if !shared
+        && state
+            .registry
+            .loaded()
+            .iter()
+            .any(|m| m.manifest.blob == manifest.blob)
     {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,

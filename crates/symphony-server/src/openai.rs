@@ -15,9 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_engine::sampling::SamplingParams;
 use symphony_engine::tools::{parse_tool_calls, ReplyPiece, ToolCallSplitter};
-use symphony_engine::{
-    chat_prompt_with_tools, raw_prompt, Completion, Event, GenerationParams, TokenLogprob,
-};
+use symphony_engine::{raw_prompt, Completion, Event, GenerationParams, TokenLogprob};
 use symphony_types::{ChatMessage, Role, ToolCall};
 
 use crate::auth::Principal;
@@ -324,7 +322,7 @@ pub async fn start_chat(
         .collect::<Result<Vec<_>, _>>()?;
     name_tool_turns(&mut messages);
     let model = state.registry.get(&req.model, None).await?;
-    let prompt = chat_prompt_with_tools(model.model(), &messages, &rules.tools)?;
+    let prompt = generation::chat_prompt(&model, messages, rules.tools.clone()).await?;
     let limit = max_tokens(
         req.max_completion_tokens.or(req.max_tokens),
         &model,

@@ -1,8 +1,14 @@
 //! Which models are in memory: loaded on first use, each with its own scheduler thread,
 //! within a memory budget. A model stays loaded for its keep-alive after its last request;
 //! when a new one needs room, idle models go least recently used first.
+//!
+//! Generators are keyed by their blob, not their name: aliases of one file (`models cp`)
+//! share one copy of the weights and one KV cache, and a name re-imported with another file
+//! resolves to another blob, so the next request loads the new weights. A loaded blob that
+//! no name uses any more is unloaded as soon as it is idle.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +23,7 @@ use crate::util::{lock, MAX_DURATION};
 
 /// A model in memory and its scheduler.
 pub struct LoadedModel {
-    /// The store's full name, e.g. `smollm2:latest`.
+    /// The store's full name it was first loaded under, e.g. `smollm2:latest`.
     pub name: String,
     pub manifest: Manifest,
     pub scheduler: Scheduler,
@@ -103,12 +109,54 @@ impl LoadedModel {
     fn last_used(&self) -> Instant {
         lock(&self.usage).last_used
     }
+
+    /// Whether no name in the store uses these weights any more (the name was re-imported
+    /// with another file, or removed): the store deletes a blob with its last name.
+    fn orphaned(&self, store: &Store) -> bool {
+        !store.blob_path(&self.manifest).exists()
+    }
+
+    /// Makes an orphaned model expire as soon as it is idle.
+    fn expire_now(&self) {
+        self.usage.lock().expect("usage lock").keep_alive = Duration::ZERO;
+    }
+}
+
+/// A loaded model as one request named it: aliases share the [`LoadedModel`] but answer
+/// under their own name.
+#[derive(Clone)]
+pub struct Loaded {
+    /// The store's full name the request resolved to, e.g. `other:tag`.
+    pub name: String,
+    pub manifest: Manifest,
+    model: Arc<LoadedModel>,
+}
+
+impl Deref for Loaded {
+    type Target = LoadedModel;
+
+    fn deref(&self) -> &LoadedModel {
+        &self.model
+    }
+}
+
+impl Loaded {
+    /// See [`LoadedModel::compile`].
+    pub async fn compile(
+        &self,
+        grammar: Grammar,
+        param: &'static str,
+    ) -> Result<Constraint, ApiError> {
+        self.model.compile(grammar, param).await
+    }
 }
 
 /// An embedding model in memory. An encoder has no scheduler: each request runs its batch
 /// on a blocking thread, and the weights are shared.
 pub struct LoadedEmbedder {
     pub name: String,
+    /// The file it was loaded from: when the name resolves to another, it is reloaded.
+    blob: String,
     pub embedder: Arc<Embedder>,
     pub size_bytes: u64,
     usage: Mutex<Usage>,
@@ -151,6 +199,7 @@ pub struct RegistryConfig {
 pub struct Registry {
     store: Store,
     config: RegistryConfig,
+    /// By blob (see the module's note).
     loaded: Mutex<HashMap<String, Arc<LoadedModel>>>,
     embedders: Mutex<HashMap<String, Arc<LoadedEmbedder>>>,
     /// One load at a time: two requests for the same model load it once.
@@ -190,33 +239,47 @@ impl Registry {
         all
     }
 
-    /// The model, loading it first if needed.
+    /// The model, loading it first if needed. The name is resolved on every request, so a
+    /// name re-imported with another file is answered by the new weights.
     pub async fn get(
         self: &Arc<Self>,
         name: &str,
         keep_alive: Option<Duration>,
-    ) -> Result<Arc<LoadedModel>, ApiError> {
+    ) -> Result<Loaded, ApiError> {
         let manifest = self.manifest(name)?;
-        if let Some(m) = self.lookup(&manifest.name) {
+        let found = |m: Arc<LoadedModel>| {
             m.touch(keep_alive);
-            return Ok(m);
+            Loaded {
+                name: manifest.name.clone(),
+                manifest: manifest.clone(),
+                model: m,
+            }
+        };
+        if let Some(m) = self.lookup(&manifest.blob) {
+            return Ok(found(m));
         }
         let _guard = self.loading.lock().await;
-        if let Some(m) = self.lookup(&manifest.name) {
-            m.touch(keep_alive);
-            return Ok(m);
+        if let Some(m) = self.lookup(&manifest.blob) {
+            return Ok(found(m));
         }
+        // Weights no name uses any more give their memory back first.
+        self.unload_orphans();
         let path = self.store.blob_path(&manifest);
         let needed = manifest.size_bytes;
         self.make_room(needed)?;
         let this = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || this.load(manifest, path, keep_alive))
+        let to_load = manifest.clone();
+        let loaded = tokio::task::spawn_blocking(move || this.load(to_load, path, keep_alive))
             .await
             .map_err(|e| ApiError::internal(format!("loading stopped: {e}")))??;
         self.make_room(loaded.size_bytes)?;
         let loaded = Arc::new(loaded);
-        lock(&self.loaded).insert(loaded.name.clone(), loaded.clone());
-        Ok(loaded)
+        lock(&self.loaded).insert(manifest.blob.clone(), loaded.clone());
+        Ok(Loaded {
+            name: manifest.name.clone(),
+            manifest,
+            model: loaded,
+        })
     }
 
     /// The embedding model, loading it first if needed. A generator asked for embeddings is
@@ -233,8 +296,12 @@ impl Registry {
                 format!("'{name}' is a generative model, not an embedding model (try all-minilm)"),
             ));
         }
+        // One loaded from a file the name no longer uses is not the model asked for.
         let lookup = || {
-            let found = lock(&self.embedders).get(&manifest.name).cloned();
+            let found = lock(&self.embedders)
+                .get(&manifest.name)
+                .filter(|m| m.blob == manifest.blob)
+                .cloned();
             found.inspect(|m| m.touch(keep_alive))
         };
         if let Some(m) = lookup() {
@@ -252,6 +319,7 @@ impl Registry {
             .map_err(|e| ApiError::internal(format!("cannot load '{}': {e}", manifest.name)))?;
         let loaded = Arc::new(LoadedEmbedder {
             name: manifest.name.clone(),
+            blob: manifest.blob.clone(),
             embedder: Arc::new(embedder),
             size_bytes: manifest.size_bytes,
             usage: Mutex::new(Usage {
@@ -265,8 +333,20 @@ impl Registry {
         Ok(loaded)
     }
 
-    fn lookup(&self, name: &str) -> Option<Arc<LoadedModel>> {
-        lock(&self.loaded).get(name).cloned()
+    fn lookup(&self, blob: &str) -> Option<Arc<LoadedModel>> {
+        lock(&self.loaded).get(blob).cloned()
+    }
+
+    /// Unloads the idle models whose weights no name uses any more; a busy one expires as
+    /// soon as its last request ends.
+    fn unload_orphans(&self) {
+        self.loaded.lock().expect("registry lock").retain(|_, m| {
+            if !m.orphaned(&self.store) {
+                return true;
+            }
+            m.expire_now();
+            m.is_busy()
+        });
     }
 
     fn load(
@@ -332,9 +412,9 @@ impl Registry {
             }
             // The least recently used idle model of either kind; `true` marks an embedder.
             let generator = loaded
-                .values()
-                .filter(|m| !m.is_busy())
-                .map(|m| (m.last_used(), false, m.name.clone()));
+                .iter()
+                .filter(|(_, m)| !m.is_busy())
+                .map(|(blob, m)| (m.last_used(), false, blob.clone()));
             let encoder = embedders
                 .values()
                 .filter(|m| !m.is_busy())
@@ -343,8 +423,8 @@ impl Registry {
                 Some((_, true, name)) => {
                     embedders.remove(&name);
                 }
-                Some((_, false, name)) => {
-                    loaded.remove(&name);
+                Some((_, false, blob)) => {
+                    loaded.remove(&blob);
                 }
                 None => {
                     return Err(ApiError::overloaded(
@@ -356,19 +436,20 @@ impl Registry {
         }
     }
 
-    /// Unloads models whose keep-alive has passed (called periodically).
+    /// Unloads models whose keep-alive has passed, and idle ones no name uses any more
+    /// (called periodically).
     pub fn unload_expired(&self) {
+        self.unload_orphans();
         lock(&self.loaded).retain(|_, m| m.is_busy() || !m.expired());
         lock(&self.embedders).retain(|_, m| m.is_busy() || !m.expired());
     }
 
-    /// Unloads a model now (Ollama's `keep_alive: 0`), once it is idle.
+    /// Unloads a model now (Ollama's `keep_alive: 0`), once it is idle. Aliases share it, so
+    /// it goes for all of them.
     pub fn unload(&self, name: &str) {
-        let mut loaded = lock(&self.loaded);
-        if loaded.get(name).is_some_and(|m| !m.is_busy()) {
-            loaded.remove(name);
-        }
-        drop(loaded);
+        let blob = self.store.get(name).ok().map(|m| m.blob);
+        lock(&self.loaded)
+            .retain(|b, m| m.is_busy() || !(Some(b) == blob.as_ref() || m.name == name));
         let mut embedders = lock(&self.embedders);
         if embedders.get(name).is_some_and(|m| !m.is_busy()) {
             embedders.remove(name);
