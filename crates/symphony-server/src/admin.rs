@@ -38,12 +38,20 @@ pub async fn list_keys(State(state): State<SharedState>) -> Result<Json<Value>, 
     })))
 }
 
+/// A key to make. Unknown fields are refused: a misspelt limit (`quota` for `token_quota`,
+/// say) would otherwise make a key without that limit, silently.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewKey {
     name: String,
     role: Role,
-    #[serde(flatten)]
-    limits: Limits,
+    #[serde(default)]
+    rpm: Option<u64>,
+    #[serde(default)]
+    tpm: Option<u64>,
+    /// `quota` too, as `symphony keys create --quota` calls it.
+    #[serde(default, alias = "quota")]
+    token_quota: Option<u64>,
 }
 
 /// Makes a key; the reply is the only time the key itself is shown.
@@ -52,7 +60,15 @@ pub async fn create_key(
     JsonBody(req): JsonBody<NewKey>,
 ) -> Result<Json<Value>, ApiError> {
     let key = key_file(&state)?
-        .create(&req.name, req.role, req.limits)
+        .create(
+            &req.name,
+            req.role,
+            Limits {
+                rpm: req.rpm,
+                tpm: req.tpm,
+                token_quota: req.token_quota,
+            },
+        )
         .map_err(key_error)?;
     Ok(Json(
         json!({"name": req.name, "role": req.role, "key": key}),

@@ -363,7 +363,7 @@ async fn cached(
     model: &str,
     body: &Value,
 ) -> Result<(Option<Response>, Option<String>), ApiError> {
-    let manifest = state.registry.manifest(model)?;
+    let manifest = state.registry.resolve(model).await?;
     let Some(key) = state.cache.key(route, &manifest.blob, body) else {
         return Ok((None, None));
     };

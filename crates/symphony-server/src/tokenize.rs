@@ -33,7 +33,7 @@ async fn model_for(state: &SharedState, name: Option<&str>) -> Result<Loaded, Ap
     }
     let loaded = state.registry.loaded();
     match loaded.as_slice() {
-        [one] => Ok(one.clone()),
+        [one] => state.registry.get(&one.name, None).await,
         [] => Err(ApiError::invalid_param(
             "model",
             "no model is loaded: name one with `model`",

@@ -20,10 +20,19 @@ impl Server {
     }
 
     pub fn start_with(auth: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = vec!["--preload", "smollm2"];
+        args.extend(auth);
+        args.extend(extra);
+        let server = Self::spawn(&args, env);
+        server.wait_ready();
+        server
+    }
+
+    /// `symphony serve --port 0 ARGS`, once it listens (nothing preloaded unless asked).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_symphony"))
-            .args(["serve", "--port", "0", "--preload", "smollm2"])
-            .args(auth)
-            .args(extra)
+            .args(["serve", "--port", "0"])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -44,9 +53,7 @@ impl Server {
         let base = rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("the server did not start: {:?}", log.lock().unwrap()));
-        let server = Self { child, base, log };
-        server.wait_ready();
-        server
+        Self { child, base, log }
     }
 
     pub fn wait_ready(&self) {
