@@ -99,3 +99,48 @@ fn a_kv_cache_larger_than_the_memory_budget_is_an_error_not_an_abort() {
         server.log()
     );
 }
+
+/// A `/v1/completions` request with many prompts charged the first prompt's tokens only, so
+/// a quota bought 64 prompts for the price of one.
+#[test]
+fn every_prompt_of_a_request_is_charged() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys = keys.to_str().unwrap();
+    let metered = symphony(
+        &[
+            "keys",
+            "create",
+            "metered",
+            "--role",
+            "user",
+            "--quota",
+            "200",
+            "--api-keys",
+            keys,
+        ],
+        &[],
+    );
+    let server = Server::start_with(&["--api-keys", keys], &[], &[]);
+    let url = format!("{}/v1/completions", server.base);
+    // Eight prompts of about forty tokens each: over 300 tokens in all, one prompt's worth
+    // well under the quota.
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(4);
+    let body = serde_json::json!({
+        "model": "smollm2",
+        "prompt": vec![prompt; 8],
+        "max_tokens": 1,
+        "temperature": 0,
+    });
+    let (status, reply) = call("POST", &url, Some(&metered), Some(&body.to_string()));
+    assert_eq!(status, 200, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert!(
+        reply["usage"]["prompt_tokens"].as_u64() > Some(200),
+        "{reply}"
+    );
+    let small = r#"{"model":"smollm2","prompt":"Hi","max_tokens":1}"#;
+    let (status, body) = call("POST", &url, Some(&metered), Some(small));
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("quota"), "{body}");
+}

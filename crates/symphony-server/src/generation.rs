@@ -2,6 +2,9 @@
 //! and receive their events on a tokio channel. Dropping the receiver (the client went away)
 //! closes every sink, and the scheduler stops those sequences within a step.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use symphony_engine::{Event, EventSink, GenerationParams, Request};
 use symphony_models::TokenId;
 use symphony_types::{ChatMessage, ToolSpec};
@@ -10,6 +13,7 @@ pub use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSende
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::registry::LoadedModel;
+use crate::util::lock;
 use crate::SharedState;
 
 /// A sink that forwards a sequence's events, tagged with its choice index, and keeps count
@@ -75,6 +79,8 @@ pub struct Sender {
     tx: UnboundedSender<(usize, Event)>,
     principal: Principal,
     runtime: tokio::runtime::Handle,
+    /// The first choice of each prompt submitted: the one its prompt is charged with.
+    first_choices: Arc<Mutex<HashSet<usize>>>,
 }
 
 /// A channel for a request's choices: the scheduler's sinks send into the first half, the
@@ -89,13 +95,17 @@ pub fn channel(
     let (inner_tx, mut inner_rx) = unbounded_channel::<(usize, Event)>();
     let (outer_tx, outer_rx) = unbounded_channel();
     let (task_state, task_principal) = (state.clone(), principal.clone());
+    let first_choices = Arc::new(Mutex::new(HashSet::new()));
+    let task_first_choices = first_choices.clone();
     let finished = move |i: usize, event: &Event| {
         let (state, principal) = (task_state.clone(), task_principal.clone());
         let tokens = match event {
             Event::Done(c) => {
                 state.metrics.observe_generation(c);
-                // The prompt is counted once, with the first choice.
-                let prompt = if i == 0 { c.prompt_tokens } else { 0 };
+                // Each prompt is counted once, with its first choice (its other choices
+                // share it); every prompt of a request is counted.
+                let first = lock(&task_first_choices).contains(&i);
+                let prompt = if first { c.prompt_tokens } else { 0 };
                 Some((prompt + c.completion_tokens) as u64)
             }
             _ => None,
@@ -130,6 +140,7 @@ pub fn channel(
         tx: inner_tx,
         principal: principal.clone(),
         runtime: tokio::runtime::Handle::current(),
+        first_choices,
     };
     (sender, outer_rx)
 }
@@ -157,6 +168,7 @@ pub fn submit(
     first_index: usize,
 ) -> Result<(), ApiError> {
     check_room(state, model, job.n)?;
+    lock(&tx.first_choices).insert(first_index);
     for i in 0..job.n {
         let index = first_index + i;
         let mut params = job.params.clone();
@@ -171,8 +183,8 @@ pub fn submit(
             state: state.clone(),
             principal: tx.principal.clone(),
             runtime: tx.runtime.clone(),
-            // As for a finished request: the prompt goes with the first choice.
-            prompt: if index == 0 { job.prompt.len() } else { 0 },
+            // As for a finished request: the prompt goes with its first choice.
+            prompt: if i == 0 { job.prompt.len() } else { 0 },
             generated: 0,
             settled: false,
         };
