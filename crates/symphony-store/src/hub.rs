@@ -337,6 +337,14 @@ impl HubClient {
                 .map_err(|e| fail(format!("unexpected file listing from {url}: {e}")))?;
             entries.extend(page);
         }
+        // Files are written under the download folder by these paths: one that climbs out of
+        // it or is absolute (a hostile or broken endpoint) would write anywhere.
+        if let Some(e) = entries.iter().find(|e| !inside_repository(&e.path)) {
+            return Err(fail(format!(
+                "the file listing names '{}', which is not a path inside the repository",
+                e.path
+            )));
+        }
         Ok(entries
             .into_iter()
             .filter(|e| e.kind == "file")
@@ -369,6 +377,12 @@ impl HubClient {
         mut on_progress: impl FnMut(u64, u64),
     ) -> Result<Verified> {
         let what = format!("{} ({})", r.display(), file.path);
+        if !inside_repository(&file.path) {
+            return Err(Error::Fetch {
+                what,
+                message: "not a path inside the repository".into(),
+            });
+        }
         let target = dir.join(&file.path);
         if self.offline {
             return Err(self.offline_error(&what));
@@ -513,6 +527,15 @@ fn check_status(status: u16, what: &str) -> std::result::Result<(), String> {
 
 /// The downloaded file against the hub's listing: size, then sha256 (LFS files) or the git
 /// blob id (small files). Returns the file's sha256.
+/// Whether a listed path names a file inside the repository: relative, and made of plain
+/// names only (no `..`, `.` or root).
+fn inside_repository(path: &str) -> bool {
+    !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 fn verify(path: &Path, file: &RepoFile) -> std::result::Result<String, String> {
     let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = f.metadata().map_err(|e| e.to_string())?.len();

@@ -229,3 +229,41 @@ fn paged_listings_are_followed() {
         .count();
     assert_eq!(listing_requests, 3);
 }
+
+/// A listing from a hostile or broken endpoint that names files outside the repository is
+/// refused before anything is written: the download folder joins these paths.
+#[test]
+fn listed_paths_outside_the_repository_are_refused() {
+    for path in [
+        "../../escaped.gguf",
+        "/tmp/escaped.gguf",
+        "sub/../../escaped.gguf",
+    ] {
+        let hub = ImitationHub::start(vec![(
+            "org/evil",
+            vec![HubFile::new(path, noise(1000, 3), true)],
+        )]);
+        let r = HubRef::parse("hf:org/evil").unwrap();
+        let e = client(&hub).list_files(&r).unwrap_err().to_string();
+        assert!(
+            e.contains("not a path inside the repository"),
+            "{path}: {e}"
+        );
+    }
+    // And a file handed to the downloader directly.
+    let (_, files) = gguf_repo();
+    let hub = ImitationHub::start(vec![("org/model-GGUF", files)]);
+    let r = HubRef::parse("hf:org/model-GGUF").unwrap();
+    let mut file = client(&hub).list_files(&r).unwrap().remove(1);
+    file.path = "../escaped.gguf".into();
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join("downloads");
+    std::fs::create_dir_all(&inner).unwrap();
+    let e = client(&hub)
+        .download(&r, &file, &inner, |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a path inside the repository"), "{e}");
+    assert!(!dir.path().join("escaped.gguf").exists());
+    assert!(!dir.path().join("escaped.gguf.part").exists());
+}
