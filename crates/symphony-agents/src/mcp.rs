@@ -33,6 +33,9 @@ pub const PROTOCOL_VERSION: &str = "2025-06-18";
 /// Requests that get no answer in this time fail (a tool call's own limit is the registry's).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest a request to a server may be allowed: a day.
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
+
 /// How many of a child server's last stderr lines an error quotes.
 const STDERR_LINES: usize = 20;
 
@@ -101,6 +104,16 @@ impl McpServerConfig {
 
     /// Checks that exactly one transport is given.
     pub fn validate(&self) -> Result<(), String> {
+        // Deadlines are `now + timeout`: a timeout past any clock would overflow.
+        if self
+            .timeout_secs
+            .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS)
+        {
+            return Err(format!(
+                "MCP server '{}': `timeout_secs` must be between 1 and {MAX_TIMEOUT_SECS}",
+                self.name
+            ));
+        }
         match (&self.command, &self.url) {
             (Some(c), None) if !c.is_empty() => Ok(()),
             (Some(_), None) => Err(format!("MCP server '{}': `command` is empty", self.name)),

@@ -62,6 +62,9 @@ pub const BUILTIN_TOOLS: [&str; 7] = [
 /// How long one `http_fetch` may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The longest `time_budget_secs`: a week.
+const MAX_TIME_BUDGET_SECS: u64 = 7 * 24 * 3600;
+
 /// Opens a RAG collection by name, with the embedder it was built with.
 pub type OpenCollection<'a> = dyn Fn(&str) -> Result<(Collection, Embedder), String> + 'a;
 
@@ -199,6 +202,15 @@ impl AgentSpec {
         }
         if self.max_steps == 0 {
             return invalid("`max_steps` must be at least 1".into());
+        }
+        // A run's deadline is its start plus the budget: bounded so that it cannot overflow.
+        if self
+            .time_budget_secs
+            .is_some_and(|t| t == 0 || t > MAX_TIME_BUDGET_SECS)
+        {
+            return invalid(format!(
+                "`time_budget_secs` must be between 1 and {MAX_TIME_BUDGET_SECS}"
+            ));
         }
         for tool in &self.tools {
             if !BUILTIN_TOOLS.contains(&tool.as_str()) {
@@ -446,6 +458,14 @@ mod tests {
                 "two MCP servers are named 'x'",
             ),
             ("name: a\nmodel: m\nmax_steps: 0\n", "at least 1"),
+            (
+                "name: a\nmodel: m\nmcp_servers:\n  - {name: x, url: http://h, timeout_secs: 18446744073709551615}\n",
+                "`timeout_secs` must be between 1 and 86400",
+            ),
+            (
+                "name: a\nmodel: m\ntime_budget_secs: 18446744073709551615\n",
+                "`time_budget_secs` must be between 1",
+            ),
             (
                 "name: a\nmodel: m\ntools: [http_fetch]\n",
                 "http_fetch needs `http_allow`",
