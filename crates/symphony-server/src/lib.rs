@@ -343,36 +343,51 @@ async fn authorize(State(state): State<SharedState>, mut req: Request, next: Nex
             e.into_response()
         }
     };
-    let principal = match state.auth.authenticate(bearer.as_deref()) {
+    // A WebSocket's messages are each a request, admitted one by one (`ws`); opening one
+    // only needs the room for a first.
+    let count = route != "/v1/chat/ws";
+    let what = format!("{} {route}", req.method());
+    let principal = match admit(&state, bearer.as_deref(), needed, &what, count).await {
         Ok(p) => p,
         Err(e) => return refuse(e),
     };
+    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(Credential(bearer));
+    next.run(req).await
+}
+
+/// Authenticates `bearer` and checks that it holds `needed`; an inference request (`needed`
+/// is user) is also counted against the caller's limits, or only checked against them when
+/// not `count`. `what` names the request in a refusal. Shared by every route and by each
+/// message of a WebSocket.
+pub(crate) async fn admit(
+    state: &AppState,
+    bearer: Option<&str>,
+    needed: Role,
+    what: &str,
+    count: bool,
+) -> Result<Principal, ApiError> {
+    let principal = state.auth.authenticate(bearer)?;
     if principal.role < needed {
-        return refuse(ApiError::forbidden(format!(
-            "'{}' has the role {}; {} {} needs {}",
+        return Err(ApiError::forbidden(format!(
+            "'{}' has the role {}; {what} needs {}",
             principal.name,
             principal.role.as_str(),
-            req.method(),
-            route,
             needed.as_str()
         )));
     }
     if needed == Role::User {
-        // A WebSocket's messages are each a request, admitted one by one (`ws`); opening
-        // one only needs the room for a first.
-        let admitted = if route == "/v1/chat/ws" {
-            state.limiter.check(&principal).await
-        } else {
+        let admitted = if count {
             state.limiter.admit(&principal).await
+        } else {
+            state.limiter.check(&principal).await
         };
         if let Err(e) = admitted {
             state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            return refuse(e);
+            return Err(e);
         }
     }
-    req.extensions_mut().insert(principal);
-    req.extensions_mut().insert(Credential(bearer));
-    next.run(req).await
+    Ok(principal)
 }
 
 /// The credential a request came with, so that a long-lived connection (a WebSocket) can be

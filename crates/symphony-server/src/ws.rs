@@ -5,8 +5,6 @@
 //! message is authenticated and rate-limited as a request of its own, and is held to
 //! `--max-body-bytes`.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
@@ -43,19 +41,14 @@ fn error_message(e: &ApiError) -> Message {
 /// Each message is a request of its own: the caller is authenticated again (a key revoked
 /// since the socket opened stops here) and counted against its limits.
 async fn admit(state: &SharedState, credential: &Credential) -> Result<Principal, ApiError> {
-    let principal = state.auth.authenticate(credential.0.as_deref())?;
-    if principal.role < Role::User {
-        return Err(ApiError::forbidden(format!(
-            "'{}' has the role {}; chat needs user",
-            principal.name,
-            principal.role.as_str()
-        )));
-    }
-    if let Err(e) = state.limiter.admit(&principal).await {
-        state.metrics.rate_limited.fetch_add(1, Relaxed);
-        return Err(e);
-    }
-    Ok(principal)
+    crate::admit(
+        state,
+        credential.0.as_deref(),
+        Role::User,
+        "a chat message",
+        true,
+    )
+    .await
 }
 
 async fn serve_socket(state: SharedState, credential: Credential, mut socket: WebSocket) {
