@@ -25,10 +25,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::arch::config::HF_ROPE_LAYOUT_KEY;
+use crate::arch::{self, config::HF_ROPE_LAYOUT_KEY};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, MetadataValue, TensorInfo, WeightBuffer};
-use config::{gguf_arch, hyperparameters, SUPPORTED_MODEL_TYPES};
+use config::hyperparameters;
 use quantize::{convert, OwnedTensors};
 use shards::{open_shard, shard_files};
 use tensor_names::gguf_name;
@@ -59,12 +59,14 @@ pub fn open(dir: &Path, options: LoadOptions) -> Result<GgufFile> {
         .get("model_type")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("'model_type' is missing".into()))?;
-    let arch = gguf_arch(model_type).ok_or_else(|| Error::UnsupportedArchitecture {
-        path: dir.join("config.json"),
-        arch: model_type.to_string(),
-        supported: SUPPORTED_MODEL_TYPES,
-    })?;
-    let mut metadata = hyperparameters(&config, arch).map_err(invalid)?;
+    let spec =
+        arch::by_hf_model_type(model_type).ok_or_else(|| Error::UnsupportedArchitecture {
+            path: dir.join("config.json"),
+            arch: model_type.to_string(),
+            supported: arch::hf_model_types(),
+        })?;
+    let arch = spec.gguf_name;
+    let mut metadata = hyperparameters(&config, spec).map_err(invalid)?;
     metadata.insert(HF_ROPE_LAYOUT_KEY.into(), MetadataValue::Bool(true));
     metadata.insert(
         "general.name".into(),
@@ -108,7 +110,13 @@ pub fn open(dir: &Path, options: LoadOptions) -> Result<GgufFile> {
                 n_bytes: entry.n_bytes as u64,
             };
             let bytes = &map[entry.offset..entry.offset + entry.n_bytes];
-            tensors.push(convert(info, bytes, arch, options, &mut made));
+            tensors.push(convert(
+                info,
+                bytes,
+                spec.hf_norms_plus_one,
+                options,
+                &mut made,
+            ));
         }
         buffers.push(Arc::new(WeightBuffer::Mapped(map)));
     }

@@ -53,13 +53,14 @@ impl OwnedTensors {
     }
 }
 
-/// Applies the load-time changes to one tensor: Gemma's `1 + w` norms, and quantization of
-/// matrices when asked. A changed tensor is moved into `made` (its buffer set to `usize::MAX`
-/// until the owned buffer gets its index).
+/// Applies the load-time changes to one tensor: `1 + w` norms where the architecture stores
+/// `w` (Gemma: `norms_plus_one`), and quantization of matrices when asked. A changed tensor
+/// is moved into `made` (its buffer set to `usize::MAX` until the owned buffer gets its
+/// index).
 pub(super) fn convert(
     info: TensorInfo,
     bytes: &[u8],
-    arch: &str,
+    norms_plus_one: bool,
     options: LoadOptions,
     made: &mut OwnedTensors,
 ) -> TensorInfo {
@@ -71,7 +72,7 @@ pub(super) fn convert(
         n_bytes: data.len() as u64,
         ..info.clone()
     };
-    if arch == "gemma3" && is_norm {
+    if norms_plus_one && is_norm {
         let values: Vec<f32> = to_f32(info.ggml_type, bytes)
             .iter()
             .map(|w| w + 1.0)

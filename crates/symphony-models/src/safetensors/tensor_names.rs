@@ -1,8 +1,8 @@
 //! Hugging Face tensor names to the GGUF names the architectures load by, as llama.cpp's
 //! converter maps them.
 
-/// The GGUF name of a Hugging Face tensor, as llama.cpp's converter maps it; `None` for
-/// tensors no architecture here reads.
+/// The GGUF name of a Hugging Face tensor of the architecture `arch` (its GGUF name), as
+/// llama.cpp's converter maps it; `None` for tensors no architecture here reads.
 pub(super) fn gguf_name(hf: &str, arch: &str) -> Option<String> {
     let (stem, suffix) = hf.rsplit_once('.')?;
     if !matches!(suffix, "weight" | "bias") {
@@ -20,10 +20,12 @@ pub(super) fn gguf_name(hf: &str, arch: &str) -> Option<String> {
     let rest = stem.strip_prefix("model.layers.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let gemma = arch == "gemma3";
+    // With sandwich norms (Gemma) `post_attention_layernorm` follows the attention; in the
+    // others it is the MLP's pre-norm.
+    let sandwich = crate::arch::by_gguf_name(arch).is_some_and(|a| a.hf_sandwich_norms);
     let name = match part {
         "input_layernorm" => "attn_norm".to_string(),
-        "post_attention_layernorm" if gemma => "post_attention_norm".into(),
+        "post_attention_layernorm" if sandwich => "post_attention_norm".into(),
         "post_attention_layernorm" => "ffn_norm".into(),
         "pre_feedforward_layernorm" => "ffn_norm".into(),
         "post_feedforward_layernorm" => "post_ffw_norm".into(),
