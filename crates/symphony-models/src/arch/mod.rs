@@ -16,6 +16,7 @@ pub mod mixtral;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen2_moe;
+pub mod qwen3;
 pub mod spec;
 
 pub use spec::{ArchSpec, Decoder};
@@ -29,6 +30,7 @@ pub static ARCHITECTURES: &[&ArchSpec] = &[
     &mixtral::MIXTRAL,
     &qwen2_moe::QWEN2_MOE,
     &gemma3::GEMMA3,
+    &qwen3::QWEN3,
 ];
 
 /// The architecture of a GGUF file's `general.architecture`.
