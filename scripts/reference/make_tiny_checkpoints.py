@@ -9,10 +9,11 @@ the `tokenizers` library gives for some strings, and the logits `transformers` c
 float32 for two prompts at every position.
 
 The checkpoints are committed under tests/fixtures/tiny/; the Rust tests compare against
-them. Rerun only to change the set:
+them. Rerun only to change the set; name checkpoints after the folder to remake only those
+(each keeps its seed, so the others stay byte-identical):
 
     python3 -m venv venv && venv/bin/pip install torch transformers safetensors tokenizers
-    venv/bin/python scripts/reference/make_tiny_checkpoints.py tests/fixtures/tiny
+    venv/bin/python scripts/reference/make_tiny_checkpoints.py tests/fixtures/tiny [qwen3 ...]
 """
 
 import io
@@ -210,6 +211,14 @@ MODELS = {
         torch.float32,
         None,
     ),
+    # Per-head RMSNorm of queries and keys, no Q/K/V biases, and a head size (32) that is not
+    # hidden_size / num_attention_heads (16), as in the released Qwen3 models.
+    "qwen3": (
+        "Qwen3Config",
+        dict(head_dim=32, rope_theta=1000000.0, tie_word_embeddings=True, rms_norm_eps=1e-6),
+        torch.bfloat16,
+        None,
+    ),
 }
 
 
@@ -229,13 +238,19 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
             model.lm_head.weight.mul_(4.0)
 
 
-def main(out_root: Path) -> None:
+def main(out_root: Path, only: list[str]) -> None:
+    unknown = set(only) - MODELS.keys()
+    if unknown:
+        sys.exit(f"unknown checkpoints {sorted(unknown)}: expected some of {list(MODELS)}")
     tokenizers = {
         "bpe": train_tokenizer(),
         "llama": sentencepiece_tokenizer("llama"),
         "gemma": sentencepiece_tokenizer("gemma"),
     }
+    # A checkpoint's seed is its place in MODELS: add new ones at the end.
     for seed, (name, (cls_name, overrides, dtype, shard)) in enumerate(MODELS.items()):
+        if only and name not in only:
+            continue
         out = out_root / name
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
@@ -296,4 +311,4 @@ def main(out_root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/tiny"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/tiny"), sys.argv[2:])

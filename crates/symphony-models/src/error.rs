@@ -57,7 +57,8 @@ pub enum Error {
     UnsupportedArchitecture {
         path: PathBuf,
         arch: String,
-        supported: &'static str,
+        /// The names the table of architectures knows, comma-separated.
+        supported: String,
     },
 
     // Text.

@@ -28,6 +28,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 
+pub use arch::Decoder;
 pub use chat_template::ChatTemplate;
 pub use error::{Error, Result};
 pub use gguf::GgufFile;
@@ -132,14 +133,6 @@ impl Cache {
     }
 }
 
-/// The architectures, a closed set.
-#[derive(Debug)]
-pub enum Architecture {
-    /// Llama, Mistral, Qwen2, Phi-3 and the Mixtral / Qwen2-MoE mixtures (see `arch/llama.rs`).
-    Llama(arch::llama::Llama),
-    Gemma3(arch::gemma3::Gemma3),
-}
-
 /// What `symphony models show` prints about a model file.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -162,7 +155,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     /// `None` when the file carries no `tokenizer.chat_template`.
     pub chat_template: Option<ChatTemplate>,
-    pub architecture: Architecture,
+    /// The architecture's decoder, built by its row of [`arch::ARCHITECTURES`].
+    pub decoder: Box<dyn Decoder>,
 }
 
 impl Model {
@@ -200,29 +194,19 @@ impl Model {
             }
             None => None,
         };
-        let architecture = match arch_name.as_str() {
-            "llama" | "mistral" | "qwen2" | "phi3" | "mixtral" | "qwen2moe" => {
-                let config = arch::llama::Config::from_gguf(gguf, tokenizer.n_vocab())?;
-                Architecture::Llama(arch::llama::Llama::load(gguf, config)?)
-            }
-            "gemma3" => {
-                let config = arch::gemma3::Gemma3Config::from_gguf(gguf, tokenizer.n_vocab())?;
-                Architecture::Gemma3(arch::gemma3::Gemma3::load(gguf, config)?)
-            }
-            other => {
-                return Err(Error::UnsupportedArchitecture {
-                    path: gguf.path().to_path_buf(),
-                    arch: other.to_string(),
-                    supported: arch::SUPPORTED,
-                })
-            }
-        };
-        let info = model_info(gguf, &architecture, &tokenizer);
+        let spec =
+            arch::by_gguf_name(&arch_name).ok_or_else(|| Error::UnsupportedArchitecture {
+                path: gguf.path().to_path_buf(),
+                arch: arch_name.clone(),
+                supported: arch::gguf_names(),
+            })?;
+        let decoder = (spec.load)(gguf, spec, tokenizer.n_vocab())?;
+        let info = model_info(gguf, decoder.config(), &tokenizer);
         Ok(Self {
             info,
             tokenizer,
             chat_template,
-            architecture,
+            decoder,
         })
     }
 
@@ -233,10 +217,7 @@ impl Model {
 
     /// A store of `n_blocks` KV blocks for batched forward passes.
     pub fn new_kv_store(&self, n_blocks: usize) -> KvStore {
-        let config = match &self.architecture {
-            Architecture::Llama(m) => &m.config,
-            Architecture::Gemma3(m) => &m.config.base,
-        };
+        let config = self.decoder.config();
         KvStore {
             layers: (0..config.n_layers)
                 .map(|_| KvBlocks::new(config.n_kv_heads, config.head_dim, n_blocks))
@@ -335,18 +316,12 @@ impl Model {
         // The whole pass runs on a worker of the thread pool, so the many parallel operations
         // inside it split work with the other workers directly, instead of each one handing
         // its work over from this thread and sleeping until it is done.
-        let (out, ()) = rayon::join(
-            || match &self.architecture {
-                Architecture::Llama(m) => m.forward(&batch, &mut store.layers),
-                Architecture::Gemma3(m) => m.forward(&batch, &mut store.layers),
-            },
-            || (),
-        );
+        let (out, ()) = rayon::join(|| self.decoder.forward(&batch, &mut store.layers), || ());
         out
     }
 }
 
-fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenizer) -> ModelInfo {
+fn model_info(gguf: &GgufFile, config: &arch::config::Config, tokenizer: &Tokenizer) -> ModelInfo {
     // The file's own label when it has one (a Q4_K_M file mixes Q4_K, Q6_K, Q5_0 and Q8_0
     // matrices), else the most common matrix type.
     let quantization = gguf
@@ -355,10 +330,6 @@ fn model_info(gguf: &GgufFile, architecture: &Architecture, tokenizer: &Tokenize
         .and_then(|t| file_type_name(t as u32))
         .map(String::from)
         .unwrap_or_else(|| most_common_matrix_type(gguf));
-    let config = match architecture {
-        Architecture::Llama(m) => &m.config,
-        Architecture::Gemma3(m) => &m.config.base,
-    };
     let (context_length, n_layers, embedding_length) =
         (config.context_length, config.n_layers, config.dim);
     ModelInfo {

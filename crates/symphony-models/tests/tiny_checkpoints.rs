@@ -6,7 +6,8 @@
 //! Every architecture without packaged weights is checked here: Llama (BF16, two shards),
 //! Mistral (sliding window 4), Qwen2 (F16, Q/K/V biases, tied embeddings), Phi-3 (fused
 //! projections), Gemma 3 (local/global layers, `1 + w` norms, soft-capping), Mixtral and
-//! Qwen2-MoE (top-2 of 4 experts; a gated shared expert in Qwen2-MoE).
+//! Qwen2-MoE (top-2 of 4 experts; a gated shared expert in Qwen2-MoE), Qwen3 (BF16, per-head
+//! Q/K norms, a head size apart from `hidden_size / heads`, tied embeddings).
 //!
 //! The tokenizers are the two kinds `tokenizer.json` files come in: byte-level BPE (Llama,
 //! Qwen2, the mixtures) and SentencePiece converted by transformers, with the dummy prefix
@@ -167,6 +168,11 @@ fn mixtral_experts() {
 #[test]
 fn qwen2_moe_shared_expert() {
     check("qwen2_moe");
+}
+
+#[test]
+fn qwen3_qk_norms_and_wide_heads() {
+    check("qwen3");
 }
 
 /// Quantized at load, a model stays close to the float reference. With 64-wide rows, Q8_0
@@ -341,6 +347,46 @@ fn mixtral_as_gguf_with_stacked_experts() {
     std::fs::write(&path, to_bytes(&refs, &tensors)).unwrap();
     let model = Model::load(&path).unwrap();
     assert_eq!(model.info.architecture, "llama");
+    let d = compare(&model, &reference(&dir));
+    assert!(
+        d.max_diff < F32_TOLERANCE && d.argmax_agreement == 1.0,
+        "max |logit diff| {}",
+        d.max_diff
+    );
+}
+
+/// A Qwen3 GGUF file as llama.cpp's converter writes it: architecture `qwen3`, Q and K rows
+/// left in Hugging Face's order (its rope type for `qwen3` is "neox"), so without the key that
+/// marks checkpoints read from safetensors. The architecture's own default layout must then
+/// give the same logits as the checkpoint.
+#[test]
+fn qwen3_as_gguf_uses_its_default_rope_layout() {
+    use symphony_models::arch::config::HF_ROPE_LAYOUT_KEY;
+    use symphony_models::gguf::writer::{to_bytes, TensorToWrite};
+
+    let dir = checkpoint("qwen3");
+    let source = symphony_models::safetensors::open(&dir, LoadOptions::default()).unwrap();
+    let metadata: Vec<(&str, _)> = source
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != HF_ROPE_LAYOUT_KEY)
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let tensors: Vec<TensorToWrite> = source
+        .tensors
+        .iter()
+        .map(|t| TensorToWrite {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: t.ggml_type,
+            data: source.tensor_data(t).to_vec(),
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("qwen3.gguf");
+    std::fs::write(&path, to_bytes(&metadata, &tensors)).unwrap();
+    let model = Model::load(&path).unwrap();
+    assert_eq!(model.info.architecture, "qwen3");
     let d = compare(&model, &reference(&dir));
     assert!(
         d.max_diff < F32_TOLERANCE && d.argmax_agreement == 1.0,

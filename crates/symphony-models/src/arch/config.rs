@@ -9,6 +9,18 @@ use crate::layers::RopeStyle;
 /// rotary halves), which llama.cpp's converter permutes for `llama` GGUF files.
 pub const HF_ROPE_LAYOUT_KEY: &str = "symphony.rope.hf_layout";
 
+/// What llama.cpp assumes for an architecture where a GGUF file leaves a key out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GgufDefaults {
+    /// llama.cpp's rope type: Llama checkpoints are permuted at conversion to rotate adjacent
+    /// pairs; the others keep the Hugging Face halves, as do all checkpoints read from
+    /// safetensors (which set [`HF_ROPE_LAYOUT_KEY`]).
+    pub rope_style: RopeStyle,
+    /// Whether the chosen experts' weights are renormalised (`{arch}.expert_weights_norm`):
+    /// Mixtral-style models do, Qwen2-MoE does not.
+    pub expert_weights_norm: bool,
+}
+
 /// Hyperparameters read from `{arch}.*` metadata keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -34,7 +46,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_gguf(gguf: &GgufFile, n_vocab: usize) -> Result<Self> {
+    pub fn from_gguf(gguf: &GgufFile, n_vocab: usize, defaults: &GgufDefaults) -> Result<Self> {
         let arch = gguf.architecture()?;
         let key = |name: &str| format!("{arch}.{name}");
         let get = |name: &str| -> Result<usize> { Ok(gguf.get_u64(&key(name))? as usize) };
@@ -91,10 +103,8 @@ impl Config {
                         .get_u64_opt(&key("expert_shared_feed_forward_length"))?
                         .map(|v| v as usize)
                         .filter(|&v| v > 0),
-                    // llama.cpp's defaults: Mixtral-style (`llama`) models renormalise the
-                    // chosen weights, Qwen2-MoE does not.
                     normalize_weights: gguf
-                        .get_bool_or(&key("expert_weights_norm"), arch != "qwen2moe")?,
+                        .get_bool_or(&key("expert_weights_norm"), defaults.expert_weights_norm)?,
                 })
             }
             _ => None,
@@ -145,13 +155,10 @@ impl Config {
                 .get_u64_opt(&key("attention.sliding_window"))?
                 .map(|w| w as usize)
                 .filter(|&w| w > 0),
-            // llama.cpp's rope type per architecture: Llama checkpoints are permuted at
-            // conversion to rotate adjacent pairs; the others keep the Hugging Face halves,
-            // as do all checkpoints read from safetensors (which set the key).
-            rope_style: match arch {
-                _ if gguf.get_bool_or(HF_ROPE_LAYOUT_KEY, false)? => RopeStyle::Neox,
-                "qwen2" | "qwen2moe" | "gemma3" | "phi3" => RopeStyle::Neox,
-                _ => RopeStyle::Interleaved,
+            rope_style: if gguf.get_bool_or(HF_ROPE_LAYOUT_KEY, false)? {
+                RopeStyle::Neox
+            } else {
+                defaults.rope_style
             },
             attention_scale,
             moe,

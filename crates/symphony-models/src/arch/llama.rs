@@ -1,29 +1,45 @@
 //! Llama: pre-norm decoder with RMSNorm, rotary embeddings, grouped-query attention and a
 //! SwiGLU MLP (Touvron et al. 2023, "LLaMA"; Hugging Face `modeling_llama.py`). Covers Llama
-//! 2/3, SmolLM/SmolLM2, TinyLlama and other `llama`-architecture GGUF files, and the two
-//! architectures that differ from it only in details the blocks already handle:
-//! - Qwen2 / Qwen2.5: biases on Q, K and V (loaded where the file has them), "neox" rotary
-//!   layout;
-//! - Mistral: a sliding attention window (`{arch}.attention.sliding_window`);
-//! - Phi-3: fused `attn_qkv` and gate-up `ffn_up` matrices (read as row ranges, see
-//!   `blocks.rs`), "neox" rotary layout;
-//! - Mixtral and Qwen2-MoE: a mixture-of-experts feed-forward (`{arch}.expert_count`), with
-//!   a gated shared expert in Qwen2-MoE.
+//! 2/3, SmolLM/SmolLM2, TinyLlama and other `llama`-architecture GGUF files. The decoder is
+//! shared by the architectures that differ from Llama only in details the blocks already
+//! handle, each in its own file with its own table row (Mistral, Qwen2, Qwen3, Phi-3,
+//! Mixtral, Qwen2-MoE): their rows point their `load` at [`load`] here.
 //!
 //! Weights are addressed by their GGUF names (`blk.{i}.attn_q.weight`, ...). Quantized
 //! matrices stay in the file's memory map (see `quant.rs`).
 
 use candle_core::Tensor;
 
+use super::config::GgufDefaults;
+use super::spec::{no_extra_keys, ArchSpec, Decoder};
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::layers::blocks::{
     AttentionParams, EmbeddingsAndHead, FeedForward, GateActivation, RmsNorm, SelfAttention,
 };
-use crate::layers::Rope;
 use crate::layers::{Batch, KvBlocks};
+use crate::layers::{Rope, RopeStyle};
 
 pub use super::config::Config;
+
+pub static LLAMA: ArchSpec = ArchSpec {
+    gguf_name: "llama",
+    hf_model_type: "llama",
+    gguf_defaults: GgufDefaults {
+        rope_style: RopeStyle::Interleaved,
+        expert_weights_norm: true,
+    },
+    hf_sandwich_norms: false,
+    hf_norms_plus_one: false,
+    hf_config: no_extra_keys,
+    load,
+};
+
+/// Builds the Llama decoder for an architecture that runs on it (`spec` says which).
+pub fn load(gguf: &GgufFile, spec: &'static ArchSpec, n_vocab: usize) -> Result<Box<dyn Decoder>> {
+    let config = Config::from_gguf(gguf, n_vocab, &spec.gguf_defaults)?;
+    Ok(Box::new(Llama::load(gguf, config)?))
+}
 
 #[derive(Debug)]
 struct Block {
@@ -70,9 +86,14 @@ impl Llama {
             config,
         })
     }
+}
 
-    /// Runs a batch and returns the logits of its `logit_rows`, `(rows, n_vocab)`.
-    pub fn forward(&self, batch: &Batch<'_>, kv: &mut [KvBlocks]) -> Result<Tensor> {
+impl Decoder for Llama {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn forward(&self, batch: &Batch<'_>, kv: &mut [KvBlocks]) -> Result<Tensor> {
         let c = &self.config;
         let mut x = self.ends.embed(batch.tokens)?; // (t, dim)
         let params = AttentionParams {
