@@ -17,6 +17,9 @@ pub enum Error {
     /// The run store (or an agent's memory, or a run's files) failed.
     #[error("agent runs: {0}")]
     Runs(String),
+    /// No run of this id is stored.
+    #[error("agent runs: no run '{0}' (see `symphony agent ls`)")]
+    RunNotFound(String),
     /// A decision was given for a run that waits for none.
     #[error("agent runs: the run is not waiting for an approval")]
     NotAwaitingApproval,

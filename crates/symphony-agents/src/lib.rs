@@ -20,7 +20,8 @@
 //! The layers, bottom up: [`run`] holds what every loop shares (state, events, config,
 //! checkpoints, approvals and the [`Harness`] a loop runs with) and imports no loop; the
 //! loops and the prompt budget ([`context`]) import `run`, never each other's types; the
-//! run store ([`runs`]) keeps runs in SQLite; [`drive`] runs the loop an agent names.
+//! run store ([`runs`]) keeps runs in SQLite; [`drive`] is the one way a stored run is driven
+//! (claimed, its tools built, its loop run, its episode kept), by the CLI and the server.
 //!
 //! ```
 //! use symphony_agents::{tools::Calculator, ToolRegistry};
@@ -49,7 +50,7 @@ pub mod suite;
 mod tool;
 pub mod tools;
 
-pub use drive::run_loop;
+pub use drive::{run_loop, ClaimedRun, Finished, Front};
 pub use error::Error;
 pub use mcp::{McpClient, McpServerConfig, McpTool};
 pub use model::{

@@ -153,9 +153,7 @@ impl RunStore {
             .optional()
             .map_err(db_error)?;
         let Some(holder) = holder else {
-            return Err(Error::Runs(format!(
-                "no run '{id}' (see `symphony agent ls`)"
-            )));
+            return Err(Error::RunNotFound(id.to_string()));
         };
         if let Some(holder) = holder.filter(|h| driver_alive(h)) {
             let pid = holder.split(':').next().unwrap_or_default();
@@ -270,9 +268,7 @@ impl RunStore {
             .optional()
             .map_err(db_error)?;
         let Some((spec, state, owner)) = row else {
-            return Err(Error::Runs(format!(
-                "no run '{id}' (see `symphony agent ls`)"
-            )));
+            return Err(Error::RunNotFound(id.to_string()));
         };
         let spec: AgentSpec =
             serde_json::from_str(&spec).map_err(|e| Error::Runs(e.to_string()))?;
