@@ -7,52 +7,21 @@
 //! The summary is part of the run's state, so a resumed run sees the same conversation, and
 //! the whole transcript stays in the run store: only the model's view is compressed.
 
-use serde::{Deserialize, Serialize};
 use symphony_types::{ChatMessage, Role, ToolSpec};
 
+use crate::error::Error;
 use crate::model::{CallMode, ChatModel};
-use crate::react::{Event, RunState};
+use crate::run::{Event, RunState};
+// The summary lives in the run's state; it is named here too, where it is written.
+pub use crate::run::Summary;
 
 /// Tokens kept free for the reply when the budget comes from the model's context length.
 pub const REPLY_RESERVE: usize = 512;
-
-/// Older turns of a round, summarised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    /// The round it belongs to (`RunState::round_start` when it was written).
-    pub round_start: usize,
-    /// Messages after the round's task and before this index are summarised.
-    pub upto: usize,
-    pub text: String,
-}
 
 const SUMMARY_INSTRUCTIONS: &str = "You take notes for an agent working on a task. From \
     the steps below, write down what the agent did and every fact it found that bears on the \
     task (numbers, names, values), exactly as given; leave out text that says nothing. One \
     note per line, each starting with \"- \".";
-
-/// Where the round's head (its system prompt and task) ends in `state.messages`.
-pub(crate) fn head_end(state: &RunState) -> usize {
-    let start = state.round_start.min(state.messages.len());
-    state.messages[start..]
-        .iter()
-        .position(|m| m.role == Role::User)
-        .map_or(start, |i| start + i + 1)
-}
-
-/// The summary in force for the current round, if any.
-pub(crate) fn current_summary(state: &RunState) -> Option<&Summary> {
-    state
-        .summary
-        .as_ref()
-        .filter(|s| s.round_start == state.round_start && s.upto > head_end(state))
-}
-
-/// The summary as the model reads it: its own notes, an assistant turn right after the task
-/// (so the conversation still alternates, and an answer request after it reads naturally).
-pub(crate) fn summary_message(summary: &str) -> ChatMessage {
-    ChatMessage::assistant(format!("My notes on the steps so far:\n{}", summary.trim()))
-}
 
 /// The prompt for the next turn, `extra` (messages not yet in the state) at its end, within
 /// `budget` tokens: older turns are summarised first when it would not fit.
@@ -63,7 +32,7 @@ pub(crate) fn fit(
     tools: &[ToolSpec],
     budget: Option<usize>,
     on_event: &mut dyn FnMut(&Event),
-) -> Result<Vec<ChatMessage>, crate::Error> {
+) -> Result<Vec<ChatMessage>, Error> {
     let view = |state: &RunState| {
         let mut context = state.context();
         context.extend(extra.iter().cloned());
@@ -79,8 +48,8 @@ pub(crate) fn fit(
     if tokens <= budget {
         return Ok(context);
     }
-    let head = head_end(state);
-    let from = current_summary(state).map_or(head, |s| s.upto);
+    let head = state.head_end();
+    let from = state.current_summary().map_or(head, |s| s.upto);
     // Keep the most recent turns that fit in three quarters of the budget (the summary and
     // the turns to come need the rest); a turn starts at an assistant message, so a call is
     // never parted from its result.
@@ -101,7 +70,7 @@ pub(crate) fn fit(
         }
     }
     if upto <= from {
-        return Err(crate::Error::Context(format!(
+        return Err(Error::Context(format!(
             "the prompt takes {tokens} tokens, more than the budget of {budget}, and the \
              turns that could be summarised do not make room (raise `context_tokens`)"
         )));
@@ -135,7 +104,7 @@ pub(crate) fn fit(
         text,
     });
     if after > budget {
-        return Err(crate::Error::Context(format!(
+        return Err(Error::Context(format!(
             "even with the earlier steps summarised the prompt takes {after} tokens, more \
              than the budget of {budget} (raise `context_tokens`)"
         )));
@@ -150,11 +119,11 @@ fn summarise(
     from: usize,
     upto: usize,
     budget: usize,
-) -> Result<String, crate::Error> {
-    let earlier = current_summary(state).map(|s| s.text.clone());
+) -> Result<String, Error> {
+    let earlier = state.current_summary().map(|s| s.text.clone());
     let task = state
         .messages
-        .get(head_end(state).saturating_sub(1))
+        .get(state.head_end().saturating_sub(1))
         .map_or(state.task.clone(), |m| m.content.clone());
     let steps = render(&state.messages[from..upto]);
     // The steps as written, cut (from the middle of long results) until the request fits.
@@ -245,7 +214,7 @@ mod tests {
 
     use super::*;
     use crate::model::ModelTurn;
-    use crate::react::AgentConfig;
+    use crate::run::AgentConfig;
 
     /// Counts words as tokens; answers a summary request with the facts it was given.
     #[derive(Default)]

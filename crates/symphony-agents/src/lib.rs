@@ -15,7 +15,13 @@
 //! The reasoning side: a [`ChatModel`] gives one assistant turn at a time ([`EngineChat`]
 //! runs a local model, its calls held to the tools' schemas by constrained decoding), and
 //! [`react`] runs the ReAct loop over it with step limits, loop detection and approvals,
-//! reporting each [`Event`] as it happens.
+//! reporting each [`Event`] as it happens; [`reflect`] and [`plan`] are the other loops.
+//!
+//! The layers, bottom up: [`run`] holds what every loop shares (state, events, config,
+//! checkpoints, approvals and the [`Harness`] a loop runs with) and imports no loop; the
+//! loops and the prompt budget ([`context`]) import `run`, never each other's types; the
+//! run store ([`runs`]) keeps runs in SQLite; [`drive`] is the one way a stored run is driven
+//! (claimed, its tools built, its loop run, its episode kept), by the CLI and the server.
 //!
 //! ```
 //! use symphony_agents::{tools::Calculator, ToolRegistry};
@@ -27,6 +33,8 @@
 //! ```
 
 pub mod context;
+pub mod drive;
+mod error;
 pub mod mcp;
 pub mod memory;
 pub mod model;
@@ -34,77 +42,29 @@ pub mod plan;
 pub mod react;
 pub mod reflect;
 mod registry;
+pub mod run;
 pub mod runs;
 pub mod spec;
+mod sqlite;
 pub mod suite;
 mod tool;
 pub mod tools;
 
+pub use drive::{run_loop, ClaimedRun, Finished, Front};
+pub use error::Error;
 pub use mcp::{McpClient, McpServerConfig, McpTool};
 pub use model::{
     read_turn, structured_request, turn_params, turn_request, CallMode, ChatModel, Completed,
     Completer, EngineChat, ModelTurn,
 };
-pub use plan::{run_plan, ChatFactory, PlanStep};
-pub use react::{
-    react, run_react, AgentConfig, Approval, Checkpoint, Ending, Event, RunOutcome, RunState,
-    ToolChoice,
-};
-pub use reflect::run_reflect;
+pub use plan::{plan_loop, run_plan};
+pub use react::{react, react_loop, run_react};
+pub use reflect::{reflect_loop, run_reflect};
 pub use registry::ToolRegistry;
+pub use run::{
+    AgentConfig, Approval, Approver, ChatFactory, Checkpoint, Ending, Event, Harness, InMemory,
+    PlanStep, RunOutcome, RunState, ToolChoice,
+};
 pub use runs::{Claim, RunStore, RunSummary, StoredRun};
 pub use spec::{AgentSpec, LoopKind, OpenCollection, ToolEnv};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};
-
-/// Runs (or resumes) `state` with the loop `kind`.
-#[allow(clippy::too_many_arguments)]
-/// `more` opens further sessions of the model, for the steps of a plan that can run at the
-/// same time (other loops do not use it).
-pub fn run_loop(
-    kind: LoopKind,
-    model: &mut dyn ChatModel,
-    more: Option<&ChatFactory<'_>>,
-    tools: &ToolRegistry,
-    config: &AgentConfig,
-    state: &mut RunState,
-    approve: &mut react::Approver<'_>,
-    on_event: &mut dyn FnMut(&Event),
-    checkpoint: &mut dyn Checkpoint,
-) -> Result<RunOutcome, Error> {
-    match kind {
-        LoopKind::React => run_react(model, tools, config, state, approve, on_event, checkpoint),
-        LoopKind::Reflect => {
-            run_reflect(model, tools, config, state, approve, on_event, checkpoint)
-        }
-        LoopKind::Plan => run_plan(
-            model, more, tools, config, state, approve, on_event, checkpoint,
-        ),
-    }
-}
-
-/// Errors in setting up tools and in running the model (not in calling tools: those are
-/// [`ToolError`]s, shown to the model).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("a tool named {0:?} is already registered")]
-    Duplicate(String),
-    #[error("{0:?} is not a valid tool name: use letters, digits, '_' and '-' (at most 64)")]
-    InvalidName(String),
-    #[error("invalid agent: {0}")]
-    InvalidAgent(String),
-    #[error("agent runs: {0}")]
-    Runs(String),
-    /// The run is driven by another process or thread (see [`RunStore::claim`]).
-    #[error("{0}")]
-    Busy(String),
-    #[error(transparent)]
-    Mcp(#[from] mcp::McpError),
-    #[error(transparent)]
-    Engine(#[from] symphony_engine::Error),
-    /// The prompt does not fit its token budget, even with older turns summarised.
-    #[error("context: {0}")]
-    Context(String),
-    /// A model served elsewhere (the server's scheduler) could not give a turn.
-    #[error("the model: {0}")]
-    Model(String),
-}

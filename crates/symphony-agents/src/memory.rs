@@ -62,7 +62,7 @@ fn db_error(e: rusqlite::Error) -> Error {
 impl Memory {
     /// The memories of `agent` in the file `path` (made if missing).
     pub fn open(path: &Path, agent: &str, embedder: Arc<Embedder>) -> Result<Self, Error> {
-        let conn = crate::runs::open_sqlite(
+        let conn = crate::sqlite::open_sqlite(
             path,
             "CREATE TABLE IF NOT EXISTS memories (
                  id INTEGER PRIMARY KEY,

@@ -13,11 +13,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use symphony_types::{ChatMessage, Role};
 
+use crate::error::Error;
 use crate::model::ChatModel;
-use crate::react::{
-    run_react, AgentConfig, Approver, Checkpoint, Ending, Event, RunOutcome, RunState,
-};
+use crate::react::react_loop;
 use crate::registry::ToolRegistry;
+use crate::run::{AgentConfig, Approver, Checkpoint, Ending, Event, Harness, RunOutcome, RunState};
 
 /// The rubric when an agent gives none.
 pub const DEFAULT_RUBRIC: &str = "The answer responds to every part of the task, agrees with \
@@ -77,7 +77,7 @@ fn tool_results(state: &RunState) -> String {
     format!("Tool results:\n{}\n\n", results.join("\n"))
 }
 
-/// Runs (or resumes) a reflection from `state`; see the module's description.
+/// [`reflect_loop`] with its harness given part by part.
 pub fn run_reflect(
     model: &mut dyn ChatModel,
     tools: &ToolRegistry,
@@ -86,10 +86,25 @@ pub fn run_reflect(
     approve: &mut Approver<'_>,
     on_event: &mut dyn FnMut(&Event),
     checkpoint: &mut dyn Checkpoint,
-) -> Result<RunOutcome, crate::Error> {
+) -> Result<RunOutcome, Error> {
+    let mut harness = Harness {
+        model,
+        more: None,
+        tools,
+        config,
+        approve,
+        on_event,
+        checkpoint,
+    };
+    reflect_loop(&mut harness, state)
+}
+
+/// Runs (or resumes) a reflection from `state`; see the module's description.
+pub fn reflect_loop(h: &mut Harness<'_, '_>, state: &mut RunState) -> Result<RunOutcome, Error> {
+    let config = h.config;
     let rubric = config.rubric.as_deref().unwrap_or(DEFAULT_RUBRIC);
     loop {
-        let outcome = run_react(model, tools, config, state, approve, on_event, checkpoint)?;
+        let outcome = react_loop(h, state)?;
         // Paused, or out of steps without an answer: nothing to critique.
         if outcome.ending != Ending::Answered || state.passed {
             return Ok(outcome);
@@ -108,7 +123,7 @@ pub fn run_reflect(
             ),
             ChatMessage::user(review_prompt(state, &outcome.answer, rubric)),
         ];
-        let turn = model.structured(&context, &critique_schema())?;
+        let turn = h.model.structured(&context, &critique_schema())?;
         state.count_turn(&turn);
         // The grammar guarantees the shape; a reply cut by the token limit is a failed review.
         let critique: Critique = serde_json::from_str(&turn.content).unwrap_or(Critique {
@@ -139,8 +154,8 @@ pub fn run_reflect(
             state.step_base = state.step;
         }
         // Saved before it is reported, as every step is.
-        checkpoint.save(state)?;
-        on_event(&Event::Critique {
+        h.checkpoint.save(state)?;
+        (h.on_event)(&Event::Critique {
             step: state.step,
             round: state.critiques,
             pass: critique.pass,
@@ -158,7 +173,7 @@ mod tests {
 
     use super::*;
     use crate::model::{CallMode, ModelTurn};
-    use crate::react::InMemory;
+    use crate::run::InMemory;
     use symphony_types::ToolSpec;
 
     /// Replays answers and critiques in order; stands in for the model in these tests of

@@ -12,9 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::react::{Checkpoint, RunState};
+use crate::error::Error;
+use crate::run::{Checkpoint, RunState};
 use crate::spec::AgentSpec;
-use crate::Error;
+use crate::sqlite::open_sqlite;
 
 /// The runs of one user (`$SYMPHONY_HOME/agents/runs.sqlite`).
 pub struct RunStore {
@@ -87,20 +88,6 @@ pub struct StoredRun {
     pub owner: Option<String>,
 }
 
-/// An agents' database at `path` (made, with its directory, if missing), in WAL mode with a
-/// busy timeout, `schema` applied. WAL: a committed write survives the process being killed
-/// at any moment; the timeout: the CLI and a server take turns at the same file.
-pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, Error> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Runs(format!("{}: {e}", dir.display())))?;
-    }
-    let conn = Connection::open(path).map_err(db_error)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
-        .map_err(db_error)?;
-    conn.execute_batch(schema).map_err(db_error)?;
-    Ok(conn)
-}
-
 fn db_error(e: rusqlite::Error) -> Error {
     Error::Runs(e.to_string())
 }
@@ -166,9 +153,7 @@ impl RunStore {
             .optional()
             .map_err(db_error)?;
         let Some(holder) = holder else {
-            return Err(Error::Runs(format!(
-                "no run '{id}' (see `symphony agent ls`)"
-            )));
+            return Err(Error::RunNotFound(id.to_string()));
         };
         if let Some(holder) = holder.filter(|h| driver_alive(h)) {
             let pid = holder.split(':').next().unwrap_or_default();
@@ -283,9 +268,7 @@ impl RunStore {
             .optional()
             .map_err(db_error)?;
         let Some((spec, state, owner)) = row else {
-            return Err(Error::Runs(format!(
-                "no run '{id}' (see `symphony agent ls`)"
-            )));
+            return Err(Error::RunNotFound(id.to_string()));
         };
         let spec: AgentSpec =
             serde_json::from_str(&spec).map_err(|e| Error::Runs(e.to_string()))?;
@@ -407,7 +390,7 @@ impl Checkpoint for RunCheckpoint<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::react::{AgentConfig, RunState};
+    use crate::run::{AgentConfig, RunState};
     use symphony_types::ChatMessage;
 
     #[test]

@@ -41,12 +41,12 @@ use symphony_types::ToolSpec;
 
 use crate::mcp::McpServerConfig;
 use crate::memory::{fill_template, Example, Memory, MemoryConfig, Preamble, Recall, Remember};
-use crate::react::{AgentConfig, ToolChoice, DEFAULT_INSTRUCTIONS};
+use crate::run::{AgentConfig, RunState, ToolChoice, DEFAULT_INSTRUCTIONS};
 use symphony_models::embedding::Embedder;
 use symphony_rag::Collection;
 
 use crate::tools::{Calculator, HttpFetch, RunPython, SearchDocuments, Workspace};
-use crate::{Error, McpClient, RunState, Tool, ToolError, ToolRegistry};
+use crate::{Error, McpClient, Tool, ToolError, ToolRegistry};
 
 /// The built-in tools an agent file can name.
 pub const BUILTIN_TOOLS: [&str; 7] = [

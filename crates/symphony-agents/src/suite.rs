@@ -24,9 +24,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drive::run_loop;
+use crate::run::{AgentConfig, Approval, ChatFactory, Ending, Harness, InMemory, RunState};
 use crate::spec::LoopKind;
 use crate::tools::{Calculator, Workspace};
-use crate::{run_loop, AgentConfig, Approval, ChatModel, Ending, Error, RunState, Tool};
+use crate::{ChatModel, Error, Tool};
 
 /// A suite file.
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +144,7 @@ pub fn run_task(
     task: &SuiteTask,
     loop_kind: LoopKind,
     model: &mut dyn ChatModel,
-    more: Option<&crate::ChatFactory<'_>>,
+    more: Option<&ChatFactory<'_>>,
     config: &AgentConfig,
 ) -> TaskResult {
     let started = Instant::now();
@@ -186,14 +188,16 @@ pub fn run_task(
         let mut state = RunState::new(&config, &task.task);
         run_loop(
             loop_kind,
-            model,
-            more,
-            &tools,
-            &config,
+            &mut Harness {
+                model,
+                more,
+                tools: &tools,
+                config: &config,
+                approve: &mut |_, _| Approval::Allow,
+                on_event: &mut |_| {},
+                checkpoint: &mut InMemory,
+            },
             &mut state,
-            &mut |_, _| Approval::Allow,
-            &mut |_| {},
-            &mut crate::react::InMemory,
         )
     })();
     match outcome {

@@ -7,11 +7,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use symphony_agents::{
-    run_loop, AgentConfig, AgentSpec, Approval, ChatModel, Checkpoint, Ending, EngineChat, Event,
-    LoopKind, RunState, RunStore, ToolChoice, ToolEnv,
+    AgentConfig, AgentSpec, Approval, ChatModel, Checkpoint, ClaimedRun, Ending, EngineChat, Event,
+    Front, LoopKind, RunState, RunStore, ToolChoice,
 };
 
-use symphony_agents::memory::{episode, Kind, Memory};
+use symphony_agents::memory::Memory;
 use symphony_store::Store;
 
 use crate::commands::{init_threads, open_model};
@@ -73,12 +73,12 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             };
             let vars = vars.into_iter().collect();
             let (_, state) = spec.start(&task, &vars, memory.as_deref(), embedder.as_ref())?;
-            let mut store = run_store()?;
+            let store = run_store()?;
             let id = store.create(&spec, &state, None)?;
-            drive(&mut store, &id, spec, state, memory, &flags)
+            drive(store, &id, spec, state, memory, &flags)
         }
         AgentCommand::Resume { run, flags } => {
-            let mut store = run_store()?;
+            let store = run_store()?;
             let stored = store.load(&run)?;
             if let Some(ending) = stored.state.ending {
                 anyhow::bail!("run {run} has already ended ({ending:?}); nothing to resume");
@@ -90,7 +90,7 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
                 );
             }
             let memory = open_memory(&stored.spec)?;
-            drive(&mut store, &run, stored.spec, stored.state, memory, &flags)
+            drive(store, &run, stored.spec, stored.state, memory, &flags)
         }
         AgentCommand::Approve { run, deny, flags } => {
             let mut store = run_store()?;
@@ -105,7 +105,7 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
             let verb = if deny { "denied" } else { "approved" };
             eprintln!("{verb} {} {}", call.name, call.arguments);
             let memory = open_memory(&stored.spec)?;
-            drive(&mut store, &run, stored.spec, stored.state, memory, &flags)
+            drive(store, &run, stored.spec, stored.state, memory, &flags)
         }
         AgentCommand::Ls { json } => {
             let runs = run_store()?.list()?;
@@ -146,30 +146,18 @@ pub fn agent(cmd: AgentCommand) -> Result<()> {
     }
 }
 
-/// Runs the loop for run `id` from `state`, checkpointing into the store.
+/// Drives run `id` from `state` in this terminal: claimed (not while another process, a
+/// server or another `resume`, drives it), checkpointed into the store, its events printed
+/// as they come and its answer last.
 fn drive(
-    store: &mut RunStore,
+    store: RunStore,
     id: &str,
     spec: AgentSpec,
     state: RunState,
     memory: Option<Arc<Memory>>,
     flags: &AgentRunFlags,
 ) -> Result<()> {
-    // Not while another process (a server, another `resume`) drives the same run.
-    let claim = store.claim(id)?;
-    let result = drive_claimed(store, id, spec, state, memory, flags);
-    claim.release()?;
-    result
-}
-
-fn drive_claimed(
-    store: &mut RunStore,
-    id: &str,
-    spec: AgentSpec,
-    mut state: RunState,
-    memory: Option<Arc<Memory>>,
-    flags: &AgentRunFlags,
-) -> Result<()> {
+    let run = ClaimedRun::claim(store, id, spec, state, memory)?;
     let (json, yes) = (flags.json, flags.yes);
     let open_collection = |name: &str| -> Result<_, String> {
         let collection =
@@ -178,10 +166,8 @@ fn drive_claimed(
         let embedder = load_embedder(&collection.config.embedder).map_err(|e| format!("{e:#}"))?;
         Ok((collection, embedder))
     };
-    let tools = spec.registry(ToolEnv {
-        open_collection: Some(&open_collection),
-        memory: memory.clone(),
-    })?;
+    let tools = run.tools(Some(&open_collection))?;
+    let spec = run.spec().clone();
     let model = open_model(&spec.model, None, &LoadArgs::default())?;
     let mut chat = EngineChat::new(&model)?;
     let mut approve = |name: &str, arguments: &serde_json::Value| -> Approval {
@@ -216,108 +202,27 @@ fn drive_claimed(
             let _ = stdout.flush();
             return;
         }
-        // The answer goes to stdout last; the steps before it to stderr.
-        match e {
-            Event::Thought { step, text } => eprintln!("[{step}] thought: {text}"),
-            Event::ToolCall {
-                step,
-                name,
-                arguments,
-                ..
-            } => eprintln!("[{step}] call {name} {arguments}"),
-            Event::ToolResult {
-                step,
-                output,
-                error,
-                ..
-            } => {
-                let tag = if *error { "error" } else { "result" };
-                eprintln!(
-                    "[{step}] {tag}: {}",
-                    output.trim_end().replace('\n', "\n    ")
-                );
-            }
-            Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
-            Event::Summary {
-                step,
-                messages,
-                tokens_before,
-                tokens_after,
-                text,
-            } => eprintln!(
-                "[{step}] summarised {messages} earlier messages ({tokens_before} -> \
-                 {tokens_after} prompt tokens): {}",
-                text.replace('\n', "\n    ")
-            ),
-            Event::Plan { step, steps } => {
-                eprintln!("[{step}] plan:");
-                for s in steps {
-                    let after = if s.after.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (after {:?})", s.after)
-                    };
-                    eprintln!("    {}. {}{after}", s.id, s.task);
-                }
-            }
-            Event::StepDone {
-                step,
-                id,
-                result,
-                ok,
-                ..
-            } => {
-                let tag = if *ok { "done" } else { "FAILED" };
-                eprintln!(
-                    "[{step}] step {id} {tag}: {}",
-                    result.trim_end().replace('\n', "\n    ")
-                );
-            }
-            Event::ApprovalNeeded {
-                step,
-                name,
-                arguments,
-                ..
-            } => eprintln!("[{step}] waiting for approval: {name} {arguments}"),
-            Event::Critique {
-                step,
-                round,
-                pass,
-                feedback,
-            } => {
-                let verdict = if *pass { "passes" } else { "fails" };
-                eprintln!("[{step}] critique {round}: {verdict}. {feedback}");
-            }
-            // Drafts before the final answer are shown; the final one is printed last.
-            Event::Answer { step, text } if spec.loop_kind == LoopKind::Reflect => {
-                eprintln!(
-                    "[{step}] draft: {}",
-                    text.trim_end().replace('\n', "\n    ")
-                );
-            }
-            Event::Answer { .. } => {}
-        }
+        print_event(e, spec.loop_kind);
     };
     // Steps of a plan that can run at the same time get sessions of their own.
     let open = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
         Ok(Box::new(EngineChat::new(&model)?))
     };
-    let outcome = run_loop(
-        spec.loop_kind,
-        &mut chat,
-        Some(&open),
-        &tools,
-        &spec.config(),
-        &mut state,
-        &mut approve,
-        &mut show,
-        &mut store.checkpoint(id),
-    )
-    .with_context(|| format!("running agent '{}'", spec.name))?;
-    if let (Some(memory), Ending::Answered) = (&memory, outcome.ending) {
-        // The run becomes an episode later runs of like tasks are shown.
-        memory.remember(Kind::Episode, &episode(&state.task, &outcome.answer))?;
+    let finished = run
+        .drive(
+            &tools,
+            Front {
+                chat: &mut chat,
+                more: Some(&open),
+                approve: &mut approve,
+                on_event: &mut show,
+            },
+        )
+        .with_context(|| format!("running agent '{}'", spec.name))?;
+    if let Some(e) = finished.memory_error {
+        return Err(e.into());
     }
+    let outcome = finished.outcome;
     if json {
         let summary = serde_json::json!({
             "type": "summary",
@@ -344,6 +249,91 @@ fn drive_claimed(
         anyhow::bail!("the agent stopped without an answer ({:?})", outcome.ending);
     }
     Ok(())
+}
+
+/// One event as the terminal shows it (without `--json`).
+fn print_event(e: &Event, loop_kind: LoopKind) {
+    // The answer goes to stdout last; the steps before it to stderr.
+    match e {
+        Event::Thought { step, text } => eprintln!("[{step}] thought: {text}"),
+        Event::ToolCall {
+            step,
+            name,
+            arguments,
+            ..
+        } => eprintln!("[{step}] call {name} {arguments}"),
+        Event::ToolResult {
+            step,
+            output,
+            error,
+            ..
+        } => {
+            let tag = if *error { "error" } else { "result" };
+            eprintln!(
+                "[{step}] {tag}: {}",
+                output.trim_end().replace('\n', "\n    ")
+            );
+        }
+        Event::Notice { step, text } => eprintln!("[{step}] note: {text}"),
+        Event::Summary {
+            step,
+            messages,
+            tokens_before,
+            tokens_after,
+            text,
+        } => eprintln!(
+            "[{step}] summarised {messages} earlier messages ({tokens_before} -> \
+             {tokens_after} prompt tokens): {}",
+            text.replace('\n', "\n    ")
+        ),
+        Event::Plan { step, steps } => {
+            eprintln!("[{step}] plan:");
+            for s in steps {
+                let after = if s.after.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (after {:?})", s.after)
+                };
+                eprintln!("    {}. {}{after}", s.id, s.task);
+            }
+        }
+        Event::StepDone {
+            step,
+            id,
+            result,
+            ok,
+            ..
+        } => {
+            let tag = if *ok { "done" } else { "FAILED" };
+            eprintln!(
+                "[{step}] step {id} {tag}: {}",
+                result.trim_end().replace('\n', "\n    ")
+            );
+        }
+        Event::ApprovalNeeded {
+            step,
+            name,
+            arguments,
+            ..
+        } => eprintln!("[{step}] waiting for approval: {name} {arguments}"),
+        Event::Critique {
+            step,
+            round,
+            pass,
+            feedback,
+        } => {
+            let verdict = if *pass { "passes" } else { "fails" };
+            eprintln!("[{step}] critique {round}: {verdict}. {feedback}");
+        }
+        // Drafts before the final answer are shown; the final one is printed last.
+        Event::Answer { step, text } if loop_kind == LoopKind::Reflect => {
+            eprintln!(
+                "[{step}] draft: {}",
+                text.trim_end().replace('\n', "\n    ")
+            );
+        }
+        Event::Answer { .. } => {}
+    }
 }
 
 /// `symphony agent bench`: the task suite with one loop and model.

@@ -32,10 +32,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use symphony_agents::memory::{episode, Kind, Memory};
+use symphony_agents::memory::Memory;
 use symphony_agents::{
-    run_loop, turn_params, AgentSpec, Approval, ChatModel, Checkpoint, Completed, Completer, Event,
-    RunOutcome, RunState, RunStore, StoredRun, ToolEnv, ToolRegistry,
+    turn_params, AgentSpec, Approval, ChatModel, Checkpoint, ClaimedRun, Completed, Completer,
+    Event, Finished, Front, RunState, RunStore, StoredRun, ToolRegistry,
 };
 use symphony_engine::{Constraint, GenerationParams, GrammarCompiler, Output};
 use symphony_models::embedding::Embedder;
@@ -105,18 +105,26 @@ impl LiveRun {
     }
 }
 
-fn agent_error(e: symphony_agents::Error) -> ApiError {
-    use symphony_agents::Error as E;
-    match e {
-        E::Runs(m) if m.starts_with("no run") => ApiError::new(StatusCode::NOT_FOUND, m),
-        E::Busy(m) => conflict(m),
-        e @ E::InvalidAgent(_) => ApiError::bad_request(e.to_string()),
-        e => ApiError::internal(e.to_string()),
+/// The agents' errors as HTTP answers, by kind: a missing run is 404, a run driven
+/// elsewhere or waiting for no decision 409, an invalid agent 400, the rest 500.
+impl From<symphony_agents::Error> for ApiError {
+    fn from(e: symphony_agents::Error) -> Self {
+        use symphony_agents::Error as E;
+        match e {
+            E::RunNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no run '{id}' (see `symphony agent ls`)"),
+            ),
+            E::Busy(m) => conflict(m),
+            e @ (E::NotAwaitingApproval | E::CallNotPending(_)) => conflict(e.to_string()),
+            e @ E::InvalidAgent(_) => ApiError::bad_request(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
     }
 }
 
 fn open_store(state: &SharedState) -> Result<RunStore, ApiError> {
-    RunStore::open(&state.agents.runs).map_err(agent_error)
+    Ok(RunStore::open(&state.agents.runs)?)
 }
 
 /// Whether `principal` may see and act on a run of `owner`'s: its own, or any for an admin.
@@ -133,7 +141,7 @@ async fn load_run(
     id: &str,
 ) -> Result<StoredRun, ApiError> {
     let (app, key) = (state.clone(), id.to_string());
-    let stored = blocking(move || open_store(&app)?.load(&key).map_err(agent_error)).await?;
+    let stored = blocking(move || Ok(open_store(&app)?.load(&key)?)).await?;
     if !may_access(principal, stored.owner.as_deref()) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -283,9 +291,7 @@ pub async fn start_run(
                 )?),
                 _ => None,
             };
-            let (_, run_state) = spec
-                .start(&task, &vars, memory.as_deref(), embedder.as_ref())
-                .map_err(agent_error)?;
+            let (_, run_state) = spec.start(&task, &vars, memory.as_deref(), embedder.as_ref())?;
             Ok((memory, run_state))
         })
         .await?
@@ -293,12 +299,7 @@ pub async fn start_run(
     let id = {
         let (state, spec, run_state) = (state.clone(), spec.clone(), run_state.clone());
         let owner = principal.name.clone();
-        blocking(move || {
-            open_store(&state)?
-                .create(&spec, &run_state, Some(&owner))
-                .map_err(agent_error)
-        })
-        .await?
+        blocking(move || Ok(open_store(&state)?.create(&spec, &run_state, Some(&owner))?)).await?
     };
     let live = launch(&state, &principal, &id, spec, run_state, memory).await?;
     respond(&id, live, req.stream, json!({"status": "running"}))
@@ -319,13 +320,11 @@ fn open_memory(state: &SharedState, spec: &AgentSpec) -> Result<Option<Arc<Memor
     };
     let embedder = Arc::new(load_embedder(state.registry.store(), &config.embedder)?);
     let path = state.agents.runs.with_file_name("memory.sqlite");
-    Memory::open(&path, &spec.name, embedder)
-        .map(|m| Some(Arc::new(m)))
-        .map_err(agent_error)
+    Ok(Some(Arc::new(Memory::open(&path, &spec.name, embedder)?)))
 }
 
-/// Starts (or continues) driving run `id` on a thread of its own, once its model is loaded
-/// and its tools are built; either failing is the request's error.
+/// Starts (or continues) driving run `id` on a thread of its own, once its model is loaded,
+/// the run claimed and its tools built; any of these failing is the request's error.
 async fn launch(
     state: &SharedState,
     principal: &Principal,
@@ -338,11 +337,6 @@ async fn launch(
         state.registry.get(&spec.model, None).await.map_err(|e| {
             ApiError::new(e.status, format!("agent '{}': {}", spec.name, e.message))
         })?;
-    let tools = {
-        let (spec, collections) = (spec.clone(), state.config.collections.clone());
-        let (store, memory) = (state.registry.store().clone(), memory.clone());
-        blocking(move || build_tools(&spec, &collections, &store, memory)).await?
-    };
     let live = LiveRun::new();
     {
         let mut runs = lock(&state.agents.live);
@@ -354,50 +348,53 @@ async fn launch(
         }
         runs.insert(id.to_string(), live.clone());
     }
-    // Not while another process (`symphony agent resume`, another server) drives it.
-    let claim = {
+    // Claimed first: not while another process (`symphony agent resume`, another server)
+    // drives it. A run whose tools do not build is given up again as it drops.
+    let prepared = {
         let (app, key) = (state.clone(), id.to_string());
-        blocking(move || open_store(&app)?.claim(&key).map_err(agent_error)).await
+        let collections = state.config.collections.clone();
+        blocking(move || {
+            let run = ClaimedRun::claim(open_store(&app)?, &key, spec, run_state, memory)?;
+            let tools = build_tools(&run, &collections, app.registry.store())?;
+            Ok((run, tools))
+        })
+        .await
     };
-    let claim = match claim {
-        Ok(claim) => claim,
+    let (run, tools) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
             lock(&state.agents.live).remove(id);
             return Err(e);
         }
     };
-    live.push(json!({"type": "run", "id": id, "agent": spec.name}));
+    live.push(json!({"type": "run", "id": id, "agent": run.spec().name}));
     let driver = Driver {
         app: state.clone(),
         principal: principal.clone(),
         model,
         handle: tokio::runtime::Handle::current(),
-        memory,
     };
-    let (id, follow) = (id.to_string(), live.clone());
+    let follow = live.clone();
     std::thread::Builder::new()
         .name(format!("agent {id}"))
-        .spawn(move || driver.drive(&id, claim, spec, tools, run_state, &follow))
+        .spawn(move || driver.drive(run, tools, &follow))
         .map_err(|e| ApiError::internal(format!("cannot start the run: {e}")))?;
     Ok(live)
 }
 
+/// The run's tools, its collections opened from `collections` with encoders from `store`.
 fn build_tools(
-    spec: &AgentSpec,
+    run: &ClaimedRun,
     collections: &Path,
     store: &symphony_store::Store,
-    memory: Option<Arc<Memory>>,
 ) -> Result<ToolRegistry, ApiError> {
     let open_collection = |name: &str| -> Result<(Collection, Embedder), String> {
         let collection = Collection::open(collections, name).map_err(|e| e.to_string())?;
         let embedder = load_embedder(store, &collection.config.embedder).map_err(|e| e.message)?;
         Ok((collection, embedder))
     };
-    spec.registry(ToolEnv {
-        open_collection: Some(&open_collection),
-        memory,
-    })
-    .map_err(|e| ApiError::internal(format!("agent '{}': {e}", spec.name)))
+    run.tools(Some(&open_collection))
+        .map_err(|e| ApiError::internal(format!("agent '{}': {e}", run.spec().name)))
 }
 
 /// 202 with the run's id and where to follow it, or its events as they come.
@@ -449,7 +446,7 @@ pub async fn list_runs(
     Extension(principal): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     let app = state.clone();
-    let runs = blocking(move || open_store(&app)?.list().map_err(agent_error)).await?;
+    let runs = blocking(move || Ok(open_store(&app)?.list()?)).await?;
     let data: Vec<Value> = runs
         .into_iter()
         .filter(|r| may_access(&principal, r.owner.as_deref()))
@@ -557,17 +554,14 @@ pub async fn approve_run(
     let (app, key, approve) = (state.clone(), id.clone(), req.approve);
     let (stored, call) = blocking(move || {
         let mut store = open_store(&app)?;
-        let mut stored = store.load(&key).map_err(agent_error)?;
+        let mut stored = store.load(&key)?;
         let call = stored
             .state
             .decide(approve)
             .map_err(|e| conflict(format!("run {key}: {e}")))?;
         // Stored before anything runs: a run stopped now carries the decision out when
         // resumed, without asking again.
-        store
-            .checkpoint(&key)
-            .save(&stored.state)
-            .map_err(agent_error)?;
+        store.checkpoint(&key).save(&stored.state)?;
         Ok((stored, call))
     })
     .await?;
@@ -633,8 +627,6 @@ struct Driver {
     principal: Principal,
     model: Loaded,
     handle: tokio::runtime::Handle,
-    /// Where an answered run is kept as an episode.
-    memory: Option<Arc<Memory>>,
 }
 
 impl Driver {
@@ -652,63 +644,50 @@ impl Driver {
         })
     }
 
-    fn drive(
-        self,
-        id: &str,
-        claim: symphony_agents::Claim,
-        spec: AgentSpec,
-        tools: ToolRegistry,
-        mut run: RunState,
-        live: &LiveRun,
-    ) {
-        let result = (|| -> Result<RunOutcome, symphony_agents::Error> {
-            let mut store = RunStore::open(&self.app.agents.runs)?;
-            let outcome = (|| {
-                let mut chat = self.chat()?;
-                let more = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
-                    Ok(Box::new(self.chat()?))
-                };
-                // No one to ask on the server: the run waits for POST .../approve.
-                let mut approve = |_: &str, _: &Value| Approval::Pause;
-                let mut on_event =
-                    |e: &Event| live.push(serde_json::to_value(e).unwrap_or_default());
-                run_loop(
-                    spec.loop_kind,
-                    &mut chat,
-                    Some(&more),
-                    &tools,
-                    &spec.config(),
-                    &mut run,
-                    &mut approve,
-                    &mut on_event,
-                    &mut store.checkpoint(id),
-                )
-            })();
-            claim.release()?;
-            outcome
+    /// Drives `run` to its end or a pause, its events to `live`; the last event says how
+    /// it ended, or why it failed.
+    fn drive(self, run: ClaimedRun, tools: ToolRegistry, live: &LiveRun) {
+        let (id, agent) = (run.id().to_string(), run.spec().name.clone());
+        let result = (|| -> Result<Finished, symphony_agents::Error> {
+            let mut chat = self.chat()?;
+            let more = || -> Result<Box<dyn ChatModel + Send + '_>, symphony_agents::Error> {
+                Ok(Box::new(self.chat()?))
+            };
+            // No one to ask on the server: the run waits for POST .../approve.
+            let mut approve = |_: &str, _: &Value| Approval::Pause;
+            let mut on_event = |e: &Event| live.push(serde_json::to_value(e).unwrap_or_default());
+            run.drive(
+                &tools,
+                Front {
+                    chat: &mut chat,
+                    more: Some(&more),
+                    approve: &mut approve,
+                    on_event: &mut on_event,
+                },
+            )
         })();
-        if let (Some(memory), Ok(outcome)) = (&self.memory, &result) {
-            if outcome.ending == symphony_agents::Ending::Answered {
-                let kept = memory.remember(Kind::Episode, &episode(&run.task, &outcome.answer));
-                if let Err(e) = kept {
+        match result {
+            Ok(Finished {
+                outcome,
+                memory_error,
+            }) => {
+                if let Some(e) = memory_error {
                     crate::log_json(
                         json!({"event": "agent_memory_failed", "run": id, "error": e.to_string()}),
                     );
                 }
+                live.push(json!({
+                    "type": "summary",
+                    "id": id,
+                    "agent": agent,
+                    "ending": outcome.ending,
+                    "answer": outcome.answer,
+                    "steps": outcome.steps,
+                    "tool_calls": outcome.tool_calls,
+                    "prompt_tokens": outcome.prompt_tokens,
+                    "completion_tokens": outcome.completion_tokens,
+                }))
             }
-        }
-        match result {
-            Ok(outcome) => live.push(json!({
-                "type": "summary",
-                "id": id,
-                "agent": spec.name,
-                "ending": outcome.ending,
-                "answer": outcome.answer,
-                "steps": outcome.steps,
-                "tool_calls": outcome.tool_calls,
-                "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens,
-            })),
             Err(e) => {
                 crate::log_json(
                     json!({"event": "agent_run_failed", "run": id, "error": e.to_string()}),
@@ -716,7 +695,7 @@ impl Driver {
                 live.push(json!({"type": "error", "id": id, "message": e.to_string()}));
             }
         }
-        lock(&self.app.agents.live).remove(id);
+        lock(&self.app.agents.live).remove(&id);
         live.finish();
     }
 }

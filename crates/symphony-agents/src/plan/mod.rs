@@ -16,204 +16,30 @@
 //! the run's conversation (named `plan` and `step N`), checkpointed as they come. A run
 //! stopped inside a step redoes that step when resumed; finished steps are not redone.
 
+mod planner;
+
 use std::collections::BTreeMap;
 use std::thread;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use symphony_types::{ChatMessage, Role};
 
+use crate::error::Error;
 use crate::model::{CallMode, ChatModel};
-use crate::react::{
-    react, AgentConfig, Approval, Approver, Checkpoint, Ending, Event, RunOutcome, RunState,
+use crate::react::react;
+use crate::registry::ToolRegistry;
+use crate::run::{
+    AgentConfig, Approval, Approver, Checkpoint, Ending, Event, Harness, RunOutcome, RunState,
     ToolChoice,
 };
-use crate::registry::ToolRegistry;
-
-/// Opens another session on the same model, for steps that run at the same time.
-pub type ChatFactory<'m> =
-    dyn Fn() -> Result<Box<dyn ChatModel + Send + 'm>, crate::Error> + Sync + 'm;
-
-/// A plan has at most this many steps.
-pub const MAX_PLAN_STEPS: usize = 6;
+pub use planner::MAX_PLAN_STEPS;
+use planner::{done_so_far, make_plan, progress, step_name};
+// Named here too, where they were first defined.
+pub use crate::run::{ChatFactory, PlanStep};
 
 /// Plans made again after a failed step, at most.
 pub const MAX_REPLANS: usize = 2;
 
-const PLAN: &str = "plan";
-
-/// One worked example in the planner's prompt: small models copy the shape of a plan far
-/// better than they follow a description of it.
-const PLAN_EXAMPLE: &str = "For example, for the task \"Which quarter sold more, q1.txt or \
-q2.txt, and by how much?\" a good plan is: {\"steps\": [{\"id\": 1, \"task\": \"Read q1.txt \
-and report its sales\", \"after\": []}, {\"id\": 2, \"task\": \"Read q2.txt and report its \
-sales\", \"after\": []}, {\"id\": 3, \"task\": \"Subtract the smaller sales figure from the \
-larger\", \"after\": [1, 2]}]}";
-
-/// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanStep {
-    pub id: u32,
-    pub task: String,
-    /// The steps whose results this one needs.
-    #[serde(default)]
-    pub after: Vec<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Plan {
-    steps: Vec<PlanStep>,
-}
-
-fn plan_schema() -> Value {
-    let id = json!({"type": "integer", "minimum": 1, "maximum": MAX_PLAN_STEPS});
-    json!({
-        "type": "object",
-        "properties": {
-            "steps": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_PLAN_STEPS,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": id,
-                        "task": {"type": "string", "maxLength": 300},
-                        "after": {"type": "array", "items": id, "maxItems": MAX_PLAN_STEPS - 1},
-                    },
-                    "required": ["id", "task", "after"],
-                    "additionalProperties": false,
-                },
-            },
-        },
-        "required": ["steps"],
-        "additionalProperties": false,
-        // Spaced as models write JSON; small models lose the thread in compact JSON.
-        "x-guidance": {"whitespace_flexible": false, "key_separator": ": ", "item_separator": ", "},
-    })
-}
-
-/// Makes a plan usable whatever the model wrote: ids unique and numbered 1.., dependencies
-/// only on steps listed earlier (so there is no cycle), empty tasks dropped.
-fn normalise(plan: Plan) -> Vec<PlanStep> {
-    let mut renumbered: BTreeMap<u32, u32> = BTreeMap::new();
-    let mut steps: Vec<PlanStep> = Vec::new();
-    for step in plan.steps {
-        if step.task.trim().is_empty() {
-            continue;
-        }
-        let id = steps.len() as u32 + 1;
-        let mut after: Vec<u32> = step
-            .after
-            .iter()
-            .filter_map(|a| renumbered.get(a).copied())
-            .collect();
-        after.sort_unstable();
-        after.dedup();
-        renumbered.entry(step.id).or_insert(id);
-        steps.push(PlanStep {
-            id,
-            task: step.task.trim().to_string(),
-            after,
-        });
-    }
-    steps
-}
-
-fn step_name(id: u32) -> String {
-    format!("step {id}")
-}
-
-/// The step id a message name gives, and whether the step failed (`step 2 failed`).
-fn parse_step_name(name: &str) -> Option<(u32, bool)> {
-    let rest = name.strip_prefix("step ")?;
-    match rest.strip_suffix(" failed") {
-        Some(id) => Some((id.parse().ok()?, true)),
-        None => Some((rest.parse().ok()?, false)),
-    }
-}
-
-/// What a plan run has done since its last plan: the plan, and each finished step's result
-/// (`Err` for a failed step).
-struct Progress {
-    plan: Vec<PlanStep>,
-    results: BTreeMap<u32, Result<String, String>>,
-    plans_made: usize,
-}
-
-fn progress(state: &RunState) -> Option<Progress> {
-    let plans_made = state
-        .messages
-        .iter()
-        .filter(|m| m.name.as_deref() == Some(PLAN))
-        .count();
-    let at = state
-        .messages
-        .iter()
-        .rposition(|m| m.name.as_deref() == Some(PLAN))?;
-    let plan: Plan = serde_json::from_str(&state.messages[at].content).ok()?;
-    let mut results = BTreeMap::new();
-    for m in &state.messages[at + 1..] {
-        let Some((id, failed)) = m.name.as_deref().and_then(parse_step_name) else {
-            continue;
-        };
-        let result = if failed {
-            Err(m.content.clone())
-        } else {
-            Ok(m.content.clone())
-        };
-        results.insert(id, result);
-    }
-    Some(Progress {
-        plan: plan.steps,
-        results,
-        plans_made,
-    })
-}
-
-/// Everything finished so far, in every plan of the run, for prompts.
-fn done_so_far(state: &RunState) -> Vec<String> {
-    let mut tasks: BTreeMap<u32, String> = BTreeMap::new();
-    let mut done = Vec::new();
-    for m in &state.messages {
-        match m.name.as_deref() {
-            Some(PLAN) => {
-                if let Ok(plan) = serde_json::from_str::<Plan>(&m.content) {
-                    tasks = plan.steps.into_iter().map(|s| (s.id, s.task)).collect();
-                }
-            }
-            Some(name) => {
-                let Some((id, failed)) = parse_step_name(name) else {
-                    continue;
-                };
-                let task = tasks.get(&id).map_or("?", String::as_str);
-                let outcome = if failed { "FAILED: " } else { "" };
-                done.push(format!("- {task} → {outcome}{}", m.content.trim()));
-            }
-            _ => {}
-        }
-    }
-    done
-}
-
-fn tool_list(tools: &ToolRegistry) -> String {
-    tools
-        .specs()
-        .iter()
-        .map(|s| {
-            format!(
-                "- {}: {}",
-                s.name,
-                s.description.as_deref().unwrap_or("(no description)")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Runs (or resumes) a plan-and-execute run from `state`; see the module's description.
-/// `more` opens further sessions for steps that can run at the same time; without it steps
-/// run one after another.
+/// [`plan_loop`] with its harness given part by part.
 #[allow(clippy::too_many_arguments)]
 pub fn run_plan(
     model: &mut dyn ChatModel,
@@ -224,10 +50,27 @@ pub fn run_plan(
     approve: &mut Approver<'_>,
     on_event: &mut dyn FnMut(&Event),
     checkpoint: &mut dyn Checkpoint,
-) -> Result<RunOutcome, crate::Error> {
+) -> Result<RunOutcome, Error> {
+    let mut harness = Harness {
+        model,
+        more,
+        tools,
+        config,
+        approve,
+        on_event,
+        checkpoint,
+    };
+    plan_loop(&mut harness, state)
+}
+
+/// Runs (or resumes) a plan-and-execute run from `state`; see the module's description.
+/// `h.more` opens further sessions for steps that can run at the same time; without it
+/// steps run one after another.
+pub fn plan_loop(h: &mut Harness<'_, '_>, state: &mut RunState) -> Result<RunOutcome, Error> {
     if state.step == 0 {
-        checkpoint.save(state)?;
+        h.checkpoint.save(state)?;
     }
+    let tools = h.tools;
     // The run's own system prompt (its vars filled, memories and examples chosen when it
     // started) is what the planner and the steps are told, resumed or not: the caller's
     // config may only know the agent file's defaults.
@@ -237,10 +80,10 @@ pub fn run_plan(
         .filter(|m| m.role == Role::System)
         .map(|m| AgentConfig {
             instructions: m.content.clone(),
-            ..config.clone()
+            ..h.config.clone()
         });
-    let config = own.as_ref().unwrap_or(config);
-    let parallel_ok = more.is_some()
+    let config = own.as_ref().unwrap_or(h.config);
+    let parallel_ok = h.more.is_some()
         && !tools
             .names()
             .any(|n| tools.get(n).is_some_and(|t| t.needs_approval()));
@@ -258,7 +101,7 @@ pub fn run_plan(
                     .as_ref()
                     .is_some_and(|p| p.plans_made <= MAX_REPLANS));
         if replan {
-            make_plan(model, tools, config, state, on_event, checkpoint)?;
+            make_plan(h, config, state)?;
             continue;
         }
         let progress = progress.expect("planned");
@@ -275,7 +118,7 @@ pub fn run_plan(
                 .collect()
         };
         if ready.is_empty() {
-            return answer(model, state, on_event, checkpoint);
+            return answer(h, state);
         }
         let results: BTreeMap<u32, String> = progress
             .results
@@ -320,14 +163,14 @@ pub fn run_plan(
         };
         let config = &step_config;
         let mut finished: Vec<(PlanStep, StepRun)> = Vec::new();
-        match more {
+        match h.more {
             Some(open) if parallel_ok && ready.len() > 1 => {
                 let prompts: Vec<String> = ready.iter().map(prompt).collect();
                 let runs = thread::scope(|scope| {
                     let handles: Vec<_> = prompts
                         .iter()
                         .map(|p| {
-                            scope.spawn(move || -> Result<StepRun, crate::Error> {
+                            scope.spawn(move || -> Result<StepRun, Error> {
                                 let mut chat = open()?;
                                 let mut events = Vec::new();
                                 let outcome = react(
@@ -354,7 +197,14 @@ pub fn run_plan(
             _ => {
                 // One step at a time, its events live.
                 let step = ready.into_iter().next().expect("not empty");
-                let outcome = react(model, tools, config, &prompt(&step), approve, on_event)?;
+                let outcome = react(
+                    h.model,
+                    tools,
+                    config,
+                    &prompt(&step),
+                    h.approve,
+                    h.on_event,
+                )?;
                 finished.push((
                     step,
                     StepRun {
@@ -366,9 +216,9 @@ pub fn run_plan(
         }
         for (step, run) in finished {
             for e in &run.events {
-                on_event(e);
+                (h.on_event)(e);
             }
-            record_step(state, &step, &run.outcome, on_event, checkpoint)?;
+            record_step(h, state, &step, &run.outcome)?;
         }
     }
 }
@@ -380,12 +230,11 @@ struct StepRun {
 }
 
 fn record_step(
+    h: &mut Harness<'_, '_>,
     state: &mut RunState,
     step: &PlanStep,
     outcome: &RunOutcome,
-    on_event: &mut dyn FnMut(&Event),
-    checkpoint: &mut dyn Checkpoint,
-) -> Result<(), crate::Error> {
+) -> Result<(), Error> {
     let results: Vec<&ChatMessage> = outcome
         .messages
         .iter()
@@ -414,8 +263,8 @@ fn record_step(
         format!("{} failed", step_name(step.id))
     });
     state.messages.push(message);
-    checkpoint.save(state)?;
-    on_event(&Event::StepDone {
+    h.checkpoint.save(state)?;
+    (h.on_event)(&Event::StepDone {
         step: state.step,
         id: step.id,
         task: step.task.clone(),
@@ -425,78 +274,8 @@ fn record_step(
     Ok(())
 }
 
-fn make_plan(
-    model: &mut dyn ChatModel,
-    tools: &ToolRegistry,
-    config: &AgentConfig,
-    state: &mut RunState,
-    on_event: &mut dyn FnMut(&Event),
-    checkpoint: &mut dyn Checkpoint,
-) -> Result<(), crate::Error> {
-    let done = done_so_far(state);
-    let done = if done.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "Done so far (plan only what is still missing; a failed step needs another way):\n{}\n\n",
-            done.join("\n")
-        )
-    };
-    let request = format!(
-        "Task: {}\n\nTools the steps can use:\n{}\n\n{done}Break the task into the fewest \
-         steps that do it (at most {MAX_PLAN_STEPS}). Each step is one instruction for an \
-         assistant with these tools. `after` lists the ids of the steps whose results a step \
-         needs; steps that do not need each other's results leave it empty, so they can run \
-         at the same time. Do not repeat a step.\n\n{PLAN_EXAMPLE}\n\nReply in JSON.",
-        state.task,
-        tool_list(tools),
-    );
-    let context = vec![
-        ChatMessage::system(format!(
-            "{}\nYou plan before acting: you write plans, not answers.",
-            config.instructions
-        )),
-        ChatMessage::user(request),
-    ];
-    let turn = model.structured(&context, &plan_schema())?;
-    state.count_turn(&turn);
-    let steps = match serde_json::from_str::<Plan>(&turn.content) {
-        Ok(plan) => normalise(plan),
-        Err(_) => Vec::new(),
-    };
-    // A plan cut off or empty: the task itself is the one step.
-    let steps = if steps.is_empty() {
-        vec![PlanStep {
-            id: 1,
-            task: state.task.clone(),
-            after: Vec::new(),
-        }]
-    } else {
-        steps
-    };
-    let mut message = ChatMessage::assistant(
-        serde_json::to_string(&Plan {
-            steps: steps.clone(),
-        })
-        .expect("a plan serialises"),
-    );
-    message.name = Some(PLAN.to_string());
-    state.messages.push(message);
-    checkpoint.save(state)?;
-    on_event(&Event::Plan {
-        step: state.step,
-        steps,
-    });
-    Ok(())
-}
-
 /// The final answer, written from the steps' results in a fresh round.
-fn answer(
-    model: &mut dyn ChatModel,
-    state: &mut RunState,
-    on_event: &mut dyn FnMut(&Event),
-    checkpoint: &mut dyn Checkpoint,
-) -> Result<RunOutcome, crate::Error> {
+fn answer(h: &mut Harness<'_, '_>, state: &mut RunState) -> Result<RunOutcome, Error> {
     let request = format!(
         "Results of the steps:\n{}\n\nUsing these results, answer my question: {}",
         done_so_far(state).join("\n"),
@@ -504,7 +283,7 @@ fn answer(
     );
     state.round_start = state.messages.len();
     state.messages.push(ChatMessage::user(request));
-    let turn = model.turn(&state.context(), &[], CallMode::Answer)?;
+    let turn = h.model.turn(&state.context(), &[], CallMode::Answer)?;
     state.count_turn(&turn);
     state.ending = Some(if turn.content.is_empty() {
         Ending::StepLimit
@@ -514,8 +293,8 @@ fn answer(
     state
         .messages
         .push(ChatMessage::assistant(turn.content.clone()));
-    checkpoint.save(state)?;
-    on_event(&Event::Answer {
+    h.checkpoint.save(state)?;
+    (h.on_event)(&Event::Answer {
         step: state.step,
         text: turn.content,
     });
@@ -525,6 +304,8 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::model::ModelTurn;
@@ -659,28 +440,6 @@ mod tests {
                 .all(|s| s.starts_with("You keep the books of Acme.")),
             "{:?}",
             model.systems
-        );
-    }
-
-    #[test]
-    fn any_plan_is_made_acyclic_with_unique_ids() {
-        let plan: Plan = serde_json::from_value(json!({"steps": [
-            step(3, "a", &[2]),
-            step(3, "b", &[3, 3]),
-            step(5, " ", &[]),
-            step(1, "c", &[3, 4, 1]),
-        ]}))
-        .unwrap();
-        let steps = normalise(plan);
-        let shape: Vec<(u32, &str, Vec<u32>)> = steps
-            .iter()
-            .map(|s| (s.id, s.task.as_str(), s.after.clone()))
-            .collect();
-        // 2 is not listed before 'a': dropped. 3 means the first step called 3. The empty
-        // task is dropped; 'c' refers to itself (1 was not listed before it): dropped.
-        assert_eq!(
-            shape,
-            [(1, "a", vec![]), (2, "b", vec![1]), (3, "c", vec![1])]
         );
     }
 
