@@ -15,7 +15,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::quant::GgmlType;
+use crate::ggml_type::GgmlType;
 
 const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -657,7 +657,7 @@ impl<'a> Reader<'a> {
 /// Writing GGUF files, for tests and tools that build small models. Only what the reader needs.
 pub mod writer {
     use super::MetadataValue;
-    use crate::quant::GgmlType;
+    use crate::ggml_type::GgmlType;
 
     /// A tensor to write: name, ggml-order dims, type and raw bytes.
     pub struct TensorToWrite {

@@ -49,8 +49,8 @@ pub use q8::{quantize_q8_0, quantize_q8_1, quantize_q8_k, quantize_q8_k_rows, Ro
 pub use q8_0::{dot_q8_0_q8_0, matmul_q8_0};
 
 /// Our kernel for `ggml_type`; `None` for the types we leave to candle.
-pub fn kernel_for(ggml_type: crate::quant::GgmlType) -> Option<MatmulKernel> {
-    use crate::quant::GgmlType as T;
+pub fn kernel_for(ggml_type: crate::ggml_type::GgmlType) -> Option<MatmulKernel> {
+    use crate::ggml_type::GgmlType as T;
     Some(match ggml_type {
         T::Q4_1 => matmul_q4_1,
         T::Q5_0 => matmul_q5_0,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::json::read_json;
 use crate::error::{Error, Result};
-use crate::quant::GgmlType;
+use crate::ggml_type::GgmlType;
 
 /// A tensor's entry in a safetensors header, checked against the file.
 pub(super) struct ShardEntry {
