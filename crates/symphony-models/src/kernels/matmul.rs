@@ -1,10 +1,15 @@
 //! The quantized matmul driver: activations quantized once per row (in parallel for a
 //! batch), then output columns split into tasks of [`COLS_PER_TASK`] weight rows, each task
-//! meeting its rows with every activation row: tiles where the type has them, groups of
-//! [`ROW_GROUP`] rows, then the rows left one by one. Every path gives each output the
-//! one-row kernel's value bit for bit, so the batch shape never changes a result beyond what
+//! writing its own columns straight into the output ([`par_column_tasks`]).
+//!
+//! A task meets its weight rows with the activation rows [`ROW_GROUP`] at a time, each group
+//! with all its weight rows before the next, so both stay in L1: through the type's tile
+//! where it has one and the batch allows, else the grouped row kernel (`dot_*_rows::<4>`,
+//! each activation row keeping its own accumulators). Rows outside groups of four (all of
+//! decode's) meet the task's weight rows in one call per activation row (`Kernels::dot`, the
+//! row kernel inlined into the loop by `rows::each_row`). Every path gives each output the
+//! one-row kernel's value bit for bit, so the batch shape changes a result only where
 //! ggml's own kernel choice does ([`RowPlace`]).
-
 use rayon::prelude::*;
 
 use super::layout::{ROW_GROUP, TILE_COLS};

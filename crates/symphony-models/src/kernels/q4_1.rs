@@ -6,7 +6,9 @@
 
 use half::f16;
 
-use super::lanes::{hsum8, Lanes};
+#[cfg(simd_avx2)]
+use super::lanes::hsum8;
+use super::lanes::Lanes;
 use super::layout::{BlockQ8_1, Q4_1_BLOCK_BYTES, QK};
 #[cfg(simd_avx2)]
 use super::layout::{ROW_GROUP, TILE_COLS};

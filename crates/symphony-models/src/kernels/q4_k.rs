@@ -4,6 +4,8 @@
 //! for each pair of 32-element sub-blocks, and the one-row kernel (gemv) adds a
 //! super-block's four pairs before its FMA where the four-row kernel (gemm) does one FMA per
 //! pair. [`RowPlace`] says which a row gets, so results match llama.cpp's batch by batch.
+//! With AVX-512 the one-row kernel forms a super-block's two exact totals two runs per
+//! register (`simd::q4_k_total`); the order of exact integer sums is free.
 
 use half::f16;
 

@@ -3,7 +3,8 @@
 //! follow ggml's x86 `ggml_vec_dot_q6_K_q8_K` (eight integer lanes per super-block, the
 //! offset of 32 taken off through the activation sums, one FMA per lane, `hsum_float_8`);
 //! larger batches follow ggml's tiled matmul (each super-block's exact integer sum times the
-//! weight scale, fused with the activation scale into one accumulator).
+//! weight scale, fused with the activation scale into one accumulator). With AVX-512 the
+//! one-row kernel unpacks and multiplies in registers (`simd::q6_k_row_lanes`).
 
 use half::f16;
 

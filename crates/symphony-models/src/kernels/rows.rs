@@ -2,6 +2,12 @@
 //! two or four side by side for decode on AVX-512 ([`each_row_four`], `rows_of`), and
 //! `signed_rows`, `R` activation rows against one row of signed-byte blocks (Q8_0, Q5_0)
 //! with each row's lanes in registers.
+//!
+//! With AVX-512, Q5_0 and Q8_0 decode four weight rows at a time (`rows_of` over
+//! `simd::row_pair_lanes`: each pair of rows in one 512-bit register, row A's lanes low, row
+//! B's high, against the activation block repeated), prefetching a line of the rows after
+//! next per block, since rows read side by side lose the hardware prefetcher on some row
+//! lengths.
 
 #[cfg(simd_avx2)]
 use half::f16;

@@ -1,8 +1,22 @@
 //! Tiles: [`TILE_COLS`] weight rows computed against [`ROW_GROUP`] activation rows at once,
 //! from the rows rearranged ([`pack_tile`]) so that one register holds a few bytes of each.
 //! Each quantization type says whether it has a tile kernel ([`Tile`]); the matmul driver
-//! uses it where the batch is large enough.
-
+//! uses it where the batch is large enough, each task preparing its rows once (`pack`, or
+//! none where the kernel reads the stored rows). Two shapes, after how ggml rounds:
+//!
+//! - lanes per output (Q4_1, Q5_0, Q8_0: ggml rounds these per lane of a block's products):
+//!   `simd::tile_lanes` gives every (weight row, activation row) its own eight lanes and does
+//!   per block what the grouped kernel does, the weights as unsigned bytes (Q4_1's nibbles
+//!   from the stored rows; Q5_0 unpacked once per task, `w + 16`; Q8_0 from the stored rows
+//!   with the top bit flipped, `w + 128`, VNNI only), the offset taken off as `OFFSET · Σx`
+//!   in the sums' starting value, formed once per activation block. With AVX-512 two
+//!   activation rows share a 512-bit register (lanes 0..8 and 8..16) and all eight weight
+//!   rows' accumulators live at once.
+//! - rows in the lanes (Q4_K, Q6_K: ggml sums their products exactly before rounding): the
+//!   packers rearrange eight rows so that lane `j` of every register is row `j`'s, as ggml
+//!   repacks Q4_K at load; no horizontal sums. Q6_K's tile serves batches of 8 rows or more
+//!   only ([`Tile::min_rows`]), where ggml uses its tiled matmul; below that ggml's
+//!   `vec_dot` rounds per lane.
 use super::layout::{ROW_GROUP, TILE_COLS};
 
 /// A kernel that computes [`TILE_COLS`] weight rows against [`ROW_GROUP`] activation rows
