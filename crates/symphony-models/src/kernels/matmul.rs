@@ -169,6 +169,7 @@ pub(super) fn matmul<A: Send + Sync>(
         if groups < m {
             let rows = &weights[first * row_bytes..(first + cols) * row_bytes];
             let mut values = [0f32; COLS_PER_TASK];
+            #[allow(clippy::needless_range_loop)] // `r` is also the output row
             for r in groups..m {
                 dot(
                     rows,
