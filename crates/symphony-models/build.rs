@@ -1,6 +1,6 @@
 //! Names the kernels' SIMD conditions once: `cfg(simd_avx2)` when the crate is compiled for
 //! x86-64 with AVX2 and FMA (`.cargo/config.toml` builds for the host CPU), and
-//! `cfg(simd_avx512)` when AVX-512 (F, BW, DQ, VL) and its VNNI are there too, so kernels.rs
+//! `cfg(simd_avx512)` when AVX-512 (F, BW, DQ, VL) and its VNNI are there too, so kernels/
 //! does not repeat the feature lists at every fork.
 
 fn main() {

@@ -17,6 +17,7 @@ pub mod arch;
 pub mod chat_template;
 pub mod embedding;
 mod error;
+mod ggml_type;
 pub mod gguf;
 pub mod kernels;
 pub mod layers;

@@ -5,8 +5,8 @@
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, GgmlType as Block};
 
 use super::shards::to_f32;
+use crate::ggml_type::GgmlType;
 use crate::gguf::TensorInfo;
-use crate::quant::GgmlType;
 
 /// Quantization applied to a checkpoint's matrices as it loads (`--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

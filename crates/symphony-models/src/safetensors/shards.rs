@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::json::read_json;
 use crate::error::{Error, Result};
-use crate::quant::GgmlType;
+use crate::ggml_type::GgmlType;
 
 /// A tensor's entry in a safetensors header, checked against the file.
 pub(super) struct ShardEntry {
@@ -129,9 +129,12 @@ pub(super) fn open_shard(path: &Path) -> Result<(Mmap, Vec<ShardEntry>)> {
     Ok((map, entries))
 }
 
+/// Tensors by name, each as its shape and its values widened to F32.
+pub(crate) type F32Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Every tensor of the checkpoint in `dir`, as F32 values with its shape, by name: for the
 /// small encoders that compute in F32 and need no GGUF view.
-pub(crate) fn read_f32_tensors(dir: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+pub(crate) fn read_f32_tensors(dir: &Path) -> Result<F32Tensors> {
     let mut tensors = BTreeMap::new();
     for shard in shard_files(dir)? {
         let (map, entries) = open_shard(&shard)?;

@@ -79,7 +79,8 @@ const SPM_SPACE: &str = "\u{2581}";
 
 /// The `tokenizer.*` keys from `tokenizer.json`, `tokenizer_config.json` and `config.json`.
 /// Byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM) and SentencePiece-style BPE (Llama 2,
-/// Mistral, Phi-3, Gemma) vocabularies are supported.
+/// Mistral, Phi-3, Gemma) vocabularies are supported. The pieces run in a fixed order, so
+/// the first problem found is the one reported.
 pub(super) fn tokenizer_metadata(
     dir: &Path,
     config: &Value,
@@ -93,73 +94,125 @@ pub(super) fn tokenizer_metadata(
         message,
     };
     let style = vocab_style(&json).map_err(invalid)?;
-    let model = &json["model"];
-    let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
-    let mut kinds = vec![1i32; n_vocab]; // normal
-    let mut place = |text: &str, id: u64, kind: i32| -> Result<()> {
-        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-            invalid(format!(
-                "token '{text}' has id {id}, past vocab_size {n_vocab}"
-            ))
-        })?;
-        *slot = Some(text.to_string());
-        kinds[id as usize] = kind;
-        Ok(())
-    };
-    let vocab = model
-        .get("vocab")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("'model.vocab' is missing".into()))?;
-    let unk = model.get("unk_token").and_then(Value::as_str);
-    for (text, id) in vocab {
-        let kind = match style {
-            _ if Some(text.as_str()) == unk => 2,
-            VocabStyle::SentencePiece(_) if is_byte_token(text) => 6,
-            _ => 1,
-        };
-        place(text, id.as_u64().unwrap_or(u64::MAX), kind)?;
+    let vocab = Vocabulary::read(&json, style, n_vocab).map_err(invalid)?;
+    let merges = merges(&json["model"]).map_err(invalid)?;
+    match style {
+        VocabStyle::ByteLevel => byte_level_keys(&json, &merges, m).map_err(invalid)?,
+        VocabStyle::SentencePiece(prefix) => sentence_piece_keys(&vocab, &merges, prefix, m),
     }
-    let mut special_text = BTreeMap::new();
-    for added in json
-        .get("added_tokens")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (Some(text), Some(id)) = (
-            added.get("content").and_then(Value::as_str),
-            added.get("id").and_then(Value::as_u64),
-        ) else {
-            continue;
+    let Vocabulary {
+        token_texts,
+        kinds,
+        vocab,
+        special_text,
+        ..
+    } = vocab;
+    m.insert(
+        "tokenizer.ggml.tokens".into(),
+        MetadataValue::Array(token_texts.into_iter().map(MetadataValue::String).collect()),
+    );
+    m.insert(
+        "tokenizer.ggml.token_type".into(),
+        MetadataValue::Array(kinds.into_iter().map(MetadataValue::I32).collect()),
+    );
+    special_token_keys(dir, config, &json, vocab, &special_text, m)
+}
+
+/// A `tokenizer.json` vocabulary laid out by id: every token's text and ggml token type
+/// (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+struct Vocabulary<'a> {
+    token_texts: Vec<String>,
+    kinds: Vec<i32>,
+    /// `model.vocab`, text to id.
+    vocab: &'a serde_json::Map<String, Value>,
+    /// The added tokens, text to id.
+    special_text: BTreeMap<String, u64>,
+    unk: Option<&'a str>,
+}
+
+impl<'a> Vocabulary<'a> {
+    fn read(
+        json: &'a Value,
+        style: VocabStyle,
+        n_vocab: usize,
+    ) -> std::result::Result<Self, String> {
+        let model = &json["model"];
+        let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
+        let mut kinds = vec![1i32; n_vocab]; // normal
+        let mut place = |text: &str, id: u64, kind: i32| -> std::result::Result<(), String> {
+            let slot = tokens
+                .get_mut(id as usize)
+                .ok_or_else(|| format!("token '{text}' has id {id}, past vocab_size {n_vocab}"))?;
+            *slot = Some(text.to_string());
+            kinds[id as usize] = kind;
+            Ok(())
         };
-        let special = added
-            .get("special")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let kind = match () {
-            _ if Some(text) == unk => 2,
-            _ if special => 3,
-            _ => 4,
-        };
-        place(text, id, kind)?;
-        special_text.insert(text.to_string(), id);
-    }
-    // Ids the tokenizer leaves unused up to the embedding size become padding, as in
-    // llama.cpp's converter.
-    let token_texts: Vec<String> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.unwrap_or_else(|| {
-                kinds[i] = 5;
-                format!("[PAD{i}]")
+        let vocab = model
+            .get("vocab")
+            .and_then(Value::as_object)
+            .ok_or_else(|| "'model.vocab' is missing".to_string())?;
+        let unk = model.get("unk_token").and_then(Value::as_str);
+        for (text, id) in vocab {
+            let kind = match style {
+                _ if Some(text.as_str()) == unk => 2,
+                VocabStyle::SentencePiece(_) if is_byte_token(text) => 6,
+                _ => 1,
+            };
+            place(text, id.as_u64().unwrap_or(u64::MAX), kind)?;
+        }
+        let mut special_text = BTreeMap::new();
+        for added in json
+            .get("added_tokens")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(text), Some(id)) = (
+                added.get("content").and_then(Value::as_str),
+                added.get("id").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            let special = added
+                .get("special")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let kind = match () {
+                _ if Some(text) == unk => 2,
+                _ if special => 3,
+                _ => 4,
+            };
+            place(text, id, kind)?;
+            special_text.insert(text.to_string(), id);
+        }
+        // Ids the tokenizer leaves unused up to the embedding size become padding, as in
+        // llama.cpp's converter.
+        let token_texts: Vec<String> = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.unwrap_or_else(|| {
+                    kinds[i] = 5;
+                    format!("[PAD{i}]")
+                })
             })
+            .collect();
+        Ok(Self {
+            token_texts,
+            kinds,
+            vocab,
+            special_text,
+            unk,
         })
-        .collect();
-    let merges: Vec<(String, String)> = model
+    }
+}
+
+/// `model.merges`, in either spelling: `"a b"` or `["a", "b"]`.
+fn merges(model: &Value) -> std::result::Result<Vec<(String, String)>, String> {
+    model
         .get("merges")
         .and_then(Value::as_array)
-        .ok_or_else(|| invalid("'model.merges' is missing".into()))?
+        .ok_or_else(|| "'model.merges' is missing".to_string())?
         .iter()
         .map(|merge| match merge {
             Value::String(s) => s
@@ -172,69 +225,88 @@ pub(super) fn tokenizer_metadata(
             _ => None,
         })
         .collect::<Option<_>>()
-        .ok_or_else(|| invalid("a merge is neither \"a b\" nor [\"a\", \"b\"]".into()))?;
+        .ok_or_else(|| "a merge is neither \"a b\" nor [\"a\", \"b\"]".to_string())
+}
 
-    let str_value = |s: &str| MetadataValue::String(s.to_string());
-    match style {
-        VocabStyle::ByteLevel => {
-            let pre = pre_tokenizer_name(json.get("pre_tokenizer")).map_err(invalid)?;
-            m.insert("tokenizer.ggml.model".into(), str_value("gpt2"));
-            m.insert("tokenizer.ggml.pre".into(), str_value(pre));
-            m.insert(
-                "tokenizer.ggml.merges".into(),
-                MetadataValue::Array(
-                    merges
-                        .iter()
-                        .map(|(a, b)| MetadataValue::String(format!("{a} {b}")))
-                        .collect(),
-                ),
-            );
-        }
-        VocabStyle::SentencePiece(prefix) => {
-            // SentencePiece merges the pair whose result scores highest; BPE applies the
-            // lowest-ranked merge first. A token scores minus the rank of the first merge
-            // that makes it (converted vocabularies list every split of a piece together,
-            // in the piece's order), so both pick the same pair.
-            let mut scores = vec![-1e9f32; token_texts.len()];
-            let ids: std::collections::HashMap<&str, usize> = token_texts
+fn str_value(s: &str) -> MetadataValue {
+    MetadataValue::String(s.to_string())
+}
+
+/// A byte-level vocabulary's keys: the `gpt2` model, its pre-tokenizer and its merges.
+fn byte_level_keys(
+    json: &Value,
+    merges: &[(String, String)],
+    m: &mut BTreeMap<String, MetadataValue>,
+) -> std::result::Result<(), String> {
+    let pre = pre_tokenizer_name(json.get("pre_tokenizer"))?;
+    m.insert("tokenizer.ggml.model".into(), str_value("gpt2"));
+    m.insert("tokenizer.ggml.pre".into(), str_value(pre));
+    m.insert(
+        "tokenizer.ggml.merges".into(),
+        MetadataValue::Array(
+            merges
                 .iter()
-                .enumerate()
-                .map(|(i, t)| (t.as_str(), i))
-                .collect();
-            for (rank, (a, b)) in merges.iter().enumerate().rev() {
-                if let Some(&id) = ids.get(format!("{a}{b}").as_str()) {
-                    scores[id] = -(rank as f32);
-                }
-            }
-            m.insert("tokenizer.ggml.model".into(), str_value("llama"));
-            m.insert(
-                "tokenizer.ggml.scores".into(),
-                MetadataValue::Array(scores.into_iter().map(MetadataValue::F32).collect()),
-            );
-            if let Some(id) = unk.and_then(|u| ids.get(u)) {
-                m.insert(
-                    "tokenizer.ggml.unknown_token_id".into(),
-                    MetadataValue::U32(*id as u32),
-                );
-            }
-            m.insert(
-                "tokenizer.ggml.add_space_prefix".into(),
-                MetadataValue::Bool(prefix != SpacePrefix::Never),
-            );
-            if prefix == SpacePrefix::InputStart {
-                m.insert(SPACE_PREFIX_KEY.into(), str_value("input_start"));
-            }
+                .map(|(a, b)| MetadataValue::String(format!("{a} {b}")))
+                .collect(),
+        ),
+    );
+    Ok(())
+}
+
+/// A SentencePiece-style vocabulary's keys: the `llama` model with scores from the merge
+/// ranks, the unknown token and the space-prefix rule.
+fn sentence_piece_keys(
+    vocab: &Vocabulary,
+    merges: &[(String, String)],
+    prefix: SpacePrefix,
+    m: &mut BTreeMap<String, MetadataValue>,
+) {
+    let token_texts = &vocab.token_texts;
+    // SentencePiece merges the pair whose result scores highest; BPE applies the
+    // lowest-ranked merge first. A token scores minus the rank of the first merge
+    // that makes it (converted vocabularies list every split of a piece together,
+    // in the piece's order), so both pick the same pair.
+    let mut scores = vec![-1e9f32; token_texts.len()];
+    let ids: std::collections::HashMap<&str, usize> = token_texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    for (rank, (a, b)) in merges.iter().enumerate().rev() {
+        if let Some(&id) = ids.get(format!("{a}{b}").as_str()) {
+            scores[id] = -(rank as f32);
         }
     }
+    m.insert("tokenizer.ggml.model".into(), str_value("llama"));
     m.insert(
-        "tokenizer.ggml.tokens".into(),
-        MetadataValue::Array(token_texts.into_iter().map(MetadataValue::String).collect()),
+        "tokenizer.ggml.scores".into(),
+        MetadataValue::Array(scores.into_iter().map(MetadataValue::F32).collect()),
     );
+    if let Some(id) = vocab.unk.and_then(|u| ids.get(u)) {
+        m.insert(
+            "tokenizer.ggml.unknown_token_id".into(),
+            MetadataValue::U32(*id as u32),
+        );
+    }
     m.insert(
-        "tokenizer.ggml.token_type".into(),
-        MetadataValue::Array(kinds.into_iter().map(MetadataValue::I32).collect()),
+        "tokenizer.ggml.add_space_prefix".into(),
+        MetadataValue::Bool(prefix != SpacePrefix::Never),
     );
+    if prefix == SpacePrefix::InputStart {
+        m.insert(SPACE_PREFIX_KEY.into(), str_value("input_start"));
+    }
+}
 
+/// BOS, EOS, whether BOS is added, and the chat template, from `tokenizer_config.json`
+/// where it says, else `config.json` and the post-processor.
+fn special_token_keys(
+    dir: &Path,
+    config: &Value,
+    json: &Value,
+    vocab: &serde_json::Map<String, Value>,
+    special_text: &BTreeMap<String, u64>,
+    m: &mut BTreeMap<String, MetadataValue>,
+) -> Result<()> {
     let tokenizer_config = dir.join("tokenizer_config.json");
     let tc = if tokenizer_config.is_file() {
         read_json(&tokenizer_config)?

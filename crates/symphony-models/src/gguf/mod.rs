@@ -6,6 +6,7 @@
 //! the byte offset and what was expected there, never a panic or an out-of-bounds read.
 //!
 //! Format: <https://github.com/ggml-org/ggml/blob/master/docs/gguf.md> (versions 2 and 3).
+//! [`MetadataValue`] is in `metadata.rs`; [`writer`] serializes small files for tests and tools.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,96 +16,17 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::quant::GgmlType;
+use crate::ggml_type::GgmlType;
+
+mod metadata;
+pub mod writer;
+
+pub use metadata::MetadataValue;
 
 const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
 /// Tensors in the models we run have at most 4 dimensions (ggml's GGML_MAX_DIMS).
 const MAX_DIMS: u32 = 4;
-
-/// A metadata value. Arrays keep their element type so that an empty array still says what
-/// it would have held.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetadataValue {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    F32(f32),
-    Bool(bool),
-    String(String),
-    Array(Vec<MetadataValue>),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-}
-
-impl MetadataValue {
-    /// The GGUF type name, used in error messages.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            MetadataValue::U8(_) => "u8",
-            MetadataValue::I8(_) => "i8",
-            MetadataValue::U16(_) => "u16",
-            MetadataValue::I16(_) => "i16",
-            MetadataValue::U32(_) => "u32",
-            MetadataValue::I32(_) => "i32",
-            MetadataValue::F32(_) => "f32",
-            MetadataValue::Bool(_) => "bool",
-            MetadataValue::String(_) => "string",
-            MetadataValue::Array(_) => "array",
-            MetadataValue::U64(_) => "u64",
-            MetadataValue::I64(_) => "i64",
-            MetadataValue::F64(_) => "f64",
-        }
-    }
-
-    /// Integer value of any integer type (GGUF writers disagree on u32 vs i32 vs u64).
-    pub fn as_u64(&self) -> Option<u64> {
-        match *self {
-            MetadataValue::U8(v) => Some(v.into()),
-            MetadataValue::U16(v) => Some(v.into()),
-            MetadataValue::U32(v) => Some(v.into()),
-            MetadataValue::U64(v) => Some(v),
-            MetadataValue::I8(v) => u64::try_from(v).ok(),
-            MetadataValue::I16(v) => u64::try_from(v).ok(),
-            MetadataValue::I32(v) => u64::try_from(v).ok(),
-            MetadataValue::I64(v) => u64::try_from(v).ok(),
-            _ => None,
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            MetadataValue::F32(v) => Some(v.into()),
-            MetadataValue::F64(v) => Some(v),
-            _ => self.as_u64().map(|v| v as f64),
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            MetadataValue::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_bool(&self) -> Option<bool> {
-        match *self {
-            MetadataValue::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-
-    pub fn as_array(&self) -> Option<&[MetadataValue]> {
-        match self {
-            MetadataValue::Array(a) => Some(a),
-            _ => None,
-        }
-    }
-}
 
 /// Where a tensor lives in the file and how it is laid out.
 #[derive(Debug, Clone, PartialEq)]
@@ -651,100 +573,6 @@ impl<'a> Reader<'a> {
                 ));
             }
         })
-    }
-}
-
-/// Writing GGUF files, for tests and tools that build small models. Only what the reader needs.
-pub mod writer {
-    use super::MetadataValue;
-    use crate::quant::GgmlType;
-
-    /// A tensor to write: name, ggml-order dims, type and raw bytes.
-    pub struct TensorToWrite {
-        pub name: String,
-        pub dims: Vec<u64>,
-        pub ggml_type: GgmlType,
-        pub data: Vec<u8>,
-    }
-
-    fn put_string(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-
-    fn type_id(v: &MetadataValue) -> u32 {
-        match v {
-            MetadataValue::U8(_) => 0,
-            MetadataValue::I8(_) => 1,
-            MetadataValue::U16(_) => 2,
-            MetadataValue::I16(_) => 3,
-            MetadataValue::U32(_) => 4,
-            MetadataValue::I32(_) => 5,
-            MetadataValue::F32(_) => 6,
-            MetadataValue::Bool(_) => 7,
-            MetadataValue::String(_) => 8,
-            MetadataValue::Array(_) => 9,
-            MetadataValue::U64(_) => 10,
-            MetadataValue::I64(_) => 11,
-            MetadataValue::F64(_) => 12,
-        }
-    }
-
-    fn put_value(out: &mut Vec<u8>, v: &MetadataValue) {
-        match v {
-            MetadataValue::U8(x) => out.push(*x),
-            MetadataValue::I8(x) => out.push(*x as u8),
-            MetadataValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::Bool(x) => out.push(*x as u8),
-            MetadataValue::String(s) => put_string(out, s),
-            MetadataValue::Array(items) => {
-                let elem = items.first().map(type_id).unwrap_or(8);
-                out.extend_from_slice(&elem.to_le_bytes());
-                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-                for item in items {
-                    put_value(out, item);
-                }
-            }
-            MetadataValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetadataValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        }
-    }
-
-    /// Serialises a GGUF v3 file with 32-byte alignment.
-    pub fn to_bytes(metadata: &[(&str, MetadataValue)], tensors: &[TensorToWrite]) -> Vec<u8> {
-        const ALIGN: usize = 32;
-        let mut out = Vec::new();
-        out.extend_from_slice(b"GGUF");
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-        for (key, value) in metadata {
-            put_string(&mut out, key);
-            out.extend_from_slice(&type_id(value).to_le_bytes());
-            put_value(&mut out, value);
-        }
-        let mut offset = 0usize;
-        for t in tensors {
-            put_string(&mut out, &t.name);
-            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-            for d in &t.dims {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&t.ggml_type.id().to_le_bytes());
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            offset += t.data.len().div_ceil(ALIGN) * ALIGN;
-        }
-        out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-        for t in tensors {
-            out.extend_from_slice(&t.data);
-            out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-        }
-        out
     }
 }
 
