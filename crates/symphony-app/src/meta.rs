@@ -7,7 +7,7 @@ use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
 use symphony_models::{safetensors, Model};
 use symphony_store::ModelMeta;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Loads the model at `path` and describes it; an error if it does not load.
 pub fn model_meta(path: &Path) -> Result<ModelMeta> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use symphony_models::safetensors;
 use symphony_store::hub::HubRef;
 
-use crate::Result;
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelRef {

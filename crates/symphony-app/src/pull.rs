@@ -4,10 +4,11 @@
 use symphony_store::hub::{self, HubClient, HubRef, Selection};
 use symphony_store::{Manifest, ModelName};
 
+use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::meta::model_meta;
 use crate::model_ref::name_from_stem;
 use crate::progress::{Event, Progress, Stage};
-use crate::{Error, Home, Result};
 
 /// What a pull did.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use symphony_engine::{
 };
 use symphony_types::ChatMessage;
 
-use super::{init_threads, install_interrupt_flag, open_model};
+use super::context::{init_threads, install_interrupt_flag, open_model};
 use crate::{ChatArgs, RunArgs, SamplingArgs};
 
 fn generation_params(args: &SamplingArgs) -> GenerationParams {

@@ -6,7 +6,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use symphony_engine::bench::{self, BenchConfig};
 use symphony_models::tokenizer::EncodeOptions;
 
-use super::{human_bytes, human_count, init_threads, open_model, resolve_model_path};
+use super::context::{init_threads, open_model, resolve_model_path};
+use super::progress::{human_bytes, human_count};
 use crate::{BenchArgs, PerplexityArgs};
 
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {

@@ -8,8 +8,8 @@ use symphony_models::Model;
 use symphony_store::hub::HubRef;
 use symphony_store::packages;
 
-use super::progress::fetched_line;
-use super::{app_models, human_bytes, human_count, init_threads, Terminal};
+use super::context::{app_models, init_threads};
+use super::progress::{fetched_line, human_bytes, human_count, Terminal};
 use crate::{EmbedArgs, ModelsCommand, PullArgs};
 
 pub fn models(cmd: ModelsCommand) -> Result<()> {

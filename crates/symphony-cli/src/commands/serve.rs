@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use symphony_app::Home;
 
+use super::context::{app_models, init_threads};
 use super::progress::Terminal;
-use super::{app_models, init_threads};
 use crate::{KeysCommand, ServeArgs};
 
 pub fn serve(args: ServeArgs) -> Result<()> {
