@@ -5,32 +5,26 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use symphony_app::Home;
 use symphony_engine::{chat_prompt, GenerationParams, SamplingParams, Session};
-use symphony_models::embedding::{is_embedding_checkpoint, Embedder};
+use symphony_models::embedding::Embedder;
 use symphony_models::Model;
 use symphony_rag::answer::{answer_messages, citations, is_relevant, DONT_KNOW};
 use symphony_rag::chunking::Chunking;
 use symphony_rag::rerank::LlmReranker;
 use symphony_rag::{Collection, CollectionConfig, Filter, Hit, IngestEvent, Mode, QueryOptions};
-use symphony_store::Store;
 
-use crate::commands::{init_threads, install_interrupt_flag, open_model, resolve_model_path};
+use crate::commands::{app_models, init_threads, install_interrupt_flag, open_model, Terminal};
 use crate::RagCommand;
 
 /// `$SYMPHONY_COLLECTIONS`, or `collections/` in the store's home.
 pub fn collections_root() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("SYMPHONY_COLLECTIONS") {
-        return Ok(PathBuf::from(dir));
-    }
-    Ok(Store::from_env()?.home().join("collections"))
+    Ok(Home::from_env()?.collections())
 }
 
+/// An embedding model by reference (a store name, fetched on first use, or a path).
 pub fn load_embedder(name: &str) -> Result<Embedder> {
-    let path = resolve_model_path(name)?;
-    if !is_embedding_checkpoint(&path) {
-        bail!("'{name}' is not an embedding model (try all-minilm)");
-    }
-    Embedder::load(&path).with_context(|| format!("loading embedder '{name}'"))
+    Ok(app_models()?.open_embedder(name, &mut Terminal::default())?)
 }
 
 pub fn rag(cmd: RagCommand) -> Result<()> {

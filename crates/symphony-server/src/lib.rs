@@ -45,7 +45,7 @@ use symphony_store::Store;
 pub use auth::{Auth, KeyFile, Limits, Principal, Role};
 pub use cache::CacheConfig;
 pub use error::ApiError;
-pub use registry::{FetchPackaged, Registry, RegistryConfig};
+pub use registry::{Registry, RegistryConfig};
 pub use util::parse_duration;
 
 /// Everything `symphony serve` is configured with.

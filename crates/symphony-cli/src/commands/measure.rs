@@ -1,0 +1,137 @@
+//! `symphony perplexity` and `symphony bench`: a model's quality and speed, measured as
+//! llama.cpp measures them so the figures compare.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use symphony_engine::bench::{self, BenchConfig};
+use symphony_models::tokenizer::EncodeOptions;
+
+use super::context::{init_threads, open_model, resolve_model_path};
+use super::progress::{human_bytes, human_count};
+use crate::{BenchArgs, PerplexityArgs};
+
+pub fn perplexity(args: PerplexityArgs) -> Result<()> {
+    init_threads(&args.threads)?;
+    let model = open_model(&args.model, None, &args.load)?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", args.file.display()))?;
+    // llama-perplexity drops one trailing newline of the file; do the same so figures compare.
+    if text.ends_with('\n') {
+        text.pop();
+    }
+    let mut tokens = model.tokenizer.encode(&text, EncodeOptions::PLAIN);
+    if let Some(chunks) = args.chunks {
+        anyhow::ensure!(chunks > 0, "--chunks must be at least 1");
+        // Windows do not overlap: the first N windows are the first N·ctx tokens.
+        tokens.truncate(chunks.saturating_mul(args.ctx));
+    }
+    let n_chunks = tokens.len() / args.ctx.max(1);
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(n_chunks as u64).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} chunks, PPL {msg} [{elapsed}<{eta}]",
+            )
+            .expect("valid template"),
+        )
+    };
+    let report =
+        symphony_engine::perplexity::perplexity(&model, &tokens, args.ctx, |done, _, ppl| {
+            bar.set_position(done as u64);
+            bar.set_message(format!("{ppl:.4}"));
+        })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ppl": report.ppl,
+                "ctx": report.ctx,
+                "n_tokens": report.n_tokens,
+                "n_chunks": report.n_chunks,
+                "n_scored": report.n_scored,
+                "running_ppl": report.running_ppl,
+            })
+        );
+    } else {
+        println!(
+            "{} tokens, {} chunks of {}, {} scored",
+            report.n_tokens, report.n_chunks, report.ctx, report.n_scored
+        );
+        println!("PPL = {:.4}", report.ppl);
+    }
+    Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let threads = init_threads(&args.threads)?;
+    if args.repetitions == 0 {
+        bail!("--repetitions must be at least 1");
+    }
+    let path = resolve_model_path(&args.model)?;
+    let model = open_model(&args.model, None, &args.load)?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let config = BenchConfig {
+        n_prompt: args.n_prompt,
+        n_gen: args.n_gen,
+        repetitions: args.repetitions,
+        parallel: args.parallel,
+    };
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    if model.context_length() < args.n_prompt.max(args.n_gen) {
+        bail!(
+            "the model's context of {} tokens is shorter than the test",
+            model.context_length()
+        );
+    }
+    if !args.json {
+        println!("| model | size | params | threads | test | t/s |");
+        println!("| --- | ---: | ---: | ---: | --- | ---: |");
+    }
+    let label = format!(
+        "{} {}",
+        model
+            .info
+            .name
+            .as_deref()
+            .unwrap_or(&model.info.architecture),
+        model.info.quantization
+    );
+    let results = bench::run(&model, &config, |r| {
+        if !args.json {
+            println!(
+                "| {label} | {} | {} | {threads} | {} | {:.2} ± {:.2} |",
+                human_bytes(size),
+                human_count(model.info.n_parameters),
+                r.test,
+                r.mean(),
+                r.stddev()
+            );
+        }
+    })?;
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "model": label,
+                    "model_size": size,
+                    "n_params": model.info.n_parameters,
+                    "threads": threads,
+                    "test": r.test,
+                    "n_tokens": r.n_tokens,
+                    "avg_ts": r.mean(),
+                    "stddev_ts": r.stddev(),
+                    "samples_ts": r.tokens_per_second,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}
