@@ -12,7 +12,6 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::util::{hex, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,6 +113,19 @@ pub enum KeyFileError {
     Missing(String),
     #[error("key names are 1-64 letters, digits, '-', '_' or '.'; got '{0}'")]
     BadName(String),
+}
+
+/// Why a caller is not let in (a 401 at the HTTP boundary).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `Authorization: Bearer <API key or JWT>`")]
+    Missing,
+    #[error("this server accepts no JWTs")]
+    NoJwts,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("invalid API key")]
+    InvalidKey,
 }
 
 type FileStamp = (SystemTime, u64, u64);
@@ -407,7 +419,7 @@ pub enum Auth {
 
 impl Auth {
     /// The principal behind an `Authorization: Bearer` value.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthError> {
         let (keys, secret, require_exp) = match self {
             Auth::Disabled => return Ok(Principal::anonymous()),
             Auth::Enabled {
@@ -416,22 +428,16 @@ impl Auth {
                 jwt_require_exp,
             } => (keys, jwt_secret, *jwt_require_exp),
         };
-        let token = bearer.ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing credentials: send `Authorization: Bearer <API key or JWT>`",
-            )
-        })?;
+        let token = bearer.ok_or(AuthError::Missing)?;
         if token.matches('.').count() == 2 {
-            let secret = secret
-                .as_deref()
-                .ok_or_else(|| ApiError::unauthorized("this server accepts no JWTs"))?;
+            let secret = secret.as_deref().ok_or(AuthError::NoJwts)?;
             return verify_jwt(token, secret, unix_now(), require_exp)
-                .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")));
+                .map_err(AuthError::InvalidToken);
         }
         let key = keys
             .as_ref()
             .and_then(|k| k.find(token))
-            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+            .ok_or(AuthError::InvalidKey)?;
         Ok(Principal {
             name: key.name,
             role: key.role,

@@ -157,7 +157,5 @@ pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, crate::ApiError> + Send + 'static,
 ) -> Result<T, crate::ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| crate::ApiError::internal(format!("a blocking task stopped: {e}")))?
+    tokio::task::spawn_blocking(work).await?
 }
