@@ -274,10 +274,9 @@ pub async fn remove_document(
     })
     .await?;
     if !removed {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no document '{path}' in the collection"),
-        ));
+        return Err(ApiError::not_found(format!(
+            "no document '{path}' in the collection"
+        )));
     }
     Ok(Json(json!({"path": path, "deleted": true})))
 }

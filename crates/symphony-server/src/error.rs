@@ -40,16 +40,17 @@ impl ApiError {
         }
     }
 
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         Self {
             param: Some("model"),
-            ..Self::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "the model '{model}' does not exist: `symphony models list` shows the \
-                     models in the store, `symphony models fetch` or `symphony pull` adds one"
-                ),
-            )
+            ..Self::not_found(format!(
+                "the model '{model}' does not exist: `symphony models list` shows the \
+                 models in the store, `symphony models fetch` or `symphony pull` adds one"
+            ))
         }
     }
 
@@ -197,10 +198,9 @@ impl From<symphony_rag::Error> for ApiError {
     fn from(e: symphony_rag::Error) -> Self {
         use symphony_rag::Error as E;
         match e {
-            E::NotFound { name, .. } => ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no collection '{name}' (create it with POST /v1/collections)"),
-            ),
+            E::NotFound { name, .. } => ApiError::not_found(format!(
+                "no collection '{name}' (create it with POST /v1/collections)"
+            )),
             E::Exists(name) => ApiError::new(
                 StatusCode::CONFLICT,
                 format!("collection '{name}' exists already"),
@@ -226,7 +226,7 @@ impl From<KeyFileError> for ApiError {
     fn from(e: KeyFileError) -> Self {
         match e {
             KeyFileError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            KeyFileError::Missing(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            KeyFileError::Missing(_) => ApiError::not_found(e.to_string()),
             KeyFileError::BadName(_) => ApiError::invalid_param("name", e.to_string()),
             _ => ApiError::internal(e.to_string()),
         }
