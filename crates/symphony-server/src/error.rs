@@ -69,6 +69,11 @@ impl ApiError {
         }
     }
 
+    /// 429 without Retry-After: a quota never resets, so no wait would help.
+    pub fn quota_spent(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+
     pub fn overloaded(message: impl Into<String>) -> Self {
         Self {
             retry_after: Some(1),
