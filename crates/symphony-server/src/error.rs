@@ -303,3 +303,73 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn overload_is_503_with_a_retry_only_when_waiting_helps() {
+        let busy: ApiError =
+            symphony_engine::Overloaded::for_now("busy", Duration::from_secs(1)).into();
+        assert_eq!(
+            (busy.status, busy.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        // A client told to wait 0 seconds would retry at once.
+        let soon: ApiError =
+            symphony_engine::Overloaded::for_now("busy", Duration::from_millis(200)).into();
+        assert_eq!(soon.retry_after, Some(1));
+        let never: ApiError = symphony_engine::Overloaded::until_reconfigured("too big").into();
+        assert_eq!(
+            (never.status, never.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        );
+        // Through the engine's error, the same.
+        let wrapped: ApiError = symphony_engine::Error::from(symphony_engine::Overloaded::for_now(
+            "busy",
+            Duration::from_secs(2),
+        ))
+        .into();
+        assert_eq!(
+            (
+                wrapped.status,
+                wrapped.retry_after,
+                wrapped.message.as_str()
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(2), "busy")
+        );
+    }
+
+    #[test]
+    fn each_layer_maps_to_its_status() {
+        let store: ApiError = symphony_store::Error::NotFound {
+            name: "nope".into(),
+            home: "/h".into(),
+            available: Vec::new(),
+        }
+        .into();
+        assert_eq!(
+            (store.status, store.code()),
+            (StatusCode::NOT_FOUND, Some("model_not_found"))
+        );
+        let rag: ApiError = symphony_rag::Error::Exists("docs".into()).into();
+        assert_eq!(rag.status, StatusCode::CONFLICT);
+        let query: ApiError = symphony_rag::Error::InvalidQuery("empty".into()).into();
+        assert_eq!(query.status, StatusCode::BAD_REQUEST);
+        let auth: ApiError = AuthError::InvalidKey.into();
+        assert_eq!(
+            (auth.status, auth.code()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_api_key"))
+        );
+        let key: ApiError = KeyFileError::BadName("a b".into()).into();
+        assert_eq!(
+            (key.status, key.param),
+            (StatusCode::BAD_REQUEST, Some("name"))
+        );
+        let invalid: ApiError = symphony_engine::Error::InvalidRequest("x".into()).into();
+        assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+    }
+}
