@@ -8,6 +8,7 @@ pub mod bench;
 pub mod blocks;
 pub mod constraint;
 pub mod generate;
+pub mod overload;
 pub mod perplexity;
 pub mod sampling;
 pub mod scheduler;
@@ -18,6 +19,7 @@ pub use generate::{
     chat_prompt, chat_prompt_with_tools, raw_prompt, token_logprob, Decoder, FinishReason,
     Generation, GenerationParams, Session, Step, TokenLogprob,
 };
+pub use overload::Overloaded;
 pub use sampling::{Sampler, SamplingParams};
 pub use scheduler::{
     Completion, Event, EventSink, Output, Request, RequestId, Scheduler, SchedulerConfig,
@@ -38,4 +40,7 @@ pub enum Error {
     InvalidGrammar(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// No room for the work now (see [`Overloaded`]).
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }

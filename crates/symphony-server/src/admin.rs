@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{Auth, KeyFile, KeyFileError, Limits, Role};
+use crate::auth::{Auth, KeyFile, Limits, Role};
 use crate::error::{ApiError, JsonBody};
 use crate::SharedState;
 
@@ -16,15 +16,6 @@ fn key_file(state: &SharedState) -> Result<&KeyFile, ApiError> {
         _ => Err(ApiError::bad_request(
             "this server has no API key file (start it with --api-keys FILE)",
         )),
-    }
-}
-
-fn key_error(e: KeyFileError) -> ApiError {
-    match e {
-        KeyFileError::Exists(_) => ApiError::new(axum::http::StatusCode::CONFLICT, e.to_string()),
-        KeyFileError::Missing(_) => ApiError::new(axum::http::StatusCode::NOT_FOUND, e.to_string()),
-        KeyFileError::BadName(_) => ApiError::invalid_param("name", e.to_string()),
-        _ => ApiError::internal(e.to_string()),
     }
 }
 
@@ -59,17 +50,15 @@ pub async fn create_key(
     State(state): State<SharedState>,
     JsonBody(req): JsonBody<NewKey>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = key_file(&state)?
-        .create(
-            &req.name,
-            req.role,
-            Limits {
-                rpm: req.rpm,
-                tpm: req.tpm,
-                token_quota: req.token_quota,
-            },
-        )
-        .map_err(key_error)?;
+    let key = key_file(&state)?.create(
+        &req.name,
+        req.role,
+        Limits {
+            rpm: req.rpm,
+            tpm: req.tpm,
+            token_quota: req.token_quota,
+        },
+    )?;
     Ok(Json(
         json!({"name": req.name, "role": req.role, "key": key}),
     ))
@@ -79,6 +68,6 @@ pub async fn revoke_key(
     State(state): State<SharedState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    key_file(&state)?.revoke(&name).map_err(key_error)?;
+    key_file(&state)?.revoke(&name)?;
     Ok(Json(json!({"name": name, "revoked": true})))
 }

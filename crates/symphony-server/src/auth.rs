@@ -12,7 +12,6 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::util::{hex, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,6 +113,19 @@ pub enum KeyFileError {
     Missing(String),
     #[error("key names are 1-64 letters, digits, '-', '_' or '.'; got '{0}'")]
     BadName(String),
+}
+
+/// Why a caller is not let in (a 401 at the HTTP boundary).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `Authorization: Bearer <API key or JWT>`")]
+    Missing,
+    #[error("this server accepts no JWTs")]
+    NoJwts,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("invalid API key")]
+    InvalidKey,
 }
 
 type FileStamp = (SystemTime, u64, u64);
@@ -407,7 +419,7 @@ pub enum Auth {
 
 impl Auth {
     /// The principal behind an `Authorization: Bearer` value.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthError> {
         let (keys, secret, require_exp) = match self {
             Auth::Disabled => return Ok(Principal::anonymous()),
             Auth::Enabled {
@@ -416,60 +428,21 @@ impl Auth {
                 jwt_require_exp,
             } => (keys, jwt_secret, *jwt_require_exp),
         };
-        let token = bearer.ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing credentials: send `Authorization: Bearer <API key or JWT>`",
-            )
-        })?;
+        let token = bearer.ok_or(AuthError::Missing)?;
         if token.matches('.').count() == 2 {
-            let secret = secret
-                .as_deref()
-                .ok_or_else(|| ApiError::unauthorized("this server accepts no JWTs"))?;
+            let secret = secret.as_deref().ok_or(AuthError::NoJwts)?;
             return verify_jwt(token, secret, unix_now(), require_exp)
-                .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")));
+                .map_err(AuthError::InvalidToken);
         }
         let key = keys
             .as_ref()
             .and_then(|k| k.find(token))
-            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+            .ok_or(AuthError::InvalidKey)?;
         Ok(Principal {
             name: key.name,
             role: key.role,
             limits: key.limits,
         })
-    }
-}
-
-/// The role a route needs: `None` for the probes anyone may call.
-pub fn required_role(method: &axum::http::Method, route: &str) -> Option<Role> {
-    use axum::http::Method;
-    match route {
-        "/health" | "/ready" => None,
-        "/v1/chat/completions"
-        | "/v1/completions"
-        | "/v1/embeddings"
-        | "/api/embed"
-        | "/api/embeddings"
-        | "/api/generate"
-        | "/api/chat"
-        | "/v1/chat/ws"
-        | "/v1/collections/{name}/query"
-        | "/v1/collections/{name}/ask" => Some(Role::User),
-        // Runs an agent: its model, and the tools its operator declared.
-        "/v1/agents/runs" | "/v1/agents/runs/{id}/approve" | "/v1/agents/runs/{id}/resume"
-            if method == Method::POST =>
-        {
-            Some(Role::User)
-        }
-        r if r.starts_with("/v1/admin") || r == "/api/delete" || r == "/api/copy" => {
-            Some(Role::Admin)
-        }
-        // Reads only: the tokenizer runs, the model does not.
-        "/api/show" | "/tokenize" | "/detokenize" => Some(Role::Reader),
-        _ if method == Method::GET => Some(Role::Reader),
-        // Anything else (unknown routes included, and every change to a collection) needs
-        // the highest role: nothing new is open by accident.
-        _ => Some(Role::Admin),
     }
 }
 
@@ -570,66 +543,5 @@ mod tests {
             auth.authenticate(Some(&key)).is_err(),
             "revocation is seen by readers"
         );
-    }
-
-    #[test]
-    fn routes_need_the_right_roles() {
-        use axum::http::Method;
-        assert_eq!(required_role(&Method::GET, "/health"), None);
-        assert_eq!(
-            required_role(&Method::GET, "/v1/models"),
-            Some(Role::Reader)
-        );
-        assert_eq!(
-            required_role(&Method::POST, "/api/show"),
-            Some(Role::Reader)
-        );
-        assert_eq!(
-            required_role(&Method::POST, "/v1/chat/completions"),
-            Some(Role::User)
-        );
-        assert_eq!(
-            required_role(&Method::POST, "/v1/admin/keys"),
-            Some(Role::Admin)
-        );
-        assert_eq!(
-            required_role(&Method::DELETE, "/api/delete"),
-            Some(Role::Admin)
-        );
-        assert_eq!(
-            required_role(&Method::POST, "/something/new"),
-            Some(Role::Admin)
-        );
-        // Collections: readers list, users search and ask, admins change.
-        for (method, route, role) in [
-            (Method::GET, "/v1/collections", Role::Reader),
-            (Method::GET, "/v1/collections/{name}", Role::Reader),
-            (Method::POST, "/v1/collections/{name}/query", Role::User),
-            (Method::POST, "/v1/collections/{name}/ask", Role::User),
-            (Method::POST, "/v1/collections", Role::Admin),
-            // Agents: readers watch runs, users start, approve and resume them.
-            (Method::GET, "/v1/agents", Role::Reader),
-            (Method::GET, "/v1/agents/runs/{id}/events", Role::Reader),
-            (Method::POST, "/v1/agents/runs", Role::User),
-            (Method::POST, "/v1/agents/runs/{id}/approve", Role::User),
-            (Method::POST, "/v1/agents/runs/{id}/resume", Role::User),
-            (
-                Method::POST,
-                "/v1/collections/{name}/documents",
-                Role::Admin,
-            ),
-            (
-                Method::DELETE,
-                "/v1/collections/{name}/documents",
-                Role::Admin,
-            ),
-            (Method::DELETE, "/v1/collections/{name}", Role::Admin),
-        ] {
-            assert_eq!(
-                required_role(&method, route),
-                Some(role),
-                "{method} {route}"
-            );
-        }
     }
 }

@@ -43,33 +43,12 @@ const MAX_DOCUMENTS: usize = 256;
 const MAX_TOP_K: usize = 100;
 const MAX_RERANK_DEPTH: usize = 50;
 
-fn rag_error(e: symphony_rag::Error) -> ApiError {
-    use symphony_rag::Error as E;
-    match e {
-        E::NotFound { name, .. } => ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no collection '{name}' (create it with POST /v1/collections)"),
-        ),
-        E::Exists(name) => ApiError::new(
-            StatusCode::CONFLICT,
-            format!("collection '{name}' exists already"),
-        ),
-        e @ (E::InvalidName(_)
-        | E::Chunking(_)
-        | E::InvalidQuery(_)
-        | E::Extract { .. }
-        | E::EmbedderMismatch { .. }
-        | E::Dimension { .. }) => ApiError::bad_request(e.to_string()),
-        e => ApiError::internal(e.to_string()),
-    }
-}
-
 fn root(state: &SharedState) -> PathBuf {
     state.config.collections.clone()
 }
 
 fn open(root: &std::path::Path, name: &str) -> Result<Collection, ApiError> {
-    Collection::open(root, name).map_err(rag_error)
+    Collection::open(root, name).map_err(ApiError::from)
 }
 
 /// The collection's settings, read without loading its embedder.
@@ -92,7 +71,7 @@ async fn embedder_for(
 
 pub async fn list(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     let root = root(&state);
-    let all = blocking(move || Collection::list(&root).map_err(rag_error)).await?;
+    let all = blocking(move || Collection::list(&root).map_err(ApiError::from)).await?;
     Ok(Json(json!({"object": "list", "data": all})))
 }
 
@@ -128,8 +107,7 @@ pub async fn create(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let req: CreateRequest = from_value(&body)?;
-    let chunking =
-        Chunking::new(&req.chunking, req.chunk_tokens, req.overlap).map_err(rag_error)?;
+    let chunking = Chunking::new(&req.chunking, req.chunk_tokens, req.overlap)?;
     let loaded = state.registry.embedder(&req.embedder, None).await?;
     let limit = loaded.embedder.max_seq_length;
     if req.chunk_tokens + 2 > limit {
@@ -146,7 +124,7 @@ pub async fn create(
     let summary = blocking(move || {
         Collection::create(&root, &req.name, config)
             .and_then(|c| c.summary())
-            .map_err(rag_error)
+            .map_err(ApiError::from)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
@@ -159,8 +137,8 @@ pub async fn show(
     let root = root(&state);
     blocking(move || {
         let collection = open(&root, &name)?;
-        let summary = collection.summary().map_err(rag_error)?;
-        let documents = collection.documents().map_err(rag_error)?;
+        let summary = collection.summary()?;
+        let documents = collection.documents()?;
         let mut value = serde_json::to_value(summary).expect("summary serialises");
         value["documents_list"] = serde_json::to_value(documents).expect("records serialise");
         Ok(Json(value))
@@ -174,7 +152,7 @@ pub async fn remove(
 ) -> Result<Json<Value>, ApiError> {
     let root = root(&state);
     let gone = name.clone();
-    blocking(move || Collection::remove(&root, &name).map_err(rag_error)).await?;
+    blocking(move || Collection::remove(&root, &name).map_err(ApiError::from)).await?;
     Ok(Json(
         json!({"id": gone, "object": "collection", "deleted": true}),
     ))
@@ -263,9 +241,7 @@ pub async fn add_documents(
         let mut collection = open(&root, &name)?;
         let mut results = Vec::with_capacity(docs.len());
         for (path, format, bytes) in docs {
-            let outcome = collection
-                .ingest_document(&path, format, &bytes, &embedder)
-                .map_err(rag_error)?;
+            let outcome = collection.ingest_document(&path, format, &bytes, &embedder)?;
             let (status, chunks) = match outcome {
                 FileOutcome::Added { chunks } => ("added", chunks),
                 FileOutcome::Replaced { chunks } => ("replaced", chunks),
@@ -273,7 +249,7 @@ pub async fn add_documents(
             };
             results.push(json!({"path": path, "status": status, "chunks": chunks}));
         }
-        let summary = collection.summary().map_err(rag_error)?;
+        let summary = collection.summary()?;
         Ok(Json(json!({"documents": results, "collection": summary})))
     })
     .await
@@ -294,14 +270,13 @@ pub async fn remove_document(
     let removed = blocking(move || {
         open(&root, &name)?
             .remove_document_key(&q.path)
-            .map_err(rag_error)
+            .map_err(ApiError::from)
     })
     .await?;
     if !removed {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no document '{path}' in the collection"),
-        ));
+        return Err(ApiError::not_found(format!(
+            "no document '{path}' in the collection"
+        )));
     }
     Ok(Json(json!({"path": path, "deleted": true})))
 }
@@ -409,7 +384,7 @@ async fn retrieve(
             &options,
             depth,
         )
-        .map_err(rag_error)
+        .map_err(ApiError::from)
     })
     .await?;
     Ok((hits, embedder))
@@ -475,7 +450,7 @@ pub async fn ask(
     let (hits, embedder) = retrieve(&state, name, req.question, &req.retrieval).await?;
     let relevant = {
         let (embedder, question, hits) = (embedder.clone(), question.clone(), hits.clone());
-        blocking(move || is_relevant(&embedder, &question, &hits).map_err(rag_error)).await?
+        blocking(move || is_relevant(&embedder, &question, &hits).map_err(ApiError::from)).await?
     };
     if !relevant {
         return Ok(Json(json!({

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::{AuthError, KeyFileError};
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -38,16 +40,17 @@ impl ApiError {
         }
     }
 
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         Self {
             param: Some("model"),
-            ..Self::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "the model '{model}' does not exist: `symphony models list` shows the \
-                     models in the store, `symphony models fetch` or `symphony pull` adds one"
-                ),
-            )
+            ..Self::not_found(format!(
+                "the model '{model}' does not exist: `symphony models list` shows the \
+                 models in the store, `symphony models fetch` or `symphony pull` adds one"
+            ))
         }
     }
 
@@ -64,6 +67,11 @@ impl ApiError {
             retry_after: Some(retry_after),
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
+    }
+
+    /// 429 without Retry-After: a quota never resets, so no wait would help.
+    pub fn quota_spent(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
     }
 
     pub fn overloaded(message: impl Into<String>) -> Self {
@@ -135,27 +143,112 @@ impl IntoResponse for ApiError {
     }
 }
 
+// The one map from the layers' typed errors to HTTP: handlers and the layers under them
+// return their own errors and `?` turns them into a status here, so a status is decided in
+// one place rather than in each handler.
+
 impl From<symphony_engine::Error> for ApiError {
     fn from(e: symphony_engine::Error) -> Self {
         use symphony_engine::Error as E;
-        match &e {
+        match e {
             E::InvalidRequest(_) => ApiError::bad_request(e.to_string()),
-            E::Model(symphony_models::Error::ContextLength { .. }) => {
-                ApiError::invalid_param("messages", e.to_string())
-            }
-            E::Model(symphony_models::Error::NoChatTemplate) => ApiError::bad_request(format!(
+            E::Model(e) => e.into(),
+            E::Overloaded(e) => e.into(),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<symphony_models::Error> for ApiError {
+    fn from(e: symphony_models::Error) -> Self {
+        use symphony_models::Error as E;
+        match &e {
+            E::ContextLength { .. } => ApiError::invalid_param("messages", e.to_string()),
+            E::NoChatTemplate => ApiError::bad_request(format!(
                 "{e}: use /v1/completions (or Ollama's raw mode) for this model"
             )),
             // The template refused the conversation (`raise_exception`) or ran past its
             // bounds on it: the request cannot be rendered as sent.
-            E::Model(symphony_models::Error::ChatTemplate(_)) => {
-                ApiError::invalid_param("messages", e.to_string())
-            }
-            E::Model(symphony_models::Error::TokenOutOfRange { .. }) => {
-                ApiError::invalid_param("prompt", e.to_string())
-            }
+            E::ChatTemplate(_) => ApiError::invalid_param("messages", e.to_string()),
+            E::TokenOutOfRange { .. } => ApiError::invalid_param("prompt", e.to_string()),
             _ => ApiError::internal(e.to_string()),
         }
+    }
+}
+
+/// 503: no room now. Retry-After in whole seconds, rounded up (a client told 0 would retry
+/// at once), and none when waiting does not help.
+impl From<symphony_engine::Overloaded> for ApiError {
+    fn from(e: symphony_engine::Overloaded) -> Self {
+        let seconds = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        Self {
+            retry_after: e.retry_after.map(seconds),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, e.message)
+        }
+    }
+}
+
+impl From<symphony_store::Error> for ApiError {
+    fn from(e: symphony_store::Error) -> Self {
+        use symphony_store::Error as E;
+        match &e {
+            E::NotFound { name, .. } => ApiError::model_not_found(name),
+            E::InvalidName { .. } => ApiError::invalid_param("model", e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<symphony_rag::Error> for ApiError {
+    fn from(e: symphony_rag::Error) -> Self {
+        use symphony_rag::Error as E;
+        match e {
+            E::NotFound { name, .. } => ApiError::not_found(format!(
+                "no collection '{name}' (create it with POST /v1/collections)"
+            )),
+            E::Exists(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("collection '{name}' exists already"),
+            ),
+            e @ (E::InvalidName(_)
+            | E::Chunking(_)
+            | E::InvalidQuery(_)
+            | E::Extract { .. }
+            | E::EmbedderMismatch { .. }
+            | E::Dimension { .. }) => ApiError::bad_request(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::unauthorized(e.to_string())
+    }
+}
+
+impl From<KeyFileError> for ApiError {
+    fn from(e: KeyFileError) -> Self {
+        match e {
+            KeyFileError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            KeyFileError::Missing(_) => ApiError::not_found(e.to_string()),
+            KeyFileError::BadName(_) => ApiError::invalid_param("name", e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// A file the server itself reads or writes failed: its fault, not the request's.
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(format!("a blocking task stopped: {e}"))
     }
 }
 
@@ -208,5 +301,75 @@ where
                 e.body_text()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn overload_is_503_with_a_retry_only_when_waiting_helps() {
+        let busy: ApiError =
+            symphony_engine::Overloaded::for_now("busy", Duration::from_secs(1)).into();
+        assert_eq!(
+            (busy.status, busy.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        // A client told to wait 0 seconds would retry at once.
+        let soon: ApiError =
+            symphony_engine::Overloaded::for_now("busy", Duration::from_millis(200)).into();
+        assert_eq!(soon.retry_after, Some(1));
+        let never: ApiError = symphony_engine::Overloaded::until_reconfigured("too big").into();
+        assert_eq!(
+            (never.status, never.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        );
+        // Through the engine's error, the same.
+        let wrapped: ApiError = symphony_engine::Error::from(symphony_engine::Overloaded::for_now(
+            "busy",
+            Duration::from_secs(2),
+        ))
+        .into();
+        assert_eq!(
+            (
+                wrapped.status,
+                wrapped.retry_after,
+                wrapped.message.as_str()
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(2), "busy")
+        );
+    }
+
+    #[test]
+    fn each_layer_maps_to_its_status() {
+        let store: ApiError = symphony_store::Error::NotFound {
+            name: "nope".into(),
+            home: "/h".into(),
+            available: Vec::new(),
+        }
+        .into();
+        assert_eq!(
+            (store.status, store.code()),
+            (StatusCode::NOT_FOUND, Some("model_not_found"))
+        );
+        let rag: ApiError = symphony_rag::Error::Exists("docs".into()).into();
+        assert_eq!(rag.status, StatusCode::CONFLICT);
+        let query: ApiError = symphony_rag::Error::InvalidQuery("empty".into()).into();
+        assert_eq!(query.status, StatusCode::BAD_REQUEST);
+        let auth: ApiError = AuthError::InvalidKey.into();
+        assert_eq!(
+            (auth.status, auth.code()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_api_key"))
+        );
+        let key: ApiError = KeyFileError::BadName("a b".into()).into();
+        assert_eq!(
+            (key.status, key.param),
+            (StatusCode::BAD_REQUEST, Some("name"))
+        );
+        let invalid: ApiError = symphony_engine::Error::InvalidRequest("x".into()).into();
+        assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
     }
 }

@@ -221,10 +221,14 @@ pub fn check_room(
         .waiting
         .load(std::sync::atomic::Ordering::Relaxed);
     if waiting.saturating_add(sequences) > max {
-        return Err(ApiError::overloaded(format!(
-            "'{}' has {waiting} requests waiting; retry shortly",
-            model.name
-        )));
+        return Err(symphony_engine::Overloaded::for_now(
+            format!(
+                "'{}' has {waiting} requests waiting; retry shortly",
+                model.name
+            ),
+            std::time::Duration::from_secs(1),
+        )
+        .into());
     }
     Ok(())
 }

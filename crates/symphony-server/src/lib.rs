@@ -19,8 +19,10 @@ mod metrics;
 mod ollama;
 mod openai;
 pub mod otel;
+mod probes;
 pub mod redis;
 pub mod registry;
+pub mod routes;
 mod structured;
 mod tokenize;
 mod util;
@@ -33,11 +35,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use futures_util::FutureExt;
 use serde_json::json;
 use symphony_store::Store;
@@ -46,6 +47,8 @@ pub use auth::{Auth, KeyFile, Limits, Principal, Role};
 pub use cache::CacheConfig;
 pub use error::ApiError;
 pub use registry::{Registry, RegistryConfig};
+/// Whether the registry fetches a packaged model the store lacks (part of [`RegistryConfig`]).
+pub use symphony_app::FirstUse;
 pub use util::parse_duration;
 
 /// Everything `symphony serve` is configured with.
@@ -114,62 +117,11 @@ impl AppState {
     }
 }
 
-/// The routes, with logging, metrics and the body limit around them.
+/// The routes (see [`routes::table`]), with logging, metrics, the role check and the body
+/// limit around them.
 pub fn router(state: SharedState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
-        .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{*model}", get(openai::get_model))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(embeddings::openai))
-        .route("/api/embed", post(embeddings::ollama_embed))
-        .route("/api/embeddings", post(embeddings::ollama_embeddings))
-        .route("/api/generate", post(ollama::generate))
-        .route("/api/chat", post(ollama::chat))
-        .route("/api/tags", get(ollama::tags))
-        .route("/api/show", post(ollama::show))
-        .route("/api/ps", get(ollama::ps))
-        .route("/api/version", get(ollama::version))
-        .route("/api/delete", axum::routing::delete(ollama::delete))
-        .route("/v1/chat/ws", get(ws::chat))
-        .route("/tokenize", post(tokenize::tokenize))
-        .route("/detokenize", post(tokenize::detokenize))
-        .route("/tokenizer_info", get(tokenize::tokenizer_info))
-        .route(
-            "/v1/collections",
-            get(collections::list).post(collections::create),
-        )
-        .route(
-            "/v1/collections/{name}",
-            get(collections::show).delete(collections::remove),
-        )
-        .route(
-            "/v1/collections/{name}/documents",
-            post(collections::add_documents).delete(collections::remove_document),
-        )
-        .route("/v1/collections/{name}/query", post(collections::query))
-        .route("/v1/collections/{name}/ask", post(collections::ask))
-        .route("/v1/agents", get(agents::list_agents))
-        .route(
-            "/v1/agents/runs",
-            get(agents::list_runs).post(agents::start_run),
-        )
-        .route("/v1/agents/runs/{id}", get(agents::get_run))
-        .route("/v1/agents/runs/{id}/events", get(agents::run_events))
-        .route("/v1/agents/runs/{id}/approve", post(agents::approve_run))
-        .route("/v1/agents/runs/{id}/resume", post(agents::resume_run))
-        .route(
-            "/v1/admin/keys",
-            get(admin::list_keys).post(admin::create_key),
-        )
-        .route(
-            "/v1/admin/keys/{name}",
-            axum::routing::delete(admin::revoke_key),
-        )
-        .fallback(not_found)
+    routes::router()
+        .fallback(probes::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -210,16 +162,19 @@ pub async fn serve_on(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal());
-    let preload = state.clone();
-    tokio::spawn(async move {
-        for name in &preload.config.preload {
-            if let Err(e) = preload.registry.get(name, None).await {
-                log_json(json!({"event": "preload_failed", "model": name, "error": e.message}));
-            }
-        }
-        preload.ready.store(true, Ordering::SeqCst);
-    });
+    tokio::spawn(preload(state.clone()));
     server.await
+}
+
+/// Loads the models the server was told to preload, then marks it ready (`/ready` answers
+/// 200 from then on). A model that fails to load is logged, not fatal.
+pub async fn preload(state: SharedState) {
+    for name in &state.config.preload {
+        if let Err(e) = state.registry.get(name, None).await {
+            log_json(json!({"event": "preload_failed", "model": name, "error": e.message}));
+        }
+    }
+    state.ready.store(true, Ordering::SeqCst);
 }
 
 async fn shutdown_signal() {
@@ -321,7 +276,7 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
 /// the caller's rate limits. The [`Principal`] goes into the request for the handlers.
 async fn authorize(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
     let route = matched_route(&req).unwrap_or_else(|| req.uri().path().to_string());
-    let Some(needed) = auth::required_role(req.method(), &route) else {
+    let Some(needed) = routes::required_role(req.method(), &route) else {
         return next.run(req).await;
     };
     let bearer: Option<String> = req
@@ -398,54 +353,3 @@ pub(crate) struct Credential(pub Option<String>);
 /// The id `observe` gave the request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
-
-/// 200 while the server can serve: 503 once the registry's sweep has stopped (it runs every
-/// second), the sign that the server's own upkeep has failed.
-async fn health(State(state): State<SharedState>) -> Response {
-    match unhealthy(state.last_sweep.load(Ordering::Relaxed), util::unix_now()) {
-        Some(why) => ApiError::overloaded(why).into_response(),
-        None => Json(json!({"status": "ok"})).into_response(),
-    }
-}
-
-/// Why the server cannot serve, given its last sweep's time (0: none started yet).
-fn unhealthy(last_sweep: u64, now: u64) -> Option<String> {
-    let since = now.saturating_sub(last_sweep);
-    (last_sweep != 0 && since > 10)
-        .then(|| format!("unhealthy: the model registry has not been swept for {since}s"))
-}
-
-/// 200 once the preloaded models answer; 503 before.
-async fn ready(State(state): State<SharedState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::overloaded("loading models").into_response()
-    }
-}
-
-async fn metrics_text(State(state): State<SharedState>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(&state.registry),
-    )
-        .into_response()
-}
-
-async fn not_found(req: Request) -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no route for {} {}", req.method(), req.uri().path()),
-    )
-    .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn health_fails_once_the_sweep_stops() {
-        assert_eq!(super::unhealthy(0, 1_000), None);
-        assert_eq!(super::unhealthy(995, 1_000), None);
-        assert!(super::unhealthy(900, 1_000).is_some_and(|m| m.contains("100s")));
-    }
-}

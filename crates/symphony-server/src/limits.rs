@@ -70,15 +70,11 @@ impl RateLimiter {
         };
         if let Some(quota) = l.token_quota {
             if used >= quota {
-                // No Retry-After: a quota never resets, so no wait would help.
-                return Err(ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "'{}' has used its token quota ({quota} tokens); the quota does not \
-                         reset: ask the server's admin for a new key",
-                        p.name
-                    ),
-                ));
+                return Err(ApiError::quota_spent(format!(
+                    "'{}' has used its token quota ({quota} tokens); the quota does not \
+                     reset: ask the server's admin for a new key",
+                    p.name
+                )));
             }
         }
         if let Some(rpm) = l.rpm {

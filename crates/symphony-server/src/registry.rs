@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use symphony_app::{FirstUse, Home, ModelRef, Models, Quiet};
-use symphony_engine::{Constraint, Grammar, GrammarCompiler, Scheduler, SchedulerConfig};
+use symphony_engine::{
+    Constraint, Grammar, GrammarCompiler, Overloaded, Scheduler, SchedulerConfig,
+};
 use symphony_models::embedding::Embedder;
 use symphony_models::{Model, KV_BLOCK_SIZE};
 use symphony_store::{packages, Manifest, Store};
@@ -439,15 +441,12 @@ impl Registry {
             .checked_mul(kv_blocks as u64)
             .filter(|&b| b.saturating_add(manifest.size_bytes) <= self.config.max_memory)
             .ok_or_else(|| {
-                // No Retry-After: waiting does not make it fit.
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
+                // Waiting does not make it fit.
+                Overloaded::until_reconfigured(format!(
                     "'{}' with a KV cache of --kv-cache-tokens {} does not fit in --max-memory \
                      ({} bytes)",
                     manifest.name, self.config.kv_cache_tokens, self.config.max_memory
-                ),
-                )
+                ))
             })?;
         let scheduler = Scheduler::spawn(
             Arc::new(model),
@@ -469,16 +468,13 @@ impl Registry {
     }
 
     /// Unloads idle models, least recently used first, until `needed` more bytes fit.
-    fn make_room(&self, needed: u64) -> Result<(), ApiError> {
+    fn make_room(&self, needed: u64) -> Result<(), Overloaded> {
         if needed > self.config.max_memory {
-            // No Retry-After: waiting does not make it fit.
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the model needs {needed} bytes, more than --max-memory ({} bytes)",
-                    self.config.max_memory
-                ),
-            ));
+            // Waiting does not make it fit.
+            return Err(Overloaded::until_reconfigured(format!(
+                "the model needs {needed} bytes, more than --max-memory ({} bytes)",
+                self.config.max_memory
+            )));
         }
         let mut loaded = lock(&self.loaded);
         let mut embedders = lock(&self.embedders);
@@ -505,9 +501,10 @@ impl Registry {
                     loaded.remove(&blob);
                 }
                 None => {
-                    return Err(ApiError::overloaded(
+                    return Err(Overloaded::for_now(
                         "every loaded model is busy and there is no memory for another: \
                          retry later or raise --max-memory",
+                        Duration::from_secs(1),
                     ))
                 }
             }

@@ -93,6 +93,20 @@ pub fn seconds(secs: f64) -> Result<Duration, DurationError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Locks a mutex, recovering it if a thread panicked while holding it: the counters and
+/// maps behind the server's mutexes stay consistent between statements, and one panic must
+/// not turn every later request into a dropped connection.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `work` on a blocking thread (file, SQLite and CPU work kept off the async runtime).
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::ApiError> + Send + 'static,
+) -> Result<T, crate::ApiError> {
+    tokio::task::spawn_blocking(work).await?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,20 +158,4 @@ mod tests {
         assert!(seconds(1.8e19).is_err());
         assert_eq!(seconds(MAX_DURATION.as_secs_f64()), Ok(MAX_DURATION));
     }
-}
-
-/// Locks a mutex, recovering it if a thread panicked while holding it: the counters and
-/// maps behind the server's mutexes stay consistent between statements, and one panic must
-/// not turn every later request into a dropped connection.
-pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Runs `work` on a blocking thread (file, SQLite and CPU work kept off the async runtime).
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, crate::ApiError> + Send + 'static,
-) -> Result<T, crate::ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| crate::ApiError::internal(format!("a blocking task stopped: {e}")))?
 }
