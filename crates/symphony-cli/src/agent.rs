@@ -12,19 +12,16 @@ use symphony_agents::{
 };
 
 use symphony_agents::memory::Memory;
-use symphony_store::Store;
+use symphony_app::Home;
 
 use crate::commands::{init_threads, open_model};
-use crate::rag::{collections_root, load_embedder};
+use crate::rag::load_embedder;
 use crate::{AgentCommand, AgentRunFlags, LoadArgs};
 
 /// The run store, shared with `symphony serve`: `$SYMPHONY_AGENT_RUNS`, or
 /// `agents/runs.sqlite` in the store's home.
 pub fn runs_path() -> Result<std::path::PathBuf> {
-    if let Some(path) = std::env::var_os("SYMPHONY_AGENT_RUNS") {
-        return Ok(path.into());
-    }
-    Ok(Store::from_env()?.home().join("agents").join("runs.sqlite"))
+    Ok(Home::from_env()?.agent_runs())
 }
 
 fn run_store() -> Result<RunStore> {
@@ -37,7 +34,7 @@ fn open_memory(spec: &AgentSpec) -> Result<Option<Arc<Memory>>> {
         return Ok(None);
     };
     let embedder = Arc::new(load_embedder(&config.embedder)?);
-    let path = runs_path()?.with_file_name("memory.sqlite");
+    let path = Home::from_env()?.agent_memory();
     Ok(Some(Arc::new(Memory::open(&path, &spec.name, embedder)?)))
 }
 
@@ -160,9 +157,11 @@ fn drive(
     let run = ClaimedRun::claim(store, id, spec, state, memory)?;
     let (json, yes) = (flags.json, flags.yes);
     let open_collection = |name: &str| -> Result<_, String> {
-        let collection =
-            symphony_rag::Collection::open(&collections_root().map_err(|e| e.to_string())?, name)
-                .map_err(|e| e.to_string())?;
+        let collection = symphony_rag::Collection::open(
+            &Home::from_env().map_err(|e| e.to_string())?.collections(),
+            name,
+        )
+        .map_err(|e| e.to_string())?;
         let embedder = load_embedder(&collection.config.embedder).map_err(|e| format!("{e:#}"))?;
         Ok((collection, embedder))
     };

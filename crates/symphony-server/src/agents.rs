@@ -37,6 +37,7 @@ use symphony_agents::{
     turn_params, AgentSpec, Approval, ChatModel, Checkpoint, ClaimedRun, Completed, Completer,
     Event, Finished, Front, RunState, RunStore, StoredRun, ToolRegistry,
 };
+use symphony_app::Models;
 use symphony_engine::{Constraint, GenerationParams, GrammarCompiler, Output};
 use symphony_models::embedding::Embedder;
 use symphony_models::{Model, TokenId};
@@ -286,7 +287,7 @@ pub async fn start_run(
             // Examples are chosen by meaning: without memory, that needs an encoder.
             let embedder = match (&memory, spec.examples.len() > spec.few_shot) {
                 (None, true) => Some(load_embedder(
-                    app.registry.store(),
+                    app.registry.models(),
                     &symphony_agents::memory::default_embedder(),
                 )?),
                 _ => None,
@@ -305,11 +306,11 @@ pub async fn start_run(
     respond(&id, live, req.stream, json!({"status": "running"}))
 }
 
-fn load_embedder(store: &symphony_store::Store, name: &str) -> Result<Embedder, ApiError> {
-    let manifest = store
-        .get(name)
-        .map_err(|e| ApiError::internal(format!("the encoder '{name}': {e}")))?;
-    Embedder::load(store.blob_path(&manifest))
+/// An agent file's encoder, resolved as the CLI resolves it (the operator wrote the file),
+/// under this server's first-use policy.
+fn load_embedder(models: &Models, name: &str) -> Result<Embedder, ApiError> {
+    models
+        .open_embedder(name, &mut symphony_app::Quiet)
         .map_err(|e| ApiError::internal(format!("the encoder '{name}': {e}")))
 }
 
@@ -318,7 +319,7 @@ fn open_memory(state: &SharedState, spec: &AgentSpec) -> Result<Option<Arc<Memor
     let Some(config) = &spec.memory else {
         return Ok(None);
     };
-    let embedder = Arc::new(load_embedder(state.registry.store(), &config.embedder)?);
+    let embedder = Arc::new(load_embedder(state.registry.models(), &config.embedder)?);
     let path = state.agents.runs.with_file_name("memory.sqlite");
     Ok(Some(Arc::new(Memory::open(&path, &spec.name, embedder)?)))
 }
@@ -355,7 +356,7 @@ async fn launch(
         let collections = state.config.collections.clone();
         blocking(move || {
             let run = ClaimedRun::claim(open_store(&app)?, &key, spec, run_state, memory)?;
-            let tools = build_tools(&run, &collections, app.registry.store())?;
+            let tools = build_tools(&run, &collections, app.registry.models())?;
             Ok((run, tools))
         })
         .await
@@ -382,15 +383,15 @@ async fn launch(
     Ok(live)
 }
 
-/// The run's tools, its collections opened from `collections` with encoders from `store`.
+/// The run's tools, its collections opened from `collections` with encoders from `models`.
 fn build_tools(
     run: &ClaimedRun,
     collections: &Path,
-    store: &symphony_store::Store,
+    models: &Models,
 ) -> Result<ToolRegistry, ApiError> {
     let open_collection = |name: &str| -> Result<(Collection, Embedder), String> {
         let collection = Collection::open(collections, name).map_err(|e| e.to_string())?;
-        let embedder = load_embedder(store, &collection.config.embedder).map_err(|e| e.message)?;
+        let embedder = load_embedder(models, &collection.config.embedder).map_err(|e| e.message)?;
         Ok((collection, embedder))
     };
     run.tools(Some(&open_collection))
