@@ -133,7 +133,7 @@ pub fn answer_passes(answer: &str, expect: &[String]) -> bool {
             let joined = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
             let starts_word = e.chars().next().is_some_and(char::is_alphanumeric);
             let ends_word = e.chars().next_back().is_some_and(char::is_alphanumeric);
-            !(starts_word && joined(before)) && !(ends_word && joined(after))
+            !((starts_word && joined(before)) || (ends_word && joined(after)))
         })
     })
 }

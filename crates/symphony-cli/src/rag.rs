@@ -258,8 +258,8 @@ pub fn rag(cmd: RagCommand) -> Result<()> {
                 println!("no collections (make one with `symphony rag create NAME`)");
             } else {
                 println!(
-                    "{:<24} {:>9} {:>9}  {:<10} {}",
-                    "NAME", "DOCUMENTS", "CHUNKS", "CHUNKING", "EMBEDDER"
+                    "{:<24} {:>9} {:>9}  {:<10} EMBEDDER",
+                    "NAME", "DOCUMENTS", "CHUNKS", "CHUNKING"
                 );
                 for s in all {
                     println!(

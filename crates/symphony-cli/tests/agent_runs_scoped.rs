@@ -150,7 +150,7 @@ fn runs_are_their_starters_and_only_the_servers_agents_continue() {
 
     // Alice lists her run and not the command line's; an admin sees both.
     let (_, list) = get(&url("/v1/agents/runs"), &alice);
-    assert_eq!(listed_ids(&list), [id.clone()], "{list}");
+    assert_eq!(listed_ids(&list), std::slice::from_ref(&id), "{list}");
     let (_, list) = get(&url("/v1/agents/runs"), &admin);
     let ids = listed_ids(&list);
     assert!(ids.contains(&id) && ids.contains(&cli_run), "{list}");

@@ -50,10 +50,10 @@ fn score(model: &Model, context: &str, continuation: &str) -> (f64, bool, bool) 
             .unwrap()
     };
     let (mut sum, mut greedy) = (0.0, true);
-    for i in ctxlen..whole.len() {
+    for (i, &token) in whole.iter().enumerate().skip(ctxlen) {
         let r = row(i - 1);
-        sum += log_softmax_at(&r, whole[i] as usize);
-        greedy &= argmax(&r) == whole[i];
+        sum += log_softmax_at(&r, token as usize);
+        greedy &= argmax(&r) == token;
     }
     let next = argmax(&row(whole.len() - 1));
     (sum, greedy, model.tokenizer.is_end_of_generation(next))

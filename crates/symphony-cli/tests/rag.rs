@@ -265,7 +265,7 @@ fn a_collection_killed_mid_ingest_reopens_consistent() {
     let mut kills = 0;
     for round in 0..6 {
         // Some files change between rounds, so kills also land in replacements.
-        for i in (round * 7..n_files as u64).step_by(40) {
+        for i in (round * 7..n_files).step_by(40) {
             let text = prose(&format!("changed{round}"), i + round, 5);
             std::fs::write(docs.join(format!("doc{i:03}.txt")), text).unwrap();
         }

@@ -504,6 +504,9 @@ struct Worker {
     alloc: BlockAllocator,
     rx: mpsc::Receiver<Command>,
     waiting: VecDeque<Box<Sequence>>,
+    // Boxed: a sequence (its decoder, constraint and block table) moves between `waiting`
+    // and `running` on admission and preemption, and a pointer moves cheaper than the whole.
+    #[allow(clippy::vec_box)]
     running: Vec<Box<Sequence>>,
     stats: Arc<SchedulerStats>,
 }

@@ -87,7 +87,7 @@ impl BertConfig {
                 config.max_position_embeddings
             ));
         }
-        if config.hidden_size % config.n_heads != 0 {
+        if !config.hidden_size.is_multiple_of(config.n_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 config.hidden_size, config.n_heads

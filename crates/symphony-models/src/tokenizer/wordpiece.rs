@@ -138,7 +138,7 @@ impl WordPiece {
             })
             .filter(|(text, _)| !text.is_empty())
             .collect();
-        added.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        added.sort_by_key(|(text, _)| std::cmp::Reverse(text.len()));
         Ok(Self {
             vocab,
             tokens,
