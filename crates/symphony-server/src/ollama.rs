@@ -318,7 +318,7 @@ pub async fn chat(
         rx,
         req.stream.unwrap_or(true),
         Shape::Chat,
-        rules.parse_calls,
+        rules.parse_calls(),
     )
     .await
 }

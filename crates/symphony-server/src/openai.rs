@@ -346,7 +346,7 @@ pub async fn start_chat(
         id: format!("chatcmpl-{:016x}", random_seed()),
         created: unix_now(),
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
-        parse_calls: rules.parse_calls,
+        parse_calls: rules.parse_calls(),
     })
 }
 
