@@ -154,10 +154,10 @@ impl OutputRules {
         // With tool_choice none the tools stay in the prompt (it is the same prompt as the
         // turns before, so its blocks come from the prefix cache); a grammar that fails to
         // compile is then the format's fault, otherwise the tools'.
-        let (param, tools) = match choice {
-            ToolChoice::None if tools.is_empty() => (format_param, Vec::new()),
-            ToolChoice::None => (format_param, tools),
-            _ => ("tools", tools),
+        let param = if choice == ToolChoice::None {
+            format_param
+        } else {
+            "tools"
         };
         Ok(Self {
             tools,
