@@ -1,12 +1,10 @@
 //! The model side of an agent: one assistant turn at a time.
 
 use serde_json::Value;
-use symphony_engine::tools::{
-    parse_tool_calls, tool_call_grammar, tool_call_grammar_auto, NO_TOOL_CALL, TOOL_CALL_TRIGGERS,
-};
+use symphony_engine::tools::parse_tool_calls;
 use symphony_engine::{
-    chat_prompt_with_tools, Constraint, GenerationParams, Grammar, GrammarCompiler, SamplingParams,
-    Session,
+    chat_prompt_with_tools, tool_grammar, Constraint, GenerationParams, Grammar, GrammarCompiler,
+    SamplingParams, Session, ToolChoice,
 };
 use symphony_models::{Model, TokenId};
 use symphony_types::{ChatMessage, ToolSpec};
@@ -220,15 +218,21 @@ pub fn turn_request(
     mode: CallMode,
 ) -> Result<(Vec<TokenId>, Option<Constraint>), crate::Error> {
     let prompt = chat_prompt_with_tools(model, messages, tools)?;
-    let constraint = match (mode, tools.is_empty()) {
-        (_, true) => None,
-        (CallMode::Auto, false) => Some(
-            compiler
-                .compile(&tool_call_grammar_auto(tools, true))?
-                .triggered_by(TOOL_CALL_TRIGGERS),
-        ),
-        (CallMode::Required, false) => Some(compiler.compile(&tool_call_grammar(tools, true))?),
-        (CallMode::Answer, false) => Some(compiler.compile(&Grammar::Regex(NO_TOOL_CALL.into()))?),
+    if tools.is_empty() {
+        return Ok((prompt, None));
+    }
+    // The same policy as the server's `tool_choice`: the last step answers with the tools
+    // still in the prompt, and several calls may come in one turn.
+    let choice = match mode {
+        CallMode::Auto => ToolChoice::Auto,
+        CallMode::Required => ToolChoice::Required,
+        CallMode::Answer => ToolChoice::None,
+    };
+    let policy = tool_grammar(tools, &choice, None, true)
+        .map_err(|e| symphony_engine::Error::InvalidRequest(e.to_string()))?;
+    let constraint = match &policy.grammar {
+        Some(grammar) => Some(policy.arm(compiler.compile(grammar)?)),
+        None => None,
     };
     Ok((prompt, constraint))
 }

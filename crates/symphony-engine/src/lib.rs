@@ -12,6 +12,7 @@ pub mod overload;
 pub mod perplexity;
 pub mod sampling;
 pub mod scheduler;
+pub mod tool_choice;
 pub mod tools;
 
 pub use constraint::{Constraint, Grammar, GrammarCompiler, MAX_GRAMMAR_BYTES};
@@ -25,6 +26,7 @@ pub use scheduler::{
     Completion, Event, EventSink, Output, Request, RequestId, Scheduler, SchedulerConfig,
     SchedulerStats,
 };
+pub use tool_choice::{tool_grammar, ToolChoice, ToolChoiceError, ToolGrammar};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -16,6 +16,10 @@ use crate::registry::LoadedModel;
 use crate::util::lock;
 use crate::SharedState;
 
+mod valid;
+
+pub use valid::{ValidPrompt, ValidRequest};
+
 /// A sink that forwards a sequence's events, tagged with its choice index, and keeps count
 /// of the tokens it produced so that a cancelled sequence is still charged.
 struct ChannelSink {
@@ -155,6 +159,32 @@ pub fn start(
 ) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
     let (tx, rx) = channel(state, principal);
     submit(state, model, job, &tx, 0)?;
+    Ok(rx)
+}
+
+/// Submits every sequence of a validated request and returns their events, choice
+/// `p * n + i` being the `i`th sequence of prompt `p`. The whole request is counted against
+/// the queue before any of it is submitted.
+pub fn launch(
+    state: &SharedState,
+    principal: &Principal,
+    request: &ValidRequest,
+) -> Result<UnboundedReceiver<(usize, Event)>, ApiError> {
+    check_room(state, &request.model, request.sequences())?;
+    let (tx, rx) = channel(state, principal);
+    for (p, prompt) in request.prompts.iter().enumerate() {
+        let job = Job {
+            prompt: prompt.tokens.clone(),
+            params: GenerationParams {
+                max_tokens: prompt.max_tokens,
+                ..request.params.clone()
+            },
+            logprobs: request.logprobs,
+            prompt_logprobs: request.prompt_logprobs,
+            n: request.n,
+        };
+        submit(state, &request.model, job, &tx, p * request.n)?;
+    }
     Ok(rx)
 }
 

@@ -4,11 +4,9 @@
 //! (whether tool calls are read out of the text).
 
 use serde_json::{json, Value};
-use symphony_engine::tools::{
-    tool_call_grammar, tool_call_grammar_auto, tool_call_or_json_grammar, NO_TOOL_CALL,
-    TOOL_CALL_TRIGGERS,
+use symphony_engine::{
+    tool_grammar, Constraint, Grammar, ToolChoice, ToolChoiceError, ToolGrammar,
 };
-use symphony_engine::{Constraint, Grammar};
 use symphony_types::ToolSpec;
 
 use crate::error::ApiError;
@@ -20,11 +18,9 @@ use crate::util::random_seed;
 pub struct OutputRules {
     /// Tools the chat template renders into the prompt.
     pub tools: Vec<ToolSpec>,
-    /// Read tool calls out of the reply.
-    pub parse_calls: bool,
-    grammar: Option<Grammar>,
-    /// The grammar holds only once the reply starts a tool call (`tool_choice: auto`).
-    triggered: bool,
+    /// The grammar, its trigger and whether calls are read out of the reply: the engine's
+    /// tool-choice policy, shared with the agents.
+    policy: ToolGrammar,
     /// The request field a compile error is blamed on.
     param: &'static str,
 }
@@ -36,15 +32,12 @@ pub struct Guided {
     guided_grammar: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum ToolChoice {
-    None,
-    Auto,
-    Required,
-    Named(String),
-}
-
 impl OutputRules {
+    /// Read tool calls out of the reply.
+    pub fn parse_calls(&self) -> bool {
+        self.policy.parse_calls
+    }
+
     /// OpenAI's `response_format`, `tools`, `tool_choice` and `parallel_tool_calls`, and
     /// vLLM's `guided_regex` and `guided_grammar` (Lark) for what OpenAI's API cannot say.
     pub fn openai(
@@ -151,87 +144,36 @@ impl OutputRules {
         choice: ToolChoice,
         parallel: bool,
     ) -> Result<Self, ApiError> {
-        if tools.is_empty() && !matches!(choice, ToolChoice::None) {
-            return Err(ApiError::invalid_param(
-                "tool_choice",
-                "tool_choice needs tools",
-            ));
-        }
-        Ok(match choice {
-            // The tools stay in the prompt (it is the same prompt as the turns before, so
-            // its blocks come from the prefix cache) and the reply cannot start a call.
-            ToolChoice::None if !tools.is_empty() => Self {
-                grammar: Some(format.unwrap_or_else(|| Grammar::Regex(NO_TOOL_CALL.into()))),
-                param: format_param,
-                tools,
-                ..Self::default()
-            },
-            ToolChoice::None => Self {
-                grammar: format,
-                param: format_param,
-                ..Self::default()
-            },
-            ToolChoice::Auto => {
-                let grammar = match &format {
-                    None => tool_call_grammar_auto(&tools, parallel),
-                    Some(Grammar::JsonSchema(answer)) => {
-                        tool_call_or_json_grammar(&tools, parallel, answer)
-                    }
-                    Some(Grammar::JsonObject) => {
-                        tool_call_or_json_grammar(&tools, parallel, &json!({"type": "object"}))
-                    }
-                    Some(Grammar::Regex(_) | Grammar::Lark(_)) => {
-                        return Err(ApiError::invalid_param(
-                            format_param,
-                            "a regex or grammar applies to the reply only with tool_choice none",
-                        ))
-                    }
-                };
-                Self {
-                    triggered: format.is_none(),
-                    grammar: Some(grammar),
-                    tools,
-                    parse_calls: true,
-                    param: "tools",
-                }
-            }
-            ToolChoice::Required => Self {
-                grammar: Some(tool_call_grammar(&tools, parallel)),
-                tools,
-                parse_calls: true,
-                triggered: false,
-                param: "tools",
-            },
-            ToolChoice::Named(name) => {
-                let Some(tool) = tools.iter().find(|t| t.name == name) else {
-                    return Err(ApiError::invalid_param(
-                        "tool_choice",
-                        format!("tool_choice names '{name}', which is not in tools"),
-                    ));
-                };
-                Self {
-                    grammar: Some(tool_call_grammar(std::slice::from_ref(tool), false)),
-                    tools,
-                    parse_calls: true,
-                    triggered: false,
-                    param: "tools",
-                }
-            }
+        let policy = tool_grammar(&tools, &choice, format, parallel).map_err(|e| {
+            let param = match e {
+                ToolChoiceError::FormatNeedsNone => format_param,
+                ToolChoiceError::NeedsTools | ToolChoiceError::UnknownTool(_) => "tool_choice",
+            };
+            ApiError::invalid_param(param, e.to_string())
+        })?;
+        // With tool_choice none the tools stay in the prompt (it is the same prompt as the
+        // turns before, so its blocks come from the prefix cache); a grammar that fails to
+        // compile is then the format's fault, otherwise the tools'.
+        let param = if choice == ToolChoice::None {
+            format_param
+        } else {
+            "tools"
+        };
+        Ok(Self {
+            tools,
+            param,
+            policy,
         })
     }
 
     /// The request's compiled constraint, if its reply has a shape to keep. A grammar that
     /// does not compile is a 400 naming the field it came from.
     pub async fn constraint(&self, model: &Loaded) -> Result<Option<Constraint>, ApiError> {
-        let Some(grammar) = &self.grammar else {
+        let Some(grammar) = &self.policy.grammar else {
             return Ok(None);
         };
         let c = model.compile(grammar.clone(), self.param).await?;
-        Ok(Some(if self.triggered {
-            c.triggered_by(TOOL_CALL_TRIGGERS)
-        } else {
-            c
-        }))
+        Ok(Some(self.policy.arm(c)))
     }
 }
 

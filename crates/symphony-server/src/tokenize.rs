@@ -13,14 +13,42 @@
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use symphony_models::tokenizer::{EncodeOptions, TokenId};
 
 use crate::error::{ApiError, JsonBody};
 use crate::generation::{token_text, Loaded};
 use crate::openai::from_value;
 use crate::SharedState;
+
+#[derive(Serialize)]
+struct TokenizeReply {
+    count: usize,
+    max_model_len: usize,
+    tokens: Vec<TokenId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_strs: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct DetokenizeReply {
+    prompt: String,
+}
+
+/// The special tokens as Hugging Face's tokenizer config names them.
+#[derive(Serialize)]
+struct TokenizerInfo {
+    model: String,
+    tokenizer_class: &'static str,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    pad_token: Option<String>,
+    add_bos_token: bool,
+    add_eos_token: bool,
+    vocab_size: usize,
+    model_max_length: usize,
+}
 
 /// Most tokens a `/detokenize` request may name.
 const MAX_DETOKENIZE: usize = 1 << 20;
@@ -85,15 +113,16 @@ pub async fn tokenize(
             parse_special: true,
         },
     );
-    let mut reply = json!({
-        "count": tokens.len(),
-        "max_model_len": model.model().context_length(),
-        "tokens": tokens,
-    });
-    if req.return_token_strs {
-        reply["token_strs"] = tokens.iter().map(|&t| token_text(&model, t)).collect();
-    }
-    Ok(Json(reply).into_response())
+    let token_strs = req
+        .return_token_strs
+        .then(|| tokens.iter().map(|&t| token_text(&model, t)).collect());
+    Ok(Json(TokenizeReply {
+        count: tokens.len(),
+        max_model_len: model.model().context_length(),
+        tokens,
+        token_strs,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -129,7 +158,7 @@ pub async fn detokenize(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let prompt = model.model().tokenizer.decode(&ids, true);
-    Ok(Json(json!({ "prompt": prompt })).into_response())
+    Ok(Json(DetokenizeReply { prompt }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -144,16 +173,16 @@ pub async fn tokenizer_info(
     let model = model_for(&state, query.model.as_deref()).await?;
     let tokenizer = &model.model().tokenizer;
     let text = |id: Option<TokenId>| id.map(|t| token_text(&model, t));
-    Ok(Json(json!({
-        "model": model.name,
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": text(tokenizer.bos),
-        "eos_token": text(tokenizer.eos),
-        "pad_token": text(tokenizer.eos),
-        "add_bos_token": tokenizer.add_bos,
-        "add_eos_token": tokenizer.add_eos,
-        "vocab_size": tokenizer.n_vocab(),
-        "model_max_length": model.model().context_length(),
-    }))
+    Ok(Json(TokenizerInfo {
+        model: model.name.clone(),
+        tokenizer_class: "PreTrainedTokenizerFast",
+        bos_token: text(tokenizer.bos),
+        eos_token: text(tokenizer.eos),
+        pad_token: text(tokenizer.eos),
+        add_bos_token: tokenizer.add_bos,
+        add_eos_token: tokenizer.add_eos,
+        vocab_size: tokenizer.n_vocab(),
+        model_max_length: model.model().context_length(),
+    })
     .into_response())
 }

@@ -10,7 +10,8 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
@@ -30,10 +31,28 @@ pub async fn chat(
         .on_upgrade(move |socket| serve_socket(state, credential, socket))
 }
 
+/// An error as a message: the socket has no status line, so the status goes in the body.
+#[derive(Serialize)]
+struct ErrorMessage<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    message: &'a str,
+    status: u16,
+}
+
 fn error_message(e: &ApiError) -> Message {
+    let body = ErrorMessage {
+        error: ErrorBody {
+            message: &e.message,
+            status: e.status.as_u16(),
+        },
+    };
     Message::Text(
-        json!({"error": {"message": e.message, "status": e.status.as_u16()}})
-            .to_string()
+        serde_json::to_string(&body)
+            .expect("an error message serialises")
             .into(),
     )
 }

@@ -1,0 +1,17 @@
+//! Ollama's API: `/api/generate`, `/api/chat` (NDJSON streams), `/api/tags`, `/api/show`,
+//! `/api/ps`, `/api/version`, with Ollama's defaults, option names and keep-alive rules. One
+//! file per endpoint group; what they share on the way in is in `request`, the reply shapes
+//! in `types`.
+
+mod chat;
+mod generate;
+mod models;
+mod request;
+mod respond;
+mod time;
+mod types;
+
+pub use chat::chat;
+pub use generate::generate;
+pub use models::{delete, ps, show, tags, version};
+pub(crate) use request::{keep_alive, parse};
