@@ -743,10 +743,14 @@ impl Completer for SchedulerChat {
             };
             match generation::submit(&self.app, &self.model, job, &tx, 0) {
                 Ok(()) => break,
-                Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                Err(refusal) if refusal.is_overloaded() => {
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
-                Err(e) => return Err(symphony_agents::Error::Model(e.message)),
+                Err(refusal) => {
+                    return Err(symphony_agents::Error::Model(
+                        ApiError::from(refusal).message,
+                    ))
+                }
             }
         }
         drop(tx);

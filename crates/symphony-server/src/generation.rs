@@ -196,7 +196,7 @@ pub fn submit(
     job: Job,
     tx: &Sender,
     first_index: usize,
-) -> Result<(), ApiError> {
+) -> Result<(), Refusal> {
     check_room(state, model, job.n)?;
     lock(&tx.first_choices).insert(first_index);
     for i in 0..job.n {
@@ -237,10 +237,10 @@ pub fn check_room(
     state: &SharedState,
     model: &LoadedModel,
     sequences: usize,
-) -> Result<(), ApiError> {
+) -> Result<(), Refusal> {
     let max = state.config.max_waiting;
     if sequences > max {
-        return Err(ApiError::bad_request(format!(
+        return Err(Refusal::Invalid(format!(
             "the request asks for {sequences} sequences (prompts × n); at most {max} may \
              wait per model (--max-waiting): send fewer prompts or a smaller n"
         )));
@@ -251,16 +251,52 @@ pub fn check_room(
         .waiting
         .load(std::sync::atomic::Ordering::Relaxed);
     if waiting.saturating_add(sequences) > max {
-        return Err(symphony_engine::Overloaded::for_now(
+        return Err(Refusal::Overloaded(symphony_engine::Overloaded::for_now(
             format!(
                 "'{}' has {waiting} requests waiting; retry shortly",
                 model.name
             ),
             std::time::Duration::from_secs(1),
-        )
-        .into());
+        )));
     }
     Ok(())
+}
+
+/// Why sequences were not queued: the request could never fit (the client's error), or the
+/// queue is full now (try again). Callers outside HTTP, such as an agent run waiting for
+/// room, tell the two apart by variant; handlers turn it into a 400 or a 503.
+#[derive(Debug)]
+pub enum Refusal {
+    Invalid(String),
+    Overloaded(symphony_engine::Overloaded),
+    /// The scheduler refused the request itself (its parameters, its length).
+    Engine(symphony_engine::Error),
+}
+
+impl Refusal {
+    /// Whether the same request may succeed later, once the queue has room.
+    pub fn is_overloaded(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Overloaded(_) | Refusal::Engine(symphony_engine::Error::Overloaded(_))
+        )
+    }
+}
+
+impl From<symphony_engine::Error> for Refusal {
+    fn from(e: symphony_engine::Error) -> Self {
+        Refusal::Engine(e)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(message) => ApiError::bad_request(message),
+            Refusal::Overloaded(overloaded) => overloaded.into(),
+            Refusal::Engine(e) => e.into(),
+        }
+    }
 }
 
 /// One choice, collected: the engine's collected request.
