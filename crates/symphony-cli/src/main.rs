@@ -311,6 +311,24 @@ struct ServeArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true")]
     jwt_require_exp: bool,
+    /// Accept RS256/PS256/ES256/EdDSA JWTs signed by the keys published at this JWKS URL
+    /// (an OpenID Connect provider's `jwks_uri`), fetched and cached, fetched again on an
+    /// unknown `kid`.
+    #[arg(long, env = "SYMPHONY_JWT_JWKS_URL")]
+    jwt_jwks_url: Option<String>,
+    /// The issuer (`iss`) JWTs must come from; without --jwt-jwks-url (and no secret), its
+    /// keys are found by OpenID Connect discovery.
+    #[arg(long, env = "SYMPHONY_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// A value JWTs' audience (`aud`) must hold, e.g. the client id Symphony has at the provider.
+    #[arg(long, env = "SYMPHONY_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Clock skew allowed on JWTs' `exp` and `nbf` (e.g. 60s for a provider on another clock).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    jwt_leeway: std::time::Duration,
+    /// The JWT claim that holds the role: a role's name, or a list whose highest role counts.
+    #[arg(long, default_value = "role")]
+    jwt_role_claim: String,
     /// Redis for rate limits and the response cache shared between servers
     /// (redis://[:password@]host[:port][/db]).
     #[arg(long)]

@@ -156,6 +156,22 @@ fn curl_gets_sse_ndjson_errors_and_metrics() {
         counter("symphony_prompt_tokens_cached_total"),
         prompt / 2 - 1
     );
+    // Prometheus' own parser reads the loaded model's families under their names and types.
+    let families = parse_metrics(&metrics);
+    for (name, kind) in [
+        ("symphony_running_sequences", "gauge"),
+        ("symphony_waiting_sequences", "gauge"),
+        ("symphony_kv_blocks_used", "gauge"),
+        ("symphony_kv_blocks_free", "gauge"),
+        ("symphony_prefix_cache_hit_rate", "gauge"),
+        ("symphony_preemptions", "counter"),
+    ] {
+        assert_eq!(families[name]["type"], kind, "{name}: {families}");
+        assert_eq!(
+            families[name]["samples"][0][1]["model"], "smollm2",
+            "{name}: {families}"
+        );
+    }
     // Every request was logged as one JSON line with its id.
     let log = server.log();
     let requests = log
@@ -1004,4 +1020,70 @@ fn agents_run_over_http() {
         assert_eq!(status, expected, "{method} {path}: {text}");
         assert!(text.contains(message), "{method} {path}: {text}");
     }
+}
+
+/// `symphony serve --jwt-issuer URL --jwt-audience NAME`: an OpenID Connect provider's tokens
+/// (the test provider of the server crate: keys from `cryptography`, tokens from PyJWT),
+/// its keys found by discovery.
+#[test]
+fn an_identity_providers_tokens_are_accepted_by_its_issuer_url() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../symphony-server/tests/oidc_provider.py"
+    );
+    let mut provider = Command::new(python())
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the provider starts");
+    let mut line = String::new();
+    BufReader::new(provider.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let issuer = format!(
+        "http://127.0.0.1:{}",
+        line.trim().trim_start_matches("PORT ")
+    );
+    let sign = |kid: &str, aud: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let body = serde_json::json!({"kid": kid, "claims": {
+            "sub": "ana", "role": "reader", "iss": issuer, "aud": aud, "exp": now + 600}});
+        call(
+            "POST",
+            &format!("{issuer}/sign"),
+            None,
+            Some(&body.to_string()),
+        )
+        .1
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let server = Server::spawn(
+        &[
+            "--api-keys",
+            keys.to_str().unwrap(),
+            "--jwt-issuer",
+            &issuer,
+            "--jwt-audience",
+            "symphony",
+        ],
+        &[],
+    );
+    let models = format!("{}/v1/models", server.base);
+    assert_eq!(
+        call("GET", &models, Some(&sign("rsa-1", "symphony")), None).0,
+        200
+    );
+    assert_eq!(
+        call("GET", &models, Some(&sign("ec-1", "symphony")), None).0,
+        200
+    );
+    let (status, body) = call("GET", &models, Some(&sign("rsa-1", "another-app")), None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("audience"), "{body}");
+    let _ = provider.kill();
+    let _ = provider.wait();
 }

@@ -5,7 +5,6 @@
 //! and Ollama (`truncate: true`, its default) do; Ollama's `truncate: false` makes them an
 //! error instead.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -160,10 +159,7 @@ async fn embed(
         .await
         .map_err(|e| ApiError::internal(format!("embedding stopped: {e}")))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    state
-        .metrics
-        .prompt_tokens
-        .fetch_add(tokens as u64, Relaxed);
+    state.metrics.count_prompt_tokens(tokens as u64);
     state.limiter.record_tokens(principal, tokens as u64).await;
     Ok((vectors, tokens))
 }

@@ -223,7 +223,14 @@ impl From<symphony_rag::Error> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        ApiError::unauthorized(e.to_string())
+        match e {
+            // Not the caller's fault: try again once the provider answers.
+            AuthError::KeysUnavailable(_) => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            },
+            _ => ApiError::unauthorized(e.to_string()),
+        }
     }
 }
 

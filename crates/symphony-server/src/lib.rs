@@ -43,7 +43,7 @@ use futures_util::FutureExt;
 use serde_json::json;
 use symphony_store::Store;
 
-pub use auth::{Auth, KeyFile, Limits, Principal, Role};
+pub use auth::{Auth, JwtConfig, JwtVerifier, KeyFile, Limits, Principal, Role};
 pub use cache::CacheConfig;
 pub use error::ApiError;
 pub use registry::{Registry, RegistryConfig};
@@ -322,7 +322,7 @@ pub(crate) async fn admit(
     what: &str,
     count: bool,
 ) -> Result<Principal, ApiError> {
-    let principal = state.auth.authenticate(bearer)?;
+    let principal = state.auth.authenticate(bearer).await?;
     if principal.role < needed {
         return Err(ApiError::forbidden(format!(
             "'{}' has the role {}; {what} needs {}",
@@ -338,7 +338,7 @@ pub(crate) async fn admit(
             state.limiter.check(&principal).await
         };
         if let Err(e) = admitted {
-            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            state.metrics.rate_limited.inc();
             return Err(e);
         }
     }

@@ -1,262 +1,300 @@
-//! Prometheus metrics in the text exposition format, written by hand: a few counters and
-//! histograms do not need a metrics framework.
+//! Prometheus metrics through `prometheus-client`, the Prometheus project's Rust client,
+//! served in the Prometheus text format. The names are the ones dashboards already use.
+//!
+//! Request counts, latencies and token counts are kept as they happen; what describes the
+//! loaded models (their sequences, KV blocks, prefix cache) is read from their schedulers at
+//! each scrape, so it can never drift from what the schedulers hold.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
 
 use crate::registry::Registry;
-use crate::util::lock;
+
+/// The `Content-Type` of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Latency buckets in seconds, from a fast decode step to a long generation.
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    /// Sum in microseconds.
-    sum_us: AtomicU64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
 }
 
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, c) in BUCKETS.iter().zip(&self.counts) {
-            if secs <= *bound {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    fn write(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, c) in BUCKETS.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
 }
 
-#[derive(Debug, Default)]
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    /// (route, status) → requests.
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    pub time_to_first_token: Histogram,
-    pub inter_token_latency: Histogram,
-    pub request_latency: Histogram,
-    pub prompt_tokens: AtomicU64,
-    pub cached_prompt_tokens: AtomicU64,
-    pub generated_tokens: AtomicU64,
-    pub response_cache_hits: AtomicU64,
-    pub response_cache_misses: AtomicU64,
-    pub rate_limited: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    time_to_first_token: Histogram,
+    inter_token_latency: Histogram,
+    request_latency: Histogram,
+    prompt_tokens: Counter,
+    cached_prompt_tokens: Counter,
+    generated_tokens: Counter,
+    pub response_cache_hits: Counter,
+    pub response_cache_misses: Counter,
+    pub rate_limited: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            time_to_first_token: latency_histogram(),
+            inter_token_latency: latency_histogram(),
+            request_latency: latency_histogram(),
+            prompt_tokens: Counter::default(),
+            cached_prompt_tokens: Counter::default(),
+            generated_tokens: Counter::default(),
+            response_cache_hits: Counter::default(),
+            response_cache_misses: Counter::default(),
+            rate_limited: Counter::default(),
+        }
+    }
 }
 
 impl Metrics {
     pub fn count_request(&self, route: &str, status: u16) {
-        *lock(&self.requests)
-            .entry((route.to_string(), status))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Prompt tokens of a request that generates nothing (an embedding).
+    pub fn count_prompt_tokens(&self, tokens: u64) {
+        self.prompt_tokens.inc_by(tokens);
     }
 
     /// Records a finished generation's timings and token counts.
     pub fn observe_generation(&self, completion: &symphony_engine::Completion) {
         self.time_to_first_token
-            .observe(completion.time_to_first_token);
-        self.request_latency.observe(completion.total_time);
+            .observe(completion.time_to_first_token.as_secs_f64());
+        self.request_latency
+            .observe(completion.total_time.as_secs_f64());
         if completion.completion_tokens > 1 {
             let decode = completion
                 .total_time
                 .saturating_sub(completion.time_to_first_token);
             self.inter_token_latency
-                .observe(decode / (completion.completion_tokens as u32 - 1));
+                .observe(decode.as_secs_f64() / (completion.completion_tokens - 1) as f64);
         }
-        self.prompt_tokens
-            .fetch_add(completion.prompt_tokens as u64, Ordering::Relaxed);
+        self.prompt_tokens.inc_by(completion.prompt_tokens as u64);
         self.cached_prompt_tokens
-            .fetch_add(completion.cached_tokens as u64, Ordering::Relaxed);
+            .inc_by(completion.cached_tokens as u64);
         self.generated_tokens
-            .fetch_add(completion.completion_tokens as u64, Ordering::Relaxed);
+            .inc_by(completion.completion_tokens as u64);
     }
 
-    pub fn render(&self, registry: &Registry) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP symphony_requests_total HTTP requests by route and status.\n");
-        out.push_str("# TYPE symphony_requests_total counter\n");
-        for ((route, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "symphony_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
-        self.time_to_first_token.write(
-            &mut out,
-            "symphony_time_to_first_token_seconds",
-            "From request to first generated token.",
+    /// Everything, in the Prometheus text format. The registry is built per scrape: the
+    /// metrics are handles onto the counts above, and the models' figures are read now.
+    pub fn render(&self, models: &Registry) -> String {
+        let mut r = prometheus_client::registry::Registry::default();
+        // Counters get `_total` appended and help texts a full stop by the client.
+        r.register(
+            "symphony_requests",
+            "HTTP requests by route and status",
+            self.requests.clone(),
         );
-        self.inter_token_latency.write(
-            &mut out,
-            "symphony_inter_token_latency_seconds",
-            "Mean time between generated tokens, per request.",
-        );
-        self.request_latency.write(
-            &mut out,
-            "symphony_request_latency_seconds",
-            "End-to-end generation latency.",
-        );
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            &mut out,
-            "symphony_prompt_tokens_total",
-            "Prompt tokens of finished requests.",
-            load(&self.prompt_tokens),
-        );
-        counter(
-            &mut out,
-            "symphony_prompt_tokens_cached_total",
-            "Prompt tokens of finished requests whose keys and values came from the prefix cache.",
-            load(&self.cached_prompt_tokens),
-        );
-        counter(
-            &mut out,
-            "symphony_generated_tokens_total",
-            "Generated tokens of finished requests.",
-            load(&self.generated_tokens),
-        );
-        counter(
-            &mut out,
-            "symphony_response_cache_hits_total",
-            "Requests answered from the response cache.",
-            load(&self.response_cache_hits),
-        );
-        counter(
-            &mut out,
-            "symphony_response_cache_misses_total",
-            "Cacheable requests not found in the response cache.",
-            load(&self.response_cache_misses),
-        );
-        counter(
-            &mut out,
-            "symphony_rate_limited_total",
-            "Requests refused by a rate limit or quota.",
-            load(&self.rate_limited),
-        );
-        let loaded = registry.loaded();
-        let _ = writeln!(
-            out,
-            "# HELP symphony_loaded_models Models in memory.\n# TYPE symphony_loaded_models gauge\nsymphony_loaded_models {}",
-            loaded.len()
-        );
-        type Field = fn(&symphony_engine::SchedulerStats) -> f64;
-        let per_model: [(&str, &str, &str, Field); 6] = [
+        let histograms = [
             (
-                "symphony_running_sequences",
-                "gauge",
-                "Sequences being decoded or prefilled.",
-                |s| s.running.load(Ordering::Relaxed) as f64,
+                "symphony_time_to_first_token_seconds",
+                "From request to first generated token",
+                &self.time_to_first_token,
             ),
             (
-                "symphony_waiting_sequences",
-                "gauge",
-                "Sequences waiting to be scheduled.",
-                |s| s.waiting.load(Ordering::Relaxed) as f64,
+                "symphony_inter_token_latency_seconds",
+                "Mean time between generated tokens, per request",
+                &self.inter_token_latency,
             ),
             (
-                "symphony_kv_blocks_used",
-                "gauge",
-                "KV cache blocks held by sequences.",
-                |s| s.kv_blocks_used.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "symphony_kv_blocks_free",
-                "gauge",
-                "KV cache blocks free or cached for reuse.",
-                |s| {
-                    s.kv_blocks_total
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(s.kv_blocks_used.load(Ordering::Relaxed))
-                        as f64
-                },
-            ),
-            (
-                "symphony_prefix_cache_hit_rate",
-                "gauge",
-                "Prompt blocks found in the prefix cache (whole, or a cached block starting with the prompt's next tokens, copied) / blocks looked up.",
-                |s| {
-                    let lookups = s.prefix_lookups.load(Ordering::Relaxed);
-                    if lookups == 0 {
-                        0.0
-                    } else {
-                        s.prefix_hits.load(Ordering::Relaxed) as f64 / lookups as f64
-                    }
-                },
-            ),
-            (
-                "symphony_preemptions_total",
-                "counter",
-                "Sequences preempted for lack of KV blocks.",
-                |s| s.preemptions.load(Ordering::Relaxed) as f64,
+                "symphony_request_latency_seconds",
+                "End-to-end generation latency",
+                &self.request_latency,
             ),
         ];
-        for (name, kind, help, field) in per_model {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for m in &loaded {
-                let v = field(m.scheduler.stats());
-                let _ = writeln!(out, "{name}{{model=\"{}\"}} {v}", m.name);
-            }
+        for (name, help, histogram) in histograms {
+            r.register(name, help, histogram.clone());
         }
-        let hits = load(&self.response_cache_hits);
-        let total = hits + load(&self.response_cache_misses);
+        let counters = [
+            (
+                "symphony_prompt_tokens",
+                "Prompt tokens of finished requests",
+                &self.prompt_tokens,
+            ),
+            (
+                "symphony_prompt_tokens_cached",
+                "Prompt tokens of finished requests whose keys and values came from the prefix cache",
+                &self.cached_prompt_tokens,
+            ),
+            (
+                "symphony_generated_tokens",
+                "Generated tokens of finished requests",
+                &self.generated_tokens,
+            ),
+            (
+                "symphony_response_cache_hits",
+                "Requests answered from the response cache",
+                &self.response_cache_hits,
+            ),
+            (
+                "symphony_response_cache_misses",
+                "Cacheable requests not found in the response cache",
+                &self.response_cache_misses,
+            ),
+            (
+                "symphony_rate_limited",
+                "Requests refused by a rate limit or quota",
+                &self.rate_limited,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        let hits = self.response_cache_hits.get();
+        let total = hits + self.response_cache_misses.get();
         let rate = if total == 0 {
             0.0
         } else {
             hits as f64 / total as f64
         };
-        let _ = writeln!(
-            out,
-            "# HELP symphony_response_cache_hit_rate Response cache hits / cacheable requests.\n# TYPE symphony_response_cache_hit_rate gauge\nsymphony_response_cache_hit_rate {rate}"
+        let hit_rate = Gauge::<f64, AtomicU64>::default();
+        hit_rate.set(rate);
+        r.register(
+            "symphony_response_cache_hit_rate",
+            "Response cache hits / cacheable requests",
+            hit_rate,
         );
+        register_models(&mut r, models);
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The loaded models' figures, read from their schedulers now.
+fn register_models(r: &mut prometheus_client::registry::Registry, models: &Registry) {
+    let loaded = models.loaded();
+    let count = Gauge::<i64>::default();
+    count.set(loaded.len() as i64);
+    r.register("symphony_loaded_models", "Models in memory", count);
+
+    type Field = fn(&symphony_engine::SchedulerStats) -> usize;
+    let gauges: [(&str, &str, Field); 4] = [
+        (
+            "symphony_running_sequences",
+            "Sequences being decoded or prefilled",
+            |s| s.running.load(Ordering::Relaxed),
+        ),
+        (
+            "symphony_waiting_sequences",
+            "Sequences waiting to be scheduled",
+            |s| s.waiting.load(Ordering::Relaxed),
+        ),
+        (
+            "symphony_kv_blocks_used",
+            "KV cache blocks held by sequences",
+            |s| s.kv_blocks_used.load(Ordering::Relaxed),
+        ),
+        (
+            "symphony_kv_blocks_free",
+            "KV cache blocks free or cached for reuse",
+            |s| {
+                let used = s.kv_blocks_used.load(Ordering::Relaxed);
+                s.kv_blocks_total
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(used)
+            },
+        ),
+    ];
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let labels = |name: &str| ModelLabels {
+        model: name.to_string(),
+    };
+    for (name, help, field) in gauges {
+        let family = Family::<ModelLabels, Gauge>::default();
+        for m in &loaded {
+            family
+                .get_or_create(&labels(&m.name))
+                .set(field(m.scheduler.stats()) as i64);
+        }
+        r.register(name, help, family);
+    }
+    let hit_rate = Family::<ModelLabels, Gauge<f64, AtomicU64>>::default();
+    let preemptions = Family::<ModelLabels, Counter>::default();
+    for m in &loaded {
+        let s = m.scheduler.stats();
+        let lookups = load(&s.prefix_lookups);
+        let rate = if lookups == 0 {
+            0.0
+        } else {
+            load(&s.prefix_hits) as f64 / lookups as f64
+        };
+        hit_rate.get_or_create(&labels(&m.name)).set(rate);
+        preemptions
+            .get_or_create(&labels(&m.name))
+            .inc_by(load(&s.preemptions));
+    }
+    r.register(
+        "symphony_prefix_cache_hit_rate",
+        "Prompt blocks found in the prefix cache (whole, or a cached block starting with the \
+         prompt's next tokens, copied) / blocks looked up",
+        hit_rate,
+    );
+    r.register(
+        "symphony_preemptions",
+        "Sequences preempted for lack of KV blocks",
+        preemptions,
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_millis(3));
-        h.observe(Duration::from_millis(300));
+    fn histograms_are_cumulative_and_counters_keep_their_names() {
+        let m = Metrics::default();
+        for ms in [3, 300] {
+            m.time_to_first_token
+                .observe(Duration::from_millis(ms).as_secs_f64());
+        }
+        m.count_request("/v1/models", 200);
+        m.rate_limited.inc();
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register("x", "help", m.time_to_first_token.clone());
+        r.register("symphony_requests", "requests", m.requests.clone());
+        r.register("symphony_rate_limited", "refused", m.rate_limited.clone());
         let mut out = String::new();
-        h.write(&mut out, "x", "help");
-        assert!(out.contains("x_bucket{le=\"0.0025\"} 0"));
-        assert!(out.contains("x_bucket{le=\"0.005\"} 1"));
-        assert!(out.contains("x_bucket{le=\"0.5\"} 2"));
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 2"));
-        assert!(out.contains("x_count 2"));
-        assert!(out.contains("x_sum 0.303"));
+        prometheus_text::encode(&mut out, &r).unwrap();
+        assert!(out.contains("x_bucket{le=\"0.0025\"} 0"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 1"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.5\"} 2"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 2"), "{out}");
+        assert!(out.contains("x_count 2"), "{out}");
+        assert!(out.contains("x_sum 0.303"), "{out}");
+        assert!(
+            out.contains("symphony_requests_total{route=\"/v1/models\",status=\"200\"} 1"),
+            "{out}"
+        );
+        assert!(out.contains("symphony_rate_limited_total 1"), "{out}");
     }
 }

@@ -38,7 +38,7 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
 
 pub async fn metrics_text(State(state): State<SharedState>) -> Response {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", crate::metrics::CONTENT_TYPE)],
         state.metrics.render(&state.registry),
     )
         .into_response()

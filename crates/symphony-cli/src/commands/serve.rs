@@ -33,17 +33,27 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     } else {
         let path = key_file_path(&home, args.api_keys.as_deref());
         let keys = symphony_server::KeyFile::open(&path)?;
-        let jwt_secret = jwt_secret(args.jwt_secret_file.as_deref())?;
-        if keys.list().is_empty() && jwt_secret.is_none() {
+        let jwt = symphony_server::JwtVerifier::new(symphony_server::JwtConfig {
+            secret: jwt_secret(args.jwt_secret_file.as_deref())?,
+            jwks_url: args.jwt_jwks_url.clone(),
+            issuer: args.jwt_issuer.clone(),
+            audience: args.jwt_audience.clone(),
+            require_exp: args.jwt_require_exp,
+            leeway: args.jwt_leeway,
+            role_claim: args.jwt_role_claim.clone(),
+            ..symphony_server::JwtConfig::default()
+        })
+        .ok();
+        if keys.list().is_empty() && jwt.is_none() {
             bail!(
                 "no credentials are configured: make a key with `symphony keys create NAME --role admin`, \
-                 give a JWT secret (SYMPHONY_JWT_SECRET or --jwt-secret-file), or pass --no-auth for local use"
+                 give a JWT secret (SYMPHONY_JWT_SECRET or --jwt-secret-file) or an identity provider \
+                 (--jwt-jwks-url or --jwt-issuer), or pass --no-auth for local use"
             );
         }
         symphony_server::Auth::Enabled {
             keys: Some(keys),
-            jwt_secret,
-            jwt_require_exp: args.jwt_require_exp,
+            jwt,
         }
     };
     for name in &args.preload {
@@ -95,6 +105,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 .ping()
                 .await
                 .context("--redis: the server does not answer")?;
+        }
+        if let symphony_server::Auth::Enabled { jwt: Some(jwt), .. } = &auth {
+            // A wrong URL shows now; a provider that is down is tried again per request.
+            if let Err(e) = jwt.prefetch().await {
+                eprintln!("warning: {e}");
+            }
         }
         let state = symphony_server::AppState::new(home.store(), config, auth, redis);
         let listener = tokio::net::TcpListener::bind(addr)

@@ -3,7 +3,6 @@
 //! stream ends with.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +27,7 @@ pub(super) async fn cached(
         return Ok((None, None));
     };
     if let Some(hit) = state.cache.get(&key).await {
-        state.metrics.response_cache_hits.fetch_add(1, Relaxed);
+        state.metrics.response_cache_hits.inc();
         let response = (
             [
                 ("content-type", "application/json"),
@@ -39,7 +38,7 @@ pub(super) async fn cached(
             .into_response();
         return Ok((Some(response), None));
     }
-    state.metrics.response_cache_misses.fetch_add(1, Relaxed);
+    state.metrics.response_cache_misses.inc();
     Ok((None, Some(key)))
 }
 

@@ -50,6 +50,11 @@ impl Reply {
 impl Harness {
     /// Within a tokio runtime (the state starts tasks).
     pub fn new() -> Self {
+        Self::with_jwt(None)
+    }
+
+    /// Also accepting the JWTs `jwt` verifies.
+    pub fn with_jwt(jwt: Option<symphony_server::JwtVerifier>) -> Self {
         let home = tempfile::tempdir().expect("a temporary home");
         let keys = KeyFile::open(home.path().join("keys.json")).expect("a key file");
         let make = |name: &str, role: Role, limits: Limits| {
@@ -89,8 +94,7 @@ impl Harness {
         };
         let auth = Auth::Enabled {
             keys: Some(keys),
-            jwt_secret: None,
-            jwt_require_exp: true,
+            jwt,
         };
         let store = Store::at(home.path().join("store"));
         let state = symphony_server::AppState::new(store, config, auth, None);
