@@ -330,7 +330,7 @@ struct ServeArgs {
     #[arg(long, default_value = "role")]
     jwt_role_claim: String,
     /// Redis for rate limits and the response cache shared between servers
-    /// (redis://[:password@]host[:port][/db]).
+    /// (redis[s]://[[user]:password@]host[:port][/db]; rediss:// is TLS).
     #[arg(long)]
     redis: Option<String>,
     /// Replies kept in the in-memory response cache (0 turns the cache off).

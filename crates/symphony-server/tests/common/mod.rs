@@ -55,6 +55,19 @@ impl Harness {
 
     /// Also accepting the JWTs `jwt` verifies.
     pub fn with_jwt(jwt: Option<symphony_server::JwtVerifier>) -> Self {
+        Self::build(jwt, None)
+    }
+
+    /// Counting limits in the Redis at `url`, as a replica of a fleet does.
+    pub fn with_redis(url: &str) -> Self {
+        let redis = symphony_server::redis::Redis::new(url).expect("a Redis URL");
+        Self::build(None, Some(std::sync::Arc::new(redis)))
+    }
+
+    fn build(
+        jwt: Option<symphony_server::JwtVerifier>,
+        redis: Option<std::sync::Arc<symphony_server::redis::Redis>>,
+    ) -> Self {
         let home = tempfile::tempdir().expect("a temporary home");
         let keys = KeyFile::open(home.path().join("keys.json")).expect("a key file");
         let make = |name: &str, role: Role, limits: Limits| {
@@ -97,7 +110,7 @@ impl Harness {
             jwt,
         };
         let store = Store::at(home.path().join("store"));
-        let state = symphony_server::AppState::new(store, config, auth, None);
+        let state = symphony_server::AppState::new(store, config, auth, redis);
         Self {
             state,
             reader,
