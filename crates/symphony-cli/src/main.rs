@@ -290,6 +290,12 @@ struct KeyFileArg {
     api_keys: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -329,6 +335,10 @@ struct ServeArgs {
     /// The JWT claim that holds the role: a role's name, or a list whose highest role counts.
     #[arg(long, default_value = "role")]
     jwt_role_claim: String,
+    /// How log lines are written: `json` (one object a line, for collectors) or `pretty`
+    /// (for a terminal). Which are written: `RUST_LOG` (e.g. `info`, `symphony_server=debug`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
     /// Redis for rate limits and the response cache shared between servers
     /// (redis[s]://[[user]:password@]host[:port][/db]; rediss:// is TLS).
     #[arg(long)]

@@ -172,13 +172,37 @@ fn curl_gets_sse_ndjson_errors_and_metrics() {
             "{name}: {families}"
         );
     }
-    // Every request was logged as one JSON line with its id.
+    // Every request was logged as one JSON line with its id, the caller's own when it sent
+    // one (`x-request-id`).
+    let (status, _) = curl(&[
+        "-H",
+        "x-request-id: caller-chose-this",
+        &format!("{base}/health"),
+    ]);
+    assert_eq!(status, 200);
+    // The line is written before the reply; the test reads stderr on a thread of its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("caller-chose-this") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = server.log();
-    let requests = log
+    let requests: Vec<serde_json::Value> = log
         .lines()
         .filter(|l| l.contains(r#""event":"request""#))
-        .count();
-    assert!(requests >= 6, "{log}");
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(requests.len() >= 7, "{log}");
+    for line in &requests {
+        assert!(line["span"]["request_id"].is_string(), "{line}");
+        assert!(line["status"].is_u64(), "{line}");
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|l| l["span"]["request_id"] == "caller-chose-this"
+                && l["span"]["path"] == "/health"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -673,9 +673,7 @@ impl Driver {
                 memory_error,
             }) => {
                 if let Some(e) = memory_error {
-                    crate::log_json(
-                        json!({"event": "agent_memory_failed", "run": id, "error": e.to_string()}),
-                    );
+                    tracing::warn!(event = "agent_memory_failed", run = %id, error = %e);
                 }
                 live.push(json!({
                     "type": "summary",
@@ -690,9 +688,7 @@ impl Driver {
                 }))
             }
             Err(e) => {
-                crate::log_json(
-                    json!({"event": "agent_run_failed", "run": id, "error": e.to_string()}),
-                );
+                tracing::error!(event = "agent_run_failed", run = %id, error = %e);
                 live.push(json!({"type": "error", "id": id, "message": e.to_string()}));
             }
         }

@@ -110,9 +110,7 @@ impl ResponseCache {
             }
             Ok(None) => None,
             Err(e) => {
-                crate::log_json(
-                    serde_json::json!({"event": "redis_error", "error": e.to_string()}),
-                );
+                tracing::warn!(event = "redis_error", error = %e);
                 None
             }
         }
@@ -125,9 +123,7 @@ impl ResponseCache {
                 .set_ex(&format!("symphony:cache:{key}"), &body, self.config.ttl)
                 .await
             {
-                crate::log_json(
-                    serde_json::json!({"event": "redis_error", "error": e.to_string()}),
-                );
+                tracing::warn!(event = "redis_error", error = %e);
             }
         }
     }

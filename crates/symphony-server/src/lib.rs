@@ -42,6 +42,7 @@ use axum::Router;
 use futures_util::FutureExt;
 use serde_json::json;
 use symphony_store::Store;
+use tracing::Instrument;
 
 pub use auth::{Auth, JwtConfig, JwtVerifier, KeyFile, Limits, Principal, Role};
 pub use cache::CacheConfig;
@@ -152,7 +153,7 @@ pub async fn serve_on(
                 Ok(()) => sweeper
                     .last_sweep
                     .store(util::unix_now(), Ordering::Relaxed),
-                Err(_) => log_json(json!({"event": "sweep_failed"})),
+                Err(_) => tracing::error!(event = "sweep_failed"),
             }
         }
     });
@@ -171,7 +172,7 @@ pub async fn serve_on(
 pub async fn preload(state: SharedState) {
     for name in &state.config.preload {
         if let Err(e) = state.registry.get(name, None).await {
-            log_json(json!({"event": "preload_failed", "model": name, "error": e.message}));
+            tracing::error!(event = "preload_failed", model = %name, error = %e.message);
         }
     }
     state.ready.store(true, Ordering::SeqCst);
@@ -199,10 +200,6 @@ async fn shutdown_signal() {
 }
 
 /// One JSON line on stderr: the structured request log.
-pub(crate) fn log_json(value: serde_json::Value) {
-    eprintln!("{value}");
-}
-
 /// The route pattern a request matched (`/v1/models/{*model}`), for metrics and roles.
 fn matched_route(req: &Request) -> Option<String> {
     req.extensions()
@@ -230,8 +227,10 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
+    // Every line logged while the request runs carries its id, method and path.
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
     // A handler that panics answers 500 rather than dropping the connection.
-    let mut response = AssertUnwindSafe(next.run(req))
+    let mut response = AssertUnwindSafe(next.run(req).instrument(span.clone()))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
@@ -261,14 +260,14 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
             ],
         });
     }
-    log_json(json!({
-        "event": "request",
-        "request_id": id,
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": start.elapsed().as_secs_f64() * 1e3,
-    }));
+    // Inside the request's span, as every line logged while it ran.
+    span.in_scope(|| {
+        tracing::info!(
+            event = "request",
+            status,
+            duration_ms = start.elapsed().as_secs_f64() * 1e3,
+        )
+    });
     response
 }
 

@@ -60,9 +60,7 @@ impl RateLimiter {
                 Ok(c) => c,
                 Err(e) => {
                     // Best effort: a Redis outage does not take the API down with it.
-                    crate::log_json(
-                        serde_json::json!({"event": "redis_error", "error": e.to_string()}),
-                    );
+                    tracing::warn!(event = "redis_error", error = %e);
                     self.memory_counts(p, minute, count)
                 }
             },
@@ -154,9 +152,7 @@ impl RateLimiter {
                 .incr_by(&format!("symphony:quota:{}", p.name), tokens, None)
                 .await;
             if let Err(e) = per_minute.and(ever) {
-                crate::log_json(
-                    serde_json::json!({"event": "redis_error", "error": e.to_string()}),
-                );
+                tracing::warn!(event = "redis_error", error = %e);
             } else {
                 return;
             }

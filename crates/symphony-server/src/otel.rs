@@ -85,7 +85,7 @@ async fn post(url: &str, spans: Vec<Span>) {
     })
     .await;
     if let Ok(Err(e)) = result {
-        crate::log_json(json!({"event": "otlp_export_failed", "error": e.to_string()}));
+        tracing::warn!(event = "otlp_export_failed", error = %e);
     }
 }
 

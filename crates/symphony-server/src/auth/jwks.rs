@@ -119,7 +119,7 @@ impl Jwks {
                 Ok(())
             }
             Err(e) => {
-                crate::log_json(serde_json::json!({"event": "jwks_fetch_failed", "error": e}));
+                tracing::warn!(event = "jwks_fetch_failed", error = %e);
                 Err(AuthError::KeysUnavailable(e))
             }
         }
