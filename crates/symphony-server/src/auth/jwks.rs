@@ -9,7 +9,6 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
-use super::jwt::JwtConfig;
 use super::AuthError;
 
 /// Where the key set comes from.
@@ -37,15 +36,18 @@ pub(super) struct Jwks {
 }
 
 impl Jwks {
-    pub(super) fn at(url: String, config: &JwtConfig) -> Self {
-        Self::new(Source::Url(url), config)
+    /// The key set at `url`, fetched again after `max_age`, and on an unknown key id at most
+    /// every `min_refresh`.
+    pub(super) fn at(url: String, max_age: Duration, min_refresh: Duration) -> Self {
+        Self::new(Source::Url(url), max_age, min_refresh)
     }
 
-    pub(super) fn discovered(issuer: String, config: &JwtConfig) -> Self {
-        Self::new(Source::Issuer(issuer), config)
+    /// The key set an OpenID Connect issuer names in its discovery document.
+    pub(super) fn discovered(issuer: String, max_age: Duration, min_refresh: Duration) -> Self {
+        Self::new(Source::Issuer(issuer), max_age, min_refresh)
     }
 
-    fn new(source: Source, config: &JwtConfig) -> Self {
+    fn new(source: Source, max_age: Duration, min_refresh: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
@@ -55,8 +57,8 @@ impl Jwks {
             agent,
             cache: RwLock::new(None),
             last_try: Mutex::new(None),
-            max_age: config.jwks_max_age,
-            min_refresh: config.jwks_min_refresh,
+            max_age,
+            min_refresh,
         }
     }
 

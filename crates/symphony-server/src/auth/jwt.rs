@@ -76,8 +76,16 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     pub fn new(config: JwtConfig) -> Result<Self, NothingToVerifyWith> {
         let jwks = match (&config.jwks_url, &config.issuer) {
-            (Some(url), _) => Some(Box::new(Jwks::at(url.clone(), &config))),
-            (None, Some(issuer)) => Some(Box::new(Jwks::discovered(issuer.clone(), &config))),
+            (Some(url), _) => Some(Box::new(Jwks::at(
+                url.clone(),
+                config.jwks_max_age,
+                config.jwks_min_refresh,
+            ))),
+            (None, Some(issuer)) => Some(Box::new(Jwks::discovered(
+                issuer.clone(),
+                config.jwks_max_age,
+                config.jwks_min_refresh,
+            ))),
             _ => None,
         };
         if config.secret.is_none() && jwks.is_none() {
