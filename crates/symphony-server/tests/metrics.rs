@@ -3,42 +3,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use axum::http::{Method, StatusCode};
 use common::Harness;
 use serde_json::Value;
 
-/// The families the parser finds: name -> {type, samples: [[name, labels, value]]}.
 fn parse_with_prometheus_client(text: &str) -> Value {
     let python = std::env::var_os("SYMPHONY_TEST_PYTHON").expect(
         "SYMPHONY_TEST_PYTHON is not set: run the tests with scripts/test.sh, which makes a \
          virtual environment with prometheus-client",
     );
-    let mut child = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/parse_metrics.py"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the parser refused the text: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+    common::prometheus::parse_metrics(&python, text)
 }
 
 #[tokio::test]

@@ -195,34 +195,12 @@ pub fn python() -> PathBuf {
     }
 }
 
-/// `/metrics` text as the Python `prometheus-client` parser reads it: family name ->
-/// `{"type", "samples": [[name, labels, value]]}`.
+#[path = "../../../symphony-server/tests/common/prometheus.rs"]
+mod prometheus;
+
+/// `/metrics` text as the Python `prometheus-client` parser reads it.
 pub fn parse_metrics(text: &str) -> serde_json::Value {
-    use std::io::Write;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../symphony-server/tests/parse_metrics.py"
-    );
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    child
-        .stdin
-        .take()
-        .expect("its stdin")
-        .write_all(text.as_bytes())
-        .expect("the text is written");
-    let out = child.wait_with_output().expect("the parser ends");
-    assert!(
-        out.status.success(),
-        "the parser refused the text: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the parser prints JSON")
+    prometheus::parse_metrics(python().as_os_str(), text)
 }
 
 pub fn run_client(server: &Server, script: &str) {

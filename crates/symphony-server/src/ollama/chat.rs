@@ -8,10 +8,10 @@ use serde_json::Value;
 use symphony_types::{ChatMessage, Role, ToolCall};
 
 use super::request::{keep_alive, parse, Options};
-use super::respond::{load_only, respond, Shape};
+use super::respond::{load_only, one_prompt, respond, Shape};
 use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
-use crate::generation::{self, ValidPrompt, ValidRequest};
+use crate::generation;
 use crate::structured::{call_arguments, call_id, OutputRules};
 use crate::SharedState;
 
@@ -94,20 +94,8 @@ pub async fn chat(
     let prompt = generation::chat_prompt(&model, messages, rules.tools.clone()).await?;
     let mut params = req.options.params(&model, prompt.len())?;
     params.constraint = rules.constraint(&model).await?;
-    let request = ValidRequest {
-        prompts: vec![ValidPrompt {
-            tokens: prompt,
-            max_tokens: params.max_tokens,
-        }],
-        model,
-        params,
-        n: 1,
-        logprobs: None,
-        prompt_logprobs: false,
-        stream: req.stream.unwrap_or(true),
-        include_usage: false,
-        parse_calls: rules.parse_calls(),
-    };
+    let stream = req.stream.unwrap_or(true);
+    let request = one_prompt(model, prompt, params, stream, rules.parse_calls());
     let rx = generation::launch(&state, &principal, &request)?;
     respond(state, request, rx, Shape::Chat).await
 }

@@ -10,10 +10,10 @@ use symphony_engine::raw_prompt;
 use symphony_types::ChatMessage;
 
 use super::request::{keep_alive, parse, Options};
-use super::respond::{load_only, respond, Shape};
+use super::respond::{load_only, one_prompt, respond, Shape};
 use crate::auth::Principal;
 use crate::error::{ApiError, OllamaError};
-use crate::generation::{self, ValidPrompt, ValidRequest};
+use crate::generation;
 use crate::structured::OutputRules;
 use crate::SharedState;
 
@@ -72,20 +72,8 @@ pub async fn generate(
     prompt.extend_from_slice(&new[skip..]);
     let mut params = req.options.params(&model, prompt.len())?;
     params.constraint = rules.constraint(&model).await?;
-    let request = ValidRequest {
-        prompts: vec![ValidPrompt {
-            tokens: prompt,
-            max_tokens: params.max_tokens,
-        }],
-        model,
-        params,
-        n: 1,
-        logprobs: None,
-        prompt_logprobs: false,
-        stream: req.stream.unwrap_or(true),
-        include_usage: false,
-        parse_calls: false,
-    };
+    let stream = req.stream.unwrap_or(true);
+    let request = one_prompt(model, prompt, params, stream, false);
     let rx = generation::launch(&state, &principal, &request)?;
     respond(state, request, rx, Shape::Generate).await
 }

@@ -12,12 +12,13 @@ use axum::Json;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use symphony_engine::tools::{parse_tool_calls, ReplyPiece, ToolCallSplitter};
-use symphony_engine::{Completion, Event};
+use symphony_engine::{Completion, Event, GenerationParams};
+use symphony_models::TokenId;
 
 use super::time::now;
 use super::types::{ErrorLine, FunctionCallOut, Message, ReplyLine, Stats, ToolCallOut};
 use crate::error::OllamaError;
-use crate::generation::{self, Loaded, ValidRequest};
+use crate::generation::{self, Loaded, ValidPrompt, ValidRequest};
 use crate::SharedState;
 
 /// Which endpoint's lines a reply is made of.
@@ -134,6 +135,30 @@ fn ndjson<T: serde::Serialize>(line: &T) -> Bytes {
     let mut bytes = serde_json::to_vec(line).expect("response types serialise");
     bytes.push(b'\n');
     Bytes::from(bytes)
+}
+
+/// The request `/api/generate` and `/api/chat` both make of their one prompt.
+pub(super) fn one_prompt(
+    model: Loaded,
+    tokens: Vec<TokenId>,
+    params: GenerationParams,
+    stream: bool,
+    parse_calls: bool,
+) -> ValidRequest {
+    ValidRequest {
+        prompts: vec![ValidPrompt {
+            tokens,
+            max_tokens: params.max_tokens,
+        }],
+        model,
+        params,
+        n: 1,
+        logprobs: None,
+        prompt_logprobs: false,
+        stream,
+        include_usage: false,
+        parse_calls,
+    }
 }
 
 /// Streams NDJSON (Ollama's default) or answers with one object. (`keep_alive: 0` set the

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod prometheus;
+
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
