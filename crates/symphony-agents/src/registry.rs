@@ -98,13 +98,32 @@ impl ToolRegistry {
                 name: name.to_string(),
                 known: self.names().collect::<Vec<_>>().join(", "),
             })?;
+        let span = tracing::info_span!(
+            "tool_call",
+            tool = name,
+            otel.status_code = tracing::field::Empty
+        );
+        let _entered = span.enter();
         let (tx, rx) = mpsc::channel();
+        let inside = span.clone();
         thread::Builder::new()
             .name(format!("tool-{name}"))
             .spawn(move || {
-                let _ = tx.send(tool.call(arguments));
+                let _ = tx.send(inside.in_scope(|| tool.call(arguments)));
             })
             .map_err(|e| ToolError::Failed(format!("cannot start {name}: {e}")))?;
+        let result = self.wait(name, &rx);
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    fn wait(
+        &self,
+        name: &str,
+        rx: &mpsc::Receiver<Result<String, ToolError>>,
+    ) -> Result<String, ToolError> {
         match rx.recv_timeout(self.timeout) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(ToolError::TimedOut {

@@ -296,6 +296,15 @@ enum LogFormat {
     Pretty,
 }
 
+/// How traces reach the collector (the values of $OTEL_EXPORTER_OTLP_PROTOCOL).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OtlpProtocol {
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "grpc")]
+    Grpc,
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -349,9 +358,13 @@ struct ServeArgs {
     /// How long a cached reply stays valid.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     response_cache_ttl: std::time::Duration,
-    /// OTLP/HTTP collector to send request traces to (default: $OTEL_EXPORTER_OTLP_ENDPOINT).
+    /// OpenTelemetry collector to send traces to, e.g. http://127.0.0.1:4318 for
+    /// OTLP/HTTP or http://127.0.0.1:4317 for gRPC (default: $OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// The OTLP transport.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::HttpProtobuf)]
+    otlp_protocol: OtlpProtocol,
     /// The directory of agent files `/v1/agents` runs (default: $SYMPHONY_HOME/agents).
     #[arg(long)]
     agents: Option<std::path::PathBuf>,

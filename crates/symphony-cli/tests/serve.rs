@@ -9,7 +9,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::server::*;
@@ -444,85 +443,6 @@ fn redis_shares_limits_and_cached_replies_between_servers() {
 fn the_websocket_streams_chat_chunks() {
     let server = Server::start(&[]);
     run_client(&server, "websocket_client.py");
-}
-
-/// Stands in for an OpenTelemetry collector (none can be installed here): a loopback HTTP
-/// listener that keeps the body of every `POST /v1/traces` and answers 200.
-fn capture_collector() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let sink = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap();
-                    }
-                }
-            }
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
-            if request_line.starts_with("POST /v1/traces ") {
-                sink.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
-        }
-    });
-    (url, bodies)
-}
-
-#[test]
-fn request_spans_are_exported_over_otlp() {
-    let (collector, bodies) = capture_collector();
-    let server = Server::start(&["--otlp-endpoint", &collector]);
-    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let (status, _) = curl(&[
-        &format!("{}/v1/chat/completions", server.base),
-        "-H",
-        "content-type: application/json",
-        "-H",
-        &format!("traceparent: 00-{trace}-00f067aa0ba902b7-01"),
-        "-d",
-        GREEDY_CHAT,
-    ]);
-    assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let span = loop {
-        let found = bodies.lock().unwrap().iter().find_map(|body| {
-            body["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                .as_array()?
-                .iter()
-                .find(|s| s["traceId"] == trace)
-                .cloned()
-        });
-        if let Some(span) = found {
-            break span;
-        }
-        assert!(Instant::now() < deadline, "no span reached the collector");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(span["name"], "POST /v1/chat/completions");
-    assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
-    assert_eq!(span["kind"], 2);
-    let attributes = span["attributes"].as_array().unwrap();
-    assert!(attributes
-        .iter()
-        .any(|a| a["key"] == "http.response.status_code" && a["value"]["intValue"] == "200"));
 }
 
 fn loaded(server: &Server) -> Vec<String> {

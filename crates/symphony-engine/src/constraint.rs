@@ -144,6 +144,8 @@ impl GrammarCompiler {
     /// [`COMPILE_STACK_BYTES`]).
     pub fn compile(&self, grammar: &Grammar) -> Result<Constraint> {
         let bytes = grammar.source_bytes();
+        let _span =
+            tracing::info_span!("constraint_compile", grammar_bytes = bytes as i64).entered();
         if bytes > MAX_GRAMMAR_BYTES {
             return Err(Error::InvalidGrammar(format!(
                 "the grammar is {bytes} bytes; at most {MAX_GRAMMAR_BYTES} are accepted"
@@ -278,6 +280,7 @@ impl Constraint {
         if self.state != State::Active {
             return Ok(());
         }
+        let _span = tracing::info_span!("constraint_mask", closing).entered();
         let allowed = self
             .matcher
             .compute_mask_or_eos()

@@ -682,7 +682,17 @@ impl Collection {
         options: &QueryOptions,
     ) -> Result<Vec<Hit>> {
         self.check_embedder(embedder)?;
-        retrieve::query(self, embedder, question, options)
+        let span = tracing::info_span!(
+            "retrieve",
+            collection = %self.name,
+            top_k = options.top_k as i64,
+            mode = ?options.mode,
+            hits = tracing::field::Empty,
+        );
+        let _span = span.enter();
+        let hits = retrieve::query(self, embedder, question, options)?;
+        span.record("hits", hits.len() as i64);
+        Ok(hits)
     }
 }
 

@@ -376,9 +376,11 @@ async fn launch(
         handle: tokio::runtime::Handle::current(),
     };
     let follow = live.clone();
+    // The run outlives the request that started it; its span stays in that request's trace.
+    let span = tracing::info_span!("agent_run", run_id = %id, agent = %run.spec().name);
     std::thread::Builder::new()
         .name(format!("agent {id}"))
-        .spawn(move || driver.drive(run, tools, &follow))
+        .spawn(move || span.in_scope(|| driver.drive(run, tools, &follow)))
         .map_err(|e| ApiError::internal(format!("cannot start the run: {e}")))?;
     Ok(live)
 }

@@ -18,13 +18,13 @@ mod limits;
 mod metrics;
 mod ollama;
 mod openai;
-pub mod otel;
 mod probes;
 pub mod redis;
 pub mod registry;
 pub mod routes;
 mod structured;
 mod tokenize;
+mod trace_context;
 mod util;
 mod ws;
 
@@ -40,7 +40,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::FutureExt;
-use serde_json::json;
 use symphony_store::Store;
 use tracing::Instrument;
 
@@ -65,8 +64,6 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Models loaded when the server starts (so `/ready` means they answer at once).
     pub preload: Vec<String>,
-    /// OTLP/HTTP collector for traces (e.g. `http://127.0.0.1:4318`).
-    pub otlp_endpoint: Option<String>,
     /// Where the document collections live (the directory `symphony rag` uses).
     pub collections: std::path::PathBuf,
     /// Where the agent files are (`/v1/agents`).
@@ -83,7 +80,6 @@ pub struct AppState {
     pub agents: agents::Agents,
     limiter: limits::RateLimiter,
     cache: cache::ResponseCache,
-    otel: Option<otel::Exporter>,
     next_request: AtomicU64,
     ready: std::sync::atomic::AtomicBool,
     /// Unix time of the registry's last completed sweep (0 before `serve_on` starts it):
@@ -94,8 +90,7 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    /// `redis`: the shared tier for rate limits and the response cache. Call within the
-    /// tokio runtime (the trace exporter starts a task).
+    /// `redis`: the shared tier for rate limits and the response cache.
     pub fn new(
         store: Store,
         config: ServerConfig,
@@ -109,7 +104,6 @@ impl AppState {
             agents: agents::Agents::new(config.agents.clone(), config.agent_runs.clone()),
             limiter: limits::RateLimiter::new(redis.clone()),
             cache: cache::ResponseCache::new(config.response_cache.clone(), redis),
-            otel: config.otlp_endpoint.as_deref().map(otel::Exporter::start),
             config,
             next_request: AtomicU64::new(1),
             ready: false.into(),
@@ -210,12 +204,6 @@ fn matched_route(req: &Request) -> Option<String> {
 /// Gives every request an id (`x-request-id`, echoed back), then logs and counts it.
 async fn observe(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let started_at = std::time::SystemTime::now();
-    let parent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(otel::parse_traceparent);
     let id = req
         .headers()
         .get("x-request-id")
@@ -227,8 +215,21 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    // Every line logged while the request runs carries its id, method and path.
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    // Every line logged while the request runs carries its id, method and path; as a trace
+    // span (OpenTelemetry's HTTP server conventions) it is the root of the engine's spans.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        %path,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    trace_context::join_callers_trace(&span, req.headers());
     // A handler that panics answers 500 rather than dropping the connection.
     let mut response = AssertUnwindSafe(next.run(req).instrument(span.clone()))
         .catch_unwind()
@@ -242,23 +243,9 @@ async fn observe(State(state): State<SharedState>, mut req: Request, next: Next)
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    if let Some(exporter) = &state.otel {
-        exporter.record(otel::Span {
-            trace_id: parent.map_or_else(util::random_bytes, |p| p.0),
-            span_id: util::random_bytes(),
-            parent_span_id: parent.map(|p| p.1),
-            name: format!("{method} {route}"),
-            start: started_at,
-            end: std::time::SystemTime::now(),
-            status,
-            attributes: vec![
-                ("http.request.method", json!(method)),
-                ("http.route", json!(route)),
-                ("url.path", json!(path)),
-                ("http.response.status_code", json!(status)),
-                ("symphony.request_id", json!(id)),
-            ],
-        });
+    span.record("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
     }
     // Inside the request's span, as every line logged while it ran.
     span.in_scope(|| {

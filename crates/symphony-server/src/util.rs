@@ -104,7 +104,9 @@ pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, crate::ApiError> + Send + 'static,
 ) -> Result<T, crate::ApiError> {
-    tokio::task::spawn_blocking(work).await?
+    // The work's spans and log lines stay inside the request's.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work)).await?
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod measure;
 mod models;
 mod progress;
 mod serve;
+mod telemetry;
 
 pub(crate) use context::{
     app_models, init_threads, install_interrupt_flag, open_model, set_fetch_on_first_use,

@@ -9,11 +9,25 @@ use symphony_app::Home;
 
 use super::context::{app_models, init_threads};
 use super::progress::Terminal;
-use crate::{KeysCommand, LogFormat, ServeArgs};
+use super::telemetry;
+use crate::{KeysCommand, ServeArgs};
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     init_threads(&args.threads)?;
-    init_logs(args.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let telemetry = {
+        // The gRPC exporter's connection runs on this runtime.
+        let _runtime = runtime.enter();
+        let otlp = args.otlp_endpoint.clone().map(|endpoint| telemetry::Otlp {
+            endpoint,
+            protocol: args.otlp_protocol,
+        });
+        telemetry::init(args.log_format, otlp)?
+    };
     let models = app_models()?;
     let home = models.home().clone();
     let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
@@ -90,17 +104,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: args.request_timeout,
         preload: args.preload,
-        otlp_endpoint: args.otlp_endpoint,
         collections: home.collections(),
         agents: args.agents.unwrap_or_else(|| home.agents()),
         agent_runs: home.agent_runs(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         if let Some(redis) = &redis {
             redis
                 .ping()
@@ -124,33 +132,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         symphony_server::serve_on(state, listener)
             .await
             .context("serving")
-    })
-}
-
-/// The server's log lines on stderr: `RUST_LOG` chooses which (default `info`), `format` how.
-/// In JSON each line is one object with the event's fields at the top and, for a line
-/// logged while a request ran, the request's id, method and path under `span`.
-fn init_logs(format: LogFormat) -> Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().or_else(|e| match std::env::var_os("RUST_LOG") {
-            Some(_) => Err(anyhow::anyhow!("RUST_LOG: {e}")),
-            None => Ok(EnvFilter::new("info")),
-        })?;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => logs.pretty().try_init(),
-    };
-    installed.map_err(|e| anyhow::anyhow!("starting the log: {e}"))
+    });
+    // The runtime's threads still run: a gRPC exporter can send its last batch.
+    telemetry.shutdown();
+    served
 }
 
 fn key_file_path(home: &Home, given: Option<&Path>) -> std::path::PathBuf {

@@ -388,6 +388,8 @@ impl Worker {
                 self.waiting.push_front(seq);
                 break;
             }
+            // Admitted: its wait ends here.
+            seq.queued = None;
             self.running.push(seq);
         }
     }
@@ -444,6 +446,7 @@ impl Worker {
 
     fn preempt(&mut self, seq: &mut Sequence) {
         self.release_blocks(seq);
+        seq.queued = Some(tracing::info_span!(parent: &seq.span, "queue_wait", preempted = true));
         if seq.first_token.is_none() {
             if let Some(lp) = &mut seq.prompt_logprobs {
                 lp.clear();
@@ -549,6 +552,20 @@ impl Worker {
                 }
             })
             .collect();
+        // One span per sequence for its share of this step: a prompt chunk or a decode step
+        // (the batched forward pass and then its own sampling).
+        let spans: Vec<tracing::Span> = order
+            .iter()
+            .zip(&plan)
+            .map(|(&i, &(_, n))| {
+                let seq = &self.running[i];
+                if seq.computed < seq.prompt_len {
+                    tracing::info_span!(parent: &seq.span, "prefill_chunk", tokens = n as i64, first_position = seq.computed as i64, batch = plan.len() as i64)
+                } else {
+                    tracing::info_span!(parent: &seq.span, "decode_step", position = seq.computed as i64, batch = plan.len() as i64)
+                }
+            })
+            .collect();
         let logit_rows: Vec<usize> = items
             .iter()
             .map(|it| match it.logits {
@@ -576,6 +593,7 @@ impl Worker {
                     failed.push(self.running.remove(i));
                 }
                 for mut seq in failed {
+                    seq.span.record("otel.status_code", "ERROR");
                     seq.sink.send(Event::Error(message.clone()));
                     self.release_blocks(&mut seq);
                 }
@@ -598,7 +616,8 @@ impl Worker {
         let n_vocab = self.model.tokenizer.n_vocab();
         let mut finished = Vec::new();
         let mut row = 0;
-        for ((&i, &(_, n)), rows) in order.iter().zip(&plan).zip(&logit_rows) {
+        for (((&i, &(_, n)), rows), span) in order.iter().zip(&plan).zip(&logit_rows).zip(&spans) {
+            let _span = span.enter();
             let chunk = &mut logits[row * n_vocab..(row + rows) * n_vocab];
             row += rows;
             if let Some(reason) = self.advance(i, n, chunk, *rows) {
@@ -709,6 +728,11 @@ impl Worker {
             }
         }
         let completion = seq.completion(reason);
+        seq.span.record("finish_reason", reason.as_str());
+        seq.span
+            .record("completion_tokens", completion.completion_tokens as i64);
+        seq.span
+            .record("cached_tokens", completion.cached_tokens as i64);
         seq.sink.send(Event::Done(completion));
         self.release_blocks(&mut seq);
     }

@@ -27,10 +27,24 @@ pub(super) struct Sequence {
     pub(super) sink: Box<dyn EventSink>,
     pub(super) arrived: Instant,
     pub(super) first_token: Option<Instant>,
+    /// The whole generation, as a trace span (a child of the submitter's span).
+    pub(super) span: tracing::Span,
+    /// Open while the sequence waits for room to run: before admission or once preempted.
+    pub(super) queued: Option<tracing::Span>,
 }
 
 impl Sequence {
     pub(super) fn new(id: RequestId, request: Request, sink: Box<dyn EventSink>) -> Self {
+        // Counts go in as i64: the OpenTelemetry bridge exports unsigned integers as text.
+        let span = tracing::info_span!(
+            "generate",
+            prompt_tokens = request.prompt.len() as i64,
+            cached_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+            finish_reason = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let queued = Some(tracing::info_span!(parent: &span, "queue_wait"));
         Self {
             id,
             prompt_len: request.prompt.len(),
@@ -45,6 +59,8 @@ impl Sequence {
             sink,
             arrived: Instant::now(),
             first_token: None,
+            span,
+            queued,
         }
     }
 

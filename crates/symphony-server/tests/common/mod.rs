@@ -102,7 +102,6 @@ impl Harness {
             max_body_bytes: MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(30),
             preload: Vec::new(),
-            otlp_endpoint: None,
             collections: home.path().join("collections"),
             agents: home.path().join("agents"),
             agent_runs: home.path().join("runs"),
