@@ -31,7 +31,7 @@ pub async fn list_keys(State(state): State<SharedState>) -> Result<Json<Value>, 
 
 /// A key to make. Unknown fields are refused: a misspelt limit (`quota` for `token_quota`,
 /// say) would otherwise make a key without that limit, silently.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     name: String,

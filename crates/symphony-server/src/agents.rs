@@ -250,9 +250,9 @@ pub async fn list_agents(State(state): State<SharedState>) -> Result<Response, A
     Ok(Json(json!({"object": "list", "data": agents})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StartRequest {
+pub(crate) struct StartRequest {
     agent: String,
     task: String,
     /// Values for `{{name}}` in the agent's instructions.
@@ -516,9 +516,9 @@ pub async fn run_events(
     Ok(sse(futures_util::stream::iter([view.to_string()])))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ApproveRequest {
+pub(crate) struct ApproveRequest {
     #[serde(default = "yes")]
     approve: bool,
     #[serde(default)]
@@ -529,9 +529,9 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResumeRequest {
+pub(crate) struct ResumeRequest {
     #[serde(default)]
     stream: bool,
 }

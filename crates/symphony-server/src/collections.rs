@@ -75,9 +75,9 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({"object": "list", "data": all})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub(crate) struct CreateRequest {
     name: String,
     #[serde(default = "default_chunking")]
     chunking: String,
@@ -158,7 +158,7 @@ pub async fn remove(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Document {
     /// The name the document is known by (its chunks cite it); sending the same path again
@@ -172,9 +172,9 @@ struct Document {
     format: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddRequest {
+pub(crate) struct AddRequest {
     documents: Vec<Document>,
 }
 
@@ -255,7 +255,8 @@ pub async fn add_documents(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveDocument {
     path: String,
 }
@@ -282,7 +283,7 @@ pub async fn remove_document(
 }
 
 /// Retrieval settings of `query` and `ask`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Retrieval {
     #[serde(default = "default_top_k")]
@@ -298,7 +299,7 @@ struct Retrieval {
     rerank_depth: usize,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FilterRequest {
     path_prefix: Option<String>,
@@ -390,8 +391,8 @@ async fn retrieve(
     Ok((hits, embedder))
 }
 
-#[derive(Debug, Deserialize)]
-struct QueryRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct QueryRequest {
     query: String,
     #[serde(flatten)]
     retrieval: Retrieval,
@@ -412,8 +413,8 @@ pub async fn query(
     })))
 }
 
-#[derive(Debug, Deserialize)]
-struct AskRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct AskRequest {
     question: String,
     /// The chat model that writes the answer.
     model: String,

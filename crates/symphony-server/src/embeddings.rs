@@ -25,7 +25,7 @@ use crate::SharedState;
 // Replies are typed structs rather than `json!` values: `json!` would widen every f32 to an
 // f64 and print its noise digits, making replies half again as long.
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OpenAiReply {
     object: &'static str,
     data: Vec<OpenAiEmbedding>,
@@ -33,14 +33,14 @@ pub struct OpenAiReply {
     usage: Usage,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OpenAiEmbedding {
     object: &'static str,
     index: usize,
     embedding: Encoded,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Encoded {
     Float(Vec<f32>),
@@ -49,13 +49,14 @@ enum Encoded {
     Base64(String),
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EmbeddingUsage)]
 struct Usage {
     prompt_tokens: usize,
     total_tokens: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OllamaReply {
     model: String,
     embeddings: Vec<Vec<f32>>,
@@ -64,7 +65,7 @@ pub struct OllamaReply {
     prompt_eval_count: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LegacyReply {
     embedding: Vec<f32>,
 }
@@ -73,7 +74,7 @@ pub struct LegacyReply {
 const MAX_INPUTS: usize = 2048;
 
 /// OpenAI's `input`: a string, strings, or token ids (one list or several).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Input {
     Text(String),
@@ -82,7 +83,7 @@ enum Input {
     TokenLists(Vec<Vec<TokenId>>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiRequest {
     model: String,
@@ -242,15 +243,15 @@ pub async fn openai(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum OllamaInput {
     Text(String),
     Texts(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
-struct EmbedRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct EmbedRequest {
     model: String,
     input: OllamaInput,
     #[serde(default = "yes")]
@@ -299,8 +300,8 @@ pub async fn ollama_embed(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-struct LegacyRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct LegacyRequest {
     model: String,
     prompt: String,
     keep_alive: Option<Value>,

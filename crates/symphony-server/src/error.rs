@@ -5,7 +5,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::auth::{AuthError, KeyFileError};
 
@@ -129,16 +128,40 @@ impl ApiError {
     }
 }
 
+/// The body of an error on the `/v1` routes, as OpenAI writes it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    message: String,
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_error`, ...
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The request field at fault.
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+}
+
+/// The body of an error on the `/api` routes, as Ollama writes it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::ErrorBody)]
+pub struct OllamaErrorBody {
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind(),
-                "param": self.param,
-                "code": self.code(),
-            }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind(),
+                param: self.param,
+                code: self.code(),
+                message: self.message.clone(),
+            },
+        };
         self.with_headers((self.status, Json(body)).into_response())
     }
 }
@@ -272,7 +295,10 @@ impl From<ApiError> for OllamaError {
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
         let e = self.0;
-        e.with_headers((e.status, Json(json!({ "error": e.message }))).into_response())
+        let body = OllamaErrorBody {
+            error: e.message.clone(),
+        };
+        e.with_headers((e.status, Json(body)).into_response())
     }
 }
 

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod ollama;
 mod openai;
+pub mod openapi;
 mod probes;
 pub mod redis;
 pub mod registry;

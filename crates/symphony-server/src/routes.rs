@@ -9,9 +9,16 @@ use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::ParameterIn;
+use utoipa::{IntoParams, ToSchema};
+
 use crate::auth::Role;
+use crate::openapi::{schema_of, Doc, Reply, SchemaOf};
 use crate::{
-    admin, agents, collections, embeddings, ollama, openai, probes, tokenize, ws, SharedState,
+    admin, agents, collections, embeddings, ollama, openai, openapi, probes, tokenize, ws,
+    SharedState,
 };
 
 /// Who may call a route: `None` for the probes anyone may call.
@@ -29,12 +36,14 @@ const USER: Access = Some(Role::User);
 /// Changes what the server holds: models, collections, keys.
 const ADMIN: Access = Some(Role::Admin);
 
-/// One method on one path, with who may call it and what answers it.
+/// One method on one path, with who may call it, what answers it, and what
+/// `/openapi.json` says of it.
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
     pub handler: MethodRouter<SharedState>,
+    pub doc: Doc,
 }
 
 fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
@@ -48,89 +57,265 @@ where
         path,
         access,
         handler: on(filter, handler),
+        doc: Doc::default(),
+    }
+}
+
+impl Route {
+    fn summary(mut self, summary: &'static str) -> Self {
+        self.doc.summary = summary;
+        self
+    }
+
+    fn body<B: ToSchema>(mut self) -> Self {
+        self.doc.body = Some(schema_of::<B>);
+        self.doc.body_required = true;
+        self
+    }
+
+    fn optional_body<B: ToSchema>(mut self) -> Self {
+        self.doc.body = Some(schema_of::<B>);
+        self
+    }
+
+    fn query<Q: IntoParams>(mut self) -> Self {
+        self.doc.query = Some(|| Q::into_params(|| Some(ParameterIn::Query)));
+        self
+    }
+
+    fn reply<R: ToSchema>(mut self) -> Self {
+        self.doc.reply = Reply::Json(schema_of::<R>);
+        self
+    }
+
+    fn object(mut self, what: &'static str) -> Self {
+        self.doc.reply = Reply::Object(what);
+        self
+    }
+
+    fn media(mut self, media: &'static str, what: &'static str) -> Self {
+        self.doc.reply = Reply::Media(media, what);
+        self
+    }
+
+    fn status(mut self, status: u16) -> Self {
+        self.doc.status = status;
+        self
+    }
+
+    fn streams(mut self, media: &'static str, item: SchemaOf) -> Self {
+        self.doc.stream = Some((media, item));
+        self
     }
 }
 
 /// The table. A new route is one row here.
 pub fn table() -> Vec<Route> {
+    use crate::{ollama as o, openai as oa};
+    const SSE: &str = "text/event-stream";
+    const NDJSON: &str = "application/x-ndjson";
     vec![
-        route(GET, "/health", OPEN, probes::health),
-        route(GET, "/ready", OPEN, probes::ready),
-        route(GET, "/metrics", READER, probes::metrics_text),
+        route(GET, "/health", OPEN, probes::health)
+            .summary("Liveness: 200 while the server sweeps idle models, 503 once it stops")
+            .object("`{\"status\": \"ok\"}`"),
+        route(GET, "/ready", OPEN, probes::ready)
+            .summary("Readiness: 200 once the preloaded models answer, 503 before")
+            .object("`{\"status\": \"ready\"}`"),
+        route(GET, "/metrics", READER, probes::metrics_text)
+            .summary("Prometheus metrics")
+            .media("text/plain", "The Prometheus text format"),
+        route(GET, "/openapi.json", OPEN, openapi_json)
+            .summary("This document")
+            .object("An OpenAPI 3.1 document"),
         // OpenAI.
-        route(GET, "/v1/models", READER, openai::list_models),
-        route(GET, "/v1/models/{*model}", READER, openai::get_model),
-        route(POST, "/v1/chat/completions", USER, openai::chat_completions),
-        route(POST, "/v1/completions", USER, openai::completions),
-        route(POST, "/v1/embeddings", USER, embeddings::openai),
-        route(GET, "/v1/chat/ws", USER, ws::chat),
+        route(GET, "/v1/models", READER, openai::list_models)
+            .summary("The models in the store")
+            .reply::<oa::ModelList>(),
+        route(GET, "/v1/models/{*model}", READER, openai::get_model)
+            .summary("One model")
+            .reply::<oa::ModelObject>(),
+        route(POST, "/v1/chat/completions", USER, openai::chat_completions)
+            .summary("A chat completion (OpenAI); streamed as server-sent events with `stream`")
+            .body::<oa::ChatRequest>()
+            .reply::<oa::ChatCompletion>()
+            .streams(SSE, oa::chat_chunk_schema),
+        route(POST, "/v1/completions", USER, openai::completions)
+            .summary("A text completion (OpenAI); streamed as server-sent events with `stream`")
+            .body::<oa::CompletionRequest>()
+            .reply::<oa::TextCompletion>()
+            .streams(SSE, oa::text_chunk_schema),
+        route(POST, "/v1/embeddings", USER, embeddings::openai)
+            .summary("Embeddings (OpenAI)")
+            .body::<embeddings::OpenAiRequest>()
+            .reply::<embeddings::OpenAiReply>(),
+        route(GET, "/v1/chat/ws", USER, ws::chat)
+            .summary("Chat over a WebSocket: each message a chat request, answered with chunks")
+            .status(101),
         // Ollama.
-        route(POST, "/api/embed", USER, embeddings::ollama_embed),
-        route(POST, "/api/embeddings", USER, embeddings::ollama_embeddings),
-        route(POST, "/api/generate", USER, ollama::generate),
-        route(POST, "/api/chat", USER, ollama::chat),
-        route(GET, "/api/tags", READER, ollama::tags),
-        route(POST, "/api/show", READER, ollama::show),
-        route(GET, "/api/ps", READER, ollama::ps),
-        route(GET, "/api/version", READER, ollama::version),
-        route(DELETE, "/api/delete", ADMIN, ollama::delete),
+        route(POST, "/api/embed", USER, embeddings::ollama_embed)
+            .summary("Embeddings (Ollama)")
+            .body::<embeddings::EmbedRequest>()
+            .reply::<embeddings::OllamaReply>(),
+        route(POST, "/api/embeddings", USER, embeddings::ollama_embeddings)
+            .summary("One embedding (Ollama's older endpoint)")
+            .body::<embeddings::LegacyRequest>()
+            .reply::<embeddings::LegacyReply>(),
+        route(POST, "/api/generate", USER, ollama::generate)
+            .summary("A completion (Ollama); streamed as JSON lines unless `stream` is false")
+            .body::<o::GenerateRequest>()
+            .reply::<o::ReplyLine>()
+            .streams(NDJSON, schema_of::<o::ReplyLine>),
+        route(POST, "/api/chat", USER, ollama::chat)
+            .summary("A chat reply (Ollama); streamed as JSON lines unless `stream` is false")
+            .body::<o::ChatRequest>()
+            .reply::<o::ReplyLine>()
+            .streams(NDJSON, schema_of::<o::ReplyLine>),
+        route(GET, "/api/tags", READER, ollama::tags)
+            .summary("The models in the store (Ollama)")
+            .reply::<o::Tags>(),
+        route(POST, "/api/show", READER, ollama::show)
+            .summary("One model's details (Ollama)")
+            .body::<o::ShowRequest>()
+            .reply::<o::Show>(),
+        route(GET, "/api/ps", READER, ollama::ps)
+            .summary("The loaded models (Ollama)")
+            .reply::<o::Ps>(),
+        route(GET, "/api/version", READER, ollama::version)
+            .summary("The server's version")
+            .reply::<o::Version>(),
+        route(DELETE, "/api/delete", ADMIN, ollama::delete)
+            .summary("Removes a model from the store")
+            .body::<o::DeleteRequest>(),
         // The tokenizer (vLLM's routes).
-        route(POST, "/tokenize", READER, tokenize::tokenize),
-        route(POST, "/detokenize", READER, tokenize::detokenize),
-        route(GET, "/tokenizer_info", READER, tokenize::tokenizer_info),
+        route(POST, "/tokenize", READER, tokenize::tokenize)
+            .summary("Text or a chat to token ids (vLLM)")
+            .body::<tokenize::TokenizeRequest>()
+            .reply::<tokenize::TokenizeReply>(),
+        route(POST, "/detokenize", READER, tokenize::detokenize)
+            .summary("Token ids to text (vLLM)")
+            .body::<tokenize::DetokenizeRequest>()
+            .reply::<tokenize::DetokenizeReply>(),
+        route(GET, "/tokenizer_info", READER, tokenize::tokenizer_info)
+            .summary("A model's tokenizer: vocabulary size, special tokens, chat template")
+            .query::<tokenize::InfoQuery>()
+            .reply::<tokenize::TokenizerInfo>(),
         // Collections: readers list, users search and ask, admins change.
-        route(GET, "/v1/collections", READER, collections::list),
-        route(POST, "/v1/collections", ADMIN, collections::create),
-        route(GET, "/v1/collections/{name}", READER, collections::show),
-        route(DELETE, "/v1/collections/{name}", ADMIN, collections::remove),
+        route(GET, "/v1/collections", READER, collections::list)
+            .summary("The document collections")
+            .object("`{\"object\": \"list\", \"data\": [collection summaries]}`"),
+        route(POST, "/v1/collections", ADMIN, collections::create)
+            .summary("Creates a collection")
+            .body::<collections::CreateRequest>()
+            .status(201)
+            .object("The new collection's summary"),
+        route(GET, "/v1/collections/{name}", READER, collections::show)
+            .summary("One collection's summary")
+            .object("Its configuration, documents and chunks"),
+        route(DELETE, "/v1/collections/{name}", ADMIN, collections::remove)
+            .summary("Deletes a collection")
+            .object("`{\"deleted\": true}`"),
         route(
             POST,
             "/v1/collections/{name}/documents",
             ADMIN,
             collections::add_documents,
-        ),
+        )
+        .summary("Adds or updates documents (text, Markdown, HTML, PDF as base64)")
+        .body::<collections::AddRequest>()
+        .object("Each document's status, and the collection's summary"),
         route(
             DELETE,
             "/v1/collections/{name}/documents",
             ADMIN,
             collections::remove_document,
-        ),
+        )
+        .summary("Removes a document")
+        .query::<collections::RemoveDocument>()
+        .object("The collection's summary"),
         route(
             POST,
             "/v1/collections/{name}/query",
             USER,
             collections::query,
-        ),
-        route(POST, "/v1/collections/{name}/ask", USER, collections::ask),
+        )
+        .summary("The chunks that best answer a query (vector, BM25 or hybrid)")
+        .body::<collections::QueryRequest>()
+        .object("`{\"object\": \"list\", \"data\": [hits]}`"),
+        route(POST, "/v1/collections/{name}/ask", USER, collections::ask)
+            .summary("An answer from the collection's documents, with citations")
+            .body::<collections::AskRequest>()
+            .object("The answer, its citations and the chunks it drew on"),
         // Agents: readers watch runs; users start, approve and resume them (a run uses its
         // model and the tools its operator declared).
-        route(GET, "/v1/agents", READER, agents::list_agents),
-        route(GET, "/v1/agents/runs", READER, agents::list_runs),
-        route(POST, "/v1/agents/runs", USER, agents::start_run),
-        route(GET, "/v1/agents/runs/{id}", READER, agents::get_run),
+        route(GET, "/v1/agents", READER, agents::list_agents)
+            .summary("The agents this server runs")
+            .object("`{\"data\": [agents]}`"),
+        route(GET, "/v1/agents/runs", READER, agents::list_runs)
+            .summary("The caller's agent runs")
+            .object("`{\"data\": [runs]}`"),
+        route(POST, "/v1/agents/runs", USER, agents::start_run)
+            .summary("Starts an agent run; its events follow at /v1/agents/runs/{id}/events")
+            .body::<agents::StartRequest>()
+            .status(202)
+            .object("The run's id and status"),
+        route(GET, "/v1/agents/runs/{id}", READER, agents::get_run)
+            .summary("One run: status, steps, result")
+            .object("The run"),
         route(
             GET,
             "/v1/agents/runs/{id}/events",
             READER,
             agents::run_events,
-        ),
+        )
+        .summary("A run's events as they happen")
+        .media(SSE, "Server-sent events, one JSON object each"),
         route(
             POST,
             "/v1/agents/runs/{id}/approve",
             USER,
             agents::approve_run,
-        ),
+        )
+        .summary("Approves or refuses the tool call a run waits on")
+        .body::<agents::ApproveRequest>()
+        .status(202)
+        .object("The run's id and status"),
         route(
             POST,
             "/v1/agents/runs/{id}/resume",
             USER,
             agents::resume_run,
-        ),
+        )
+        .summary("Resumes a run that stopped")
+        .optional_body::<agents::ResumeRequest>()
+        .status(202)
+        .object("The run's id and status"),
         // Keys.
-        route(GET, "/v1/admin/keys", ADMIN, admin::list_keys),
-        route(POST, "/v1/admin/keys", ADMIN, admin::create_key),
-        route(DELETE, "/v1/admin/keys/{name}", ADMIN, admin::revoke_key),
+        route(GET, "/v1/admin/keys", ADMIN, admin::list_keys)
+            .summary("The API keys (names, roles, limits; never the keys)")
+            .object("`{\"keys\": [...]}`"),
+        route(POST, "/v1/admin/keys", ADMIN, admin::create_key)
+            .summary("Creates an API key; the reply is the only time the key is shown")
+            .body::<admin::NewKey>()
+            .object("The key and its settings"),
+        route(DELETE, "/v1/admin/keys/{name}", ADMIN, admin::revoke_key)
+            .summary("Revokes an API key")
+            .object("`{\"revoked\": name}`"),
     ]
+}
+
+/// `/openapi.json`: the document of this table, made once.
+async fn openapi_json() -> Response {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        let table = table();
+        let document =
+            openapi::document(table.iter().map(|r| (&r.method, r.path, r.access, &r.doc)));
+        serde_json::to_string(&document).expect("the OpenAPI document serializes")
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
 }
 
 /// The router over the table's routes (no fallback or layers: see `crate::router`).

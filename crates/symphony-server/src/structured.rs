@@ -26,7 +26,7 @@ pub struct OutputRules {
 }
 
 /// vLLM's request fields for regex and grammar constraints.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 pub struct Guided {
     guided_regex: Option<String>,
     guided_grammar: Option<String>,

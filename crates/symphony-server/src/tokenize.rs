@@ -22,8 +22,8 @@ use crate::generation::{token_text, Loaded};
 use crate::openai::from_value;
 use crate::SharedState;
 
-#[derive(Serialize)]
-struct TokenizeReply {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenizeReply {
     count: usize,
     max_model_len: usize,
     tokens: Vec<TokenId>,
@@ -31,14 +31,14 @@ struct TokenizeReply {
     token_strs: Option<Vec<String>>,
 }
 
-#[derive(Serialize)]
-struct DetokenizeReply {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DetokenizeReply {
     prompt: String,
 }
 
 /// The special tokens as Hugging Face's tokenizer config names them.
-#[derive(Serialize)]
-struct TokenizerInfo {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenizerInfo {
     model: String,
     tokenizer_class: &'static str,
     bos_token: Option<String>,
@@ -80,9 +80,9 @@ async fn model_for(state: &SharedState, name: Option<&str>) -> Result<Loaded, Ap
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenizeRequest {
+pub(crate) struct TokenizeRequest {
     #[serde(default)]
     model: Option<String>,
     prompt: String,
@@ -125,9 +125,9 @@ pub async fn tokenize(
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DetokenizeRequest {
+pub(crate) struct DetokenizeRequest {
     #[serde(default)]
     model: Option<String>,
     tokens: Vec<i64>,
@@ -161,7 +161,8 @@ pub async fn detokenize(
     Ok(Json(DetokenizeReply { prompt }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InfoQuery {
     model: Option<String>,
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub use jwt::{sign_jwt, JwtConfig, JwtVerifier};
 pub use keys::{hash_key, KeyFile, KeyFileError, StoredKey};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Reader,

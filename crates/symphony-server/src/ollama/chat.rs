@@ -15,7 +15,8 @@ use crate::generation;
 use crate::structured::{call_arguments, call_id, OutputRules};
 use crate::SharedState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::InMessage)]
 struct InMessage {
     role: String,
     #[serde(default)]
@@ -29,20 +30,23 @@ struct InMessage {
     tool_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::InToolCall)]
 struct InToolCall {
     function: InFunctionCall,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::InFunctionCall)]
 struct InFunctionCall {
     name: String,
     #[serde(default)]
     arguments: Value,
 }
 
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::ChatRequest)]
+pub(crate) struct ChatRequest {
     model: String,
     #[serde(default)]
     messages: Vec<InMessage>,

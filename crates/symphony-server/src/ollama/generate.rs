@@ -17,8 +17,9 @@ use crate::generation;
 use crate::structured::OutputRules;
 use crate::SharedState;
 
-#[derive(Debug, Deserialize)]
-struct GenerateRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::GenerateRequest)]
+pub(crate) struct GenerateRequest {
     model: String,
     #[serde(default)]
     prompt: String,

@@ -12,6 +12,10 @@ mod time;
 mod types;
 
 pub use chat::chat;
+pub(crate) use chat::ChatRequest;
 pub use generate::generate;
+pub(crate) use generate::GenerateRequest;
 pub use models::{delete, ps, show, tags, version};
+pub(crate) use models::{DeleteRequest, ShowRequest};
 pub(crate) use request::{keep_alive, parse};
+pub(crate) use types::{Ps, ReplyLine, Show, Tags, Version};

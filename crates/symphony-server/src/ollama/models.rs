@@ -60,8 +60,9 @@ pub async fn tags(State(state): State<SharedState>) -> Result<Json<Tags>, Ollama
     }))
 }
 
-#[derive(Debug, Deserialize)]
-struct ShowRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::ShowRequest)]
+pub(crate) struct ShowRequest {
     model: Option<String>,
     name: Option<String>,
 }
@@ -114,8 +115,9 @@ pub async fn ps(State(state): State<SharedState>) -> Json<Ps> {
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct DeleteRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::DeleteRequest)]
+pub(crate) struct DeleteRequest {
     model: Option<String>,
     name: Option<String>,
 }

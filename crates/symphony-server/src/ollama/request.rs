@@ -22,7 +22,8 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, OllamaError>
 }
 
 /// Ollama's `options`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ollama::Options)]
 pub struct Options {
     temperature: Option<f32>,
     top_k: Option<i64>,

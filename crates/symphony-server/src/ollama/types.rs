@@ -8,7 +8,8 @@ use serde_json::Value;
 
 /// A line of `/api/generate` (with `response`) or `/api/chat` (with `message`): a piece of
 /// the reply, or the closing line with `done: true`, its reason and Ollama's counters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::ReplyLine)]
 pub struct ReplyLine {
     pub model: String,
     pub created_at: String,
@@ -26,7 +27,8 @@ pub struct ReplyLine {
     pub context: Option<Vec<u32>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::Message)]
 pub struct Message {
     pub role: &'static str,
     pub content: String,
@@ -35,35 +37,46 @@ pub struct Message {
 }
 
 /// Ollama's tool call: arguments as an object, no id.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::ToolCallOut)]
 pub struct ToolCallOut {
     pub function: FunctionCallOut,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::FunctionCallOut)]
 pub struct FunctionCallOut {
     pub name: String,
     pub arguments: Value,
 }
 
-/// The closing line's counters (durations in nanoseconds).
-#[derive(Debug, Serialize)]
+/// The closing line's counters (durations in nanoseconds). Flattened into a reply line that
+/// may or may not close the reply, so in the schema each is optional.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::Stats)]
 pub struct Stats {
+    #[schema(required = false)]
     pub total_duration: u64,
+    #[schema(required = false)]
     pub load_duration: u64,
+    #[schema(required = false)]
     pub prompt_eval_count: usize,
+    #[schema(required = false)]
     pub prompt_eval_duration: u64,
+    #[schema(required = false)]
     pub eval_count: usize,
+    #[schema(required = false)]
     pub eval_duration: u64,
 }
 
 /// A stream's failure, as its last line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorLine {
     pub error: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ollama::Details)]
 pub struct Details {
     pub parent_model: &'static str,
     pub format: String,
@@ -73,12 +86,12 @@ pub struct Details {
     pub quantization_level: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Tags {
     pub models: Vec<TagsModel>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TagsModel {
     pub name: String,
     pub model: String,
@@ -88,12 +101,14 @@ pub struct TagsModel {
     pub details: Details,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Show {
     pub modelfile: String,
     pub parameters: &'static str,
     pub template: &'static str,
     pub details: Details,
+    /// `general.architecture`, `general.parameter_count` and `<architecture>.context_length`.
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub model_info: ModelInfo,
     pub capabilities: Vec<&'static str>,
     pub modified_at: String,
@@ -120,12 +135,12 @@ impl Serialize for ModelInfo {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ps {
     pub models: Vec<PsModel>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PsModel {
     pub name: String,
     pub model: String,
@@ -136,13 +151,13 @@ pub struct PsModel {
     pub size_vram: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Version {
     pub version: &'static str,
 }
 
 /// `{}`: what `/api/delete` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Empty {}
 
 #[cfg(test)]

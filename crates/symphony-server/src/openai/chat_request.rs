@@ -13,7 +13,7 @@ use crate::structured::{Guided, OutputRules};
 use crate::util::{random_seed, unix_now};
 use crate::SharedState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatRequest {
     pub(super) model: String,
     messages: Vec<InMessage>,

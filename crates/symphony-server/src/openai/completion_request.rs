@@ -10,7 +10,7 @@ use crate::generation::{ValidPrompt, ValidRequest};
 use crate::structured::{Guided, OutputRules};
 use crate::SharedState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PromptSpec {
     Text(String),
@@ -19,7 +19,7 @@ pub enum PromptSpec {
     TokenLists(Vec<Vec<u32>>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CompletionRequest {
     pub(super) model: String,
     prompt: PromptSpec,

@@ -18,6 +18,10 @@ mod types;
 pub use chat::chat_completions;
 pub use chat_request::{start_chat, ChatRequest};
 pub use chat_stream::chat_stream;
+pub(crate) use completion_request::CompletionRequest;
 pub use completions::completions;
 pub use models::{get_model, list_models};
 pub use request::from_value;
+pub(crate) use types::{
+    chat_chunk_schema, text_chunk_schema, ChatCompletion, ModelList, ModelObject, TextCompletion,
+};

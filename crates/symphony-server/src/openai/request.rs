@@ -25,7 +25,7 @@ pub(super) const MAX_PROMPTS: usize = 64;
 /// Most alternatives per token in `top_logprobs` (OpenAI's limit).
 pub(super) const MAX_TOP_LOGPROBS: usize = 20;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StopSpec {
     One(String),
@@ -42,7 +42,7 @@ impl StopSpec {
 }
 
 /// The sampling fields both endpoints share.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Sampling {
     temperature: Option<f32>,
     top_p: Option<f32>,
@@ -121,20 +121,20 @@ impl Sampling {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub(super) include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Part {
     #[serde(rename = "type")]
     kind: String,
@@ -142,7 +142,7 @@ pub struct Part {
     text: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InMessage {
     role: String,
     #[serde(default)]
@@ -153,14 +153,14 @@ pub struct InMessage {
     name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InToolCall {
     #[serde(default)]
     id: Option<String>,
     function: InFunctionCall,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InFunctionCall {
     name: String,
     /// A JSON string in OpenAI's API; an object is accepted too.

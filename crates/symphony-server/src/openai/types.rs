@@ -8,9 +8,10 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::openapi::{RefOr, Schema};
 
 /// `chat.completion`: a whole reply.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatCompletion {
     pub id: String,
     pub object: &'static str,
@@ -21,7 +22,7 @@ pub struct ChatCompletion {
     pub usage: Usage,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatChoice {
     pub index: usize,
     pub message: AssistantMessage,
@@ -31,7 +32,7 @@ pub struct ChatChoice {
 
 /// The reply's message: its text, or, when it called tools, the calls and any text beside
 /// them (`null` when there is none).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AssistantMessage {
     pub role: &'static str,
     pub content: Option<String>,
@@ -39,7 +40,7 @@ pub struct AssistantMessage {
     pub tool_calls: Option<Vec<ToolCallOut>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ToolCallOut {
     pub id: String,
     #[serde(rename = "type")]
@@ -48,29 +49,30 @@ pub struct ToolCallOut {
 }
 
 /// A call's function; `arguments` is a JSON string, as OpenAI sends it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FunctionCallOut {
     pub name: String,
     pub arguments: String,
 }
 
 /// A chat message's log-probabilities.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatLogprobs {
     pub content: Vec<LogprobEntry>,
 }
 
 /// One token's log-probability, its bytes and, at the top level, its alternatives.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogprobEntry {
     pub token: String,
     pub logprob: f64,
     pub bytes: Vec<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub top_logprobs: Option<Vec<LogprobEntry>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -92,7 +94,7 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PromptTokensDetails {
     pub cached_tokens: usize,
 }
@@ -100,7 +102,7 @@ pub struct PromptTokensDetails {
 /// `chat.completion.chunk` and `text_completion` stream chunks: the envelope around the
 /// choices. `usage` is absent unless the client asked for it (`stream_options`); then it is
 /// `null` on every chunk but the last.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Chunk<C> {
     pub id: String,
     pub object: &'static str,
@@ -112,7 +114,24 @@ pub struct Chunk<C> {
     pub usage: Option<Option<Usage>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A line of a streamed chat completion.
+pub type ChatChunk = Chunk<ChatChunkChoice>;
+/// A line of a streamed text completion.
+pub type TextChunk = Chunk<TextChoice>;
+
+/// The schemas of the two chunk types, each under its own name (with its choice's, which
+/// the generic envelope does not add).
+pub fn chat_chunk_schema(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    crate::openapi::schema_of::<ChatChunkChoice>(schemas);
+    crate::openapi::schema_named::<ChatChunk>("ChatCompletionChunk", schemas)
+}
+
+pub fn text_chunk_schema(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    crate::openapi::schema_of::<TextChoice>(schemas);
+    crate::openapi::schema_named::<TextChunk>("TextCompletionChunk", schemas)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatChunkChoice {
     pub index: usize,
     pub delta: Delta,
@@ -121,7 +140,7 @@ pub struct ChatChunkChoice {
 }
 
 /// What a chunk adds to a choice's message.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Delta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
@@ -132,7 +151,7 @@ pub struct Delta {
 }
 
 /// A streamed tool call: the first delta names it, the next carries its arguments.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ToolCallDelta {
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,7 +161,7 @@ pub struct ToolCallDelta {
     pub function: FunctionDelta,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FunctionDelta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -150,7 +169,7 @@ pub struct FunctionDelta {
 }
 
 /// `text_completion`: a whole legacy completion.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TextCompletion {
     pub id: String,
     pub object: &'static str,
@@ -163,7 +182,7 @@ pub struct TextCompletion {
 
 /// A legacy completion's choice, whole or as a stream chunk (`finish_reason` is `null`
 /// until the last).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TextChoice {
     pub index: usize,
     pub text: String,
@@ -173,7 +192,7 @@ pub struct TextChoice {
 
 /// The legacy logprobs object: parallel lists of tokens, their logprobs, the alternatives
 /// (token text to logprob) and each token's character offset in the text.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LegacyLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<Option<f64>>,
@@ -194,7 +213,7 @@ pub struct StreamErrorBody<'a> {
     pub kind: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelObject {
     pub id: String,
     pub object: &'static str,
@@ -213,7 +232,7 @@ impl ModelObject {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelList {
     pub object: &'static str,
     pub data: Vec<ModelObject>,
