@@ -65,6 +65,11 @@ impl Home {
     }
 
     /// `$SYMPHONY_COLLECTIONS`, or `collections/`.
+    /// The settings file `symphony` reads when no other is named.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("symphony.toml")
+    }
+
     pub fn collections(&self) -> PathBuf {
         match std::env::var_os("SYMPHONY_COLLECTIONS") {
             Some(dir) => PathBuf::from(dir),

@@ -4,8 +4,9 @@
 mod agent;
 mod commands;
 mod rag;
+mod settings;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +26,11 @@ struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     no_fetch: bool,
+    /// The settings file: one table per command (`[serve]`, `[run]`, `[rag.query]`), its
+    /// keys the command's flags (default: $SYMPHONY_HOME/symphony.toml, when there is one).
+    /// `SYMPHONY_<FLAG>` variables come over it, the flags given over both.
+    #[arg(long, global = true, env = "SYMPHONY_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +62,21 @@ enum Command {
     /// Manage the server's API keys (stored hashed in $SYMPHONY_HOME/keys.json) and sign JWTs.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The settings file (symphony.toml) and the settings in effect.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// A command's settings in effect (default: serve), each with where it came from: the
+    /// default, the settings file or a variable. Secrets are masked.
+    Show {
+        /// The command, e.g. `serve`, `run` or `rag query`.
+        command: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How `agent run` and `agent resume` report and approve.
@@ -677,7 +698,14 @@ fn keep_freed_memory() {
 
 fn main() {
     keep_freed_memory();
-    let cli = Cli::parse();
+    // A later flag overrides an earlier one: the settings file's flags go first.
+    let command = settings::override_self(Cli::command());
+    let args =
+        settings::with_settings(&command, std::env::args_os().collect()).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        });
+    let cli = Cli::from_arg_matches(&command.get_matches_from(args)).unwrap_or_else(|e| e.exit());
     commands::set_fetch_on_first_use(!cli.no_fetch);
     let result = match cli.command {
         Command::Models(cmd) => commands::models(cmd),
@@ -690,6 +718,9 @@ fn main() {
         Command::Embed(args) => commands::embed(args),
         Command::Rag(cmd) => rag::rag(cmd),
         Command::Agent(cmd) => agent::agent(cmd),
+        Command::Config(cmd) => {
+            commands::config(cmd, &settings::override_self(Cli::command()), cli.config)
+        }
         Command::Keys(cmd) => commands::keys(cmd),
     };
     if let Err(err) = result {
