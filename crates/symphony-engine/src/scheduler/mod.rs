@@ -624,6 +624,8 @@ impl Worker {
                 finished.push((self.running[i].id, reason));
             }
         }
+        // The step's spans close before a finished generation's does.
+        drop(spans);
         for (id, reason) in finished {
             let i = self
                 .running
@@ -733,6 +735,10 @@ impl Worker {
             .record("completion_tokens", completion.completion_tokens as i64);
         seq.span
             .record("cached_tokens", completion.cached_tokens as i64);
+        // The generation's span ends before its caller hears it is done, so it ends inside
+        // the caller's span.
+        seq.queued = None;
+        seq.span = tracing::Span::none();
         seq.sink.send(Event::Done(completion));
         self.release_blocks(&mut seq);
     }
