@@ -106,6 +106,15 @@ impl Hnsw {
         self.by_key.keys().copied()
     }
 
+    /// The live entries' keys and vectors.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, &[f32])> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| !node.removed)
+            .map(|(i, node)| (node.key, self.vector(i as u32)))
+    }
+
     /// Nodes in the graph, tombstones included: when they outnumber the live ones, a
     /// rebuild pays off.
     pub fn n_nodes(&self) -> usize {

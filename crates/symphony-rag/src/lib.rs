@@ -50,11 +50,12 @@ use crate::hnsw::Hnsw;
 
 pub use crate::db::{ChunkRecord, DocumentRecord};
 pub use crate::error::{Error, Result};
-pub use crate::retrieve::{Filter, Hit, Mode, QueryOptions};
+pub use crate::retrieve::{Filter, Hit, Mode, QueryOptions, EF_SEARCH};
 
-/// HNSW links per node and layer, and the beam width while building.
-const HNSW_M: usize = 16;
-const HNSW_EF_CONSTRUCTION: usize = 200;
+/// HNSW links per node and layer, and the beam width while building (public for the
+/// benchmark that builds other indexes with the same settings).
+pub const HNSW_M: usize = 16;
+pub const HNSW_EF_CONSTRUCTION: usize = 200;
 /// Files between commits of the indexes during an ingest: a crash replays at most these.
 const FLUSH_EVERY_FILES: usize = 64;
 /// Tokens of chunks embedded together during an ingest (several small files at once).

@@ -15,7 +15,7 @@ use crate::Collection;
 /// retriever scores `1 / (RRF_K + r)`.
 const RRF_K: f32 = 60.0;
 /// HNSW beam width for queries, at least `top_k`.
-const EF_SEARCH: usize = 96;
+pub const EF_SEARCH: usize = 96;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
