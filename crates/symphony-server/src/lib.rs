@@ -194,7 +194,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// One JSON line on stderr: the structured request log.
 /// The route pattern a request matched (`/v1/models/{*model}`), for metrics and roles.
 fn matched_route(req: &Request) -> Option<String> {
     req.extensions()

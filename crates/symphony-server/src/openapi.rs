@@ -50,9 +50,7 @@ pub enum Reply {
 }
 
 pub fn schema_of<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
-    schemas.push((T::name().into_owned(), T::schema()));
-    T::schemas(schemas);
-    RefOr::Ref(Ref::from_schema_name(T::name()))
+    schema_named::<T>(&T::name(), schemas)
 }
 
 /// As [`schema_of`], under `name`: for a generic type, whose instances would share one.
@@ -149,7 +147,7 @@ pub fn document<'a>(
 }
 
 /// Axum's `{*model}` (the rest of the path) is OpenAPI's `{model}`.
-pub fn openapi_path(path: &str) -> String {
+fn openapi_path(path: &str) -> String {
     path.replace("{*", "{")
 }
 
@@ -220,28 +218,10 @@ fn operation(
             );
         }
         Reply::Object(what) => {
-            success = success.content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::Object)
-                            .description(Some(what)),
-                    ))
-                    .build(),
-            );
+            success = success.content("application/json", described(Type::Object, what));
         }
         Reply::Media(media, what) => {
-            success = success.content(
-                media,
-                ContentBuilder::new()
-                    .schema(Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .description(Some(what)),
-                    ))
-                    .build(),
-            );
+            success = success.content(media, described(Type::String, what));
         }
         Reply::Empty => {}
     }
@@ -294,6 +274,17 @@ fn operation(
         );
     }
     op.build()
+}
+
+/// A body of `kind` that only a sentence describes.
+fn described(kind: Type, what: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(kind)
+                .description(Some(what)),
+        ))
+        .build()
 }
 
 fn operation_id(method: &Method, path: &str) -> String {

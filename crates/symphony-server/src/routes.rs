@@ -5,12 +5,10 @@
 use std::sync::LazyLock;
 
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{header, Method};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::ParameterIn;
 use utoipa::{IntoParams, ToSchema};
 
