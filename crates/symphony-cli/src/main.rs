@@ -705,7 +705,8 @@ fn main() {
             eprintln!("error: {e:#}");
             std::process::exit(2);
         });
-    let cli = Cli::from_arg_matches(&command.get_matches_from(args)).unwrap_or_else(|e| e.exit());
+    let cli =
+        Cli::from_arg_matches(&command.clone().get_matches_from(args)).unwrap_or_else(|e| e.exit());
     commands::set_fetch_on_first_use(!cli.no_fetch);
     let result = match cli.command {
         Command::Models(cmd) => commands::models(cmd),
@@ -718,9 +719,7 @@ fn main() {
         Command::Embed(args) => commands::embed(args),
         Command::Rag(cmd) => rag::rag(cmd),
         Command::Agent(cmd) => agent::agent(cmd),
-        Command::Config(cmd) => {
-            commands::config(cmd, &settings::override_self(Cli::command()), cli.config)
-        }
+        Command::Config(cmd) => commands::config(cmd, &command, cli.config),
         Command::Keys(cmd) => commands::keys(cmd),
     };
     if let Err(err) = result {

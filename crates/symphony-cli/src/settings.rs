@@ -61,9 +61,7 @@ pub fn with_settings(cli: &Command, args: Vec<OsString>) -> Result<Vec<OsString>
     let mut flags = Vec::new();
     for setting in &settings {
         if setting.source != Source::Default {
-            let arg = setting_args(command)
-                .find(|a| a.get_id() == setting.key.as_str())
-                .expect("a known key");
+            let arg = setting_arg(command, &setting.key).expect("a known key");
             let these = to_flags(arg, &setting.value)
                 .map_err(|e| anyhow!("{}: {e}", describe(&path, &setting.key, &setting.source)))?;
             check_value(command, &these)
@@ -111,14 +109,17 @@ pub fn layered(
     file: Option<&Path>,
 ) -> Result<Vec<Setting>> {
     let section = path.join(".");
-    let mut figment = Figment::new();
-    if let Some(file) = file {
-        let data: Dict = Figment::from(Toml::file(file))
-            .extract()
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
-        check_keys(cli, &data, &mut Vec::new(), file)?;
-        figment = figment.merge(Toml::file(file));
-    }
+    let mut figment = match file {
+        Some(file) => {
+            let from_file = Figment::from(Toml::file(file));
+            let data: Dict = from_file
+                .extract()
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            check_keys(cli, &data, &mut Vec::new(), file)?;
+            from_file
+        }
+        None => Figment::new(),
+    };
     let keys: Vec<String> = setting_args(command)
         .map(|a| a.get_id().to_string())
         .collect();
@@ -144,32 +145,23 @@ pub fn layered(
         Some(format!("{to_key}.{id}").into())
     }));
     let mut settings = Vec::new();
-    for key in keys {
+    for arg in setting_args(command) {
+        let key = arg.get_id().to_string();
         let dotted = format!("{section}.{key}");
-        match figment.find_value(&dotted) {
-            Ok(value) => {
-                let source = match figment
-                    .find_metadata(&dotted)
-                    .and_then(|m| m.source.clone())
-                {
-                    Some(figment::Source::File(path)) => Source::File(path),
-                    _ => Source::Env(env_name(command, &key)),
-                };
-                settings.push(Setting { key, value, source });
-            }
-            Err(_) => {
-                let arg = setting_args(command)
-                    .find(|a| a.get_id() == key.as_str())
-                    .expect("a known key");
-                if let Some(value) = default_value(arg) {
-                    settings.push(Setting {
-                        key,
-                        value,
-                        source: Source::Default,
-                    });
-                }
-            }
-        }
+        let (value, source) = match figment.find_value(&dotted) {
+            Ok(value) => match figment
+                .find_metadata(&dotted)
+                .and_then(|m| m.source.clone())
+            {
+                Some(figment::Source::File(path)) => (value, Source::File(path)),
+                _ => (value, Source::Env(env_name(arg))),
+            },
+            Err(_) => match default_value(arg) {
+                Some(value) => (value, Source::Default),
+                None => continue,
+            },
+        };
+        settings.push(Setting { key, value, source });
     }
     Ok(settings)
 }
@@ -219,8 +211,11 @@ pub fn setting_args(command: &Command) -> impl Iterator<Item = &Arg> {
         a.get_long().is_some()
             && !a.is_global_set()
             && !matches!(a.get_action(), ArgAction::Help | ArgAction::Version)
-            && !matches!(a.get_id().as_str(), "help" | "version")
     })
+}
+
+fn setting_arg<'a>(command: &'a Command, key: &str) -> Option<&'a Arg> {
+    setting_args(command).find(|a| a.get_id() == key)
 }
 
 /// Every table of the file names a command and every key one of its flags.
@@ -229,7 +224,7 @@ fn check_keys(command: &Command, table: &Dict, path: &mut Vec<String>, file: &Pa
         path.push(key.clone());
         if let (Some(sub), Value::Dict(_, inner)) = (command.find_subcommand(key), value) {
             check_keys(sub, inner, path, file)?;
-        } else if !setting_args(command).any(|a| a.get_id() == key.as_str()) {
+        } else if setting_arg(command, key).is_none() {
             let known: Vec<String> = setting_args(command)
                 .map(|a| a.get_id().to_string())
                 .collect();
@@ -278,15 +273,15 @@ fn scalar(text: &str) -> Value {
     }
 }
 
-/// The variable that sets `key` of `command`: the flag's own, else SYMPHONY_<KEY>.
-fn env_name(command: &Command, key: &str) -> String {
-    let own = setting_args(command)
-        .find(|a| a.get_id() == key)
-        .and_then(|a| a.get_env())
+/// The variable that set `arg`: the flag's own when it is set, else SYMPHONY_<KEY>.
+fn env_name(arg: &Arg) -> String {
+    arg.get_env()
         .and_then(|e| e.to_str())
-        .map(str::to_string)
-        .filter(|e| std::env::var_os(e).is_some());
-    own.unwrap_or_else(|| format!("SYMPHONY_{}", key.to_uppercase()))
+        .filter(|e| std::env::var_os(e).is_some())
+        .map_or_else(
+            || format!("SYMPHONY_{}", arg.get_id().as_str().to_uppercase()),
+            str::to_string,
+        )
 }
 
 fn describe(path: &[String], key: &str, source: &Source) -> String {

@@ -5,18 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::server::*;
 use serde_json::Value;
-
-fn symphony_raw(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_symphony"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("symphony runs")
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -105,7 +96,7 @@ fn a_commands_table_sets_its_flags() {
         "run.toml",
         "[run]\nmax_tokens = 3\ntemperature = 0\n",
     );
-    let out = symphony_raw(
+    let out = symphony_output(
         &["--config", &file, "run", "smollm2", "Tell me a story", "-v"],
         &[],
     );
@@ -113,7 +104,7 @@ fn a_commands_table_sets_its_flags() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("generated: 3 tokens"), "{stderr}");
     // A flag given beats the file.
-    let out = symphony_raw(
+    let out = symphony_output(
         &[
             "--config",
             &file,
@@ -134,7 +125,7 @@ fn a_commands_table_sets_its_flags() {
 fn unknown_keys_and_bad_values_name_the_key_and_where_it_was_set() {
     let dir = tempfile::tempdir().unwrap();
     let refused = |args: &[&str], env: &[(&str, &str)]| -> String {
-        let out = symphony_raw(args, env);
+        let out = symphony_output(args, env);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

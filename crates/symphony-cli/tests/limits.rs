@@ -35,19 +35,11 @@ fn key(keys: &str, name: &str, limits: &[&str]) -> String {
 /// are set for it. Returns its stdout (the script prints what it saw).
 fn websocket_script(server: &Server, key: &str, script: &str) -> String {
     let url = server.base.replace("http://", "ws://") + "/v1/chat/ws";
-    let out = Command::new(python())
-        .args(["-c", script])
-        .env("SYMPHONY_WS_URL", url)
-        .env("SYMPHONY_KEY", key)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}\n--- server log ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_python(
+        server,
+        &["-c", script],
+        &[("SYMPHONY_WS_URL", &url), ("SYMPHONY_KEY", key)],
+    )
 }
 
 /// The part the Python scripts share: `ask(ws, request)` sends one chat request and returns

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::server::*;
 
 #[test]
@@ -18,19 +16,13 @@ fn the_api_document_is_valid_complete_and_true_to_the_server() {
         .collect();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openapi_check.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(&server.base)
-        .arg(serde_json::to_string(&routes).unwrap())
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}\n--- server log ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
+    let routes = serde_json::to_string(&routes).unwrap();
+    let out = run_python(
+        &server,
+        &[script.to_str().unwrap(), &server.base, &routes],
+        &[],
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["paths"].as_u64(), Some(35), "{summary}");
     assert!(
         summary["values_checked"].as_u64().unwrap() > 20,

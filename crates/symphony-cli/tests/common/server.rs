@@ -92,6 +92,32 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// `symphony ARGS` with `env` added, whatever its exit status.
+pub fn symphony_output(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("symphony runs")
+}
+
+/// Runs Python (`SYMPHONY_TEST_PYTHON`) with `args` and `env` against `server`: it must
+/// succeed (else the failure shows with the server's log). Returns its stdout.
+pub fn run_python(server: &Server, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(python())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n--- server log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A JSON request with an optional bearer token; returns the status and the body.
 pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     let mut args = vec!["-X", method, url, "-H", "content-type: application/json"];
@@ -126,11 +152,7 @@ pub fn post_raw(url: &str, token: &str, body: &str) -> String {
 }
 
 pub fn symphony(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("symphony runs");
+    let out = symphony_output(args, env);
     assert!(
         out.status.success(),
         "{}",
