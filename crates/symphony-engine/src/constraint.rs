@@ -280,7 +280,8 @@ impl Constraint {
         if self.state != State::Active {
             return Ok(());
         }
-        let _span = tracing::info_span!("constraint_mask", closing).entered();
+        // Debug level, as the decode steps it runs in: one per token.
+        let _span = tracing::debug_span!("constraint_mask", closing).entered();
         let allowed = self
             .matcher
             .compute_mask_or_eos()

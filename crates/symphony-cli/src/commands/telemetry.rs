@@ -10,6 +10,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -42,7 +43,8 @@ impl Telemetry {
 /// Installs the subscriber. `RUST_LOG` chooses which log lines (default `info`), `format`
 /// how: in JSON each line is one object with the event's fields at the top and, for a line
 /// logged while a request ran, the request's id, method and path under `span`. Traces take
-/// every span at `info` and above, whatever `RUST_LOG` says, so a trace is whole.
+/// every span at `info` and above, whatever `RUST_LOG` says, so a trace is whole, and the
+/// engine's per-token spans (`debug`: with no collector they are never made).
 ///
 /// Call it inside the async runtime when exporting over gRPC: its connection runs there.
 pub fn init(format: LogFormat, otlp: Option<Otlp>) -> Result<Telemetry> {
@@ -74,7 +76,11 @@ pub fn init(format: LogFormat, otlp: Option<Otlp>) -> Result<Telemetry> {
             .with_tracer(provider.tracer("symphony"))
             .with_location(false)
             .with_threads(false)
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_filter(
+                Targets::new()
+                    .with_default(LevelFilter::INFO)
+                    .with_target("symphony_engine", LevelFilter::DEBUG),
+            )
     });
     tracing_subscriber::registry()
         .with(logs)

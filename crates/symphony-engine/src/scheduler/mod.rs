@@ -553,16 +553,17 @@ impl Worker {
             })
             .collect();
         // One span per sequence for its share of this step: a prompt chunk or a decode step
-        // (the batched forward pass and then its own sampling).
+        // (the batched forward pass and then its own sampling). At debug level: off, and
+        // free, unless a trace layer asks for them, since there is one per token.
         let spans: Vec<tracing::Span> = order
             .iter()
             .zip(&plan)
             .map(|(&i, &(_, n))| {
                 let seq = &self.running[i];
                 if seq.computed < seq.prompt_len {
-                    tracing::info_span!(parent: &seq.span, "prefill_chunk", tokens = n as i64, first_position = seq.computed as i64, batch = plan.len() as i64)
+                    tracing::debug_span!(parent: &seq.span, "prefill_chunk", tokens = n as i64, first_position = seq.computed as i64, batch = plan.len() as i64)
                 } else {
-                    tracing::info_span!(parent: &seq.span, "decode_step", position = seq.computed as i64, batch = plan.len() as i64)
+                    tracing::debug_span!(parent: &seq.span, "decode_step", position = seq.computed as i64, batch = plan.len() as i64)
                 }
             })
             .collect();
