@@ -103,7 +103,6 @@ impl ToolRegistry {
             tool = name,
             otel.status_code = tracing::field::Empty
         );
-        let _entered = span.enter();
         let (tx, rx) = mpsc::channel();
         let inside = span.clone();
         thread::Builder::new()
