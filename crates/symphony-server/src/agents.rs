@@ -396,7 +396,7 @@ fn build_tools(
         let embedder = load_embedder(models, &collection.config.embedder).map_err(|e| e.message)?;
         Ok((collection, embedder))
     };
-    run.tools(Some(&open_collection))
+    run.tools(Some(&open_collection), None)
         .map_err(|e| ApiError::internal(format!("agent '{}': {e}", run.spec().name)))
 }
 

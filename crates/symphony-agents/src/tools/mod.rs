@@ -1,5 +1,6 @@
 //! Built-in tools.
 
+mod ask_model;
 mod calculator;
 mod files;
 mod http;
@@ -7,6 +8,7 @@ mod jail;
 mod sandbox;
 mod search;
 
+pub use ask_model::{AskModel, LocalModel, MAX_ANSWER_TOKENS};
 pub use calculator::{evaluate, Calculator, Ratio};
 pub use files::{ListFiles, ReadFile, Workspace, WriteFile};
 pub use http::{AllowRule, HttpFetch};

@@ -4,6 +4,7 @@
 mod config;
 mod context;
 mod generate;
+mod mcp;
 mod measure;
 mod models;
 mod progress;
@@ -15,6 +16,7 @@ pub(crate) use context::{
     app_models, init_threads, install_interrupt_flag, open_model, set_fetch_on_first_use,
 };
 pub use generate::{chat, run};
+pub use mcp::mcp;
 pub use measure::{bench, perplexity};
 pub use models::{embed, models, pull};
 pub(crate) use progress::Terminal;
