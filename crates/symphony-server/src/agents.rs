@@ -32,7 +32,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use symphony_agents::mcp::Sampler;
 use symphony_agents::memory::Memory;
+use symphony_agents::model::CallMode;
+use symphony_agents::tools::MAX_ANSWER_TOKENS;
 use symphony_agents::{
     turn_params, AgentSpec, Approval, ChatModel, Checkpoint, ClaimedRun, Completed, Completer,
     Event, Finished, Front, RunState, RunStore, StoredRun, ToolRegistry,
@@ -42,6 +45,7 @@ use symphony_engine::{Constraint, GenerationParams, GrammarCompiler, Output};
 use symphony_models::embedding::Embedder;
 use symphony_models::{Model, TokenId};
 use symphony_rag::Collection;
+use symphony_types::ChatMessage;
 use tokio::sync::watch;
 
 use crate::auth::{Principal, Role};
@@ -338,6 +342,12 @@ async fn launch(
         state.registry.get(&spec.model, None).await.map_err(|e| {
             ApiError::new(e.status, format!("agent '{}': {}", spec.name, e.message))
         })?;
+    let driver = Driver {
+        app: state.clone(),
+        principal: principal.clone(),
+        model,
+        handle: tokio::runtime::Handle::current(),
+    };
     let live = LiveRun::new();
     {
         let mut runs = lock(&state.agents.live);
@@ -354,9 +364,11 @@ async fn launch(
     let prepared = {
         let (app, key) = (state.clone(), id.to_string());
         let collections = state.config.collections.clone();
+        // The run's MCP servers that ask for sampling get its model, through the scheduler.
+        let sampler: Arc<dyn Sampler> = Arc::new(driver.clone());
         blocking(move || {
             let run = ClaimedRun::claim(open_store(&app)?, &key, spec, run_state, memory)?;
-            let tools = build_tools(&run, &collections, app.registry.models())?;
+            let tools = build_tools(&run, &collections, app.registry.models(), sampler)?;
             Ok((run, tools))
         })
         .await
@@ -369,12 +381,6 @@ async fn launch(
         }
     };
     live.push(json!({"type": "run", "id": id, "agent": run.spec().name}));
-    let driver = Driver {
-        app: state.clone(),
-        principal: principal.clone(),
-        model,
-        handle: tokio::runtime::Handle::current(),
-    };
     let follow = live.clone();
     // The run outlives the request that started it; its span stays in that request's trace.
     let span = tracing::info_span!("agent_run", run_id = %id, agent = %run.spec().name);
@@ -390,13 +396,14 @@ fn build_tools(
     run: &ClaimedRun,
     collections: &Path,
     models: &Models,
+    sampler: Arc<dyn Sampler>,
 ) -> Result<ToolRegistry, ApiError> {
     let open_collection = |name: &str| -> Result<(Collection, Embedder), String> {
         let collection = Collection::open(collections, name).map_err(|e| e.to_string())?;
         let embedder = load_embedder(models, &collection.config.embedder).map_err(|e| e.message)?;
         Ok((collection, embedder))
     };
-    run.tools(Some(&open_collection), None)
+    run.tools(Some(&open_collection), Some(sampler))
         .map_err(|e| ApiError::internal(format!("agent '{}': {e}", run.spec().name)))
 }
 
@@ -625,6 +632,7 @@ pub async fn resume_run(
 }
 
 /// What a run's thread needs to reach the model.
+#[derive(Clone)]
 struct Driver {
     app: SharedState,
     principal: Principal,
@@ -696,6 +704,23 @@ impl Driver {
         }
         lock(&self.app.agents.live).remove(&id);
         live.finish();
+    }
+}
+
+/// A sampling request of one of the run's MCP servers: a turn without tools, queued with
+/// the other requests for the model like the run's own turns.
+impl Sampler for Driver {
+    fn sample(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<String, String> {
+        let mut chat = self.chat().map_err(|e| e.to_string())?;
+        chat.params.max_tokens = max_tokens.clamp(1, MAX_ANSWER_TOKENS);
+        let turn = chat
+            .turn(messages, &[], CallMode::Answer)
+            .map_err(|e| e.to_string())?;
+        Ok(turn.content)
+    }
+
+    fn model_name(&self) -> String {
+        self.model.name.clone()
     }
 }
 
