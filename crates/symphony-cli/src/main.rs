@@ -425,6 +425,10 @@ struct ServeArgs {
     /// (redis[s]://[[user]:password@]host[:port][/db]; rediss:// is TLS).
     #[arg(long)]
     redis: Option<String>,
+    /// Connections to Redis (each multiplexed, commands taking them in turn), so that a
+    /// large cached reply does not hold up the rate-limit counts behind it.
+    #[arg(long, default_value_t = symphony_server::redis::DEFAULT_CONNECTIONS)]
+    redis_connections: usize,
     /// Replies kept in the in-memory response cache (0 turns the cache off).
     #[arg(long, default_value_t = 1024)]
     response_cache_entries: usize,

@@ -1,8 +1,13 @@
 //! Redis for the tiers servers share, rate-limit counters and the response cache, through the
-//! `redis` crate: one multiplexed connection per server that reconnects by itself, `rediss://`
-//! over TLS, AUTH with a password or a user and password. Callers treat Redis as best effort:
-//! an unreachable Redis never fails a request.
+//! `redis` crate: a small pool of multiplexed connections per server, each reconnecting by
+//! itself, `rediss://` over TLS, AUTH with a password or a user and password. Callers treat
+//! Redis as best effort: an unreachable Redis never fails a request.
+//!
+//! Why a pool of multiplexed connections: one connection carries any number of commands at
+//! once, but in order, so a large cached reply being read holds up the small counter updates
+//! queued behind it. Commands take the connections in turn.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -33,16 +38,26 @@ end
 return n
 ";
 
+/// Connections per server unless told otherwise.
+pub const DEFAULT_CONNECTIONS: usize = 4;
+
 pub struct Redis {
     client: redis::Client,
-    /// Made at the first command (so a server starts before Redis does); the manager then
-    /// reconnects on its own after Redis restarts.
-    manager: OnceCell<ConnectionManager>,
+    /// Each made at its first command (so a server starts before Redis does); a manager
+    /// then reconnects on its own after Redis restarts.
+    pool: Vec<OnceCell<ConnectionManager>>,
+    /// The connection the next command takes.
+    next: AtomicUsize,
     incr: Script,
 }
 
 impl Redis {
     pub fn new(url: &str) -> Result<Self, RedisError> {
+        Self::with_connections(url, DEFAULT_CONNECTIONS)
+    }
+
+    /// A pool of `connections` (at least one).
+    pub fn with_connections(url: &str, connections: usize) -> Result<Self, RedisError> {
         let bad = |reason: String| RedisError::Url {
             url: url.to_string(),
             reason,
@@ -53,7 +68,8 @@ impl Redis {
         let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             client,
-            manager: OnceCell::new(),
+            pool: (0..connections.max(1)).map(|_| OnceCell::new()).collect(),
+            next: AtomicUsize::new(0),
             incr: Script::new(INCR_WITH_EXPIRY),
         })
     }
@@ -64,8 +80,8 @@ impl Redis {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let manager = self
-            .manager
+        let slot = &self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()];
+        let manager = slot
             .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
             .await?;
         Ok(manager.clone())

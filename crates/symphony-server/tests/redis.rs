@@ -1,6 +1,6 @@
 //! Replicas sharing rate limits through a real `redis-server` that wants a password: counts
 //! are shared, requests go on while Redis is down, and counting resumes in Redis once it is
-//! back on the same address.
+//! back on the same address; a server's commands spread over its pool of connections.
 
 mod common;
 
@@ -164,4 +164,35 @@ async fn a_wrong_password_is_a_clear_error() {
         e.to_lowercase().contains("wrongpass") || e.to_lowercase().contains("auth"),
         "{e}"
     );
+}
+
+/// The clients `redis-server` has besides the `redis-cli` that asks.
+fn redis_clients(port: u16) -> usize {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning"])
+        .args(["CLIENT", "LIST"])
+        .output()
+        .expect("redis-cli runs (it comes with redis-server)");
+    let list = String::from_utf8_lossy(&out.stdout);
+    list.lines()
+        .filter(|l| l.contains("addr=") && !l.contains("cmd=client|list"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_take_the_pools_connections_in_turn() {
+    let port = free_port();
+    let _redis = RedisServer::start(port);
+    let pool =
+        Redis::with_connections(&format!("redis://:{PASSWORD}@127.0.0.1:{port}"), 3).unwrap();
+    // Connections are made as commands first need them.
+    assert_eq!(redis_clients(port), 0);
+    pool.incr_by("pooled", 1, None).await.unwrap();
+    assert_eq!(redis_clients(port), 1);
+    for expected in 2..=9 {
+        assert_eq!(pool.incr_by("pooled", 1, None).await.unwrap(), expected);
+    }
+    assert_eq!(pool.get_int("pooled").await.unwrap(), 9);
+    // Three connections, however many commands.
+    assert_eq!(redis_clients(port), 3);
 }

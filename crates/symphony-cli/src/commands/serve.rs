@@ -76,10 +76,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .stored_or_fetched(name, &mut Terminal::default())
             .with_context(|| format!("--preload {name}"))?;
     }
+    if args.redis_connections == 0 {
+        bail!("--redis-connections must be at least 1");
+    }
     let redis = args
         .redis
         .as_deref()
-        .map(symphony_server::redis::Redis::new)
+        .map(|url| symphony_server::redis::Redis::with_connections(url, args.redis_connections))
         .transpose()?
         .map(Arc::new);
     let config = symphony_server::ServerConfig {
