@@ -366,6 +366,28 @@ fn streamable_http_serves_the_inspector_our_client_and_the_conformance_suite() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
 
     conformance(&server.url);
+
+    // Ctrl-C stops the server even with a client's session (and its event stream) open.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    drop(client);
 }
 
 /// The whole server suite of `@modelcontextprotocol/conformance` for protocol 2025-11-25:

@@ -26,7 +26,7 @@ use rmcp::model::{
     CreateMessageResult, ErrorData, Implementation, Role as McpRole, SamplingCapability,
     SamplingMessage, SamplingMessageContentBlock,
 };
-use rmcp::service::{RequestContext, RunningService};
+use rmcp::service::{ClientInitializeError, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, Peer, RoleClient, ServiceError, ServiceExt};
@@ -254,12 +254,31 @@ async fn connect(config: McpServerConfig, handler: Handler) -> Result<McpClient,
             let (transport, log) = spawn(&config, command)?;
             match tokio::time::timeout(limit, handler.serve(transport)).await {
                 Ok(Ok(service)) => (service, Some(log)),
-                // Whatever the handshake saw, a server that exits during it is explained
-                // best by what it wrote on its way out.
-                Ok(Err(_)) => {
+                Ok(Err(ClientInitializeError::JsonRpcError(ErrorData {
+                    code, message, ..
+                }))) => {
+                    return Err(McpError::Rpc {
+                        server,
+                        method: "initialize".into(),
+                        code: code.0.into(),
+                        message: message.into_owned(),
+                    })
+                }
+                // A server that exits during the handshake is explained best by what it
+                // wrote on its way out.
+                Ok(Err(
+                    ClientInitializeError::ConnectionClosed(_)
+                    | ClientInitializeError::TransportError { .. },
+                )) => {
                     return Err(McpError::Closed {
                         server,
                         stderr: log.quote().await,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(McpError::Protocol {
+                        server,
+                        message: format!("initialize: {}", error_chain(&e)),
                     })
                 }
                 Err(_) => return Err(timed_out()),

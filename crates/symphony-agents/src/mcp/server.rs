@@ -21,6 +21,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::McpError;
 use crate::registry::ToolRegistry;
@@ -87,14 +88,19 @@ impl McpServer {
     /// Streamable HTTP as a tower service, to mount at `/mcp` of an HTTP server. Sessions
     /// are kept in memory; a request whose `Host` is not one of `allowed_hosts` is refused
     /// (DNS rebinding: a web page must not reach a server on loopback through its name).
+    /// Cancelling `stop` ends the sessions and their open event streams, which a graceful
+    /// shutdown would otherwise wait for.
     pub fn http_service(
         self,
         allowed_hosts: Vec<String>,
+        stop: CancellationToken,
     ) -> StreamableHttpService<McpServer, LocalSessionManager> {
         StreamableHttpService::new(
             move || Ok(self.clone()),
             Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+            StreamableHttpServerConfig::default()
+                .with_allowed_hosts(allowed_hosts)
+                .with_cancellation_token(stop),
         )
     }
 

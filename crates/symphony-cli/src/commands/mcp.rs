@@ -9,6 +9,7 @@ use symphony_agents::mcp::{CollectionResources, McpServer};
 use symphony_agents::tools::{AskModel, LocalModel, SearchDocuments};
 use symphony_agents::{BuiltinTools, ToolEnv, ToolRegistry};
 use symphony_rag::Collection;
+use tokio_util::sync::CancellationToken;
 
 use super::context::{init_threads, open_model};
 use super::telemetry;
@@ -107,11 +108,14 @@ async fn serve_http(server: McpServer, addr: &str, extra_hosts: &[String]) -> Re
     }
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     hosts.extend(extra_hosts.iter().cloned());
-    let app = axum::Router::new().nest_service("/mcp", server.http_service(hosts));
+    let stop = CancellationToken::new();
+    let app = axum::Router::new().nest_service("/mcp", server.http_service(hosts, stop.clone()));
     eprintln!("MCP (streamable HTTP) at http://{local}/mcp");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Open event streams end with their sessions; requests in flight finish.
+            stop.cancel();
         })
         .await
         .context("serving MCP over HTTP")
