@@ -105,8 +105,7 @@ struct McpServeArgs {
     #[arg(long = "http-allow", value_name = "RULE")]
     http_allow: Vec<String>,
     /// A RAG collection to offer, as the tool `search_NAME` and the resource
-    /// symphony://collections/NAME (default: every collection). Named `collection`, not
-    /// `collections`: SYMPHONY_COLLECTIONS is the collections' directory, not this flag.
+    /// symphony://collections/NAME (default: every collection).
     #[arg(long, value_name = "NAME")]
     collection: Vec<String>,
     /// Offer no collections.
@@ -800,5 +799,26 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every flag also reads `SYMPHONY_<KEY>`; none may have a key whose variable means
+    /// something else (the home, the settings file, the collections' directory, ...).
+    #[test]
+    fn no_flag_reads_a_variable_that_means_something_else() {
+        fn walk(command: &clap::Command, path: &str, clashes: &mut Vec<String>) {
+            for arg in crate::settings::setting_args(command) {
+                let variable = format!("SYMPHONY_{}", arg.get_id().as_str().to_uppercase());
+                let its_own = arg.get_env().is_some_and(|e| e == variable.as_str());
+                if crate::settings::OTHER_VARIABLES.contains(&variable.as_str()) && !its_own {
+                    clashes.push(format!("{path} --{}: {variable}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), clashes);
+            }
+        }
+        let mut clashes = Vec::new();
+        walk(&super::Cli::command(), "symphony", &mut clashes);
+        assert!(clashes.is_empty(), "{clashes:#?}");
     }
 }

@@ -15,6 +15,17 @@ use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 
+/// The `SYMPHONY_*` variables Symphony reads that are not `SYMPHONY_<FLAG>`: a flag whose key
+/// matched one (a `collections` flag and `SYMPHONY_COLLECTIONS`, the collections' directory)
+/// would take that variable's value as its own. A test keeps every flag clear of them.
+pub const OTHER_VARIABLES: [&str; 5] = [
+    "SYMPHONY_HOME",
+    "SYMPHONY_CONFIG",
+    "SYMPHONY_COLLECTIONS",
+    "SYMPHONY_AGENT_RUNS",
+    "SYMPHONY_PYTHON",
+];
+
 /// Where one setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -127,7 +138,13 @@ pub fn layered(
     let (known, to_key) = (keys.clone(), section.clone());
     figment = figment.merge(
         Env::prefixed("SYMPHONY_")
-            .filter(move |k| known.iter().any(|key| k == key.as_str()))
+            .filter(move |k| {
+                // Never one of the variables with a meaning of their own, should a flag's
+                // key ever match one (a test keeps them apart).
+                let variable = format!("SYMPHONY_{}", k.as_str().to_uppercase());
+                known.iter().any(|key| k == key.as_str())
+                    && !OTHER_VARIABLES.contains(&variable.as_str())
+            })
             .map(move |k| format!("{to_key}.{k}").into()),
     );
     // The variables a flag names itself (e.g. OTEL_EXPORTER_OTLP_ENDPOINT), same layer.
