@@ -108,6 +108,16 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// `tools/call` of `tool` with `key=value` arguments through the inspector: the result's
+    /// text, and whether it is flagged as an error.
+    fn call(&self, target: &[&str], tool: &str, args: &[&str]) -> (String, bool) {
+        let mut command = vec!["--method", "tools/call", "--tool-name", tool, "--tool-arg"];
+        command.extend(args);
+        call_text(&self.inspector(target, &command))
+    }
+}
+
 /// The text of a `tools/call` result, and whether it is flagged as an error.
 fn call_text(result: &Value) -> (String, bool) {
     let text = result["content"]
@@ -152,20 +162,13 @@ fn the_inspector_uses_tools_collections_and_a_model_over_stdio() {
     assert!(search["description"].as_str().unwrap().contains("handbook"));
 
     // The collection answers a question through its search tool.
-    let found = fx.inspector(
+    let found = fx.call(
         &serve,
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "search_handbook",
-            "--tool-arg",
-            "query=What is the guest Wi-Fi password?",
-            "top_k=1",
-        ],
+        "search_handbook",
+        &["query=What is the guest Wi-Fi password?", "top_k=1"],
     );
-    let (text, is_error) = call_text(&found);
-    assert!(!is_error && text.contains("lantern-42"), "{found}");
+    let (text, is_error) = found;
+    assert!(!is_error && text.contains("lantern-42"), "{text}");
     assert!(text.contains("wifi.md"), "{text}");
 
     // ... and is a resource listing its documents.
@@ -204,64 +207,27 @@ fn the_inspector_uses_tools_collections_and_a_model_over_stdio() {
     assert_eq!(paths, ["lunch.md", "wifi.md"]);
 
     // Built-in tools, in their workspace; a failed call is a result flagged as an error.
-    let note = fx.inspector(
-        &serve,
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "read_file",
-            "--tool-arg",
-            "path=note.txt",
-        ],
-    );
-    assert_eq!(
-        call_text(&note),
-        ("Quarterly review on Thursday.\n".into(), false)
-    );
-    let refused = fx.inspector(
-        &serve,
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "read_file",
-            "--tool-arg",
-            "path=../docs/wifi.md",
-        ],
-    );
-    let (text, is_error) = call_text(&refused);
-    assert!(is_error && !text.contains("lantern"), "{refused}");
-    let divided = fx.inspector(
-        &serve,
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "calculator",
-            "--tool-arg",
-            "expression=1/0",
-        ],
-    );
-    assert_eq!(call_text(&divided), ("division by zero".into(), true));
+    let note = fx.call(&serve, "read_file", &["path=note.txt"]);
+    assert_eq!(note, ("Quarterly review on Thursday.\n".into(), false));
+    let refused = fx.call(&serve, "read_file", &["path=../docs/wifi.md"]);
+    let (text, is_error) = refused;
+    assert!(is_error && !text.contains("lantern"), "{text}");
+    let divided = fx.call(&serve, "calculator", &["expression=1/0"]);
+    assert_eq!(divided, ("division by zero".into(), true));
 
     // A local model, as the tool `ask_model`.
     let mut with_model = serve.to_vec();
     with_model.extend(["--no-collections", "--model", "qwen2.5-coder:0.5b"]);
-    let answer = fx.inspector(
+    let answer = fx.call(
         &with_model,
+        "ask_model",
         &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "ask_model",
-            "--tool-arg",
             "prompt=What is the capital of France? Answer with the city's name only.",
             "max_tokens=16",
         ],
     );
-    let (text, is_error) = call_text(&answer);
-    assert!(!is_error && text.contains("Paris"), "{answer}");
+    let (text, is_error) = answer;
+    assert!(!is_error && text.contains("Paris"), "{text}");
 }
 
 /// `symphony mcp serve --http 127.0.0.1:0 ARGS`, killed on drop.
@@ -307,18 +273,12 @@ fn streamable_http_serves_the_inspector_our_client_and_the_conformance_suite() {
     let fx = Fixture::new();
     let server = serve_http(&fx, &["--tool", "calculator"]);
 
-    let sum = fx.inspector(
+    let sum = fx.call(
         &[&server.url, "--transport", "http"],
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "calculator",
-            "--tool-arg",
-            "expression=0.1 + 0.2",
-        ],
+        "calculator",
+        &["expression=0.1 + 0.2"],
     );
-    assert_eq!(call_text(&sum), ("0.3".into(), false));
+    assert_eq!(sum, ("0.3".into(), false));
 
     // Symphony's own client, as an agent file would name this server.
     let client = McpClient::connect(&McpServerConfig::http("symphony", &server.url)).unwrap();
