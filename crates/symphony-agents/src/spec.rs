@@ -215,14 +215,7 @@ impl AgentSpec {
                 "`time_budget_secs` must be between 1 and {MAX_TIME_BUDGET_SECS}"
             ));
         }
-        for tool in &self.tools {
-            if !BUILTIN_TOOLS.contains(&tool.as_str()) {
-                return invalid(format!(
-                    "unknown tool '{tool}'; the built-in tools are: {}",
-                    BUILTIN_TOOLS.join(", ")
-                ));
-            }
-        }
+        self.builtins().check()?;
         let mut servers: Vec<&str> = Vec::new();
         for server in &self.mcp_servers {
             server.validate().map_err(Error::InvalidAgent)?;
@@ -239,18 +232,17 @@ impl AgentSpec {
                 ));
             }
         }
-        let uses = |tool: &str| self.tools.iter().any(|t| t == tool);
-        if uses("http_fetch") {
-            HttpFetch::new(&self.http_allow, HTTP_TIMEOUT).map_err(Error::InvalidAgent)?;
-        }
-        if uses("search_documents") && self.collection.is_none() {
-            return invalid("search_documents needs a `collection` to search".into());
-        }
-        let files = ["read_file", "list_files", "write_file"];
-        if self.workspace.is_none() && self.tools.iter().any(|t| files.contains(&t.as_str())) {
-            return invalid("the file tools need a `workspace` directory".into());
-        }
         Ok(())
+    }
+
+    /// The built-in tools the file names, with the fields that set them up.
+    fn builtins(&self) -> BuiltinTools<'_> {
+        BuiltinTools {
+            names: &self.tools,
+            workspace: self.workspace.as_deref(),
+            http_allow: &self.http_allow,
+            collection: self.collection.as_deref(),
+        }
     }
 
     /// The loop's settings, the instructions' `{{name}}`s filled from the file's `vars`
@@ -301,14 +293,8 @@ impl AgentSpec {
     /// The agent's tools, built (MCP servers started or reached, the collection opened);
     /// those under `approval` are marked so.
     pub fn registry(&self, env: ToolEnv<'_>) -> Result<ToolRegistry, Error> {
-        let builtins = BuiltinTools {
-            names: &self.tools,
-            workspace: self.workspace.as_deref(),
-            http_allow: &self.http_allow,
-            collection: self.collection.as_deref(),
-        };
         let mut registry = ToolRegistry::new();
-        for (name, tool) in self.tools.iter().zip(builtins.build(&env)?) {
+        for (name, tool) in self.tools.iter().zip(self.builtins().build(&env)?) {
             let tool = if self.approval.contains(name) {
                 Arc::new(Approved(tool))
             } else {
@@ -368,8 +354,35 @@ pub struct BuiltinTools<'a> {
 }
 
 impl BuiltinTools<'_> {
+    /// What can be told before building: every name is a built-in tool, and each has the
+    /// settings it needs (a workspace, a collection, a valid allowlist).
+    pub fn check(&self) -> Result<(), Error> {
+        let invalid = |m: String| Err(Error::InvalidAgent(m));
+        for tool in self.names {
+            if !BUILTIN_TOOLS.contains(&tool.as_str()) {
+                return invalid(format!(
+                    "unknown tool '{tool}'; the built-in tools are: {}",
+                    BUILTIN_TOOLS.join(", ")
+                ));
+            }
+        }
+        let uses = |tool: &str| self.names.iter().any(|t| t == tool);
+        if uses("http_fetch") {
+            HttpFetch::new(self.http_allow, HTTP_TIMEOUT).map_err(Error::InvalidAgent)?;
+        }
+        if uses("search_documents") && self.collection.is_none() {
+            return invalid("search_documents needs a `collection` to search".into());
+        }
+        let files = ["read_file", "list_files", "write_file"];
+        if self.workspace.is_none() && self.names.iter().any(|t| files.contains(&t.as_str())) {
+            return invalid("the file tools need a `workspace` directory".into());
+        }
+        Ok(())
+    }
+
     /// The tools, in the order of `names`.
     pub fn build(&self, env: &ToolEnv<'_>) -> Result<Vec<Arc<dyn Tool>>, Error> {
+        self.check()?;
         let invalid = |m: String| Error::InvalidAgent(m);
         let workspace = match self.workspace {
             Some(dir) => Some(
@@ -387,9 +400,7 @@ impl BuiltinTools<'_> {
                     Arc::new(HttpFetch::new(self.http_allow, HTTP_TIMEOUT).map_err(invalid)?)
                 }
                 ("search_documents", _) => {
-                    let name = self.collection.ok_or_else(|| {
-                        invalid("search_documents needs a `collection` to search".into())
-                    })?;
+                    let name = self.collection.unwrap_or_default();
                     let open = env.open_collection.ok_or_else(|| {
                         invalid(
                             "search_documents cannot be used here: no collections are open \
@@ -404,15 +415,7 @@ impl BuiltinTools<'_> {
                 ("read_file", Some(ws)) => Arc::new(ws.tools().0),
                 ("list_files", Some(ws)) => Arc::new(ws.tools().1),
                 ("write_file", Some(ws)) => Arc::new(ws.tools().2),
-                ("read_file" | "list_files" | "write_file", None) => {
-                    return Err(invalid(format!("{name} needs a `workspace` directory")))
-                }
-                _ => {
-                    return Err(invalid(format!(
-                        "unknown tool '{name}'; the built-in tools are: {}",
-                        BUILTIN_TOOLS.join(", ")
-                    )))
-                }
+                _ => unreachable!("checked: {name}"),
             };
             tools.push(tool);
         }
