@@ -21,10 +21,12 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Value};
+use symphony_types::ToolSpec;
 use tokio_util::sync::CancellationToken;
 
 use super::McpError;
 use crate::registry::ToolRegistry;
+use crate::tool::ToolError;
 
 /// One resource as a list shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,19 +107,27 @@ impl McpServer {
     }
 
     fn tool_infos(&self) -> Vec<McpToolInfo> {
-        self.tools
-            .specs()
-            .into_iter()
-            .map(|spec| {
-                let schema: JsonObject = match spec.parameters {
-                    Value::Object(map) => map,
-                    _ => JsonObject::new(),
-                };
-                let description = spec.description.unwrap_or_else(|| spec.name.clone());
-                McpToolInfo::new(spec.name, description, Arc::new(schema))
-            })
-            .collect()
+        self.tools.specs().into_iter().map(tool_info).collect()
     }
+}
+
+/// A tool's spec as MCP lists it (every tool has a description there: clients require one).
+fn tool_info(spec: ToolSpec) -> McpToolInfo {
+    let schema: JsonObject = match spec.parameters {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    };
+    let description = spec.description.unwrap_or_else(|| spec.name.clone());
+    McpToolInfo::new(spec.name, description, Arc::new(schema))
+}
+
+/// Runs blocking work (a tool call, reading a collection) off the connection's thread.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ErrorData> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
 impl ServerHandler for McpServer {
@@ -146,7 +156,7 @@ impl ServerHandler for McpServer {
     }
 
     fn get_tool(&self, name: &str) -> Option<McpToolInfo> {
-        self.tool_infos().into_iter().find(|t| t.name == name)
+        self.tools.get(name).map(|tool| tool_info(tool.spec()))
     }
 
     async fn call_tool(
@@ -155,22 +165,14 @@ impl ServerHandler for McpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.into_owned();
-        if self.tools.get(&name).is_none() {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "there is no tool named {name:?}; the tools are: {}",
-                    self.tools.names().collect::<Vec<_>>().join(", ")
-                ),
-                None,
-            ));
-        }
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let tools = Arc::clone(&self.tools);
-        let outcome = tokio::task::spawn_blocking(move || tools.call(&name, arguments))
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let result = match outcome {
+        let result = match off_thread(move || tools.call(&name, arguments)).await? {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            // A name the server does not have is the client's mistake, not the tool's.
+            Err(e @ ToolError::Unknown { .. }) => {
+                return Err(ErrorData::invalid_params(e.to_string(), None))
+            }
             Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
         };
         Ok(result.into())
@@ -184,9 +186,8 @@ impl ServerHandler for McpServer {
         let Some(source) = self.resources.clone() else {
             return Ok(ListResourcesResult::default());
         };
-        let entries = tokio::task::spawn_blocking(move || source.list())
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+        let entries = off_thread(move || source.list())
+            .await?
             .map_err(|e| ErrorData::internal_error(e, None))?;
         Ok(ListResourcesResult::with_all_items(
             entries
@@ -214,9 +215,8 @@ impl ServerHandler for McpServer {
             return Err(not_found());
         };
         let wanted = uri.clone();
-        let found = tokio::task::spawn_blocking(move || source.read(&wanted))
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+        let found = off_thread(move || source.read(&wanted))
+            .await?
             .map_err(|e| ErrorData::internal_error(e, None))?;
         let Some((text, mime_type)) = found else {
             return Err(not_found());
@@ -239,26 +239,15 @@ const COLLECTION_PREFIX: &str = "symphony://collections/";
 /// documents ingested while the server runs show.
 pub struct CollectionResources {
     root: PathBuf,
-    /// Only these; all the collections under `root` when `None`.
-    names: Option<Vec<String>>,
+    /// The collections offered, by name.
+    names: Vec<String>,
 }
 
 impl CollectionResources {
-    pub fn new(root: impl Into<PathBuf>, names: Option<Vec<String>>) -> Self {
+    pub fn new(root: impl Into<PathBuf>, names: Vec<String>) -> Self {
         Self {
             root: root.into(),
             names,
-        }
-    }
-
-    fn names(&self) -> Result<Vec<String>, String> {
-        match &self.names {
-            Some(names) => Ok(names.clone()),
-            None => Ok(symphony_rag::Collection::list(&self.root)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|s| s.name)
-                .collect()),
         }
     }
 }
@@ -266,9 +255,9 @@ impl CollectionResources {
 impl ResourceSource for CollectionResources {
     fn list(&self) -> Result<Vec<ResourceEntry>, String> {
         let mut entries = Vec::new();
-        for name in self.names()? {
+        for name in &self.names {
             let collection =
-                symphony_rag::Collection::open(&self.root, &name).map_err(|e| e.to_string())?;
+                symphony_rag::Collection::open(&self.root, name).map_err(|e| e.to_string())?;
             let summary = collection.summary().map_err(|e| e.to_string())?;
             entries.push(ResourceEntry {
                 uri: format!("{COLLECTION_PREFIX}{name}"),
@@ -287,7 +276,7 @@ impl ResourceSource for CollectionResources {
         let Some(name) = uri.strip_prefix(COLLECTION_PREFIX) else {
             return Ok(None);
         };
-        if !self.names()?.iter().any(|n| n == name) {
+        if !self.names.iter().any(|n| n == name) {
             return Ok(None);
         }
         let collection =

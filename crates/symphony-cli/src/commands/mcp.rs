@@ -89,7 +89,7 @@ fn server(args: &McpServeArgs) -> Result<McpServer> {
          the other tools as their descriptions say.",
     );
     if !names.is_empty() {
-        server = server.with_resources(Arc::new(CollectionResources::new(root, Some(names))));
+        server = server.with_resources(Arc::new(CollectionResources::new(root, names)));
     }
     Ok(server)
 }
