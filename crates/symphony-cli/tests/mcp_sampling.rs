@@ -14,11 +14,7 @@ use common::server::*;
 use serde_json::{json, Value};
 
 fn everything_server() -> PathBuf {
-    let dir = std::env::var_os("SYMPHONY_TEST_MCP_SERVERS").expect(
-        "SYMPHONY_TEST_MCP_SERVERS is not set: run the tests with scripts/test.sh, which \
-         installs the MCP servers from npm",
-    );
-    PathBuf::from(dir).join("mcp-server-everything")
+    common::npm_bin().join("mcp-server-everything")
 }
 
 /// An agent that must ask the everything server's sampling tool first.

@@ -6,26 +6,18 @@
 //! directory in `SYMPHONY_TEST_MCP_SERVERS`. The collection is embedded by the real
 //! all-MiniLM-L6-v2 and `ask_model` runs the real Qwen2.5-Coder-0.5B.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::npm_bin;
 use serde_json::{json, Value};
 use symphony_agents::{McpClient, McpServerConfig};
 
 const SYMPHONY: &str = env!("CARGO_BIN_EXE_symphony");
-
-/// The `.bin` directory of scripts/mcp-servers/node_modules.
-fn npm_bin() -> PathBuf {
-    match std::env::var_os("SYMPHONY_TEST_MCP_SERVERS") {
-        Some(dir) => PathBuf::from(dir),
-        None => panic!(
-            "SYMPHONY_TEST_MCP_SERVERS is not set: run the tests with scripts/test.sh, which \
-             installs the MCP tools from npm"
-        ),
-    }
-}
 
 /// A collection `handbook` of two documents, and a workspace with one file.
 struct Fixture {

@@ -21,4 +21,16 @@ pub fn stored(name: &str) -> PathBuf {
     });
     store.blob_path(&manifest)
 }
+/// The `.bin` directory of scripts/mcp-servers/node_modules: the npm MCP servers and tools
+/// scripts/test.sh installs (`SYMPHONY_TEST_MCP_SERVERS`).
+pub fn npm_bin() -> PathBuf {
+    match std::env::var_os("SYMPHONY_TEST_MCP_SERVERS") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!(
+            "SYMPHONY_TEST_MCP_SERVERS is not set: run the tests with scripts/test.sh, which \
+             installs the MCP servers and tools from npm"
+        ),
+    }
+}
+
 pub mod server;
