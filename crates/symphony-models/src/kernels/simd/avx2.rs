@@ -503,9 +503,12 @@ pub(in crate::kernels) unsafe fn q4_k_pair_sums_two(
 
 /// `dot_q4_k_tile`: the eight weight rows of a packed tile in the eight lanes. Per pair
 /// of sub-blocks each activation row gets the exact scaled integer sum in every lane
-/// (`vpmaddubsw` of four nibbles by four broadcast activations, `vpmaddwd` by the row's
-/// scale), then one FMA by `d · d_x`; the mins form their own chain, as in the grouped
-/// kernel, so each lane repeats that kernel's arithmetic for its row.
+/// (four nibbles by four broadcast activations, then by the row's scale), then one FMA by
+/// `d · d_x`; the mins form their own chain, as in the grouped kernel, so each lane
+/// repeats that kernel's arithmetic for its row. With VNNI one `vpdpbusd` per chunk
+/// accumulates each lane's 32-bit sum and `vpmulld` scales it once per pair; without it
+/// `vpmaddubsw` sums in 16 bits and `vpmaddwd` scales and widens. Both give the same
+/// exact integers, so the same bits.
 #[inline]
 pub(in crate::kernels) unsafe fn q4_k_tile_dot(
     packed: &[u8],
@@ -527,10 +530,11 @@ pub(in crate::kernels) unsafe fn q4_k_tile_dot(
             let scale: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(d, xd[r]));
             let qs: [*const u8; R] = std::array::from_fn(|r| xs[r][b].qs.as_ptr().cast());
             for p in 0..4 {
+                // Each lane's scale, as two equal 16-bit halves (for `vpmaddwd`).
                 let sc_lo = _mm256_loadu_si256(t.add(Q4_K_TILE_SCALES + 64 * p).cast());
                 let sc_hi = _mm256_loadu_si256(t.add(Q4_K_TILE_SCALES + 64 * p + 32).cast());
-                // Pair sums stay in 16 bits across the eight chunks: each is at most
-                // 2·15·128 = 3840 in magnitude, eight of them 30720 < 32767.
+                // Without VNNI the pair sums stay in 16 bits across the eight chunks: each
+                // is at most 2·15·128 = 3840 in magnitude, eight of them 30720 < 32767.
                 let mut lo_sums = [_mm256_setzero_si256(); R];
                 let mut hi_sums = [_mm256_setzero_si256(); R];
                 for c in 0..8 {
@@ -541,15 +545,32 @@ pub(in crate::kernels) unsafe fn q4_k_tile_dot(
                         let at = qs[r].add(64 * p + 4 * c);
                         let x_lo = _mm256_set1_epi32(at.cast::<i32>().read_unaligned());
                         let x_hi = _mm256_set1_epi32(at.add(32).cast::<i32>().read_unaligned());
-                        lo_sums[r] = _mm256_add_epi16(lo_sums[r], _mm256_maddubs_epi16(lo, x_lo));
-                        hi_sums[r] = _mm256_add_epi16(hi_sums[r], _mm256_maddubs_epi16(hi, x_hi));
+                        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+                        {
+                            lo_sums[r] = _mm256_dpbusd_epi32(lo_sums[r], lo, x_lo);
+                            hi_sums[r] = _mm256_dpbusd_epi32(hi_sums[r], hi, x_hi);
+                        }
+                        #[cfg(not(all(
+                            target_feature = "avx512vnni",
+                            target_feature = "avx512vl"
+                        )))]
+                        {
+                            let add =
+                                |sums, w, x| _mm256_add_epi16(sums, _mm256_maddubs_epi16(w, x));
+                            lo_sums[r] = add(lo_sums[r], lo, x_lo);
+                            hi_sums[r] = add(hi_sums[r], hi, x_hi);
+                        }
                     }
                 }
+                #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+                let scaled = |sums, sc| {
+                    _mm256_mullo_epi32(sums, _mm256_and_si256(sc, _mm256_set1_epi32(0xFFFF)))
+                };
+                #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+                let scaled = |sums, sc| _mm256_madd_epi16(sums, sc);
                 for r in 0..R {
-                    let sums = _mm256_add_epi32(
-                        _mm256_madd_epi16(lo_sums[r], sc_lo),
-                        _mm256_madd_epi16(hi_sums[r], sc_hi),
-                    );
+                    let sums =
+                        _mm256_add_epi32(scaled(lo_sums[r], sc_lo), scaled(hi_sums[r], sc_hi));
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale[r], acc[r]);
                 }
             }
