@@ -9,12 +9,17 @@ cd "$(dirname "$0")/.."
 cargo build --locked -p symphony-cli
 "${CARGO_TARGET_DIR:-target}/debug/symphony" models fetch smollm2 qwen2.5-coder:0.5b qwen2.5-coder:1.5b gemma3:270m all-minilm
 
-# The server's Redis tests start a real redis-server (Debian's package).
-if ! command -v redis-server >/dev/null; then
+# The server's Redis tests start a real redis-server, the teams' NATS tests a real
+# nats-server (Debian's packages; nats-server installs into /usr/sbin).
+export PATH="$PATH:/usr/sbin"
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nats-server >/dev/null || missing+=(nats-server)
+if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=""
     [[ "$(id -u)" -eq 0 ]] || sudo=sudo
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq redis-server >/dev/null
+    $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The server tests drive `symphony serve` with the official openai and ollama Python clients

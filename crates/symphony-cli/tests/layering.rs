@@ -28,6 +28,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "symphony-rag",
         ],
     ),
+    // Teams talk over a bus of their own; they will drive agents, never the reverse.
+    ("symphony-teams", &[]),
     (
         "symphony-app",
         &[
@@ -62,6 +64,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "symphony-agents",
             "symphony-app",
             "symphony-server",
+            "symphony-teams",
         ],
     ),
 ];
@@ -80,6 +83,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "symphony-app",
         &["candle-core", "axum", "clap", "indicatif", "anyhow"],
     ),
+    ("symphony-teams", &["candle-core", "axum"]),
     ("symphony-server", &["candle-core"]),
     ("symphony-cli", &["candle-core"]),
 ];

@@ -1,0 +1,23 @@
+//! Teams of agents that talk in FIPA-ACL.
+//!
+//! - [`acl`]: the message ([`Message`]): the 22 communicative acts, the standard fields, and
+//!   replies built as the FIPA specification says.
+//! - [`bus`]: one API ([`Bus`]) over two transports: async channels in this process, and NATS
+//!   (one subject per agent inbox, the ACL fields in headers). A malformed message or an
+//!   unknown act is answered with `not-understood` and never reaches the agent.
+//! - [`directory`]: the directory facilitator, an agent like the others: register,
+//!   deregister and search by service, with leases that lapse when an agent stops renewing.
+//! - [`protocol`]: the interaction protocols (request, query, propose, subscribe,
+//!   contract-net, iterated contract-net) as state machines that reject illegal moves and
+//!   enforce `reply-by` deadlines.
+
+pub mod acl;
+pub mod bench;
+pub mod bus;
+pub mod directory;
+mod error;
+pub mod protocol;
+
+pub use acl::{AgentId, Message, Performative};
+pub use bus::{Bus, Mailbox};
+pub use error::Error;
