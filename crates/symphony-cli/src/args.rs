@@ -647,9 +647,13 @@ pub(crate) struct PerplexityArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    pub(crate) what: Option<BenchCommand>,
     /// A store name, a .gguf file or a checkpoint directory.
-    pub(crate) model: String,
+    #[arg(required = true)]
+    pub(crate) model: Option<String>,
     /// Prompt tokens for the prompt-processing test (0 skips it).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
     pub(crate) n_prompt: usize,
@@ -671,4 +675,33 @@ pub(crate) struct BenchArgs {
     pub(crate) load: LoadArgs,
     #[command(flatten)]
     pub(crate) threads: ThreadArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Message latency and throughput between agents on a bus: in process, or over NATS.
+    Agents(BusBenchArgs),
+}
+
+/// `symphony bench agents`.
+#[derive(Debug, Args)]
+pub(crate) struct BusBenchArgs {
+    /// How many agents join the bus.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) agents: usize,
+    /// `inproc` (async channels in this process) or `nats`.
+    #[arg(long, default_value = "inproc", value_parser = ["inproc", "nats"])]
+    pub(crate) transport: String,
+    /// The NATS server, for `--transport nats`.
+    #[arg(long, default_value = "nats://127.0.0.1:4222", env = "NATS_URL")]
+    pub(crate) nats_url: String,
+    /// Messages timed one at a time, for latency.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) pings: usize,
+    /// Messages sent all at once, for throughput.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) messages: usize,
+    /// Print one JSON object for scripts.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

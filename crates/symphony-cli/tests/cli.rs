@@ -270,3 +270,47 @@ fn perplexity_and_bench_print_json() {
     assert_eq!(rows[1]["test"], "tg8");
     assert!(rows[1]["avg_ts"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn bench_agents_prints_the_bus_figures_as_json() {
+    let home = tempfile::tempdir().unwrap();
+    let o = symphony(
+        home.path(),
+        &[
+            "bench",
+            "agents",
+            "--agents",
+            "300",
+            "--pings",
+            "40",
+            "--messages",
+            "3000",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["transport"], "inproc");
+    assert_eq!(report["agents"], 300);
+    assert_eq!(report["messages"], 3000);
+    for key in ["p50_us", "p99_us", "messages_per_s"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    let o = symphony(
+        home.path(),
+        &[
+            "bench",
+            "agents",
+            "--transport",
+            "nats",
+            "--nats-url",
+            "nats://127.0.0.1:1",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot connect to nats://127.0.0.1:1"),
+        "{}",
+        stderr(&o)
+    );
+}

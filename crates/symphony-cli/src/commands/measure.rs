@@ -8,6 +8,7 @@ use symphony_models::tokenizer::EncodeOptions;
 
 use super::context::{init_threads, open_model, resolve_model_path};
 use super::progress::{human_bytes, human_count};
+use crate::args::{BenchCommand, BusBenchArgs};
 use crate::{BenchArgs, PerplexityArgs};
 
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {
@@ -67,12 +68,18 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
+    let Some(model_name) = args.model.as_deref() else {
+        return match args.what {
+            Some(BenchCommand::Agents(agents)) => bench_agents(agents),
+            None => bail!("name a model, or `agents`"),
+        };
+    };
     let threads = init_threads(&args.threads)?;
     if args.repetitions == 0 {
         bail!("--repetitions must be at least 1");
     }
-    let path = resolve_model_path(&args.model)?;
-    let model = open_model(&args.model, None, &args.load)?;
+    let path = resolve_model_path(model_name)?;
+    let model = open_model(model_name, None, &args.load)?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let config = BenchConfig {
         n_prompt: args.n_prompt,
@@ -133,5 +140,44 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
+    Ok(())
+}
+
+/// `symphony bench agents`: the bus's latency and throughput between many agents.
+fn bench_agents(args: BusBenchArgs) -> Result<()> {
+    let config = symphony_teams::bench::BenchConfig {
+        agents: args.agents,
+        pings: args.pings,
+        messages: args.messages,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let bus = match args.transport.as_str() {
+            "nats" => symphony_teams::Bus::nats(&args.nats_url).await?,
+            _ => symphony_teams::Bus::in_process(),
+        };
+        symphony_teams::bench::run(&bus, &config).await
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!("| transport | agents | join ms | pings | p50 µs | p99 µs | max µs | messages | messages/s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {} | {} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
+        report.transport,
+        report.agents,
+        report.join_ms,
+        report.pings,
+        report.p50_us,
+        report.p99_us,
+        report.max_us,
+        report.messages,
+        report.messages_per_s
+    );
     Ok(())
 }
