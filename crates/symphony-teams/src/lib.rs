@@ -10,10 +10,14 @@
 //! - [`protocol`]: the interaction protocols (request, query, propose, subscribe,
 //!   contract-net, iterated contract-net) as state machines that reject illegal moves and
 //!   enforce `reply-by` deadlines.
+//! - [`delegation`]: contract-net delegation with re-bids on failure and a conductor that
+//!   learns whom to award from outcomes.
+//! - [`bench`]: message latency and throughput between many agents.
 
 pub mod acl;
 pub mod bench;
 pub mod bus;
+pub mod delegation;
 pub mod directory;
 mod error;
 pub mod protocol;
