@@ -23,5 +23,5 @@ mod error;
 pub mod protocol;
 
 pub use acl::{AgentId, Message, Performative};
-pub use bus::{Bus, Mailbox};
+pub use bus::{Bus, DurableMailbox, Mailbox};
 pub use error::Error;

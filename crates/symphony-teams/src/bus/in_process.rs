@@ -15,6 +15,7 @@ pub(crate) const WATCH_CAPACITY: usize = 4096;
 pub(crate) struct InProcess {
     inboxes: Arc<RwLock<HashMap<AgentId, Sender>>>,
     watchers: broadcast::Sender<Message>,
+    pub(crate) durable: super::durable::InProcessStore,
 }
 
 impl Default for InProcess {
@@ -22,6 +23,7 @@ impl Default for InProcess {
         Self {
             inboxes: Arc::default(),
             watchers: broadcast::channel(WATCH_CAPACITY).0,
+            durable: Default::default(),
         }
     }
 }

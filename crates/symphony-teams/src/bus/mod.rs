@@ -2,8 +2,11 @@
 //! and NATS ([`Bus::nats`]), where each agent's inbox is a subject and the ACL parameters
 //! travel in headers. Agents see the same [`Mailbox`] either way.
 
+mod durable;
 mod in_process;
 mod nats;
+
+pub use durable::{DurableMailbox, Received};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +26,7 @@ pub struct Bus {
 
 enum Transport {
     InProcess(in_process::InProcess),
-    Nats(nats::Nats),
+    Nats(Box<nats::Nats>),
 }
 
 impl Bus {
@@ -37,7 +40,7 @@ impl Bus {
     /// A bus over the NATS server at `url` (`nats://127.0.0.1:4222`).
     pub async fn nats(url: &str) -> Result<Bus, Error> {
         Ok(Bus {
-            transport: Arc::new(Transport::Nats(nats::Nats::connect(url).await?)),
+            transport: Arc::new(Transport::Nats(Box::new(nats::Nats::connect(url).await?))),
         })
     }
 

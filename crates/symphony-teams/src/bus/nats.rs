@@ -3,6 +3,9 @@
 //! parameters in `ACL-*` headers and its content as the payload, so a NATS tool sees who
 //! says what to whom without parsing the body.
 
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,14 +16,24 @@ use crate::acl::{AgentId, Malformed, Message};
 use crate::error::Error;
 
 const PREFIX: &str = "symphony.acl";
+/// Durable inboxes: subjects of one JetStream stream, on disk at the server.
+const DURABLE_PREFIX: &str = "symphony.durable";
+const STREAM: &str = "SYMPHONY_ACL";
 
 pub(crate) struct Nats {
     client: async_nats::Client,
+    jetstream: jetstream::Context,
+    /// The durable inboxes' stream, made on first use.
+    stream: tokio::sync::OnceCell<jetstream::stream::Stream>,
 }
 
 /// The inbox subject of `agent`: bytes outside `[A-Za-z0-9_-]` become `~XX`, so a name with
 /// dots, spaces or wildcards stays one token.
 pub(crate) fn subject(agent: &AgentId) -> String {
+    format!("{PREFIX}.{}", token(agent))
+}
+
+fn token(agent: &AgentId) -> String {
     let mut token = String::with_capacity(agent.0.len());
     for byte in agent.0.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
@@ -29,7 +42,7 @@ pub(crate) fn subject(agent: &AgentId) -> String {
             token.push_str(&format!("~{byte:02X}"));
         }
     }
-    format!("{PREFIX}.{token}")
+    token
 }
 
 /// Header names of the ACL parameters; the content is the payload.
@@ -127,7 +140,74 @@ impl Nats {
         let client = async_nats::connect(url)
             .await
             .map_err(|e| Error::Nats(format!("cannot connect to {url}: {e}")))?;
-        Ok(Nats { client })
+        let jetstream = jetstream::new(client.clone());
+        Ok(Nats {
+            client,
+            jetstream,
+            stream: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn stream(&self) -> Result<&jetstream::stream::Stream, Error> {
+        self.stream
+            .get_or_try_init(|| async {
+                let config = jetstream::stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![format!("{DURABLE_PREFIX}.>")],
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                };
+                self.jetstream
+                    .get_or_create_stream(config)
+                    .await
+                    .map_err(|e| Error::Nats(format!("the durable inboxes' stream: {e}")))
+            })
+            .await
+    }
+
+    /// Sends through JetStream: returns once the server has stored the message for each
+    /// receiver.
+    pub(crate) async fn send_durable(&self, message: &Message) -> Result<(), Error> {
+        self.stream().await?;
+        let headers = headers(message)?;
+        let payload = Bytes::from(message.content.clone());
+        for receiver in &message.receivers {
+            let subject = format!("{DURABLE_PREFIX}.{}", token(receiver));
+            let stored = self
+                .jetstream
+                .publish_with_headers(subject, headers.clone(), payload.clone())
+                .await
+                .map_err(|e| Error::Nats(e.to_string()))?;
+            stored.await.map_err(|e| Error::Nats(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// `me`'s durable inbox: a durable JetStream consumer named after it, so what it has
+    /// not acknowledged comes again after `ack_wait`, to this process or the next.
+    pub(crate) async fn join_durable(
+        &self,
+        me: &AgentId,
+        ack_wait: Duration,
+    ) -> Result<DurableInbox, Error> {
+        let stream = self.stream().await?;
+        let name = token(me);
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("{DURABLE_PREFIX}.{name}"),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait,
+            ..Default::default()
+        };
+        let consumer = stream
+            .get_or_create_consumer(&name, config)
+            .await
+            .map_err(|e| Error::Nats(format!("{me}'s durable inbox: {e}")))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| Error::Nats(e.to_string()))?;
+        Ok(DurableInbox { messages })
     }
 
     pub(crate) async fn join(&self, me: &AgentId) -> Result<Inbox, Error> {
@@ -202,6 +282,33 @@ impl Inbox {
             return Some(delivery);
         }
     }
+}
+
+pub(crate) struct DurableInbox {
+    messages: pull::Stream,
+}
+
+/// A stored message and the handle that acknowledges it.
+pub(crate) type Stored = (Delivery, jetstream::Message);
+
+impl DurableInbox {
+    pub(crate) async fn recv(&mut self) -> Option<Result<Stored, Error>> {
+        let raw = match self.messages.next().await? {
+            Ok(raw) => raw,
+            Err(e) => return Some(Err(Error::Nats(e.to_string()))),
+        };
+        let delivery = decode(raw.headers.as_ref(), &raw.payload);
+        Some(Ok((delivery, raw)))
+    }
+}
+
+/// Acknowledges and waits for the server to confirm: an acknowledgement lost to a crash
+/// right after would bring the message back.
+pub(crate) async fn ack(stored: jetstream::Message) -> Result<(), Error> {
+    stored
+        .double_ack()
+        .await
+        .map_err(|e| Error::Nats(e.to_string()))
 }
 
 #[cfg(test)]

@@ -5,10 +5,12 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// JetStream is on, its store in a temporary directory that outlives restarts.
 pub struct NatsServer {
     child: Child,
+    port: u16,
     pub url: String,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -18,24 +20,43 @@ impl NatsServer {
             .expect("a free port")
             .port();
         let store = tempfile::tempdir().unwrap();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server runs (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn(port, &store);
         NatsServer {
             child,
+            port,
             url: format!("nats://127.0.0.1:{port}"),
-            _store: store,
+            store,
         }
     }
+
+    /// Stops the server as an operator would (SIGTERM: it writes its state and exits) and
+    /// starts it again on the same port and store.
+    #[allow(dead_code)]
+    pub fn restart(&mut self) {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(stopped.success());
+        let _ = self.child.wait();
+        self.child = spawn(self.port, &self.store);
+    }
+}
+
+fn spawn(port: u16, store: &tempfile::TempDir) -> Child {
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs (scripts/test.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for NatsServer {
