@@ -62,6 +62,10 @@ pub trait ChatModel {
     fn context_length(&self) -> Option<usize> {
         None
     }
+
+    /// Makes the next turns draw with `seed`, so that repeated samples of one question
+    /// differ (self-consistency); a model that decodes greedily has nothing to change.
+    fn reseed(&mut self, _seed: u64) {}
 }
 
 /// A model run in-process by the engine, with calls in the model's own format held to the
@@ -118,6 +122,9 @@ pub trait Completer {
         prompt: Vec<TokenId>,
         constraint: Option<Constraint>,
     ) -> Result<Completed, crate::Error>;
+
+    /// See [`ChatModel::reseed`].
+    fn reseed(&mut self, _seed: u64) {}
 }
 
 impl Completer for EngineChat<'_> {
@@ -144,6 +151,10 @@ impl Completer for EngineChat<'_> {
             prompt_tokens: g.prompt_tokens,
             completion_tokens: g.tokens.len(),
         })
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.params.sampling.seed = seed;
     }
 }
 
@@ -195,6 +206,10 @@ impl<C: Completer> ChatModel for C {
 
     fn context_length(&self) -> Option<usize> {
         Some(self.model().context_length())
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        Completer::reseed(self, seed)
     }
 }
 

@@ -28,8 +28,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "symphony-rag",
         ],
     ),
-    // Teams talk over a bus of their own; they will drive agents, never the reverse.
-    ("symphony-teams", &[]),
+    // Teams talk over a bus of their own and drive agents, never the reverse.
+    (
+        "symphony-teams",
+        &[
+            "symphony-types",
+            "symphony-models",
+            "symphony-engine",
+            "symphony-agents",
+        ],
+    ),
     (
         "symphony-app",
         &[

@@ -12,6 +12,8 @@
 //!   enforce `reply-by` deadlines.
 //! - [`delegation`]: contract-net delegation with re-bids on failure and a conductor that
 //!   learns whom to award from outcomes.
+//! - [`reasoning`]: several answers made one: self-consistency, debate, weighted votes
+//!   and synthesis.
 //! - [`bench`]: message latency and throughput between many agents.
 
 pub mod acl;
@@ -21,6 +23,7 @@ pub mod delegation;
 pub mod directory;
 mod error;
 pub mod protocol;
+pub mod reasoning;
 
 pub use acl::{AgentId, Message, Performative};
 pub use bus::{Bus, DurableMailbox, Mailbox};
