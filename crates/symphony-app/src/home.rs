@@ -64,12 +64,12 @@ impl Home {
             .join(format!(".import-{}", std::process::id()))
     }
 
-    /// `$SYMPHONY_COLLECTIONS`, or `collections/`.
     /// The settings file `symphony` reads when no other is named.
     pub fn config_file(&self) -> PathBuf {
         self.root.join("symphony.toml")
     }
 
+    /// `$SYMPHONY_COLLECTIONS`, or `collections/`.
     pub fn collections(&self) -> PathBuf {
         match std::env::var_os("SYMPHONY_COLLECTIONS") {
             Some(dir) => PathBuf::from(dir),
@@ -89,6 +89,11 @@ impl Home {
             Some(path) => path.into(),
             None => self.agents().join("runs.sqlite"),
         }
+    }
+
+    /// Crew runs, one JSON file each: `crews/runs/`.
+    pub fn crew_runs(&self) -> PathBuf {
+        self.root.join("crews").join("runs")
     }
 
     /// Agent memory: `memory.sqlite` beside the run store.

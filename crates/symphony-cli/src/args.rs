@@ -705,3 +705,39 @@ pub(crate) struct BusBenchArgs {
     #[arg(long)]
     pub(crate) json: bool,
 }
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CrewCommand {
+    /// Run a crew (a YAML file: agents, tasks, process, budget) on a goal, printing its
+    /// conversation as it happens. The run is saved after every task.
+    Run {
+        /// The crew file.
+        file: std::path::PathBuf,
+        /// What the crew is to achieve (`{goal}` in its tasks).
+        goal: String,
+        #[command(flatten)]
+        flags: CrewFlags,
+    },
+    /// Continue a stopped run (killed, or out of budget) from its last finished task.
+    Resume {
+        /// The run id `crew run` printed.
+        id: String,
+        #[command(flatten)]
+        flags: CrewFlags,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CrewFlags {
+    /// Print one JSON object at the end (result, messages, usage) instead of the live
+    /// conversation.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Tokens each agent's answer may have at most.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) max_tokens: usize,
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+    #[command(flatten)]
+    pub(crate) threads: ThreadArgs,
+}

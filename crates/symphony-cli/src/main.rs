@@ -4,6 +4,7 @@
 mod agent;
 mod args;
 mod commands;
+mod crew;
 mod rag;
 mod settings;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Agents declared in YAML: a model, instructions and tools.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Crews: teams of agents with roles, working through tasks declared in YAML.
+    #[command(subcommand)]
+    Crew(CrewCommand),
     /// Manage the server's API keys (stored hashed in $SYMPHONY_HOME/keys.json) and sign JWTs.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -108,6 +112,7 @@ fn main() {
         Command::Embed(args) => commands::embed(args),
         Command::Rag(cmd) => rag::rag(cmd),
         Command::Agent(cmd) => agent::agent(cmd),
+        Command::Crew(cmd) => crew::crew(cmd),
         Command::Config(cmd) => commands::config(cmd, &command, cli.config),
         Command::Keys(cmd) => commands::keys(cmd),
         Command::Mcp(cmd) => commands::mcp(cmd),

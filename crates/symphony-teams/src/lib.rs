@@ -14,11 +14,14 @@
 //!   learns whom to award from outcomes.
 //! - [`reasoning`]: several answers made one: self-consistency, debate, weighted votes
 //!   and synthesis.
+//! - [`crew`]: crews in YAML (roles, goals, tasks with dependencies and conditions,
+//!   sequential or managed), with budgets that always apply and runs that resume.
 //! - [`bench`]: message latency and throughput between many agents.
 
 pub mod acl;
 pub mod bench;
 pub mod bus;
+pub mod crew;
 pub mod delegation;
 pub mod directory;
 mod error;

@@ -1,0 +1,210 @@
+//! Crew runs over scripted models (test doubles standing for the model, so that order,
+//! conditions, budgets and resumption can be checked exactly); tests/crew.rs in the CLI
+//! runs crews on a real model.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use symphony_agents::{CallMode, ChatModel, ModelTurn, ToolRegistry};
+use symphony_types::{ChatMessage, ToolSpec};
+
+use super::*;
+use crate::acl::{Message, Performative};
+
+/// Answers every turn with `reply(prompt)`, costing 10 + 5 tokens; logs the prompts.
+struct Scripted {
+    name: &'static str,
+    log: Arc<Mutex<Vec<(String, String)>>>,
+    reply: fn(&str) -> String,
+}
+
+impl ChatModel for Scripted {
+    fn turn(
+        &mut self,
+        messages: &[ChatMessage],
+        _: &[ToolSpec],
+        _: CallMode,
+    ) -> Result<ModelTurn, symphony_agents::Error> {
+        let prompt = messages.last().unwrap().content.clone();
+        self.log
+            .lock()
+            .unwrap()
+            .push((self.name.to_string(), prompt.clone()));
+        Ok(ModelTurn {
+            content: (self.reply)(&prompt),
+            calls: Vec::new(),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+        })
+    }
+
+    fn structured(
+        &mut self,
+        messages: &[ChatMessage],
+        _: &Value,
+    ) -> Result<ModelTurn, symphony_agents::Error> {
+        self.turn(messages, &[], CallMode::Answer)
+    }
+}
+
+const CREW: &str = r#"
+name: t
+budget: {max_steps: 10, max_tokens: 1000}
+agents:
+  scout: {role: Scout, goal: look}
+  scribe: {role: Scribe, goal: write}
+tasks:
+  - {id: look, agent: scout, description: "look at {goal}"}
+  - {id: left, agent: scout, description: "left of {goal}", depends_on: [look]}
+  - {id: write, agent: scribe, description: "write {goal}", depends_on: [look, left]}
+  - {id: fix, agent: scribe, description: "fix it", depends_on: [write], when: {task: write, contains: TODO}}
+"#;
+
+fn members(log: &Arc<Mutex<Vec<(String, String)>>>) -> Members<'static> {
+    let mut members = Members::new();
+    for (name, reply) in [
+        (
+            "scout",
+            (|p: &str| format!("saw {}", p.len())) as fn(&str) -> String,
+        ),
+        ("scribe", |_| "final text".to_string()),
+        ("conductor", |_| r#"{"agent": "scribe"}"#.to_string()),
+    ] {
+        let chat = Scripted {
+            name,
+            log: Arc::clone(log),
+            reply,
+        };
+        members.add(name, Box::new(chat), ToolRegistry::new());
+    }
+    members
+}
+
+fn run(run: &mut CrewRun, stop_after: Option<usize>) -> Vec<Message> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut members = members(&log);
+    let mut saved = 0;
+    let mut sent = Vec::new();
+    let mut save = |_: &CrewRun| {
+        saved += 1;
+        match stop_after {
+            Some(n) if saved >= n => Err("stopped".to_string()),
+            _ => Ok(()),
+        }
+    };
+    let _ = run_crew(run, &mut members, &mut save, &mut |m| sent.push(m.clone()));
+    sent
+}
+
+#[test]
+fn tasks_run_in_order_with_their_inputs_and_conditions() {
+    let spec = CrewSpec::from_yaml(CREW).unwrap();
+    let mut crew = CrewRun::new("r1", spec, "the hill");
+    let sent = run(&mut crew, None);
+    assert_eq!(crew.status, Status::Completed);
+    let acts: Vec<(Performative, &str, &str)> = sent
+        .iter()
+        .map(|m| (m.performative, m.sender.as_str(), m.receivers[0].as_str()))
+        .collect();
+    use Performative::{Inform, Request};
+    assert_eq!(
+        acts,
+        [
+            (Request, "conductor", "scout"),
+            (Inform, "scout", "conductor"),
+            (Request, "conductor", "scout"),
+            (Inform, "scout", "conductor"),
+            (Request, "conductor", "scribe"),
+            (Inform, "scribe", "conductor"),
+        ]
+    );
+    // Fan-in: the writer reads both results; the goal is filled in.
+    let write_request = &sent[4].content;
+    assert!(
+        write_request.starts_with("write the hill"),
+        "{write_request}"
+    );
+    assert!(
+        write_request.contains("### look (by scout)")
+            && write_request.contains("### left (by scout)")
+    );
+    assert!(sent
+        .iter()
+        .all(|m| m.conversation_id.as_deref() == Some("r1")));
+    assert_eq!(sent[1].in_reply_to.as_deref(), Some("look"));
+    // `fix` only runs when the writing has a TODO.
+    assert!(matches!(crew.results["fix"], TaskResult::Skipped { .. }));
+    assert_eq!(crew.result.as_deref(), Some("final text"));
+    assert_eq!(
+        crew.usage,
+        Usage {
+            steps: 3,
+            prompt_tokens: 30,
+            completion_tokens: 15
+        }
+    );
+    assert_eq!(crew.messages, sent);
+}
+
+#[test]
+fn budgets_stop_a_crew_whatever_its_file_says() {
+    let tight = CREW.replace("max_steps: 10", "max_steps: 2");
+    let spec = CrewSpec::from_yaml(&tight).unwrap();
+    let mut crew = CrewRun::new("r2", spec, "g");
+    run(&mut crew, None);
+    assert_eq!(
+        crew.status,
+        Status::OutOfBudget {
+            spent: "2 of 2 steps".into()
+        }
+    );
+    assert_eq!(crew.results.len(), 2);
+
+    let greedy = CREW.replace("max_tokens: 1000", "max_tokens: 20");
+    let spec = CrewSpec::from_yaml(&greedy).unwrap();
+    let mut crew = CrewRun::new("r3", spec, "g");
+    run(&mut crew, None);
+    assert!(matches!(crew.status, Status::OutOfBudget { .. }));
+    assert_eq!(
+        crew.usage.steps, 2,
+        "15 tokens a turn: the third turn would start past 20"
+    );
+}
+
+#[test]
+fn a_stopped_run_resumes_after_its_last_finished_task() {
+    let spec = CrewSpec::from_yaml(CREW).unwrap();
+    let mut crew = CrewRun::new("r4", spec, "g");
+    // The process dies when saving the second task's result: the state that was saved
+    // holds the first task only.
+    run(&mut crew, Some(1));
+    let mut saved = crew.clone();
+    saved.results.retain(|id, _| id == "look");
+    saved.messages.truncate(2);
+    let resumed = run(&mut saved, None);
+    assert_eq!(saved.status, Status::Completed);
+    let requests: Vec<&str> = resumed
+        .iter()
+        .filter(|m| m.performative == Performative::Request)
+        .map(|m| m.reply_with.as_deref().unwrap())
+        .collect();
+    assert_eq!(requests, ["left", "write"], "`look` is not asked again");
+    assert_eq!(saved.messages.len(), 6);
+}
+
+#[test]
+fn a_hierarchical_crew_lets_its_manager_choose() {
+    let managed = CREW
+        .replace("name: t", "name: t\nprocess: hierarchical")
+        .replace("{id: write, agent: scribe,", "{id: write,");
+    let spec = CrewSpec::from_yaml(&managed).unwrap();
+    let mut crew = CrewRun::new("r5", spec, "g");
+    let sent = run(&mut crew, None);
+    assert_eq!(crew.status, Status::Completed);
+    let note = sent
+        .iter()
+        .find(|m| m.content.contains("takes `write`"))
+        .unwrap();
+    assert_eq!(note.content, "scribe takes `write`");
+    assert_eq!(crew.usage.steps, 4, "three tasks and one choice");
+}
