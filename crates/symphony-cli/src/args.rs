@@ -711,7 +711,7 @@ pub(crate) enum CrewCommand {
     /// Run a crew (a YAML file: agents, tasks, process, budget) on a goal, printing its
     /// conversation as it happens. The run is saved after every task.
     Run {
-        /// The crew file.
+        /// The crew file, or a built-in crew: `research-and-write`, `software`.
         file: std::path::PathBuf,
         /// What the crew is to achieve (`{goal}` in its tasks).
         goal: String,

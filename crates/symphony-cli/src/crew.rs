@@ -20,8 +20,21 @@ pub fn crew(cmd: CrewCommand) -> Result<()> {
     let files = RunFiles::new(Home::from_env()?.crew_runs());
     match cmd {
         CrewCommand::Run { file, goal, flags } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            // A file, or the name of a crew that comes with Symphony.
+            let text = match symphony_teams::crew::builtin(&file.to_string_lossy()) {
+                Some(yaml) if !file.exists() => yaml.to_string(),
+                _ => std::fs::read_to_string(&file).with_context(|| {
+                    let names: Vec<&str> = symphony_teams::crew::BUILTIN
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect();
+                    format!(
+                        "reading {} (the built-in crews: {})",
+                        file.display(),
+                        names.join(", ")
+                    )
+                })?,
+            };
             let spec = CrewSpec::from_yaml(&text).with_context(|| format!("{}", file.display()))?;
             let millis = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

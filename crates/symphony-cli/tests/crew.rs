@@ -39,7 +39,8 @@ fn run(command: &mut Command) -> Output {
 
 /// The example crew, on the stored model.
 fn crew_file(home: &Path) -> std::path::PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crews/research-and-write.yaml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../symphony-teams/crews/research-and-write.yaml");
     let file = home.join("research-and-write.yaml");
     std::fs::write(
         &file,

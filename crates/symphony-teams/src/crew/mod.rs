@@ -9,5 +9,33 @@ pub use run::{run_crew, CrewError, CrewRun, Members, Status, TaskResult, Usage};
 pub use spec::{CrewSpec, Process, SpecError};
 pub use store::RunFiles;
 
+/// The crews that come with Symphony, by name: `symphony crew run NAME GOAL`.
+pub const BUILTIN: [(&str, &str); 2] = [
+    (
+        "research-and-write",
+        include_str!("../../crews/research-and-write.yaml"),
+    ),
+    ("software", include_str!("../../crews/software.yaml")),
+];
+
+/// A built-in crew's YAML.
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, yaml)| *yaml)
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod builtin_tests {
+    #[test]
+    fn the_builtin_crews_read() {
+        for (name, yaml) in super::BUILTIN {
+            let spec = super::CrewSpec::from_yaml(yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(spec.name, name);
+        }
+    }
+}

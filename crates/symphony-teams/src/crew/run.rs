@@ -365,6 +365,7 @@ fn perform(
     }
     let config = AgentConfig {
         instructions: system,
+        tool_choice: profile.tool_choice,
         max_steps: MAX_STEPS_PER_TASK
             .min(budget.max_steps.saturating_sub(run.usage.steps))
             .max(1),

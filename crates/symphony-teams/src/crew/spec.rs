@@ -116,6 +116,10 @@ pub struct CrewAgent {
     /// Built-in tools by name; an agent with tools works in a ReAct loop.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// `required`: the agent must call a tool before it may answer (an editor that must run
+    /// its code); `auto` (the default): as it sees fit.
+    #[serde(default)]
+    pub tool_choice: symphony_agents::ToolChoice,
     #[serde(default)]
     pub model: Option<String>,
 }
