@@ -681,6 +681,40 @@ pub(crate) struct BenchArgs {
 pub(crate) enum BenchCommand {
     /// Message latency and throughput between agents on a bus: in process, or over NATS.
     Agents(BusBenchArgs),
+    /// A team against one agent: generated arithmetic word problems with exact answers,
+    /// one agent, self-consistency and a debate at the same token budget per problem.
+    Team(TeamBenchArgs),
+}
+
+/// `symphony bench team`.
+#[derive(Debug, Args)]
+pub(crate) struct TeamBenchArgs {
+    /// A store name or a model file.
+    #[arg(long, default_value = "qwen2.5-coder:0.5b")]
+    pub(crate) model: String,
+    /// How many problems.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) problems: usize,
+    /// The problems' seed: the same seed, the same problems.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Tokens (prompt and completion) each method may spend on one problem.
+    #[arg(long, default_value_t = 4000)]
+    pub(crate) budget: usize,
+    /// Which methods, comma-separated: single, self-consistency, debate.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "single,self-consistency,debate"
+    )]
+    pub(crate) methods: Vec<String>,
+    /// Print one JSON object for scripts.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+    #[command(flatten)]
+    pub(crate) threads: ThreadArgs,
 }
 
 /// `symphony bench agents`.

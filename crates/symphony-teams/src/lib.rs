@@ -16,6 +16,7 @@
 //!   and synthesis.
 //! - [`crew`]: crews in YAML (roles, goals, tasks with dependencies and conditions,
 //!   sequential or managed), with budgets that always apply and runs that resume.
+//! - [`versus`]: a team against one agent on generated word problems, at equal budget.
 //! - [`bench`]: message latency and throughput between many agents.
 
 pub mod acl;
@@ -27,6 +28,7 @@ pub mod directory;
 mod error;
 pub mod protocol;
 pub mod reasoning;
+pub mod versus;
 
 pub use acl::{AgentId, Message, Performative};
 pub use bus::{Bus, DurableMailbox, Mailbox};

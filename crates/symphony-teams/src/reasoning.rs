@@ -124,7 +124,7 @@ pub fn ask(
 }
 
 /// The instructions every answering agent gets, after its own persona.
-const ANSWER_INSTRUCTIONS: &str =
+pub const ANSWER_INSTRUCTIONS: &str =
     "Think step by step in `reasoning`, then give only the final answer in `answer` \
 (a number or a few words, no explanation) and how sure you are, from 0 to 1, in `confidence`.";
 

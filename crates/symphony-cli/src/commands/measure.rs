@@ -8,7 +8,7 @@ use symphony_models::tokenizer::EncodeOptions;
 
 use super::context::{init_threads, open_model, resolve_model_path};
 use super::progress::{human_bytes, human_count};
-use crate::args::{BenchCommand, BusBenchArgs};
+use crate::args::{BenchCommand, BusBenchArgs, TeamBenchArgs};
 use crate::{BenchArgs, PerplexityArgs};
 
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {
@@ -71,6 +71,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let Some(model_name) = args.model.as_deref() else {
         return match args.what {
             Some(BenchCommand::Agents(agents)) => bench_agents(agents),
+            Some(BenchCommand::Team(team)) => bench_team(team),
             None => bail!("name a model, or `agents`"),
         };
     };
@@ -179,5 +180,75 @@ fn bench_agents(args: BusBenchArgs) -> Result<()> {
         report.messages,
         report.messages_per_s
     );
+    Ok(())
+}
+
+/// `symphony bench team`: one agent against self-consistency and a debate.
+fn bench_team(args: TeamBenchArgs) -> Result<()> {
+    use symphony_teams::versus::{evaluate, problems, Method, Sessions};
+    init_threads(&args.threads)?;
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| {
+            Method::parse(m)
+                .with_context(|| format!("unknown method `{m}` (single, self-consistency, debate)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let model = open_model(&args.model, None, &args.load)?;
+    let max_tokens = 320;
+    let mut greedy = symphony_agents::EngineChat::new(&model)?.with_max_tokens(max_tokens);
+    let mut second = symphony_agents::EngineChat::new(&model)?.with_max_tokens(max_tokens);
+    let sampling = symphony_engine::SamplingParams {
+        temperature: 0.7,
+        ..Default::default()
+    };
+    let mut sampled = symphony_agents::EngineChat::new(&model)?
+        .with_max_tokens(max_tokens)
+        .with_sampling(sampling);
+    let mut sessions = Sessions {
+        greedy: &mut greedy,
+        sampled: &mut sampled,
+        second: &mut second,
+    };
+    let set = problems(args.problems, args.seed);
+    let mut reports = Vec::new();
+    for method in methods {
+        let bar = ProgressBar::new(set.len() as u64).with_style(
+            ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} {elapsed}")
+                .expect("a valid template"),
+        );
+        bar.set_message(format!("{method:?}"));
+        let report = evaluate(method, &mut sessions, &set, args.budget, &mut |_, _, _| {
+            bar.inc(1)
+        })?;
+        bar.finish_and_clear();
+        reports.push(report);
+    }
+    if args.json {
+        let out = serde_json::json!({
+            "model": args.model,
+            "problems": set.len(),
+            "seed": args.seed,
+            "budget_tokens": args.budget,
+            "methods": reports,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("| method | correct | accuracy | 95 % CI | mean tokens |");
+    println!("| --- | ---: | ---: | --- | ---: |");
+    for r in &reports {
+        println!(
+            "| {:?} | {}/{} | {:.1} % | {:.1}–{:.1} % | {:.0} |",
+            r.method,
+            r.correct,
+            r.problems,
+            100.0 * r.accuracy,
+            100.0 * r.ci95.0,
+            100.0 * r.ci95.1,
+            r.mean_tokens
+        );
+    }
     Ok(())
 }
