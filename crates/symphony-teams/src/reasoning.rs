@@ -8,7 +8,7 @@
 //! - [`synthesize`]: one model merges the answers, naming where they conflict and how it
 //!   resolved each conflict.
 //!
-//! Every answer is a JSON object held to [`ANSWER_SCHEMA`] by constrained decoding, so the
+//! Every answer is a JSON object held to [`answer_schema`] by constrained decoding, so the
 //! final answer and the stated confidence are read, not guessed from prose. Every method
 //! counts the tokens it spends (prompt and completion) and stops at its budget.
 
@@ -37,9 +37,6 @@ pub fn answer_schema() -> Value {
         "additionalProperties": false
     })
 }
-
-/// The name kept for the schema in docs.
-pub const ANSWER_SCHEMA: &str = "{reasoning, answer, confidence}";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReasoningError {
@@ -128,7 +125,8 @@ pub const ANSWER_INSTRUCTIONS: &str =
     "Think step by step in `reasoning`, then give only the final answer in `answer` \
 (a number or a few words, no explanation) and how sure you are, from 0 to 1, in `confidence`.";
 
-fn question_messages(persona: &str, question: &str) -> Vec<ChatMessage> {
+/// The system prompt (`persona`, then [`ANSWER_INSTRUCTIONS`]) and the question.
+pub fn question_messages(persona: &str, question: &str) -> Vec<ChatMessage> {
     let system = if persona.is_empty() {
         ANSWER_INSTRUCTIONS.to_string()
     } else {

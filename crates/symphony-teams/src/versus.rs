@@ -162,10 +162,7 @@ pub fn solve(
 ) -> Result<(String, usize), ReasoningError> {
     match method {
         Method::Single => {
-            let messages = [
-                symphony_types::ChatMessage::system(reasoning::ANSWER_INSTRUCTIONS),
-                symphony_types::ChatMessage::user(&problem.question),
-            ];
+            let messages = reasoning::question_messages("", &problem.question);
             let a = reasoning::ask(sessions.greedy, "single", &messages)?;
             Ok((a.answer, a.tokens))
         }

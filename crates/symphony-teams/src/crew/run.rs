@@ -164,7 +164,7 @@ pub fn run_crew(
                 continue;
             }
         }
-        let (asker, agent) = assign(run, members, task, &budget, on_message)?;
+        let (asker, agent) = assign(run, &spec, members, task, &budget, on_message)?;
         let prompt = task_prompt(run, task);
         let request =
             message(run, Performative::Request, &asker, &agent, &prompt).reply_with(&task.id);
@@ -230,12 +230,12 @@ fn emit(run: &mut CrewRun, message: Message, on_message: &mut dyn FnMut(&Message
 /// crew says so by leaving `agent` out.
 fn assign(
     run: &mut CrewRun,
+    spec: &CrewSpec,
     members: &mut Members<'_>,
     task: &CrewTask,
     budget: &Budget,
     on_message: &mut dyn FnMut(&Message),
 ) -> Result<(String, String), CrewError> {
-    let spec = run.spec.clone();
     if spec.process == Process::Sequential || task.agent.is_some() {
         let agent = task
             .agent
