@@ -26,7 +26,7 @@ fi
 # and lm-evaluation-harness, check structured output with jsonschema and lark, sign the test
 # identity provider's JWTs with PyJWT, and parse /metrics with prometheus-client.
 clients=.venv-clients
-if ! "$clients/bin/python" -c "import openai, ollama, websockets, jsonschema, lark, lm_eval, jwt, cryptography, prometheus_client, grpc, opentelemetry.proto, openapi_spec_validator" 2>/dev/null; then
+if ! "$clients/bin/python" -c "import openai, ollama, websockets, jsonschema, lark, lm_eval, jwt, cryptography, prometheus_client, grpc, opentelemetry.proto, openapi_spec_validator, a2a, uvicorn" 2>/dev/null; then
     python3 -m venv "$clients"
     "$clients/bin/pip" install --quiet --disable-pip-version-check -r scripts/client-requirements.txt
 fi

@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
-use symphony_agents::{BuiltinTools, EngineChat, ToolEnv, ToolRegistry};
 use symphony_app::Home;
 use symphony_models::Model;
-use symphony_teams::crew::run::CONDUCTOR;
-use symphony_teams::crew::{run_crew, CrewRun, CrewSpec, Members, Process, RunFiles, Status};
+use symphony_teams::crew::{run_crew, CrewRun, CrewSpec, Members, RunFiles, Status};
 use symphony_teams::Message;
 
 use crate::args::{CrewCommand, CrewFlags};
@@ -61,43 +59,13 @@ fn drive(mut run: CrewRun, files: &RunFiles, flags: &CrewFlags) -> Result<()> {
         run.id, run.id
     );
     let spec = run.spec.clone();
-    // Each distinct model once; agents on the same model get sessions of their own.
-    let mut names: Vec<&str> = vec![spec.model.as_str()];
-    names.extend(spec.agents.values().filter_map(|a| a.model.as_deref()));
-    names.sort_unstable();
-    names.dedup();
     let mut models: BTreeMap<&str, Model> = BTreeMap::new();
-    for name in names {
+    for name in spec.models() {
         models.insert(name, open_model(name, None, &flags.load)?);
     }
-    let mut members = Members::new();
-    let env = ToolEnv {
-        open_collection: None,
-        memory: None,
-        sampler: None,
-    };
-    for (name, agent) in &spec.agents {
-        let model = &models[agent.model.as_deref().unwrap_or(&spec.model)];
-        let chat = EngineChat::new(model)?.with_max_tokens(flags.max_tokens);
-        let mut tools = ToolRegistry::new();
-        let builtin = BuiltinTools {
-            names: &agent.tools,
-            workspace: spec.workspace.as_deref(),
-            http_allow: &[],
-            collection: None,
-        };
-        for tool in builtin
-            .build(&env)
-            .with_context(|| format!("agent `{name}`"))?
-        {
-            tools.register_shared(tool)?;
-        }
-        members.add(name, Box::new(chat), tools);
-    }
-    if spec.process == Process::Hierarchical && spec.manager.is_none() {
-        let chat = EngineChat::new(&models[spec.model.as_str()])?.with_max_tokens(64);
-        members.add(CONDUCTOR, Box::new(chat), ToolRegistry::new());
-    }
+    let mut members = Members::on_models(&spec, &|name| &models[name], flags.max_tokens)?;
+    // The coordinator's awards learn from every earlier run's contracts.
+    members.record = files.load_record().map_err(anyhow::Error::msg)?;
 
     let json = flags.json;
     let mut out = std::io::stdout().lock();
@@ -107,7 +75,11 @@ fn drive(mut run: CrewRun, files: &RunFiles, flags: &CrewFlags) -> Result<()> {
         }
     };
     let mut save = |r: &CrewRun| files.save(r);
-    run_crew(&mut run, &mut members, &mut save, &mut on_message)?;
+    let ran = run_crew(&mut run, &mut members, &mut save, &mut on_message);
+    files
+        .save_record(&members.record)
+        .map_err(anyhow::Error::msg)?;
+    ran?;
 
     if json {
         let report = serde_json::json!({

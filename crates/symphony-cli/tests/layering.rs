@@ -59,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "symphony-rag",
             "symphony-agents",
             "symphony-app",
+            "symphony-teams",
         ],
     ),
     (

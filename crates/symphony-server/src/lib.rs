@@ -6,6 +6,7 @@
 //! [`Scheduler`](symphony_engine::Scheduler), and its events streamed back; every model
 //! detail stays behind the engine.
 
+mod a2a;
 mod admin;
 pub mod agents;
 pub mod auth;

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Role;
 use crate::openapi::{schema_of, Doc, Reply, SchemaOf};
 use crate::{
-    admin, agents, collections, embeddings, ollama, openai, openapi, probes, tokenize, ws,
+    a2a, admin, agents, collections, embeddings, ollama, openai, openapi, probes, tokenize, ws,
     SharedState,
 };
 
@@ -287,6 +287,18 @@ pub fn table() -> Vec<Route> {
         .optional_body::<agents::ResumeRequest>()
         .status(202)
         .object("The run's id and status"),
+        // The same agents as Agent2Agent endpoints (protocol 1.0, JSON-RPC).
+        route(
+            GET,
+            "/a2a/{agent}/.well-known/agent-card.json",
+            READER,
+            a2a::card,
+        )
+        .summary("An agent's A2A card: its skills and its JSON-RPC endpoint")
+        .object("The agent card"),
+        route(POST, "/a2a/{agent}", USER, a2a::rpc)
+            .summary("A2A JSON-RPC: SendMessage, SendStreamingMessage, GetTask, CancelTask")
+            .object("A JSON-RPC answer (HTTP 200, errors included); SendStreamingMessage answers with server-sent events"),
         // Keys.
         route(GET, "/v1/admin/keys", ADMIN, admin::list_keys)
             .summary("The API keys (names, roles, limits; never the keys)")

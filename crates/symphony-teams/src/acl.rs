@@ -301,6 +301,11 @@ impl Message {
         self
     }
 
+    pub fn in_reply_to(mut self, tag: impl Into<String>) -> Self {
+        self.in_reply_to = Some(tag.into());
+        self
+    }
+
     pub fn reply_by(mut self, deadline: Timestamp) -> Self {
         self.reply_by = Some(deadline);
         self

@@ -121,7 +121,7 @@ pub struct Delegation {
 
 /// A bid's score: the agent's chance of success (its track record's upper bound, times
 /// the confidence it claims) for what it costs, discounted by the work it already has.
-fn score(record: &TrackRecord, kind: &str, agent: &AgentId, bid: &Bid) -> f64 {
+pub(crate) fn score(record: &TrackRecord, kind: &str, agent: &AgentId, bid: &Bid) -> f64 {
     let chance = record.upper_bound(agent, kind) * bid.confidence.clamp(0.0, 1.0);
     chance / (1.0 + bid.cost.max(0.0)) / (1.0 + f64::from(bid.load))
 }

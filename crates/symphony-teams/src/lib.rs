@@ -16,9 +16,11 @@
 //!   and synthesis.
 //! - [`crew`]: crews in YAML (roles, goals, tasks with dependencies and conditions,
 //!   sequential or managed), with budgets that always apply and runs that resume.
+//! - [`a2a`]: the Agent2Agent protocol's wire types, and remote A2A agents as crew members.
 //! - [`versus`]: a team against one agent on generated word problems, at equal budget.
 //! - [`bench`]: message latency and throughput between many agents.
 
+pub mod a2a;
 pub mod acl;
 pub mod bench;
 pub mod bus;

@@ -12,5 +12,5 @@ pub use ask_model::{AskModel, LocalModel, MAX_ANSWER_TOKENS};
 pub use calculator::{evaluate, Calculator, Ratio};
 pub use files::{ListFiles, ReadFile, Workspace, WriteFile};
 pub use http::{AllowRule, HttpFetch};
-pub use sandbox::{RunPython, SandboxLimits};
+pub use sandbox::{Ended, Execution, RunPython, SandboxLimits};
 pub use search::SearchDocuments;

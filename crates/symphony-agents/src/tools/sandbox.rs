@@ -102,6 +102,19 @@ impl TypedTool for RunPython {
     }
 
     fn run(&self, args: CodeArgs) -> Result<String, ToolError> {
+        let run = self.execute(&args.code)?;
+        match run.ended {
+            // A program that never ended is the tool failing, as the model should read it.
+            Ended::TimedOut(_) => Err(ToolError::Failed(run.report())),
+            _ => Ok(run.report()),
+        }
+    }
+}
+
+impl RunPython {
+    /// Runs `code` in the sandbox and says how it ended; [`Execution::passed`] is what a
+    /// check of generated code asks.
+    pub fn execute(&self, code: &str) -> Result<Execution, ToolError> {
         let failed = |what: &str, e: std::io::Error| ToolError::Failed(format!("{what}: {e}"));
         let python = self
             .interpreter
@@ -114,7 +127,7 @@ impl TypedTool for RunPython {
         let (work, root) = (dir.path().join("work"), dir.path().join("root"));
         std::fs::create_dir(&work)
             .and_then(|()| std::fs::create_dir(&root))
-            .and_then(|()| std::fs::write(work.join("main.py"), &args.code))
+            .and_then(|()| std::fs::write(work.join("main.py"), code))
             .map_err(|e| failed("cannot write the program", e))?;
         let limits = [
             (libc::RLIMIT_AS as libc::c_int, self.limits.memory),
@@ -184,29 +197,77 @@ impl TypedTool for RunPython {
         };
         let stdout = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
         let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-        let Some(status) = status else {
-            return Err(ToolError::Failed(format!(
-                "the program ran past its {} s limit and was stopped; output so far:\n{stdout}",
-                self.limits.time.as_secs_f32()
-            )));
+        let ended = match status {
+            None => Ended::TimedOut(self.limits.time),
+            Some(status) if status.success() => Ended::Exited(0),
+            Some(status) => match status.code() {
+                Some(code) => Ended::Exited(code),
+                None => Ended::Killed,
+            },
         };
-        let mut out = stdout;
-        if !status.success() {
-            let code = status
-                .code()
-                .map(|c| format!("exit status {c}"))
-                .unwrap_or_else(|| "killed by a signal (memory limit?)".into());
-            out = format!(
-                "{out}{}[{code}]\n{stderr}",
-                if out.is_empty() { "" } else { "\n" }
-            );
-        } else if !stderr.is_empty() {
-            out = format!("{out}\n[stderr]\n{stderr}");
+        Ok(Execution {
+            stdout,
+            stderr,
+            ended,
+        })
+    }
+}
+
+/// How a sandboxed program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    /// By a signal: the memory limit, most often.
+    Killed,
+    /// Past its time limit, and stopped.
+    TimedOut(Duration),
+}
+
+/// One run of sandboxed code.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub stdout: String,
+    pub stderr: String,
+    pub ended: Ended,
+}
+
+impl Execution {
+    /// It ran to the end and exited 0.
+    pub fn passed(&self) -> bool {
+        self.ended == Ended::Exited(0)
+    }
+
+    /// What the model reads: the output, and how the program ended when that was not well.
+    pub fn report(&self) -> String {
+        let mut out = self.stdout.clone();
+        match self.ended {
+            Ended::TimedOut(limit) => {
+                return format!(
+                    "the program ran past its {} s limit and was stopped; output so far:\n{out}",
+                    limit.as_secs_f32()
+                );
+            }
+            Ended::Exited(0) => {
+                if !self.stderr.is_empty() {
+                    out = format!("{out}\n[stderr]\n{}", self.stderr);
+                }
+            }
+            ended => {
+                let code = match ended {
+                    Ended::Exited(c) => format!("exit status {c}"),
+                    _ => "killed by a signal (memory limit?)".into(),
+                };
+                out = format!(
+                    "{out}{}[{code}]\n{}",
+                    if out.is_empty() { "" } else { "\n" },
+                    self.stderr
+                );
+            }
         }
         if out.is_empty() {
             out = "(the program printed nothing)".into();
         }
-        Ok(out)
+        out
     }
 }
 

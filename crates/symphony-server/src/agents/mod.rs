@@ -72,14 +72,14 @@ impl Agents {
         }
     }
 
-    fn live(&self, id: &str) -> Option<Arc<LiveRun>> {
+    pub(crate) fn live(&self, id: &str) -> Option<Arc<LiveRun>> {
         lock(&self.live).get(id).cloned()
     }
 }
 
 /// A run this server is driving: its events so far, and how many there are (watched by
 /// the streams that follow it).
-struct LiveRun {
+pub(crate) struct LiveRun {
     events: Mutex<Vec<String>>,
     /// (events so far, whether the run has stopped).
     progress: watch::Sender<(usize, bool)>,
@@ -135,7 +135,7 @@ fn may_access(principal: &Principal, owner: Option<&str>) -> bool {
 
 /// Run `id`, if `principal` may access it. Another's run is answered as missing, so that a
 /// caller cannot learn which ids exist.
-async fn load_run(
+pub(crate) async fn load_run(
     state: &SharedState,
     principal: &Principal,
     id: &str,
@@ -267,20 +267,31 @@ pub async fn start_run(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let req: StartRequest = from_value(&body)?;
-    if req.task.trim().is_empty() {
+    let (id, live) = start(&state, &principal, &req.agent, &req.task, req.vars).await?;
+    respond(&id, live, req.stream, json!({"status": "running"}))
+}
+
+/// Starts a run of the directory's agent `agent` on `task` for `principal`: its id, and the
+/// live run to follow. Every front end that starts runs (this API, A2A) comes through here.
+pub(crate) async fn start(
+    state: &SharedState,
+    principal: &Principal,
+    agent: &str,
+    task: &str,
+    vars: std::collections::BTreeMap<String, String>,
+) -> Result<(String, Arc<LiveRun>), ApiError> {
+    if task.trim().is_empty() {
         return Err(ApiError::invalid_param("task", "`task` is empty"));
     }
-    if req.task.len() > MAX_TASK_BYTES {
+    if task.len() > MAX_TASK_BYTES {
         return Err(ApiError::invalid_param(
             "task",
             format!("`task` is longer than {MAX_TASK_BYTES} bytes"),
         ));
     }
-    let dir = state.agents.dir.clone();
-    let name = req.agent.clone();
-    let spec = blocking(move || find_agent(&dir, &name)).await?;
+    let spec = find_served(state, agent).await?;
     let (memory, run_state) = {
-        let (app, spec, task, vars) = (state.clone(), spec.clone(), req.task.clone(), req.vars);
+        let (app, spec, task) = (state.clone(), spec.clone(), task.to_string());
         blocking(move || {
             let memory = open_memory(&app, &spec)?;
             // Examples are chosen by meaning: without memory, that needs an encoder.
@@ -301,8 +312,14 @@ pub async fn start_run(
         let owner = principal.name.clone();
         blocking(move || Ok(open_store(&state)?.create(&spec, &run_state, Some(&owner))?)).await?
     };
-    let live = launch(&state, &principal, &id, spec, run_state, memory).await?;
-    respond(&id, live, req.stream, json!({"status": "running"}))
+    let live = launch(state, principal, &id, spec, run_state, memory).await?;
+    Ok((id, live))
+}
+
+/// The directory's agent `name`, as its file declares it now.
+pub(crate) async fn find_served(state: &SharedState, name: &str) -> Result<AgentSpec, ApiError> {
+    let (dir, name) = (state.agents.dir.clone(), name.to_string());
+    blocking(move || find_agent(&dir, &name)).await
 }
 
 /// An agent file's encoder, resolved as the CLI resolves it (the operator wrote the file),
@@ -427,7 +444,9 @@ fn sse(events: impl futures_util::Stream<Item = String> + Send + 'static) -> Res
 }
 
 /// A live run's events from the first, then each as it comes, until the run stops.
-fn follow(live: Arc<LiveRun>) -> impl futures_util::Stream<Item = String> + Send + 'static {
+pub(crate) fn follow(
+    live: Arc<LiveRun>,
+) -> impl futures_util::Stream<Item = String> + Send + 'static {
     let progress = live.progress.subscribe();
     futures_util::stream::unfold(
         (live, progress, 0usize),

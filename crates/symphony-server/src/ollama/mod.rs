@@ -9,6 +9,7 @@ mod models;
 mod request;
 mod respond;
 mod time;
+pub(crate) use time::rfc3339;
 mod types;
 
 pub use chat::chat;

@@ -13,7 +13,7 @@ pub(super) fn imported(unix_secs: u64) -> String {
 }
 
 /// RFC 3339 UTC time, as Ollama writes `created_at`.
-pub(super) fn rfc3339(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

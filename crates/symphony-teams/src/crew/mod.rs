@@ -1,12 +1,19 @@
 //! Crews: agents with roles and goals working through tasks declared in YAML ([`spec`]),
 //! run with budgets that always apply and saved after every task ([`run`], [`store`]).
 
+mod act;
+mod contract;
+pub mod members;
 pub mod run;
 pub mod spec;
+pub mod state;
 pub mod store;
 
-pub use run::{run_crew, CrewError, CrewRun, Members, Status, TaskResult, Usage};
-pub use spec::{CrewSpec, Process, SpecError};
+pub use contract::{check_python, python_program, MAX_TRIES};
+pub use members::{ChatFactory, CrewError, Members};
+pub use run::run_crew;
+pub use spec::{Check, CrewSpec, Process, SpecError};
+pub use state::{CrewRun, Status, TaskResult, Usage, CONDUCTOR};
 pub use store::RunFiles;
 
 /// The crews that come with Symphony, by name: `symphony crew run NAME GOAL`.

@@ -47,6 +47,9 @@ pub struct CrewSpec {
     /// Hierarchical crews: the agent that assigns tasks (default: a built-in manager).
     #[serde(default)]
     pub manager: Option<String>,
+    /// Who runs the contract-net of tasks with `candidates` (default: the conductor).
+    #[serde(default)]
+    pub coordinator: Option<String>,
     #[serde(default)]
     pub budget: Budget,
     pub agents: BTreeMap<String, CrewAgent>,
@@ -122,6 +125,10 @@ pub struct CrewAgent {
     pub tool_choice: symphony_agents::ToolChoice,
     #[serde(default)]
     pub model: Option<String>,
+    /// A remote agent instead: the base URL of an A2A endpoint (its card is read from
+    /// there). It answers with its own model and tools.
+    #[serde(default)]
+    pub a2a: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,6 +138,17 @@ pub struct CrewTask {
     /// Who does it; hierarchical crews may leave it to the manager.
     #[serde(default)]
     pub agent: Option<String>,
+    /// Agents that bid for the task by contract-net instead: the coordinator awards it to
+    /// the best bid (weighed by each agent's track record) and re-awards it to the next if
+    /// the winner fails.
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// What kind of work it is, for the track records (default: its id).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A check its result must pass, or the agent is told why and tries again.
+    #[serde(default)]
+    pub check: Option<Check>,
     /// The instruction; `{goal}` stands for the crew's goal.
     pub description: String,
     #[serde(default)]
@@ -141,6 +159,15 @@ pub struct CrewTask {
     /// A conditional edge: the task runs only if this holds.
     #[serde(default)]
     pub when: Option<Condition>,
+}
+
+/// How a task's result is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The result holds a Python program (its last ```python block, or all of it) that
+    /// runs to exit status 0 in the sandbox: its own asserts pass.
+    Python,
 }
 
 /// Holds when the result of `task` contains (or, with `not`, lacks) `contains`, case
@@ -173,6 +200,20 @@ pub enum SpecError {
 }
 
 impl CrewSpec {
+    /// The models the crew's agents use, each once.
+    pub fn models(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = vec![self.model.as_str()];
+        names.extend(
+            self.agents
+                .values()
+                .filter(|a| a.a2a.is_none())
+                .filter_map(|a| a.model.as_deref()),
+        );
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     pub fn from_yaml(text: &str) -> Result<CrewSpec, SpecError> {
         let spec: CrewSpec = serde_yaml_ng::from_str(text)?;
         spec.check()?;
@@ -195,13 +236,24 @@ impl CrewSpec {
             }
         }
         for task in &self.tasks {
+            for agent in &task.candidates {
+                if !self.agents.contains_key(agent) {
+                    return invalid(format!("task `{}`: no candidate `{agent}`", task.id));
+                }
+            }
             match &task.agent {
                 Some(agent) if !self.agents.contains_key(agent) => {
                     return invalid(format!("task `{}`: no agent `{agent}`", task.id));
                 }
-                None if self.process == Process::Sequential => {
+                Some(_) if !task.candidates.is_empty() => {
                     return invalid(format!(
-                        "task `{}` names no agent (only a hierarchical crew's manager assigns)",
+                        "task `{}` names an agent and candidates: one or the other",
+                        task.id
+                    ));
+                }
+                None if self.process == Process::Sequential && task.candidates.is_empty() => {
+                    return invalid(format!(
+                        "task `{}` names no agent or candidates (only a hierarchical crew's manager assigns)",
                         task.id
                     ));
                 }
@@ -224,6 +276,18 @@ impl CrewSpec {
         if let Some(manager) = &self.manager {
             if !self.agents.contains_key(manager) {
                 return invalid(format!("no agent `{manager}` to manage"));
+            }
+        }
+        for (name, agent) in &self.agents {
+            if agent.a2a.is_some() && (!agent.tools.is_empty() || agent.model.is_some()) {
+                return invalid(format!(
+                    "agent `{name}` is a remote A2A agent: its tools and model are its own"
+                ));
+            }
+        }
+        if let Some(coordinator) = &self.coordinator {
+            if !self.agents.contains_key(coordinator) {
+                return invalid(format!("no agent `{coordinator}` to coordinate"));
             }
         }
         self.order().map(|_| ())
@@ -323,6 +387,21 @@ tasks:
             (
                 CREW.replace("{id: one, agent: a,", "{id: one,"),
                 "names no agent",
+            ),
+            (
+                CREW.replace("{id: one, agent: a,", "{id: one, candidates: [a, z],"),
+                "no candidate `z`",
+            ),
+            (
+                CREW.replace(
+                    "{id: one, agent: a,",
+                    "{id: one, agent: a, candidates: [b],",
+                ),
+                "one or the other",
+            ),
+            (
+                CREW.replace("process: sequential", "process: sequential\ncoordinator: q"),
+                "no agent `q` to coordinate",
             ),
             (
                 CREW.replace("goal: g}", "goal: g, colour: red}"),

@@ -208,3 +208,146 @@ fn a_hierarchical_crew_lets_its_manager_choose() {
     assert_eq!(note.content, "scribe takes `write`");
     assert_eq!(crew.usage.steps, 4, "three tasks and one choice");
 }
+
+const CONTRACT: &str = r#"
+name: c
+budget: {max_steps: 20, max_tokens: 10000}
+coordinator: boss
+agents:
+  boss: {role: Coordinator, goal: delegate}
+  sloppy: {role: Editor, goal: write code}
+  careful: {role: Editor, goal: write code}
+tasks:
+  - {id: code, candidates: [sloppy, careful], kind: code, check: python, description: "write {goal}"}
+"#;
+
+/// Bids confidently and writes a program whose test fails (the feedback is not enough).
+fn sloppy(prompt: &str) -> String {
+    if prompt.contains("Bid for it") {
+        r#"{"confidence": 0.95, "estimated_tokens": 100}"#.into()
+    } else {
+        "```python\ndef add(a, b):\n    return a - b\n\nassert add(2, 2) == 4\n```".into()
+    }
+}
+
+/// Bids modestly and writes a program that passes its test.
+fn careful(prompt: &str) -> String {
+    if prompt.contains("Bid for it") {
+        r#"{"confidence": 0.6, "estimated_tokens": 120}"#.into()
+    } else {
+        "Here:\n```python\ndef add(a, b):\n    return a + b\n\nassert add(2, 2) == 4\nprint('ok')\n```"
+            .into()
+    }
+}
+
+fn contract_members(record: TrackRecordOf) -> Members<'static> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut members = Members::new();
+    for (name, reply) in [
+        ("boss", (|_: &str| String::new()) as fn(&str) -> String),
+        ("sloppy", sloppy),
+        ("careful", careful),
+    ] {
+        let chat = Scripted {
+            name,
+            log: Arc::clone(&log),
+            reply,
+        };
+        members.add(name, Box::new(chat), ToolRegistry::new());
+    }
+    members.record = record;
+    members
+}
+
+type TrackRecordOf = crate::delegation::TrackRecord;
+
+#[test]
+fn a_contract_goes_to_the_next_bidder_when_the_winner_fails_its_check() {
+    let spec = CrewSpec::from_yaml(CONTRACT).unwrap();
+    let mut crew = CrewRun::new("c1", spec, "an adder");
+    let mut members = contract_members(TrackRecordOf::default());
+    let mut sent = Vec::new();
+    run_crew(&mut crew, &mut members, &mut |_| Ok(()), &mut |m| {
+        sent.push(m.clone())
+    })
+    .unwrap();
+    assert_eq!(crew.status, Status::Completed, "{:?}", crew.status);
+    let acts: Vec<(Performative, &str)> = sent
+        .iter()
+        .map(|m| (m.performative, m.sender.as_str()))
+        .collect();
+    use Performative::*;
+    let round = |tries: usize, winner: &'static str, loser: Option<&'static str>| {
+        let mut acts = vec![(CallForProposal, "boss"), (Propose, winner)];
+        if let Some(loser) = loser {
+            acts.push((Propose, loser));
+            acts.extend([(AcceptProposal, "boss"), (RejectProposal, "boss")]);
+        } else {
+            acts.push((AcceptProposal, "boss"));
+        }
+        for i in 0..tries {
+            acts.extend([(Inform, winner), (Disconfirm, "boss")]);
+            if i + 1 < tries {
+                acts.push((Request, "boss"));
+            }
+        }
+        acts
+    };
+    // Round 1: both bid, the confident one wins (no record yet) and fails its check three
+    // times; round 2: only the other is left, and its program passes.
+    let mut want = round(MAX_TRIES, "sloppy", Some("careful"));
+    want.extend([
+        (CallForProposal, "boss"),
+        (Propose, "careful"),
+        (AcceptProposal, "boss"),
+        (Inform, "careful"),
+        (Confirm, "boss"),
+    ]);
+    assert_eq!(acts, want);
+    assert!(sent
+        .iter()
+        .filter(|m| m.performative != Request
+            && m.performative != Inform
+            && m.performative != Confirm
+            && m.performative != Disconfirm)
+        .all(|m| m.protocol.as_deref() == Some("fipa-contract-net")));
+    // The feedback names the failure; the result is the program that passed.
+    let retry = sent.iter().find(|m| m.performative == Request).unwrap();
+    assert!(
+        retry.content.contains("AssertionError"),
+        "{}",
+        retry.content
+    );
+    assert!(crew.result.as_deref().unwrap().contains("return a + b"));
+    assert!(matches!(&crew.results["code"], TaskResult::Done { agent, .. } if agent == "careful"));
+    // The record learnt both outcomes.
+    assert_eq!(members.record.of(&"sloppy".into(), "code"), (0, 1));
+    assert_eq!(members.record.of(&"careful".into(), "code"), (1, 0));
+}
+
+#[test]
+fn the_coordinator_sends_work_to_whoever_delivers() {
+    // After six contracts each the record outweighs the sloppy agent's confident bids
+    // (after three, UCB1's exploration bonus still gives it another try).
+    let mut record = TrackRecordOf::default();
+    for _ in 0..6 {
+        record.record(&"sloppy".into(), "code", false);
+        record.record(&"careful".into(), "code", true);
+    }
+    let spec = CrewSpec::from_yaml(CONTRACT).unwrap();
+    let mut crew = CrewRun::new("c2", spec, "an adder");
+    let mut members = contract_members(record);
+    let mut sent = Vec::new();
+    run_crew(&mut crew, &mut members, &mut |_| Ok(()), &mut |m| {
+        sent.push(m.clone())
+    })
+    .unwrap();
+    assert_eq!(crew.status, Status::Completed);
+    let accepted: Vec<&str> = sent
+        .iter()
+        .filter(|m| m.performative == Performative::AcceptProposal)
+        .map(|m| m.receivers[0].as_str())
+        .collect();
+    assert_eq!(accepted, ["careful"]);
+    assert_eq!(crew.usage.steps, 3, "two bids and one answer");
+}
