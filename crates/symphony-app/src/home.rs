@@ -91,9 +91,18 @@ impl Home {
         }
     }
 
-    /// Crew runs, one JSON file each: `crews/runs/`.
+    /// Crew files (`*.yaml`), the crews a server runs beside the built-in ones, with
+    /// their runs and track record: `$SYMPHONY_CREWS`, or `crews/`.
+    pub fn crews(&self) -> PathBuf {
+        match std::env::var_os("SYMPHONY_CREWS") {
+            Some(dir) => PathBuf::from(dir),
+            None => self.root.join("crews"),
+        }
+    }
+
+    /// Crew runs, one JSON file each: `runs/` of [`Home::crews`].
     pub fn crew_runs(&self) -> PathBuf {
-        self.root.join("crews").join("runs")
+        self.crews().join("runs")
     }
 
     /// Agent memory: `memory.sqlite` beside the run store.

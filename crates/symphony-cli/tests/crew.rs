@@ -192,3 +192,85 @@ fn bad_crew_files_and_unknown_runs_are_refused_clearly() {
     let o = run(symphony(home.path()).args(["crew", "resume", "../../etc/passwd"]));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a crew run id"));
 }
+
+/// The server runs a crew and streams its messages as server-sent events; the run is saved
+/// where `symphony crew` keeps runs, and only its starter sees it.
+#[test]
+fn the_server_streams_a_crews_messages() {
+    let crews = tempfile::tempdir().unwrap();
+    let env = [("SYMPHONY_CREWS", crews.path().to_str().unwrap())];
+    let server = common::server::Server::start_with(&["--no-auth"], &[], &env);
+    let body = serde_json::json!({
+        "crew": "research-and-write",
+        "goal": "How many legs do 2 cats have?",
+        "stream": true,
+        "max_tokens": 24,
+    });
+    let (status, text) = common::server::curl(&[
+        "-N",
+        "-X",
+        "POST",
+        &format!("{}/v1/crews/runs", server.base),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body.to_string(),
+    ]);
+    assert_eq!(status, 200, "{text}");
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let acts: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["type"] == "message")
+        .map(|e| {
+            (
+                e["message"]["performative"].as_str().unwrap(),
+                e["message"]["sender"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("request", "conductor"),
+            ("inform", "researcher"),
+            ("request", "conductor"),
+            ("inform", "writer"),
+        ],
+        "{text}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["status"]["state"], "completed", "{summary}");
+    let id = summary["id"].as_str().unwrap();
+
+    // The saved run, through the API and on disk.
+    let (status, run) = common::server::curl(&[&format!("{}/v1/crews/runs/{id}", server.base)]);
+    assert_eq!(status, 200, "{run}");
+    let run: Value = serde_json::from_str(&run).unwrap();
+    assert_eq!(run["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(run["result"], summary["result"]);
+    assert!(crews
+        .path()
+        .join("runs")
+        .join(format!("{id}.json"))
+        .exists());
+
+    // Only the operator's crews run: no paths, no unknown names.
+    for crew in ["../etc/passwd", "no-such-crew"] {
+        let body = serde_json::json!({"crew": crew, "goal": "g"});
+        let (status, text) = common::server::curl(&[
+            "-X",
+            "POST",
+            &format!("{}/v1/crews/runs", server.base),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ]);
+        assert_eq!(status, 404, "{text}");
+    }
+}

@@ -23,7 +23,7 @@ fn the_api_document_is_valid_complete_and_true_to_the_server() {
         &[],
     );
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(summary["paths"].as_u64(), Some(35), "{summary}");
+    assert_eq!(summary["paths"].as_u64(), Some(41), "{summary}");
     assert!(
         summary["values_checked"].as_u64().unwrap() > 20,
         "{summary}"

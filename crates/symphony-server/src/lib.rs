@@ -12,6 +12,7 @@ pub mod agents;
 pub mod auth;
 mod cache;
 mod collections;
+mod crews;
 mod embeddings;
 mod error;
 mod generation;
@@ -72,6 +73,9 @@ pub struct ServerConfig {
     pub agents: std::path::PathBuf,
     /// The agent run store, shared with `symphony agent`.
     pub agent_runs: std::path::PathBuf,
+    /// Where the crew files are (`/v1/crews`: these and the built-in crews); their runs
+    /// are kept in its `runs/`, shared with `symphony crew`.
+    pub crews: std::path::PathBuf,
 }
 
 pub struct AppState {

@@ -15,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Role;
 use crate::openapi::{schema_of, Doc, Reply, SchemaOf};
 use crate::{
-    a2a, admin, agents, collections, embeddings, ollama, openai, openapi, probes, tokenize, ws,
-    SharedState,
+    a2a, admin, agents, collections, crews, embeddings, ollama, openai, openapi, probes, tokenize,
+    ws, SharedState,
 };
 
 /// Who may call a route: `None` for the probes anyone may call.
@@ -287,6 +287,21 @@ pub fn table() -> Vec<Route> {
         .optional_body::<agents::ResumeRequest>()
         .status(202)
         .object("The run's id and status"),
+        // Crews: the built-in ones and the operator's crew files; their messages stream.
+        route(GET, "/v1/crews", READER, crews::list_crews)
+            .summary("The crews this server runs")
+            .object("`{\"data\": [crews]}`"),
+        route(POST, "/v1/crews/runs", USER, crews::start_run)
+            .summary("Starts a crew run; its messages follow at /v1/crews/runs/{id}/events")
+            .body::<crews::StartRequest>()
+            .status(202)
+            .object("The run's id and status"),
+        route(GET, "/v1/crews/runs/{id}", READER, crews::get_run)
+            .summary("One crew run: messages, results, usage, status")
+            .object("The run"),
+        route(GET, "/v1/crews/runs/{id}/events", READER, crews::run_events)
+            .summary("A crew run's messages as they are sent, then its summary")
+            .media(SSE, "Server-sent events, one JSON object each"),
         // The same agents as Agent2Agent endpoints (protocol 1.0, JSON-RPC).
         route(
             GET,

@@ -110,6 +110,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         collections: home.collections(),
         agents: args.agents.unwrap_or_else(|| home.agents()),
         agent_runs: home.agent_runs(),
+        crews: home.crews(),
     };
     let served = runtime.block_on(async move {
         if let Some(redis) = &redis {

@@ -33,6 +33,26 @@ pub(super) struct Driver {
     pub(super) handle: tokio::runtime::Handle,
 }
 
+/// A chat on `model` through its scheduler, answers capped at `max_tokens`, for turns
+/// outside an agent run (a crew's members).
+pub(crate) fn scheduler_chat(
+    app: SharedState,
+    principal: Principal,
+    model: Loaded,
+    handle: tokio::runtime::Handle,
+    max_tokens: usize,
+) -> Result<Box<dyn ChatModel + Send>, symphony_agents::Error> {
+    let driver = Driver {
+        app,
+        principal,
+        model,
+        handle,
+    };
+    let mut chat = driver.chat()?;
+    chat.params.max_tokens = max_tokens;
+    Ok(Box::new(chat))
+}
+
 impl Driver {
     fn chat(&self) -> Result<SchedulerChat, symphony_agents::Error> {
         Ok(SchedulerChat {

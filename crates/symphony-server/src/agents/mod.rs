@@ -21,6 +21,7 @@
 //! model's scheduler, batched with the server's other requests.
 
 mod driver;
+pub(crate) use driver::scheduler_chat;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -60,7 +61,8 @@ pub struct Agents {
     pub dir: PathBuf,
     /// The run store (`runs.sqlite`).
     pub runs: PathBuf,
-    live: Mutex<HashMap<String, Arc<LiveRun>>>,
+    /// Runs in progress (agent runs and crew runs), by id.
+    pub(crate) live: Mutex<HashMap<String, Arc<LiveRun>>>,
 }
 
 impl Agents {
@@ -86,20 +88,20 @@ pub(crate) struct LiveRun {
 }
 
 impl LiveRun {
-    fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             events: Mutex::default(),
             progress: watch::Sender::new((0, false)),
         })
     }
 
-    fn push(&self, event: Value) {
+    pub(crate) fn push(&self, event: Value) {
         let mut events = lock(&self.events);
         events.push(event.to_string());
         self.progress.send_replace((events.len(), false));
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         let n = lock(&self.events).len();
         self.progress.send_replace((n, true));
     }
@@ -129,7 +131,7 @@ fn open_store(state: &SharedState) -> Result<RunStore, ApiError> {
 
 /// Whether `principal` may see and act on a run of `owner`'s: its own, or any for an admin.
 /// A run started on the command line has no owner and is an admin's alone.
-fn may_access(principal: &Principal, owner: Option<&str>) -> bool {
+pub(crate) fn may_access(principal: &Principal, owner: Option<&str>) -> bool {
     principal.role == Role::Admin || owner == Some(principal.name.as_str())
 }
 
@@ -435,7 +437,7 @@ fn respond(id: &str, live: Arc<LiveRun>, stream: bool, extra: Value) -> Result<R
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-fn sse(events: impl futures_util::Stream<Item = String> + Send + 'static) -> Response {
+pub(crate) fn sse(events: impl futures_util::Stream<Item = String> + Send + 'static) -> Response {
     use futures_util::StreamExt;
     let events = events.map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)));
     Sse::new(events)

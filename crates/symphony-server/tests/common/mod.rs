@@ -105,6 +105,7 @@ impl Harness {
             collections: home.path().join("collections"),
             agents: home.path().join("agents"),
             agent_runs: home.path().join("runs"),
+            crews: home.path().join("crews"),
         };
         let auth = Auth::Enabled {
             keys: Some(keys),

@@ -25,6 +25,35 @@ pub const BUILTIN: [(&str, &str); 2] = [
     ("software", include_str!("../../crews/software.yaml")),
 ];
 
+/// The crew called `name`: `dir/NAME.yaml` where there is one, else the built-in crew of
+/// that name. Names are plain (letters, digits, `-`, `_`), never paths.
+pub fn find(dir: &std::path::Path, name: &str) -> Result<CrewSpec, String> {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !plain {
+        return Err(format!("`{name}` is not a crew name"));
+    }
+    let file = dir.join(format!("{name}.yaml"));
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match builtin(name) {
+            Some(yaml) => yaml.to_string(),
+            None => {
+                let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "no crew `{name}` (the built-in crews: {}; others are files in {})",
+                    names.join(", "),
+                    dir.display()
+                ));
+            }
+        },
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    CrewSpec::from_yaml(&text).map_err(|e| format!("crew `{name}`: {e}"))
+}
+
 /// A built-in crew's YAML.
 pub fn builtin(name: &str) -> Option<&'static str> {
     BUILTIN

@@ -25,6 +25,9 @@ pub struct CrewRun {
     pub status: Status,
     /// The last finished task's output.
     pub result: Option<String>,
+    /// Who started it, when a server did for a caller (a run of the command line has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +83,7 @@ impl CrewRun {
             usage: Usage::default(),
             status: Status::Running,
             result: None,
+            owner: None,
         }
     }
 }
