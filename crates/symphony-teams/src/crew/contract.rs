@@ -83,12 +83,7 @@ pub(super) fn attempt(
                 "its result failed the check and the budget is spent ({spent})"
             ));
         }
-        prompt = format!(
-            "{}\n\nYour last answer was:\n```python\n{}\n```\nWhen run, {report}\nFix it and \
-             answer with the whole corrected program.",
-            strip_feedback(&prompt),
-            code.trim_end()
-        );
+        prompt = retry_prompt(&prompt, &code, &report);
         let again = message(run, Performative::Request, asker, agent, &prompt).reply_with(format!(
             "{}#try{}",
             task.id,
@@ -99,11 +94,20 @@ pub(super) fn attempt(
     unreachable!("the loop returns")
 }
 
-/// The prompt without the feedback of an earlier try (only the latest is kept).
-fn strip_feedback(prompt: &str) -> &str {
-    prompt
-        .split_once("\n\nYour last answer was:\n")
-        .map_or(prompt, |(head, _)| head)
+/// The request again, with the program that failed and why. The results of earlier tasks
+/// are left out: a small model fixing its program does better with less to read.
+fn retry_prompt(prompt: &str, code: &str, report: &str) -> String {
+    let request = prompt
+        .split_once("\n\nResults of the tasks before yours:")
+        .map_or(prompt, |(head, _)| head);
+    let request = request
+        .split_once("\n\nYour program was:\n")
+        .map_or(request, |(head, _)| head);
+    format!(
+        "{request}\n\nYour program was:\n```python\n{}\n```\nWhen run, {report}\nFix it and \
+         answer with the whole corrected program only, ending with asserts that test it.",
+        code.trim_end()
+    )
 }
 
 /// Runs the program in `output` in the sandbox: `Ok` with what it printed when it exits
@@ -319,6 +323,21 @@ mod tests {
         assert_eq!(python_program("print(1)"), "print(1)");
         assert_eq!(python_program("```py\nprint(1)\n"), "print(1)\n");
         assert_eq!(python_program("```\nprint(2)\n```"), "print(2)\n");
+    }
+
+    #[test]
+    fn a_retry_asks_again_with_the_failure_and_without_the_earlier_results() {
+        let first =
+            "Write it. Request: an adder\n\nResults of the tasks before yours:\n\n### plan\nlong";
+        let second = retry_prompt(first, "x = 1", "the program failed:\nboom");
+        assert!(second.starts_with(
+            "Write it. Request: an adder\n\nYour program was:\n```python\nx = 1\n```"
+        ));
+        assert!(second.contains("boom") && !second.contains("### plan"));
+        // A third try replaces the second's program and failure.
+        let third = retry_prompt(&second, "x = 2", "the program failed:\nbang");
+        assert!(third.contains("x = 2") && third.contains("bang"));
+        assert!(!third.contains("x = 1") && !third.contains("boom"));
     }
 
     #[test]
