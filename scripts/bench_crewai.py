@@ -27,6 +27,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,9 +163,12 @@ def main():
 
     python = crewai_python()
     port = free_port()
+    # The crew runs are kept apart from the user's own (`$SYMPHONY_HOME/crews`).
+    runs = tempfile.TemporaryDirectory(prefix="bench-crewai-")
     server = subprocess.Popen(
         [args.symphony, "serve", "--port", str(port), "--no-auth", "--preload", args.model],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, SYMPHONY_CREWS=runs.name),
     )
     try:
         wait_ready(port)
