@@ -701,11 +701,11 @@ pub(crate) struct TeamBenchArgs {
     /// Tokens (prompt and completion) each method may spend on one problem.
     #[arg(long, default_value_t = 4000)]
     pub(crate) budget: usize,
-    /// Which methods, comma-separated: single, self-consistency, debate.
+    /// Which methods, comma-separated: single, self-consistency, debate, contract-net.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "single,self-consistency,debate"
+        default_value = "single,self-consistency,debate,contract-net"
     )]
     pub(crate) methods: Vec<String>,
     /// Print one JSON object for scripts.

@@ -4,9 +4,16 @@
 //! and the tokens each method spent.
 
 use serde::Serialize;
+use serde_json::json;
 use symphony_agents::ChatModel;
+use symphony_types::ChatMessage;
 
-use crate::reasoning::{self, debate, normalize, self_consistency, Debater, ReasoningError};
+use crate::acl::AgentId;
+use crate::delegation::{score, Bid, TrackRecord};
+
+use crate::reasoning::{
+    self, debate, normalize, self_consistency, Answer, Debater, ReasoningError,
+};
 
 /// A word problem and its exact answer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -107,6 +114,10 @@ pub enum Method {
     SelfConsistency,
     /// Two agents with different personas, up to two rounds, a confidence-weighted vote.
     Debate,
+    /// Three contractors bid for each problem; the best bid (weighed by the track record)
+    /// answers, the second best checks it by solving it too, the third breaks a tie. The
+    /// record learns who agrees with the answer the team settles on.
+    ContractNet,
 }
 
 impl Method {
@@ -115,6 +126,7 @@ impl Method {
             "single" => Some(Self::Single),
             "self-consistency" | "sc" => Some(Self::SelfConsistency),
             "debate" => Some(Self::Debate),
+            "contract-net" => Some(Self::ContractNet),
             _ => None,
         }
     }
@@ -145,11 +157,125 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 }
 
 /// The sessions a method runs on: a greedy one (single, first debater), a sampling one
-/// (self-consistency), and a second greedy one (the other debater).
+/// (self-consistency), and a second greedy one (the other debater); the contract-net's
+/// three contractors use all three. `record` is the contract-net's track record, kept
+/// from problem to problem.
 pub struct Sessions<'a> {
     pub greedy: &'a mut dyn ChatModel,
     pub sampled: &'a mut dyn ChatModel,
     pub second: &'a mut dyn ChatModel,
+    pub record: TrackRecord,
+}
+
+/// The contract-net's contractors: name and persona (the third samples).
+const CONTRACTORS: [(&str, &str); 3] = [
+    (
+        "checker",
+        "You solve word problems carefully and check each operation.",
+    ),
+    (
+        "teacher",
+        "You are a maths teacher who writes out every step.",
+    ),
+    (
+        "quick",
+        "You solve word problems by writing the one equation they need.",
+    ),
+];
+
+/// One problem by contract-net: bids, an answer, a check, and a tie-break when needed.
+fn contract_net(
+    sessions: &mut Sessions<'_>,
+    problem: &Problem,
+    budget: usize,
+) -> Result<(String, usize), ReasoningError> {
+    let mut tokens = 0;
+    let mut scored = Vec::new();
+    for (i, (name, persona)) in CONTRACTORS.iter().enumerate() {
+        let model = contractor(sessions, i);
+        let messages = [
+            ChatMessage::system(*persona),
+            ChatMessage::user(format!(
+                "A problem is up for contract:\n{}\n\nBid for it: how likely you are to solve it \
+                 exactly (confidence, 0 to 1).",
+                problem.question
+            )),
+        ];
+        let schema = json!({
+            "type": "object",
+            "properties": {"confidence": {"type": "number"}},
+            "required": ["confidence"],
+            "additionalProperties": false
+        });
+        let turn = model.structured(&messages, &schema)?;
+        tokens += turn.prompt_tokens + turn.completion_tokens;
+        let confidence = serde_json::from_str::<serde_json::Value>(&turn.content)
+            .ok()
+            .and_then(|v| v.get("confidence").and_then(|c| c.as_f64()))
+            .unwrap_or(0.0);
+        let bid = Bid {
+            cost: 0.0,
+            confidence,
+            load: 0,
+        };
+        let score = score(&sessions.record, KIND, &AgentId::new(*name), &bid);
+        scored.push((i, score));
+    }
+    // Best bid first.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut answers: Vec<(usize, Answer)> = Vec::new();
+    for &(i, _) in &scored {
+        if tokens >= budget {
+            break;
+        }
+        let (name, persona) = CONTRACTORS[i];
+        let messages = reasoning::question_messages(persona, &problem.question);
+        let answer = reasoning::ask(contractor(sessions, i), name, &messages)?;
+        tokens += answer.tokens;
+        answers.push((i, answer));
+        // The winner's answer stands once someone else reached it too.
+        if answers.len() >= 2 {
+            let keys: Vec<String> = answers.iter().map(|(_, a)| a.key()).collect();
+            if keys
+                .iter()
+                .any(|k| keys.iter().filter(|o| *o == k).count() >= 2)
+            {
+                break;
+            }
+        }
+    }
+    let Some(winner) = answers.first() else {
+        return Ok((String::new(), tokens));
+    };
+    // Settled by a majority when there is one, else the best bidder's answer.
+    let settled = answers
+        .iter()
+        .map(|(_, a)| a.key())
+        .find(|k| answers.iter().filter(|(_, a)| a.key() == *k).count() >= 2)
+        .unwrap_or_else(|| winner.1.key());
+    let final_answer = answers
+        .iter()
+        .find(|(_, a)| a.key() == settled)
+        .map(|(_, a)| a.answer.clone())
+        .unwrap_or_default();
+    for (i, answer) in &answers {
+        let agreed = answers.len() > 1 && answer.key() == settled;
+        sessions
+            .record
+            .record(&AgentId::new(CONTRACTORS[*i].0), KIND, agreed);
+    }
+    Ok((final_answer, tokens))
+}
+
+/// The kind of task the contract-net's record is kept for.
+const KIND: &str = "arithmetic";
+
+fn contractor<'s>(sessions: &'s mut Sessions<'_>, i: usize) -> &'s mut dyn ChatModel {
+    match i {
+        0 => &mut *sessions.greedy,
+        1 => &mut *sessions.second,
+        _ => &mut *sessions.sampled,
+    }
 }
 
 /// One problem by `method` within `budget` tokens: the answer given and the tokens spent.
@@ -188,6 +314,7 @@ pub fn solve(
             let answer = argued.verdict.map(|v| v.answer).unwrap_or_default();
             Ok((answer, argued.tokens))
         }
+        Method::ContractNet => contract_net(sessions, problem, budget),
     }
 }
 
@@ -247,6 +374,87 @@ mod tests {
                 answer: 42
             }
         ));
+    }
+
+    /// A contractor (a test double standing for a model): bids `confidence`, answers `answer`.
+    struct Contractor {
+        confidence: f64,
+        answer: &'static str,
+    }
+
+    impl ChatModel for Contractor {
+        fn turn(
+            &mut self,
+            messages: &[ChatMessage],
+            _: &[symphony_types::ToolSpec],
+            _: symphony_agents::CallMode,
+        ) -> Result<symphony_agents::ModelTurn, symphony_agents::Error> {
+            let content = if messages.last().unwrap().content.contains("Bid for it") {
+                json!({"confidence": self.confidence}).to_string()
+            } else {
+                json!({"reasoning": "r", "answer": self.answer, "confidence": 0.9}).to_string()
+            };
+            Ok(symphony_agents::ModelTurn {
+                content,
+                calls: Vec::new(),
+                prompt_tokens: 10,
+                completion_tokens: 10,
+            })
+        }
+
+        fn structured(
+            &mut self,
+            messages: &[ChatMessage],
+            _: &serde_json::Value,
+        ) -> Result<symphony_agents::ModelTurn, symphony_agents::Error> {
+            self.turn(messages, &[], symphony_agents::CallMode::Answer)
+        }
+    }
+
+    #[test]
+    fn a_contract_net_checks_its_winner_and_learns_who_agrees() {
+        let problem = Problem {
+            question: "2 + 2?".into(),
+            answer: 4,
+        };
+        // The confident checker is wrong; the others agree on the right answer.
+        let mut checker = Contractor {
+            confidence: 0.9,
+            answer: "5",
+        };
+        let mut teacher = Contractor {
+            confidence: 0.5,
+            answer: "4",
+        };
+        let mut quick = Contractor {
+            confidence: 0.4,
+            answer: "4",
+        };
+        let mut sessions = Sessions {
+            greedy: &mut checker,
+            second: &mut teacher,
+            sampled: &mut quick,
+            record: TrackRecord::default(),
+        };
+        let (answer, tokens) =
+            solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
+        assert_eq!(answer, "4", "the tie-break settles it");
+        assert_eq!(tokens, 6 * 20, "three bids and three answers");
+        let of = |name: &str| sessions.record.of(&AgentId::new(name), KIND);
+        assert_eq!(
+            (of("checker"), of("teacher"), of("quick")),
+            ((0, 1), (1, 0), (1, 0))
+        );
+        // As the record grows the checker's confident bids stop winning (UCB1 still gives it
+        // tries while its record is short): the teacher answers first, the quick one agrees,
+        // and no tie-break is needed.
+        for _ in 0..20 {
+            solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
+        }
+        let (answer, tokens) =
+            solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
+        assert_eq!(answer, "4");
+        assert_eq!(tokens, 5 * 20, "three bids and two answers");
     }
 
     #[test]

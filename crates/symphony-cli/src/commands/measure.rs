@@ -210,6 +210,7 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
         greedy: &mut greedy,
         sampled: &mut sampled,
         second: &mut second,
+        record: Default::default(),
     };
     let set = problems(args.problems, args.seed);
     let mut reports = Vec::new();
