@@ -142,6 +142,12 @@ pub struct MethodReport {
     /// The 95 % Wilson score interval of the accuracy.
     pub ci95: (f64, f64),
     pub mean_tokens: f64,
+    /// Contract-net only: who was awarded each problem, in order (the record shifting
+    /// shows there), and the track record at the end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub awards: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_record: Option<TrackRecord>,
 }
 
 /// The 95 % Wilson score interval for `k` successes in `n` trials.
@@ -165,6 +171,8 @@ pub struct Sessions<'a> {
     pub sampled: &'a mut dyn ChatModel,
     pub second: &'a mut dyn ChatModel,
     pub record: TrackRecord,
+    /// Contract-net: who was awarded each problem so far.
+    pub awards: Vec<String>,
 }
 
 /// The contract-net's contractors: name and persona (the third samples).
@@ -247,6 +255,7 @@ fn contract_net(
     let Some(winner) = answers.first() else {
         return Ok((String::new(), tokens));
     };
+    sessions.awards.push(CONTRACTORS[winner.0].0.to_string());
     // Settled by a majority when there is one, else the best bidder's answer.
     let settled = answers
         .iter()
@@ -345,6 +354,8 @@ pub fn evaluate(
             correct as f64 / n as f64
         },
         ci95: wilson(correct, n),
+        awards: std::mem::take(&mut sessions.awards),
+        track_record: (method == Method::ContractNet).then(|| sessions.record.clone()),
         mean_tokens: if n == 0 {
             0.0
         } else {
@@ -435,6 +446,7 @@ mod tests {
             second: &mut teacher,
             sampled: &mut quick,
             record: TrackRecord::default(),
+            awards: Vec::new(),
         };
         let (answer, tokens) =
             solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
@@ -455,6 +467,8 @@ mod tests {
             solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
         assert_eq!(answer, "4");
         assert_eq!(tokens, 5 * 20, "three bids and two answers");
+        assert_eq!(sessions.awards.first().unwrap(), "checker");
+        assert_eq!(sessions.awards.last().unwrap(), "teacher");
     }
 
     #[test]

@@ -211,6 +211,7 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
         sampled: &mut sampled,
         second: &mut second,
         record: Default::default(),
+        awards: Vec::new(),
     };
     let set = problems(args.problems, args.seed);
     let mut reports = Vec::new();
