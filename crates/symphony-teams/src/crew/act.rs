@@ -78,7 +78,10 @@ pub(super) fn perform(
     let config = AgentConfig {
         instructions: system,
         tool_choice: profile.tool_choice,
-        max_steps: MAX_STEPS_PER_TASK
+        max_steps: profile
+            .max_steps
+            .unwrap_or(MAX_STEPS_PER_TASK)
+            .min(MAX_STEPS_PER_TASK)
             .min(budget.max_steps.saturating_sub(run.usage.steps))
             .max(1),
         ..AgentConfig::default()

@@ -123,6 +123,10 @@ pub struct CrewAgent {
     /// its code); `auto` (the default): as it sees fit.
     #[serde(default)]
     pub tool_choice: symphony_agents::ToolChoice,
+    /// Turns its ReAct loop may take on one task (one try of a checked task), at most
+    /// [`MAX_STEPS_PER_TASK`].
+    #[serde(default)]
+    pub max_steps: Option<usize>,
     #[serde(default)]
     pub model: Option<String>,
     /// A remote agent instead: the base URL of an A2A endpoint (its card is read from
