@@ -3,8 +3,8 @@
 
 Each request runs as `symphony crew run software REQUEST --json`; the whole report (every
 FIPA message, the result, usage and status) is written to
-docs/transcripts/software/NN-NAME.json. The crew's own check already ran each final program
-in the sandbox; crates/symphony-teams/tests/transcripts.rs runs the committed programs again.
+docs/transcripts/software/NN-NAME.json. The crew's own check ran each final program in the
+sandbox: a completed run's result is a program that passed its own tests.
 
 The crews share the track record in $SYMPHONY_HOME/crews (or $SYMPHONY_CREWS), so the
 coordinator's awards in later requests learn from the earlier ones; --fresh-record starts
