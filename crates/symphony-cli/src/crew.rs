@@ -34,12 +34,7 @@ pub fn crew(cmd: CrewCommand) -> Result<()> {
                 })?,
             };
             let spec = CrewSpec::from_yaml(&text).with_context(|| format!("{}", file.display()))?;
-            let millis = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis();
-            let id = format!("crew-{millis}-{}", std::process::id());
-            let run = CrewRun::new(id, spec, goal);
+            let run = CrewRun::new(CrewRun::fresh_id(), spec, goal);
             drive(run, &files, &flags)
         }
         CrewCommand::Resume { id, flags } => {

@@ -117,13 +117,7 @@ pub async fn start_run(
             })?;
         models.insert(name.to_string(), loaded);
     }
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    let mut suffix = [0u8; 4];
-    getrandom::fill(&mut suffix).map_err(|e| ApiError::internal(e.to_string()))?;
-    let id = format!("crew-{millis}-{}", u32::from_le_bytes(suffix));
+    let id = CrewRun::fresh_id();
     let mut run = CrewRun::new(id.clone(), spec.clone(), req.goal);
     run.owner = Some(principal.name.clone());
     let files = runs(&state);

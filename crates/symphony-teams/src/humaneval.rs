@@ -16,17 +16,15 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::acl::AgentId;
 use serde::Deserialize;
-use serde_json::json;
 use symphony_agents::tools::RunPython;
 use symphony_agents::{CallMode, ChatModel};
 use symphony_types::ChatMessage;
 
-use crate::acl::AgentId;
 use crate::crew::python_program;
-use crate::delegation::{score, Bid};
 use crate::reasoning::ReasoningError;
-use crate::versus::{wilson, Method, MethodReport, Sessions};
+use crate::versus::{bidding_round, contractor, evaluate_with, Method, MethodReport, Sessions};
 
 /// One HumanEval problem, as the dataset has it.
 #[derive(Clone, Debug, Deserialize)]
@@ -171,14 +169,6 @@ const PERSONAS: [(&str, &str); 3] = [
     ),
 ];
 
-fn contractor<'s>(sessions: &'s mut Sessions<'_>, i: usize) -> &'s mut dyn ChatModel {
-    match i {
-        0 => &mut *sessions.greedy,
-        1 => &mut *sessions.second,
-        _ => &mut *sessions.sampled,
-    }
-}
-
 /// The kind of task the contract-net's record is kept for.
 const KIND: &str = "python-function";
 
@@ -254,39 +244,14 @@ pub fn solve(
             Ok((chosen.clone(), tokens))
         }
         Method::ContractNet => {
-            let mut tokens = 0;
-            let mut scored = Vec::new();
-            for (i, (name, persona)) in PERSONAS.iter().enumerate() {
-                let messages = [
-                    ChatMessage::system(*persona),
-                    ChatMessage::user(format!(
-                        "A function is up for contract:\n```python\n{}```\n\nBid for it: how \
-                         likely you are to write it correctly (confidence, 0 to 1).",
-                        problem.prompt
-                    )),
-                ];
-                let schema = json!({
-                    "type": "object",
-                    "properties": {"confidence": {"type": "number"}},
-                    "required": ["confidence"],
-                    "additionalProperties": false
-                });
-                let turn = contractor(sessions, i).structured(&messages, &schema)?;
-                tokens += turn.prompt_tokens + turn.completion_tokens;
-                let confidence = serde_json::from_str::<serde_json::Value>(&turn.content)
-                    .ok()
-                    .and_then(|v| v.get("confidence").and_then(|c| c.as_f64()))
-                    .unwrap_or(0.0);
-                let bid = Bid {
-                    cost: 0.0,
-                    confidence,
-                    load: 0,
-                };
-                scored.push((i, score(&sessions.record, KIND, &AgentId::new(*name), &bid)));
-            }
-            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let call = format!(
+                "A function is up for contract:\n```python\n{}```\n\nBid for it: how likely you \
+                 are to write it correctly (confidence, 0 to 1).",
+                problem.prompt
+            );
+            let (order, mut tokens) = bidding_round(sessions, &PERSONAS, KIND, &call)?;
             let mut first: Option<String> = None;
-            for &(i, _) in &scored {
+            for &i in &order {
                 if tokens >= budget {
                     break;
                 }
@@ -332,25 +297,15 @@ pub fn evaluate(
     budget: usize,
     on_problem: &mut dyn FnMut(usize, bool, usize),
 ) -> Result<MethodReport, ReasoningError> {
-    let (mut passed, mut tokens) = (0, 0);
-    for (i, problem) in problems.iter().enumerate() {
-        let (code, spent) = solve(method, sessions, problem, budget, 1000 + i as u64)?;
-        let right = judge(problem, &code);
-        passed += usize::from(right);
-        tokens += spent;
-        on_problem(i, right, spent);
-    }
-    let n = problems.len().max(1) as f64;
-    Ok(MethodReport {
+    evaluate_with(
         method,
-        problems: problems.len(),
-        correct: passed,
-        accuracy: passed as f64 / n,
-        ci95: wilson(passed, problems.len()),
-        mean_tokens: tokens as f64 / n,
-        awards: std::mem::take(&mut sessions.awards),
-        track_record: (method == Method::ContractNet).then(|| sessions.record.clone()),
-    })
+        sessions,
+        problems,
+        budget,
+        solve,
+        |code, problem| judge(problem, code),
+        on_problem,
+    )
 }
 
 #[cfg(test)]

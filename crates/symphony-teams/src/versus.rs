@@ -197,42 +197,14 @@ fn contract_net(
     problem: &Problem,
     budget: usize,
 ) -> Result<(String, usize), ReasoningError> {
-    let mut tokens = 0;
-    let mut scored = Vec::new();
-    for (i, (name, persona)) in CONTRACTORS.iter().enumerate() {
-        let model = contractor(sessions, i);
-        let messages = [
-            ChatMessage::system(*persona),
-            ChatMessage::user(format!(
-                "A problem is up for contract:\n{}\n\nBid for it: how likely you are to solve it \
-                 exactly (confidence, 0 to 1).",
-                problem.question
-            )),
-        ];
-        let schema = json!({
-            "type": "object",
-            "properties": {"confidence": {"type": "number"}},
-            "required": ["confidence"],
-            "additionalProperties": false
-        });
-        let turn = model.structured(&messages, &schema)?;
-        tokens += turn.prompt_tokens + turn.completion_tokens;
-        let confidence = serde_json::from_str::<serde_json::Value>(&turn.content)
-            .ok()
-            .and_then(|v| v.get("confidence").and_then(|c| c.as_f64()))
-            .unwrap_or(0.0);
-        let bid = Bid {
-            cost: 0.0,
-            confidence,
-            load: 0,
-        };
-        let score = score(&sessions.record, KIND, &AgentId::new(*name), &bid);
-        scored.push((i, score));
-    }
-    // Best bid first.
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let call = format!(
+        "A problem is up for contract:\n{}\n\nBid for it: how likely you are to solve it \
+         exactly (confidence, 0 to 1).",
+        problem.question
+    );
+    let (scored, mut tokens) = bidding_round(sessions, &CONTRACTORS, KIND, &call)?;
     let mut answers: Vec<(usize, Answer)> = Vec::new();
-    for &(i, _) in &scored {
+    for &i in &scored {
         if tokens >= budget {
             break;
         }
@@ -279,12 +251,49 @@ fn contract_net(
 /// The kind of task the contract-net's record is kept for.
 const KIND: &str = "arithmetic";
 
-fn contractor<'s>(sessions: &'s mut Sessions<'_>, i: usize) -> &'s mut dyn ChatModel {
+/// Contractor `i`'s session: the greedy one, the second, then the sampling one.
+pub(crate) fn contractor<'s>(sessions: &'s mut Sessions<'_>, i: usize) -> &'s mut dyn ChatModel {
     match i {
         0 => &mut *sessions.greedy,
         1 => &mut *sessions.second,
         _ => &mut *sessions.sampled,
     }
+}
+
+/// A contract-net's call: each contractor (`(name, persona)`, on [`contractor`]'s session)
+/// bids its confidence in a structured turn, scored against the track record for `kind`.
+/// The contractors' indices, best score first, and the tokens the bids cost.
+pub(crate) fn bidding_round(
+    sessions: &mut Sessions<'_>,
+    contractors: &[(&str, &str)],
+    kind: &str,
+    call: &str,
+) -> Result<(Vec<usize>, usize), ReasoningError> {
+    let schema = json!({
+        "type": "object",
+        "properties": {"confidence": {"type": "number"}},
+        "required": ["confidence"],
+        "additionalProperties": false
+    });
+    let mut tokens = 0;
+    let mut scored = Vec::new();
+    for (i, (name, persona)) in contractors.iter().enumerate() {
+        let messages = [ChatMessage::system(*persona), ChatMessage::user(call)];
+        let turn = contractor(sessions, i).structured(&messages, &schema)?;
+        tokens += turn.prompt_tokens + turn.completion_tokens;
+        let confidence = serde_json::from_str::<serde_json::Value>(&turn.content)
+            .ok()
+            .and_then(|v| v.get("confidence").and_then(|c| c.as_f64()))
+            .unwrap_or(0.0);
+        let bid = Bid {
+            cost: 0.0,
+            confidence,
+            load: 0,
+        };
+        scored.push((i, score(&sessions.record, kind, &AgentId::new(*name), &bid)));
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok((scored.into_iter().map(|(i, _)| i).collect(), tokens))
 }
 
 /// One problem by `method` within `budget` tokens: the answer given and the tokens spent.
@@ -335,10 +344,31 @@ pub fn evaluate(
     budget: usize,
     on_problem: &mut dyn FnMut(usize, bool, usize),
 ) -> Result<MethodReport, ReasoningError> {
+    evaluate_with(
+        method, sessions, problems, budget, solve, is_correct, on_problem,
+    )
+}
+
+/// How a task's problem is solved: by a method, on the sessions, within a budget, with a
+/// seed; the answer and the tokens spent.
+pub(crate) type Solver<P> =
+    fn(Method, &mut Sessions<'_>, &P, usize, u64) -> Result<(String, usize), ReasoningError>;
+
+/// Runs `method` over any task's `problems`: `solve` gives an answer and the tokens spent,
+/// `judge` says whether the answer is right. The report counts both.
+pub(crate) fn evaluate_with<P>(
+    method: Method,
+    sessions: &mut Sessions<'_>,
+    problems: &[P],
+    budget: usize,
+    solve: Solver<P>,
+    judge: fn(&str, &P) -> bool,
+    on_problem: &mut dyn FnMut(usize, bool, usize),
+) -> Result<MethodReport, ReasoningError> {
     let (mut correct, mut tokens) = (0, 0);
     for (i, problem) in problems.iter().enumerate() {
         let (answer, spent) = solve(method, sessions, problem, budget, 1000 + i as u64)?;
-        let right = is_correct(&answer, problem);
+        let right = judge(&answer, problem);
         correct += usize::from(right);
         tokens += spent;
         on_problem(i, right, spent);
@@ -354,13 +384,13 @@ pub fn evaluate(
             correct as f64 / n as f64
         },
         ci95: wilson(correct, n),
-        awards: std::mem::take(&mut sessions.awards),
-        track_record: (method == Method::ContractNet).then(|| sessions.record.clone()),
         mean_tokens: if n == 0 {
             0.0
         } else {
             tokens as f64 / n as f64
         },
+        awards: std::mem::take(&mut sessions.awards),
+        track_record: (method == Method::ContractNet).then(|| sessions.record.clone()),
     })
 }
 

@@ -73,6 +73,18 @@ pub enum Status {
 }
 
 impl CrewRun {
+    /// A fresh run id: `crew-MILLIS-PID-N`, unique in this process (N counts its runs) and
+    /// between processes (the pid), and sortable by start.
+    pub fn fresh_id() -> String {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("crew-{millis}-{}-{n}", std::process::id())
+    }
+
     pub fn new(id: impl Into<String>, spec: CrewSpec, goal: impl Into<String>) -> Self {
         Self {
             id: id.into(),
