@@ -55,7 +55,7 @@ pub use error::Error;
 pub use mcp::{McpClient, McpServer, McpServerConfig, McpTool};
 pub use model::{
     read_turn, structured_request, turn_params, turn_request, CallMode, ChatModel, Completed,
-    Completer, EngineChat, ModelTurn,
+    Completer, EngineChat, ModelTurn, ScheduledChat,
 };
 pub use plan::{plan_loop, run_plan};
 pub use react::{react, react_loop, run_react};

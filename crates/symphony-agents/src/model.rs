@@ -1,10 +1,12 @@
 //! The model side of an agent: one assistant turn at a time.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use symphony_engine::tools::parse_tool_calls;
 use symphony_engine::{
     chat_prompt_with_tools, tool_grammar, Constraint, GenerationParams, Grammar, GrammarCompiler,
-    SamplingParams, Session, ToolChoice,
+    Request, SamplingParams, Scheduler, Session, ToolChoice,
 };
 use symphony_models::{Model, TokenId};
 use symphony_types::{ChatMessage, ToolSpec};
@@ -150,6 +152,77 @@ impl Completer for EngineChat<'_> {
             text: g.text,
             prompt_tokens: g.prompt_tokens,
             completion_tokens: g.tokens.len(),
+        })
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.params.sampling.seed = seed;
+    }
+}
+
+/// A chat whose turns queue on a model's [`Scheduler`] with every other request for it, so
+/// that many chats on one model (a team's members, problems solved side by side) decode in
+/// shared batched steps, and prompts they share come from the scheduler's prefix cache.
+/// Clones queue on the same scheduler.
+#[derive(Clone)]
+pub struct ScheduledChat {
+    scheduler: Scheduler,
+    compiler: Arc<GrammarCompiler>,
+    params: GenerationParams,
+}
+
+impl ScheduledChat {
+    /// Greedy by default, like [`EngineChat`]. `compiler` is the model's, built once and
+    /// shared: compiling its vocabulary is the slow part.
+    pub fn new(scheduler: Scheduler, compiler: Arc<GrammarCompiler>) -> Self {
+        Self {
+            scheduler,
+            compiler,
+            params: turn_params(),
+        }
+    }
+
+    pub fn with_sampling(mut self, sampling: SamplingParams) -> Self {
+        self.params.sampling = sampling;
+        self
+    }
+
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.params.max_tokens = max_tokens;
+        self
+    }
+}
+
+impl Completer for ScheduledChat {
+    fn model(&self) -> &Model {
+        self.scheduler.model()
+    }
+
+    fn grammars(&self) -> &GrammarCompiler {
+        &self.compiler
+    }
+
+    fn complete(
+        &mut self,
+        prompt: Vec<TokenId>,
+        constraint: Option<Constraint>,
+    ) -> Result<Completed, crate::Error> {
+        let params = GenerationParams {
+            constraint,
+            ..self.params.clone()
+        };
+        let prompt_len = prompt.len();
+        let out = self.scheduler.generate(Request::new(prompt, params))?;
+        let (prompt_tokens, completion_tokens) = out
+            .completion
+            .as_ref()
+            .map_or((prompt_len, out.tokens.len()), |c| {
+                (c.prompt_tokens, c.completion_tokens)
+            });
+        Ok(Completed {
+            text: out.text,
+            prompt_tokens,
+            completion_tokens,
         })
     }
 

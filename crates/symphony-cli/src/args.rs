@@ -712,6 +712,10 @@ pub(crate) struct TeamBenchArgs {
         default_value = "single,self-consistency,debate,contract-net"
     )]
     pub(crate) methods: Vec<String>,
+    /// Problems solved at once, their turns decoded together in batched steps. Each problem
+    /// keeps its seed; the contract-net's awards come in the order problems finish.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) parallel: usize,
     /// Print one JSON object for scripts.
     #[arg(long)]
     pub(crate) json: bool,

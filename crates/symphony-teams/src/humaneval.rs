@@ -258,11 +258,13 @@ pub fn solve(
                 let (name, persona) = PERSONAS[i];
                 let (code, spent) = write(contractor(sessions, i), persona, problem, None)?;
                 tokens += spent;
-                if first.is_none() {
-                    sessions.awards.push(name.to_string());
-                }
                 let passed = passes_examples(problem, &code);
-                sessions.record.record(&AgentId::new(name), KIND, passed);
+                let mut conductor = sessions.conductor();
+                if first.is_none() {
+                    conductor.awards.push(name.to_string());
+                }
+                conductor.record.record(&AgentId::new(name), KIND, passed);
+                drop(conductor);
                 if passed {
                     return Ok((code, tokens));
                 }
@@ -289,17 +291,18 @@ fn majority(samples: &[(String, Option<String>)]) -> Option<(String, usize)> {
     best
 }
 
-/// Runs `method` over `problems`, calling `on_problem(index, passed, tokens)` after each.
+/// Runs `method` over `problems`, calling `on_problem(index, passed, tokens)` after each;
+/// one worker per [`Sessions`] in `workers` (see [`crate::versus::evaluate`]).
 pub fn evaluate(
     method: Method,
-    sessions: &mut Sessions<'_>,
+    workers: &mut [Sessions<'_>],
     problems: &[CodeProblem],
     budget: usize,
     on_problem: &mut dyn FnMut(usize, bool, usize),
 ) -> Result<MethodReport, ReasoningError> {
     evaluate_with(
         method,
-        sessions,
+        workers,
         problems,
         budget,
         solve,

@@ -3,6 +3,9 @@
 //! method held to the same token budget per problem; accuracy with a 95 % Wilson interval
 //! and the tokens each method spent.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, MutexGuard};
+
 use serde::Serialize;
 use serde_json::json;
 use symphony_agents::ChatModel;
@@ -116,7 +119,7 @@ pub enum Method {
     Debate,
     /// Three contractors bid for each problem; the best bid (weighed by the track record)
     /// answers, the second best checks it by solving it too, the third breaks a tie. The
-    /// record learns who agrees with the answer the team settles on.
+    /// record learns who agrees with the majority (and nothing when no two agree).
     ContractNet,
 }
 
@@ -164,15 +167,28 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 
 /// The sessions a method runs on: a greedy one (single, first debater), a sampling one
 /// (self-consistency), and a second greedy one (the other debater); the contract-net's
-/// three contractors use all three. `record` is the contract-net's track record, kept
-/// from problem to problem.
+/// three contractors use all three. Problems solved side by side each have their own
+/// sessions and share one [`Conductor`].
 pub struct Sessions<'a> {
-    pub greedy: &'a mut dyn ChatModel,
-    pub sampled: &'a mut dyn ChatModel,
-    pub second: &'a mut dyn ChatModel,
+    pub greedy: &'a mut (dyn ChatModel + Send),
+    pub sampled: &'a mut (dyn ChatModel + Send),
+    pub second: &'a mut (dyn ChatModel + Send),
+    pub conductor: &'a Mutex<Conductor>,
+}
+
+/// What the contract-net's conductor keeps from problem to problem: the track record it
+/// awards by, and who was awarded each problem so far (in the order awarded).
+#[derive(Clone, Debug, Default)]
+pub struct Conductor {
     pub record: TrackRecord,
-    /// Contract-net: who was awarded each problem so far.
     pub awards: Vec<String>,
+}
+
+impl Sessions<'_> {
+    pub(crate) fn conductor(&self) -> MutexGuard<'_, Conductor> {
+        // A worker that panicked left nothing half-written: every update is one call.
+        self.conductor.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The contract-net's contractors: name and persona (the third samples).
@@ -227,23 +243,29 @@ fn contract_net(
     let Some(winner) = answers.first() else {
         return Ok((String::new(), tokens));
     };
-    sessions.awards.push(CONTRACTORS[winner.0].0.to_string());
+    let mut conductor = sessions.conductor();
+    conductor.awards.push(CONTRACTORS[winner.0].0.to_string());
     // Settled by a majority when there is one, else the best bidder's answer.
-    let settled = answers
+    let majority = answers
         .iter()
         .map(|(_, a)| a.key())
-        .find(|k| answers.iter().filter(|(_, a)| a.key() == *k).count() >= 2)
-        .unwrap_or_else(|| winner.1.key());
+        .find(|k| answers.iter().filter(|(_, a)| a.key() == *k).count() >= 2);
+    let settled = majority.clone().unwrap_or_else(|| winner.1.key());
     let final_answer = answers
         .iter()
         .find(|(_, a)| a.key() == settled)
         .map(|(_, a)| a.answer.clone())
         .unwrap_or_default();
-    for (i, answer) in &answers {
-        let agreed = answers.len() > 1 && answer.key() == settled;
-        sessions
-            .record
-            .record(&AgentId::new(CONTRACTORS[*i].0), KIND, agreed);
+    // Only agreement is evidence: with no two answers alike (or a lone answer, the budget
+    // spent) nobody's record moves. Crediting the winner's lone answer taught the record
+    // that confident bidders were right when nobody had checked them.
+    if let Some(majority) = &majority {
+        for (i, answer) in &answers {
+            let agreed = answer.key() == *majority;
+            conductor
+                .record
+                .record(&AgentId::new(CONTRACTORS[*i].0), KIND, agreed);
+        }
     }
     Ok((final_answer, tokens))
 }
@@ -290,7 +312,13 @@ pub(crate) fn bidding_round(
             confidence,
             load: 0,
         };
-        scored.push((i, score(&sessions.record, kind, &AgentId::new(*name), &bid)));
+        let score = score(
+            &sessions.conductor().record,
+            kind,
+            &AgentId::new(*name),
+            &bid,
+        );
+        scored.push((i, score));
     }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok((scored.into_iter().map(|(i, _)| i).collect(), tokens))
@@ -336,16 +364,17 @@ pub fn solve(
     }
 }
 
-/// Runs `method` over `problems`, calling `on_problem(index, correct, tokens)` after each.
+/// Runs `method` over `problems`, calling `on_problem(index, correct, tokens)` after each;
+/// one worker per [`Sessions`] in `workers`, each taking the next problem left.
 pub fn evaluate(
     method: Method,
-    sessions: &mut Sessions<'_>,
+    workers: &mut [Sessions<'_>],
     problems: &[Problem],
     budget: usize,
     on_problem: &mut dyn FnMut(usize, bool, usize),
 ) -> Result<MethodReport, ReasoningError> {
     evaluate_with(
-        method, sessions, problems, budget, solve, is_correct, on_problem,
+        method, workers, problems, budget, solve, is_correct, on_problem,
     )
 }
 
@@ -356,24 +385,64 @@ pub(crate) type Solver<P> =
 
 /// Runs `method` over any task's `problems`: `solve` gives an answer and the tokens spent,
 /// `judge` says whether the answer is right. The report counts both.
-pub(crate) fn evaluate_with<P>(
+///
+/// One thread per worker, each on its own sessions, takes the next problem left, so that as
+/// many problems are in flight as there are workers (on a shared scheduler their turns
+/// decode in the same batched steps). Problem `i` is solved with seed `1000 + i` whichever
+/// worker takes it; `on_problem` runs on the calling thread, in the order problems finish.
+/// The first error stops the workers and is returned.
+pub(crate) fn evaluate_with<P: Sync>(
     method: Method,
-    sessions: &mut Sessions<'_>,
+    workers: &mut [Sessions<'_>],
     problems: &[P],
     budget: usize,
     solve: Solver<P>,
     judge: fn(&str, &P) -> bool,
     on_problem: &mut dyn FnMut(usize, bool, usize),
 ) -> Result<MethodReport, ReasoningError> {
-    let (mut correct, mut tokens) = (0, 0);
-    for (i, problem) in problems.iter().enumerate() {
-        let (answer, spent) = solve(method, sessions, problem, budget, 1000 + i as u64)?;
-        let right = judge(&answer, problem);
-        correct += usize::from(right);
-        tokens += spent;
-        on_problem(i, right, spent);
+    let next = AtomicUsize::new(0);
+    let (mut correct, mut tokens, mut failure) = (0, 0, None);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        for sessions in workers.iter_mut() {
+            let (tx, next) = (tx.clone(), &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(problem) = problems.get(i) else {
+                    break;
+                };
+                let outcome = solve(method, sessions, problem, budget, 1000 + i as u64)
+                    .map(|(answer, spent)| (judge(&answer, problem), spent));
+                let failed = outcome.is_err();
+                if tx.send((i, outcome)).is_err() || failed {
+                    next.store(problems.len(), Ordering::Relaxed);
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (i, outcome) in rx {
+            match outcome {
+                Ok((right, spent)) => {
+                    correct += usize::from(right);
+                    tokens += spent;
+                    on_problem(i, right, spent);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
     let n = problems.len();
+    let conductor = workers.first().map(|w| {
+        let mut c = w.conductor();
+        (std::mem::take(&mut c.awards), c.record.clone())
+    });
+    let (awards, record) = conductor.unwrap_or_default();
     Ok(MethodReport {
         method,
         problems: n,
@@ -389,8 +458,8 @@ pub(crate) fn evaluate_with<P>(
         } else {
             tokens as f64 / n as f64
         },
-        awards: std::mem::take(&mut sessions.awards),
-        track_record: (method == Method::ContractNet).then(|| sessions.record.clone()),
+        awards,
+        track_record: (method == Method::ContractNet).then_some(record),
     })
 }
 
@@ -471,18 +540,18 @@ mod tests {
             confidence: 0.4,
             answer: "4",
         };
+        let conductor = Mutex::default();
         let mut sessions = Sessions {
             greedy: &mut checker,
             second: &mut teacher,
             sampled: &mut quick,
-            record: TrackRecord::default(),
-            awards: Vec::new(),
+            conductor: &conductor,
         };
         let (answer, tokens) =
             solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
         assert_eq!(answer, "4", "the tie-break settles it");
         assert_eq!(tokens, 6 * 20, "three bids and three answers");
-        let of = |name: &str| sessions.record.of(&AgentId::new(name), KIND);
+        let of = |name: &str| sessions.conductor().record.of(&AgentId::new(name), KIND);
         assert_eq!(
             (of("checker"), of("teacher"), of("quick")),
             ((0, 1), (1, 0), (1, 0))
@@ -497,8 +566,115 @@ mod tests {
             solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
         assert_eq!(answer, "4");
         assert_eq!(tokens, 5 * 20, "three bids and two answers");
-        assert_eq!(sessions.awards.first().unwrap(), "checker");
-        assert_eq!(sessions.awards.last().unwrap(), "teacher");
+        let awards = sessions.conductor().awards.clone();
+        assert_eq!(awards.first().unwrap(), "checker");
+        assert_eq!(awards.last().unwrap(), "teacher");
+    }
+
+    #[test]
+    fn a_contract_net_without_a_majority_credits_nobody() {
+        let problem = Problem {
+            question: "2 + 2?".into(),
+            answer: 4,
+        };
+        let (mut a, mut b, mut c) = (
+            Contractor {
+                confidence: 0.9,
+                answer: "5",
+            },
+            Contractor {
+                confidence: 0.5,
+                answer: "4",
+            },
+            Contractor {
+                confidence: 0.4,
+                answer: "3",
+            },
+        );
+        let conductor = Mutex::default();
+        let mut sessions = Sessions {
+            greedy: &mut a,
+            second: &mut b,
+            sampled: &mut c,
+            conductor: &conductor,
+        };
+        let (answer, _) = solve(Method::ContractNet, &mut sessions, &problem, 4000, 1).unwrap();
+        assert_eq!(answer, "5", "the best bid's answer stands");
+        let record = &sessions.conductor().record;
+        for name in ["checker", "teacher", "quick"] {
+            assert_eq!(record.of(&AgentId::new(name), KIND), (0, 0), "{name}");
+        }
+    }
+
+    /// A model that fails every turn (a test double).
+    struct Broken;
+
+    impl ChatModel for Broken {
+        fn turn(
+            &mut self,
+            _: &[ChatMessage],
+            _: &[symphony_types::ToolSpec],
+            _: symphony_agents::CallMode,
+        ) -> Result<symphony_agents::ModelTurn, symphony_agents::Error> {
+            Err(symphony_agents::Error::Model("gone".into()))
+        }
+
+        fn structured(
+            &mut self,
+            _: &[ChatMessage],
+            _: &serde_json::Value,
+        ) -> Result<symphony_agents::ModelTurn, symphony_agents::Error> {
+            Err(symphony_agents::Error::Model("gone".into()))
+        }
+    }
+
+    #[test]
+    fn workers_side_by_side_solve_each_problem_once_and_stop_at_an_error() {
+        let set: Vec<Problem> = (0..10)
+            .map(|i| Problem {
+                question: format!("problem {i}"),
+                answer: if i % 2 == 0 { 4 } else { 5 },
+            })
+            .collect();
+        let four = || Contractor {
+            confidence: 0.5,
+            answer: "4",
+        };
+        let mut models = [four(), four(), four(), four(), four(), four()];
+        let conductor = Mutex::default();
+        let mut workers: Vec<Sessions> = models
+            .chunks_mut(3)
+            .map(|c| {
+                let [greedy, sampled, second] = c else {
+                    unreachable!()
+                };
+                Sessions {
+                    greedy,
+                    sampled,
+                    second,
+                    conductor: &conductor,
+                }
+            })
+            .collect();
+        let mut seen = Vec::new();
+        let report = evaluate(Method::Single, &mut workers, &set, 4000, &mut |i, _, _| {
+            seen.push(i)
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!((report.correct, report.problems), (5, 10));
+        assert_eq!(report.mean_tokens, 20.0);
+
+        let (mut a, mut b, mut c) = (Broken, Broken, Broken);
+        let mut broken = [Sessions {
+            greedy: &mut a,
+            sampled: &mut b,
+            second: &mut c,
+            conductor: &conductor,
+        }];
+        let failed = evaluate(Method::Single, &mut broken, &set, 4000, &mut |_, _, _| {});
+        assert!(failed.is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `symphony perplexity` and `symphony bench`: a model's quality and speed, measured as
 //! llama.cpp measures them so the figures compare.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use symphony_engine::bench::{self, BenchConfig};
@@ -196,25 +198,33 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let model = open_model(&args.model, None, &args.load)?;
+    let model = Arc::new(open_model(&args.model, None, &args.load)?);
     // A function takes more room than a word problem's answer.
     let max_tokens = if args.task == "humaneval" { 512 } else { 320 };
-    let mut greedy = symphony_agents::EngineChat::new(&model)?.with_max_tokens(max_tokens);
-    let mut second = symphony_agents::EngineChat::new(&model)?.with_max_tokens(max_tokens);
-    let sampling = symphony_engine::SamplingParams {
-        temperature: 0.7,
-        ..Default::default()
-    };
-    let mut sampled = symphony_agents::EngineChat::new(&model)?
-        .with_max_tokens(max_tokens)
-        .with_sampling(sampling);
-    let mut sessions = Sessions {
-        greedy: &mut greedy,
-        sampled: &mut sampled,
-        second: &mut second,
-        record: Default::default(),
-        awards: Vec::new(),
-    };
+    // Every worker's turns queue on one scheduler: `--parallel` problems decode together.
+    let scheduler = symphony_engine::Scheduler::spawn(model.clone(), Default::default())?;
+    let compiler = Arc::new(symphony_engine::GrammarCompiler::new(&model.tokenizer)?);
+    let greedy =
+        symphony_agents::ScheduledChat::new(scheduler, compiler).with_max_tokens(max_tokens);
+    let sampled = greedy
+        .clone()
+        .with_sampling(symphony_engine::SamplingParams {
+            temperature: 0.7,
+            ..Default::default()
+        });
+    let mut chats: Vec<[symphony_agents::ScheduledChat; 3]> = (0..args.parallel.max(1))
+        .map(|_| [greedy.clone(), sampled.clone(), greedy.clone()])
+        .collect();
+    let conductor = std::sync::Mutex::default();
+    let mut workers: Vec<Sessions> = chats
+        .iter_mut()
+        .map(|[greedy, sampled, second]| Sessions {
+            greedy,
+            sampled,
+            second,
+            conductor: &conductor,
+        })
+        .collect();
     let code_problems = match args.task.as_str() {
         "arithmetic" => None,
         "humaneval" => {
@@ -246,12 +256,12 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
         let report = match &code_problems {
             Some(code) => symphony_teams::humaneval::evaluate(
                 method,
-                &mut sessions,
+                &mut workers,
                 code,
                 args.budget,
                 &mut tick,
             )?,
-            None => evaluate(method, &mut sessions, &set, args.budget, &mut tick)?,
+            None => evaluate(method, &mut workers, &set, args.budget, &mut tick)?,
         };
         bar.finish_and_clear();
         reports.push(report);
@@ -263,6 +273,7 @@ fn bench_team(args: TeamBenchArgs) -> Result<()> {
             "problems": count,
             "seed": args.seed,
             "budget_tokens": args.budget,
+            "parallel": args.parallel,
             "methods": reports,
         });
         println!("{out}");
