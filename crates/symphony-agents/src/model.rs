@@ -65,9 +65,20 @@ pub trait ChatModel {
         None
     }
 
+    /// The sampling the next turns use, where it can be changed from here (`None`: the
+    /// decoding is decided elsewhere, as for a remote agent). A retry of failed work raises
+    /// the temperature so that it is not given the same greedy answer again.
+    fn sampling_mut(&mut self) -> Option<&mut SamplingParams> {
+        None
+    }
+
     /// Makes the next turns draw with `seed`, so that repeated samples of one question
     /// differ (self-consistency); a model that decodes greedily has nothing to change.
-    fn reseed(&mut self, _seed: u64) {}
+    fn reseed(&mut self, seed: u64) {
+        if let Some(sampling) = self.sampling_mut() {
+            sampling.seed = seed;
+        }
+    }
 }
 
 /// A model run in-process by the engine, with calls in the model's own format held to the
@@ -125,8 +136,10 @@ pub trait Completer {
         constraint: Option<Constraint>,
     ) -> Result<Completed, crate::Error>;
 
-    /// See [`ChatModel::reseed`].
-    fn reseed(&mut self, _seed: u64) {}
+    /// See [`ChatModel::sampling_mut`].
+    fn sampling_mut(&mut self) -> Option<&mut SamplingParams> {
+        None
+    }
 }
 
 impl Completer for EngineChat<'_> {
@@ -155,8 +168,8 @@ impl Completer for EngineChat<'_> {
         })
     }
 
-    fn reseed(&mut self, seed: u64) {
-        self.params.sampling.seed = seed;
+    fn sampling_mut(&mut self) -> Option<&mut SamplingParams> {
+        Some(&mut self.params.sampling)
     }
 }
 
@@ -226,8 +239,8 @@ impl Completer for ScheduledChat {
         })
     }
 
-    fn reseed(&mut self, seed: u64) {
-        self.params.sampling.seed = seed;
+    fn sampling_mut(&mut self) -> Option<&mut SamplingParams> {
+        Some(&mut self.params.sampling)
     }
 }
 
@@ -281,8 +294,8 @@ impl<C: Completer> ChatModel for C {
         Some(self.model().context_length())
     }
 
-    fn reseed(&mut self, seed: u64) {
-        Completer::reseed(self, seed)
+    fn sampling_mut(&mut self) -> Option<&mut SamplingParams> {
+        Completer::sampling_mut(self)
     }
 }
 

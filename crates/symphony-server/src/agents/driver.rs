@@ -213,4 +213,8 @@ impl Completer for SchedulerChat {
             completion_tokens,
         })
     }
+
+    fn sampling_mut(&mut self) -> Option<&mut symphony_engine::SamplingParams> {
+        Some(&mut self.params.sampling)
+    }
 }

@@ -23,11 +23,40 @@ const TOKENS_PER_COST: f64 = 10_000.0;
 /// Tries an agent gets at a task whose result fails its check.
 pub const MAX_TRIES: usize = 3;
 
+/// The temperature a retry samples at: decoded greedily again, a model told what failed
+/// often wrote the same program token for token.
+const RETRY_TEMPERATURE: f32 = 0.7;
+
 /// `agent` does `task` for `asker` (whose request has been sent), answering with an
 /// `inform` or a `failure`; a result that fails the task's check is `disconfirm`ed with
 /// what went wrong and asked for again, up to [`MAX_TRIES`] times in all.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attempt(
+    run: &mut CrewRun,
+    members: &mut Members<'_>,
+    asker: &str,
+    agent: &str,
+    task: &CrewTask,
+    prompt: &str,
+    budget: &Budget,
+    on_message: &mut dyn FnMut(&Message),
+) -> Result<String, String> {
+    let decoding = members
+        .chat(agent)
+        .and_then(|chat| chat.sampling_mut().map(|s| s.clone()));
+    let result = attempt_tries(run, members, asker, agent, task, prompt, budget, on_message);
+    // Retries sampled; the agent's next task decodes as it did before.
+    if let (Some(decoding), Some(chat)) = (decoding, members.chat(agent)) {
+        if let Some(sampling) = chat.sampling_mut() {
+            *sampling = decoding;
+        }
+    }
+    result
+}
+
+/// [`attempt`]'s tries.
+#[allow(clippy::too_many_arguments)]
+fn attempt_tries(
     run: &mut CrewRun,
     members: &mut Members<'_>,
     asker: &str,
@@ -84,6 +113,11 @@ pub(super) fn attempt(
             ));
         }
         prompt = retry_prompt(&prompt, &code, &report);
+        if let Some(sampling) = members.chat(agent).and_then(|chat| chat.sampling_mut()) {
+            sampling.temperature = sampling.temperature.max(RETRY_TEMPERATURE);
+            // Seeded by the try: a resumed run draws the same retry again.
+            sampling.seed = tries as u64;
+        }
         let again = message(run, Performative::Request, asker, agent, &prompt).reply_with(format!(
             "{}#try{}",
             task.id,

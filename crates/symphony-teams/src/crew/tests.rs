@@ -6,16 +6,33 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use symphony_agents::{CallMode, ChatModel, ModelTurn, ToolRegistry};
+use symphony_engine::SamplingParams;
 use symphony_types::{ChatMessage, ToolSpec};
 
 use super::*;
 use crate::acl::{Message, Performative};
 
-/// Answers every turn with `reply(prompt)`, costing 10 + 5 tokens; logs the prompts.
+/// Answers every turn with `reply(prompt)`, costing 10 + 5 tokens; logs the prompts and
+/// the temperature each was answered at.
 struct Scripted {
     name: &'static str,
-    log: Arc<Mutex<Vec<(String, String)>>>,
+    log: Log,
     reply: fn(&str) -> String,
+    sampling: SamplingParams,
+}
+
+/// Who was asked what, at which temperature.
+type Log = Arc<Mutex<Vec<(String, String, f32)>>>;
+
+impl Scripted {
+    fn new(name: &'static str, log: &Log, reply: fn(&str) -> String) -> Self {
+        Self {
+            name,
+            log: Arc::clone(log),
+            reply,
+            sampling: SamplingParams::greedy(),
+        }
+    }
 }
 
 impl ChatModel for Scripted {
@@ -26,10 +43,11 @@ impl ChatModel for Scripted {
         _: CallMode,
     ) -> Result<ModelTurn, symphony_agents::Error> {
         let prompt = messages.last().unwrap().content.clone();
-        self.log
-            .lock()
-            .unwrap()
-            .push((self.name.to_string(), prompt.clone()));
+        self.log.lock().unwrap().push((
+            self.name.to_string(),
+            prompt.clone(),
+            self.sampling.temperature,
+        ));
         Ok(ModelTurn {
             content: (self.reply)(&prompt),
             calls: Vec::new(),
@@ -44,6 +62,10 @@ impl ChatModel for Scripted {
         _: &Value,
     ) -> Result<ModelTurn, symphony_agents::Error> {
         self.turn(messages, &[], CallMode::Answer)
+    }
+
+    fn sampling_mut(&mut self) -> Option<&mut SamplingParams> {
+        Some(&mut self.sampling)
     }
 }
 
@@ -60,7 +82,7 @@ tasks:
   - {id: fix, agent: scribe, description: "fix it", depends_on: [write], when: {task: write, contains: TODO}}
 "#;
 
-fn members(log: &Arc<Mutex<Vec<(String, String)>>>) -> Members<'static> {
+fn members(log: &Log) -> Members<'static> {
     let mut members = Members::new();
     for (name, reply) in [
         (
@@ -70,11 +92,7 @@ fn members(log: &Arc<Mutex<Vec<(String, String)>>>) -> Members<'static> {
         ("scribe", |_| "final text".to_string()),
         ("conductor", |_| r#"{"agent": "scribe"}"#.to_string()),
     ] {
-        let chat = Scripted {
-            name,
-            log: Arc::clone(log),
-            reply,
-        };
+        let chat = Scripted::new(name, log, reply);
         members.add(name, Box::new(chat), ToolRegistry::new());
     }
     members
@@ -240,7 +258,7 @@ fn careful(prompt: &str) -> String {
     }
 }
 
-fn contract_members(record: TrackRecordOf) -> Members<'static> {
+fn contract_members(record: TrackRecordOf) -> (Members<'static>, Log) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut members = Members::new();
     for (name, reply) in [
@@ -248,15 +266,11 @@ fn contract_members(record: TrackRecordOf) -> Members<'static> {
         ("sloppy", sloppy),
         ("careful", careful),
     ] {
-        let chat = Scripted {
-            name,
-            log: Arc::clone(&log),
-            reply,
-        };
+        let chat = Scripted::new(name, &log, reply);
         members.add(name, Box::new(chat), ToolRegistry::new());
     }
     members.record = record;
-    members
+    (members, log)
 }
 
 type TrackRecordOf = crate::delegation::TrackRecord;
@@ -265,7 +279,7 @@ type TrackRecordOf = crate::delegation::TrackRecord;
 fn a_contract_goes_to_the_next_bidder_when_the_winner_fails_its_check() {
     let spec = CrewSpec::from_yaml(CONTRACT).unwrap();
     let mut crew = CrewRun::new("c1", spec, "an adder");
-    let mut members = contract_members(TrackRecordOf::default());
+    let (mut members, log) = contract_members(TrackRecordOf::default());
     let mut sent = Vec::new();
     run_crew(&mut crew, &mut members, &mut |_| Ok(()), &mut |m| {
         sent.push(m.clone())
@@ -320,6 +334,22 @@ fn a_contract_goes_to_the_next_bidder_when_the_winner_fails_its_check() {
     );
     assert!(crew.result.as_deref().unwrap().contains("return a + b"));
     assert!(matches!(&crew.results["code"], TaskResult::Done { agent, .. } if agent == "careful"));
+    // Retries are sampled (greedy again, a model repeats its program), and the agent's
+    // decoding is greedy again afterwards.
+    let temperatures = |name: &str| -> Vec<f32> {
+        let log = log.lock().unwrap();
+        log.iter()
+            .filter(|(who, prompt, _)| who == name && !prompt.contains("Bid for it"))
+            .map(|(_, _, t)| *t)
+            .collect()
+    };
+    assert_eq!(temperatures("sloppy"), [0.0, 0.7, 0.7]);
+    assert_eq!(temperatures("careful"), [0.0]);
+    let sloppy = members.chat("sloppy").unwrap().sampling_mut().unwrap();
+    assert_eq!(
+        (sloppy.temperature, sloppy.seed),
+        (0.0, SamplingParams::greedy().seed)
+    );
     // The record learnt both outcomes.
     assert_eq!(members.record.of(&"sloppy".into(), "code"), (0, 1));
     assert_eq!(members.record.of(&"careful".into(), "code"), (1, 0));
@@ -336,7 +366,7 @@ fn the_coordinator_sends_work_to_whoever_delivers() {
     }
     let spec = CrewSpec::from_yaml(CONTRACT).unwrap();
     let mut crew = CrewRun::new("c2", spec, "an adder");
-    let mut members = contract_members(record);
+    let (mut members, _) = contract_members(record);
     let mut sent = Vec::new();
     run_crew(&mut crew, &mut members, &mut |_| Ok(()), &mut |m| {
         sent.push(m.clone())
