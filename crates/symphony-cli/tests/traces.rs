@@ -55,7 +55,9 @@ impl Receiver {
 
     /// Waits until `done` holds for the spans received so far; returns them.
     fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A liveness bound, not a speed target: an agent run on a loaded 2-core machine
+        // took 25 s to reach its tool call, and 30 s once was not enough.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let spans = self.spans.lock().unwrap().clone();
             if done(&spans) {
