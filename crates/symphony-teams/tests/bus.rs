@@ -237,7 +237,15 @@ async fn malformed_messages_over_nats_are_answered_not_understood() {
     let fine = Message::new(Performative::Inform, "sloppy")
         .to("careful")
         .content("ok");
-    raw.flush().await.unwrap();
+    // A round trip through the server on the raw connection: once its own message comes
+    // back, the server has routed everything published before it. (A flush only empties
+    // the client's buffer; without this, `fine`, sent on another connection, could reach
+    // the agent first and leave a malformed message unread.)
+    let mut echo = raw.subscribe("test.echo").await.unwrap();
+    raw.publish("test.echo", "".into()).await.unwrap();
+    tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut echo))
+        .await
+        .unwrap();
     sender.send(&fine).await.unwrap();
 
     // Only the well-formed message reaches the agent; its loop answers the others.
